@@ -1,0 +1,339 @@
+//! The signaling protocol: JSON text frames over one WebSocket per client at `/v1/signal`.
+//!
+//! The client sends [`ClientMessage`]s, each with an `id` it chooses; the server answers
+//! every one with exactly one [`ServerMessage::Response`] carrying the same `id`, and
+//! pushes [`ServerMessage::Event`]s as things happen. The first request must be
+//! [`Request::Join`]. Events carry `seq`, increasing by one per event for this
+//! participant; a client that loses its connection sends the last `seq` it saw when it
+//! resumes, and the server replays what it missed, so no event is lost or repeated.
+
+use serde::{Deserialize, Serialize};
+
+use crate::room::RoomInfo;
+use crate::{ErrorBody, Identity, ParticipantId, RoomId, UnixMillis};
+
+/// A frame from client to server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientMessage {
+    /// Chosen by the client; echoed in the response.
+    pub id: u64,
+    pub request: Request,
+}
+
+/// What a client asks of the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Enter the room (or resume a dropped connection). Must come first. Answered with
+    /// [`Reply::Joined`] or [`Reply::Resumed`].
+    Join(JoinRequest),
+    /// Leave the room for good. Answered with [`Reply::Ok`]; the server then closes.
+    Leave,
+    /// Send a text message to everyone (`to` absent) or to the listed participants.
+    /// Needs the `data` grant. Answered with [`Reply::MessageSent`].
+    SendMessage {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<Vec<ParticipantId>>,
+    },
+    /// Remove a participant from the session. Needs moderator rights.
+    Kick { participant_id: ParticipantId },
+    /// Replace the join token before it expires (same room and identity).
+    /// Answered with [`Reply::TokenUpdated`].
+    UpdateToken { token: String },
+    /// Application-level keepalive for clients that cannot see WebSocket pings.
+    Ping,
+}
+
+/// The body of [`Request::Join`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    pub token: String,
+    /// The room the client means to join. When present it must match the token's room,
+    /// otherwise the join is refused with `room_mismatch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<RoomId>,
+    /// [`crate::PROTOCOL_VERSION`] of the client.
+    #[serde(default = "default_protocol")]
+    pub protocol: u32,
+    /// Overrides the display name in the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// App-defined metadata shown to the others as [`ParticipantInfo::context`].
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub context: serde_json::Value,
+    /// Present to come back as the same participant after a dropped connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Resume>,
+}
+
+fn default_protocol() -> u32 {
+    crate::PROTOCOL_VERSION
+}
+
+/// Resume a participant whose connection dropped less than the grace period ago.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resume {
+    pub participant_id: ParticipantId,
+    /// From [`JoinSnapshot::resume_token`].
+    pub resume_token: String,
+    /// The `seq` of the last event the client received (0 if none).
+    pub last_seq: u64,
+}
+
+/// A frame from server to client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The answer to the request with the same `id`. `id` is null when the request could
+    /// not be read far enough to find its id (malformed JSON, oversized frame).
+    Response {
+        id: Option<u64>,
+        #[serde(flatten)]
+        outcome: Outcome,
+    },
+    /// Something happened. `seq` increases by one per event for this participant.
+    Event {
+        seq: u64,
+        #[serde(flatten)]
+        event: Event,
+    },
+}
+
+/// Either `"result": {...}` or `"error": {...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Result(Reply),
+    Error(ErrorBody),
+}
+
+/// Successful answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    /// A fresh join: the whole room state as of now.
+    Joined(Box<JoinSnapshot>),
+    /// A resume: the `replayed` missed events follow this response, in order.
+    Resumed { participant_id: ParticipantId, replayed: u64 },
+    MessageSent { message_id: String },
+    TokenUpdated { expires_at: UnixMillis },
+    Pong,
+    Ok,
+}
+
+/// The room state handed to a participant when it joins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinSnapshot {
+    pub room: RoomInfo,
+    /// You.
+    pub participant: ParticipantInfo,
+    /// Everyone else, in join order.
+    pub participants: Vec<ParticipantInfo>,
+    /// Keep it secret; it lets this participant resume after a dropped connection.
+    pub resume_token: String,
+    /// When the join token expires; send `update_token` before then.
+    pub token_expires_at: UnixMillis,
+    pub ice_servers: Vec<IceServer>,
+    pub limits: SignalLimits,
+}
+
+/// The server's limits and timers, so that clients can stay within them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalLimits {
+    /// Larger frames are refused with `too_large`.
+    pub max_message_bytes: u32,
+    /// Sustained request rate allowed per connection; bursts up to `burst`.
+    pub requests_per_second: u32,
+    pub burst: u32,
+    /// The server pings this often; a connection silent for three intervals is dropped.
+    pub ping_interval_ms: u64,
+    /// How long after a dropped connection the participant can still resume.
+    pub resume_grace_ms: u64,
+}
+
+/// A STUN/TURN server for the media connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// A participant's role in the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Member,
+    Manager,
+    Guest,
+}
+
+/// A participant as others see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    pub id: ParticipantId,
+    pub identity: Identity,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub context: serde_json::Value,
+    pub role: Role,
+    /// Whether it can be sent messages (it holds the `data` grant).
+    pub can_receive_messages: bool,
+    pub joined_at: UnixMillis,
+}
+
+/// Why a participant is leaving, as the others are told. Absent for a plain leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// A moderator removed it.
+    Kicked,
+    /// Its connection dropped and it did not resume within the grace period.
+    ConnectionLost,
+    /// Its join token expired without being renewed.
+    TokenExpired,
+    /// The same identity joined again from elsewhere.
+    Replaced,
+    /// A moderator ended the session for everyone, or the room was deleted.
+    SessionEnded,
+}
+
+/// Why the server is closing this connection; sent as [`Event::Disconnected`] just
+/// before the close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisconnectReason {
+    /// The client asked to leave.
+    Left,
+    Kicked,
+    TokenExpired,
+    Replaced,
+    SessionEnded,
+    RoomDeleted,
+    /// The client kept breaking the rate or size limits.
+    ProtocolViolation,
+    ServerShutdown,
+}
+
+/// Things that happen in the room, pushed by the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Someone entered the room. Not sent for a resume.
+    ParticipantJoined { participant: ParticipantInfo },
+    /// Someone is about to leave; sent to everyone including the one leaving, before
+    /// `participant_left`.
+    ParticipantLeaving {
+        participant_id: ParticipantId,
+        identity: Identity,
+        #[serde(default)]
+        reason: Option<LeaveReason>,
+    },
+    /// Someone has left and is gone from the room state.
+    ParticipantLeft {
+        participant_id: ParticipantId,
+        identity: Identity,
+        #[serde(default)]
+        reason: Option<LeaveReason>,
+    },
+    /// A text message for you (broadcast when `to` is absent).
+    MessageReceived {
+        message_id: String,
+        from: ParticipantId,
+        from_identity: Identity,
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<Vec<ParticipantId>>,
+        sent_at: UnixMillis,
+    },
+    /// The room's definition changed through the room API.
+    RoomUpdated { room: RoomInfo },
+    /// The server is closing this connection, and why. Nothing follows.
+    Disconnected { reason: DisconnectReason },
+}
+
+impl Event {
+    /// The event's wire name (`participant_joined`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::ParticipantJoined { .. } => "participant_joined",
+            Event::ParticipantLeaving { .. } => "participant_leaving",
+            Event::ParticipantLeft { .. } => "participant_left",
+            Event::MessageReceived { .. } => "message_received",
+            Event::RoomUpdated { .. } => "room_updated",
+            Event::Disconnected { .. } => "disconnected",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorCode;
+    use serde_json::json;
+
+    #[test]
+    fn client_message_shape() {
+        let msg: ClientMessage = serde_json::from_value(json!({
+            "id": 7,
+            "request": {"type": "send_message", "text": "hi", "to": ["p1"]}
+        }))
+        .unwrap();
+        assert_eq!(
+            msg.request,
+            Request::SendMessage { text: "hi".into(), to: Some(vec!["p1".into()]) }
+        );
+        let join: ClientMessage = serde_json::from_value(json!({
+            "id": 1, "request": {"type": "join", "token": "t"}
+        }))
+        .unwrap();
+        let Request::Join(join) = join.request else { panic!("not a join") };
+        assert_eq!(join.protocol, crate::PROTOCOL_VERSION);
+        assert!(join.resume.is_none());
+    }
+
+    #[test]
+    fn server_message_shapes_round_trip() {
+        let err = ServerMessage::Response {
+            id: Some(3),
+            outcome: Outcome::Error(ErrorCode::PermissionDenied.into()),
+        };
+        let v = serde_json::to_value(&err).unwrap();
+        assert_eq!(v["type"], "response");
+        assert_eq!(v["id"], 3);
+        assert_eq!(v["error"]["code"], 2004);
+        assert_eq!(serde_json::from_value::<ServerMessage>(v).unwrap(), err);
+
+        let ok = ServerMessage::Response { id: Some(4), outcome: Outcome::Result(Reply::Pong) };
+        let v = serde_json::to_value(&ok).unwrap();
+        assert_eq!(v["result"]["type"], "pong");
+        assert_eq!(serde_json::from_value::<ServerMessage>(v).unwrap(), ok);
+
+        let ev = ServerMessage::Event {
+            seq: 9,
+            event: Event::ParticipantLeaving {
+                participant_id: "p2".into(),
+                identity: "carol".into(),
+                reason: Some(LeaveReason::Kicked),
+            },
+        };
+        let v = serde_json::to_value(&ev).unwrap();
+        assert_eq!(v["type"], "event");
+        assert_eq!(v["event"], "participant_leaving");
+        assert_eq!(v["reason"], "kicked");
+        assert_eq!(v["seq"], 9);
+        assert_eq!(serde_json::from_value::<ServerMessage>(v).unwrap(), ev);
+    }
+
+    #[test]
+    fn unknown_request_type_is_an_error() {
+        let r = serde_json::from_value::<ClientMessage>(json!({"id": 1, "request": {"type": "fly"}}));
+        assert!(r.is_err());
+    }
+}
