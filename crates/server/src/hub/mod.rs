@@ -1,0 +1,412 @@
+//! Live sessions: who is in which room right now, and the events between them.
+//!
+//! The hub is synchronous and owns no sockets, tasks or clocks: connection tasks and
+//! the HTTP handlers call into it with the current time, and it answers by queueing
+//! frames on each participant's [`Link`]. One mutex guards all sessions; every call
+//! does a bounded amount of work and never awaits while holding it, so the order in
+//! which frames are queued is the order in which things happened. In particular a
+//! participant's `joined` response is queued before any event addressed to it.
+
+mod participant;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use confer_proto::room::Room;
+use confer_proto::session::SessionInfo;
+use confer_proto::signal::{
+    DisconnectReason, Event, JoinRequest, JoinSnapshot, LeaveReason, Outcome, ParticipantInfo, Reply, ServerMessage,
+    SignalLimits,
+};
+use confer_proto::{ErrorCode, ParticipantId, RoomId, UnixMillis};
+
+pub use participant::{Link, Outbound};
+use participant::{frame, Participant};
+
+use crate::auth::{random_secret, JoinToken};
+use crate::error::{ApiError, ApiResult};
+
+/// The hub's timers and bounds.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub limits: SignalLimits,
+    /// Events kept per participant for replay on resume.
+    pub backlog: usize,
+}
+
+/// The current time, as the hub needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub mono: Instant,
+    pub unix_ms: UnixMillis,
+}
+
+impl Now {
+    pub fn system() -> Self {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Self { mono: Instant::now(), unix_ms }
+    }
+
+    pub fn unix_secs(&self) -> u64 {
+        self.unix_ms / 1000
+    }
+}
+
+struct Session {
+    room: Room,
+    started_at: UnixMillis,
+    /// In join order.
+    participants: Vec<Participant>,
+}
+
+impl Session {
+    fn position(&self, id: &ParticipantId) -> Option<usize> {
+        self.participants.iter().position(|p| &p.info.id == id)
+    }
+
+    fn get_mut(&mut self, id: &ParticipantId) -> ApiResult<&mut Participant> {
+        self.participants
+            .iter_mut()
+            .find(|p| &p.info.id == id)
+            .ok_or_else(|| ErrorCode::ParticipantNotFound.into())
+    }
+
+    fn broadcast(&mut self, event: &Event, except: Option<&ParticipantId>, now: Instant) {
+        for p in self.participants.iter_mut().filter(|p| Some(&p.info.id) != except) {
+            p.push(event.clone(), now);
+        }
+    }
+
+    /// Takes a participant out: everyone (it included) hears `participant_leaving`, it
+    /// gets `disconnected` and its connection closes, the rest hear `participant_left`.
+    fn remove(&mut self, idx: usize, reason: Option<LeaveReason>, disconnect: DisconnectReason, now: Instant) {
+        let (id, identity) = {
+            let p = &self.participants[idx];
+            (p.info.id.clone(), p.info.identity.clone())
+        };
+        tracing::info!(room = %self.room.id, participant = %id, %identity, ?reason, "participant leaving");
+        let leaving = Event::ParticipantLeaving { participant_id: id.clone(), identity: identity.clone(), reason };
+        self.broadcast(&leaving, None, now);
+        let mut gone = self.participants.remove(idx);
+        gone.push(Event::Disconnected { reason: disconnect }, now);
+        gone.send(Outbound::Close, now);
+        let left = Event::ParticipantLeft { participant_id: id, identity, reason };
+        self.broadcast(&left, None, now);
+    }
+
+    fn info(&self) -> SessionInfo {
+        SessionInfo {
+            room: self.room.id.clone(),
+            started_at: self.started_at,
+            participants: self.participants.iter().map(|p| p.info.clone()).collect(),
+        }
+    }
+}
+
+/// The answer to a successful join or resume.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    pub room: RoomId,
+    pub participant: ParticipantId,
+}
+
+pub struct Hub {
+    config: HubConfig,
+    sessions: Mutex<HashMap<RoomId, Session>>,
+}
+
+impl Hub {
+    pub fn new(config: HubConfig) -> Arc<Self> {
+        Arc::new(Self { config, sessions: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn limits(&self) -> &SignalLimits {
+        &self.config.limits
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<RoomId, Session>> {
+        // Hub methods leave the map consistent at every point where they could panic.
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Admits a participant, fresh or resumed. `room` is the stored room the token names,
+    /// already checked to exist. Queues the response (with id `request_id`) on `link`.
+    pub fn join(
+        &self,
+        room: Room,
+        token: JoinToken,
+        req: &JoinRequest,
+        request_id: u64,
+        link: Link,
+        now: Now,
+    ) -> ApiResult<Admitted> {
+        if let Some(resume) = &req.resume {
+            return self.resume(&token, resume, request_id, link, now);
+        }
+        if !room.members.is_empty() && !token.grants.guest && !room.members.contains(&token.identity) {
+            return Err(ErrorCode::NotAMember.into());
+        }
+        let mut sessions = self.lock();
+        let session = sessions.entry(room.id.clone()).or_insert_with(|| Session {
+            room: room.clone(),
+            started_at: now.unix_ms,
+            participants: Vec::new(),
+        });
+        // The stored room may be newer than the session's copy.
+        if room.version > session.room.version {
+            session.room = room;
+        }
+        let replaced = session.participants.iter().position(|p| p.info.identity == token.identity);
+        let others = session.participants.len() - usize::from(replaced.is_some());
+        if let Some(max) = session.room.policy.max_participants {
+            if others >= max as usize {
+                if session.participants.is_empty() {
+                    sessions.remove(&token.room);
+                }
+                return Err(ErrorCode::RoomFull.into());
+            }
+        }
+        if let Some(idx) = replaced {
+            session.remove(idx, Some(LeaveReason::Replaced), DisconnectReason::Replaced, now.mono);
+        }
+
+        let name = req.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| token.name.clone());
+        let info = ParticipantInfo {
+            id: ParticipantId(format!("PA_{}", random_secret(9))),
+            identity: token.identity.clone(),
+            name,
+            context: req.context.clone(),
+            role: Participant::role_for(&token.identity, &token.grants, &session.room.managers),
+            can_receive_messages: token.grants.data,
+            joined_at: now.unix_ms,
+        };
+        let resume_token = random_secret(24);
+        let snapshot = JoinSnapshot {
+            room: session.room.info(),
+            participant: info.clone(),
+            participants: session.participants.iter().map(|p| p.info.clone()).collect(),
+            resume_token: resume_token.clone(),
+            token_expires_at: token.expires_at * 1000,
+            ice_servers: Vec::new(),
+            limits: self.config.limits.clone(),
+        };
+        let mut participant =
+            Participant::new(info.clone(), token.grants, token.expires_at, resume_token, link, self.config.backlog);
+        participant.send(response(request_id, Reply::Joined(Box::new(snapshot))), now.mono);
+        tracing::info!(room = %session.room.id, participant = %info.id, identity = %info.identity, "participant joined");
+        session.broadcast(&Event::ParticipantJoined { participant: info.clone() }, None, now.mono);
+        session.participants.push(participant);
+        Ok(Admitted { room: session.room.id.clone(), participant: info.id })
+    }
+
+    fn resume(
+        &self,
+        token: &JoinToken,
+        resume: &confer_proto::signal::Resume,
+        request_id: u64,
+        link: Link,
+        now: Now,
+    ) -> ApiResult<Admitted> {
+        let failed = |why: &str| ApiError::new(ErrorCode::ResumeFailed, format!("cannot resume: {why}"));
+        let mut sessions = self.lock();
+        let session = sessions.get_mut(&token.room).ok_or_else(|| failed("no live session"))?;
+        let p = session.get_mut(&resume.participant_id).map_err(|_| failed("participant is gone"))?;
+        let token_matches: bool =
+            subtle::ConstantTimeEq::ct_eq(p.resume_token.as_bytes(), resume.resume_token.as_bytes()).into();
+        if p.info.identity != token.identity || !token_matches {
+            return Err(failed("resume token does not match"));
+        }
+        let replay = p.replay_after(resume.last_seq).ok_or_else(|| failed("missed events are no longer kept"))?;
+        p.detach(now.mono);
+        p.link = Some(link);
+        p.detached_at = None;
+        p.token_expires_at = token.expires_at;
+        p.grants = token.grants.clone();
+        let reply = Reply::Resumed { participant_id: p.info.id.clone(), replayed: replay.len() as u64 };
+        p.send(response(request_id, reply), now.mono);
+        for text in replay {
+            p.send(Outbound::Frame(text), now.mono);
+        }
+        tracing::info!(room = %token.room, participant = %p.info.id, replayed = resume.last_seq, "participant resumed");
+        Ok(Admitted { room: token.room.clone(), participant: p.info.id.clone() })
+    }
+
+    /// The connection `conn_id` of this participant dropped; keep the participant for the
+    /// grace period so that it can resume.
+    pub fn detach(&self, room: &RoomId, id: &ParticipantId, conn_id: u64, now: Now) {
+        let mut sessions = self.lock();
+        let Some(p) = sessions.get_mut(room).and_then(|s| s.get_mut(id).ok()) else { return };
+        if p.link.as_ref().is_some_and(|l| l.conn_id == conn_id) {
+            tracing::info!(%room, participant = %id, "connection dropped; participant may resume");
+            p.detach(now.mono);
+        }
+    }
+
+    /// The participant leaves for good, of its own accord.
+    pub fn leave(&self, room: &RoomId, id: &ParticipantId, now: Now) {
+        self.remove(room, id, DisconnectReason::Left, now);
+    }
+
+    /// Takes the participant out of the session; the others see a plain leave.
+    pub fn remove(&self, room: &RoomId, id: &ParticipantId, disconnect: DisconnectReason, now: Now) {
+        let mut sessions = self.lock();
+        let Some(session) = sessions.get_mut(room) else { return };
+        if let Some(idx) = session.position(id) {
+            session.remove(idx, None, disconnect, now.mono);
+        }
+        drop_if_empty(&mut sessions, room);
+    }
+
+    /// `by` (a participant, or `None` for the room API) removes `target` from the session.
+    pub fn kick(&self, room: &RoomId, by: Option<&ParticipantId>, target: &ParticipantId, now: Now) -> ApiResult<()> {
+        let mut sessions = self.lock();
+        let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
+        if let Some(by) = by {
+            let managers = session.room.managers.clone();
+            if !session.get_mut(by)?.can_moderate(&managers) {
+                return Err(ApiError::new(ErrorCode::PermissionDenied, "only managers and moderators can kick"));
+            }
+        }
+        let idx = session.position(target).ok_or(ErrorCode::ParticipantNotFound)?;
+        session.remove(idx, Some(LeaveReason::Kicked), DisconnectReason::Kicked, now.mono);
+        drop_if_empty(&mut sessions, room);
+        Ok(())
+    }
+
+    /// Sends a text message from `from` to everyone else or to the listed participants.
+    pub fn send_message(
+        &self,
+        room: &RoomId,
+        from: &ParticipantId,
+        text: String,
+        to: Option<Vec<ParticipantId>>,
+        now: Now,
+    ) -> ApiResult<String> {
+        let mut sessions = self.lock();
+        let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
+        let sender = session.get_mut(from)?;
+        if !sender.grants.data {
+            return Err(ApiError::new(ErrorCode::PermissionDenied, "the token has no data grant"));
+        }
+        let from_identity = sender.info.identity.clone();
+        if let Some(to) = &to {
+            if to.is_empty() {
+                return Err(ApiError::new(ErrorCode::MalformedRequest, "`to` lists nobody; omit it to send to everyone"));
+            }
+            if let Some(missing) = to.iter().find(|id| session.position(id).is_none()) {
+                return Err(ApiError::new(ErrorCode::ParticipantNotFound, format!("no participant {missing}")));
+            }
+        }
+        let message_id = format!("MS_{}", random_secret(9));
+        let event = Event::MessageReceived {
+            message_id: message_id.clone(),
+            from: from.clone(),
+            from_identity,
+            text,
+            to: to.clone(),
+            sent_at: now.unix_ms,
+        };
+        for p in session.participants.iter_mut() {
+            let addressed = match &to {
+                None => &p.info.id != from,
+                Some(to) => to.contains(&p.info.id),
+            };
+            if addressed && p.info.can_receive_messages {
+                p.push(event.clone(), now.mono);
+            }
+        }
+        Ok(message_id)
+    }
+
+    /// Replaces a participant's join token (same room and identity); returns its expiry.
+    pub fn update_token(&self, room: &RoomId, id: &ParticipantId, token: JoinToken) -> ApiResult<UnixMillis> {
+        let mut sessions = self.lock();
+        let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
+        let p = session.get_mut(id)?;
+        if token.room != *room {
+            return Err(ErrorCode::RoomMismatch.into());
+        }
+        if token.identity != p.info.identity {
+            return Err(ApiError::new(ErrorCode::PermissionDenied, "the token is for another identity"));
+        }
+        p.token_expires_at = token.expires_at;
+        p.grants = token.grants;
+        Ok(token.expires_at * 1000)
+    }
+
+    /// Reaps participants whose connection has been gone past the grace period and
+    /// those whose token expired. Call about once a second.
+    pub fn tick(&self, now: Now) {
+        let grace = Duration::from_millis(self.config.limits.resume_grace_ms);
+        let mut sessions = self.lock();
+        for session in sessions.values_mut() {
+            while let Some(idx) = session.participants.iter().position(|p| p.token_expires_at <= now.unix_secs()) {
+                session.remove(idx, Some(LeaveReason::TokenExpired), DisconnectReason::TokenExpired, now.mono);
+            }
+            while let Some(idx) = session
+                .participants
+                .iter()
+                .position(|p| p.detached_at.is_some_and(|t| now.mono.saturating_duration_since(t) >= grace))
+            {
+                session.remove(idx, Some(LeaveReason::ConnectionLost), DisconnectReason::Left, now.mono);
+            }
+        }
+        sessions.retain(|_, s| !s.participants.is_empty());
+    }
+
+    /// Ends a session for everyone; `false` if there was none.
+    pub fn end_session(&self, room: &RoomId, disconnect: DisconnectReason, now: Now) -> bool {
+        let mut sessions = self.lock();
+        let Some(session) = sessions.get_mut(room) else { return false };
+        while !session.participants.is_empty() {
+            session.remove(0, Some(LeaveReason::SessionEnded), disconnect, now.mono);
+        }
+        sessions.remove(room);
+        true
+    }
+
+    /// Ends every session (server shutdown).
+    pub fn shutdown(&self, now: Now) {
+        let rooms: Vec<RoomId> = self.lock().keys().cloned().collect();
+        for room in rooms {
+            self.end_session(&room, DisconnectReason::ServerShutdown, now);
+        }
+    }
+
+    /// The room's definition changed: tell its live session.
+    pub fn room_updated(&self, room: &Room, now: Now) {
+        let mut sessions = self.lock();
+        let Some(session) = sessions.get_mut(&room.id) else { return };
+        session.room = room.clone();
+        session.broadcast(&Event::RoomUpdated { room: room.info() }, None, now.mono);
+    }
+
+    pub fn session(&self, room: &RoomId) -> Option<SessionInfo> {
+        self.lock().get(room).map(Session::info)
+    }
+
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        let mut all: Vec<_> = self.lock().values().map(Session::info).collect();
+        all.sort_by(|a, b| a.room.cmp(&b.room));
+        all
+    }
+}
+
+fn drop_if_empty(sessions: &mut HashMap<RoomId, Session>, room: &RoomId) {
+    if sessions.get(room).is_some_and(|s| s.participants.is_empty()) {
+        sessions.remove(room);
+    }
+}
+
+/// A response frame to queue on a link.
+pub fn response(id: u64, reply: Reply) -> Outbound {
+    Outbound::Frame(frame(&ServerMessage::Response { id: Some(id), outcome: Outcome::Result(reply) }))
+}
+
+/// An error response frame; `id` is `None` when the request's id could not be read.
+pub fn error_response(id: Option<u64>, error: &ApiError) -> Outbound {
+    Outbound::Frame(frame(&ServerMessage::Response { id, outcome: Outcome::Error(error.body()) }))
+}

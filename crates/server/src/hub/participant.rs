@@ -1,0 +1,190 @@
+//! One participant's server-side state: who it is, what it may do, and its event log.
+//!
+//! Every event for a participant gets the next `seq` and goes into a bounded backlog
+//! before it is handed to the attached connection (if any). A connection that drops
+//! leaves the participant detached; a resume attaches a new connection and replays the
+//! backlog past the client's last seen `seq`. The backlog bound is what limits how much
+//! a detached participant can miss and still resume.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use confer_proto::signal::{Event, ParticipantInfo, Role, ServerMessage};
+use confer_proto::token::Grants;
+use tokio::sync::mpsc;
+
+/// What the hub hands to a connection's writer.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A serialized [`ServerMessage`].
+    Frame(Arc<str>),
+    /// Close the socket after the frames before this one.
+    Close,
+}
+
+/// The hub's end of one WebSocket connection.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub conn_id: u64,
+    pub tx: mpsc::Sender<Outbound>,
+}
+
+impl Link {
+    /// Queues a frame; `false` when the connection is gone or too far behind, in which
+    /// case the caller detaches it (its client resumes and gets the backlog).
+    pub fn send(&self, out: Outbound) -> bool {
+        match self.tx.try_send(out) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(conn = self.conn_id, "client too slow, outbound queue full: dropping connection");
+                false
+            }
+        }
+    }
+}
+
+pub fn frame(msg: &ServerMessage) -> Arc<str> {
+    // Serializing the protocol's own types to JSON cannot fail.
+    serde_json::to_string(msg).expect("server message serializes").into()
+}
+
+pub struct Participant {
+    pub info: ParticipantInfo,
+    pub grants: Grants,
+    /// Seconds since the epoch.
+    pub token_expires_at: u64,
+    pub resume_token: String,
+    next_seq: u64,
+    backlog: VecDeque<(u64, Arc<str>)>,
+    backlog_cap: usize,
+    pub link: Option<Link>,
+    /// When the connection dropped, while detached.
+    pub detached_at: Option<Instant>,
+}
+
+impl Participant {
+    pub fn new(info: ParticipantInfo, grants: Grants, token_expires_at: u64, resume_token: String, link: Link, backlog_cap: usize) -> Self {
+        Self {
+            info,
+            grants,
+            token_expires_at,
+            resume_token,
+            next_seq: 1,
+            backlog: VecDeque::new(),
+            backlog_cap,
+            link: Some(link),
+            detached_at: None,
+        }
+    }
+
+    pub fn can_moderate(&self, managers: &[confer_proto::Identity]) -> bool {
+        self.grants.moderator || managers.contains(&self.info.identity)
+    }
+
+    pub fn role_for(identity: &confer_proto::Identity, grants: &Grants, managers: &[confer_proto::Identity]) -> Role {
+        if grants.moderator || managers.contains(identity) {
+            Role::Manager
+        } else if grants.guest {
+            Role::Guest
+        } else {
+            Role::Member
+        }
+    }
+
+    /// Records an event and forwards it to the attached connection.
+    pub fn push(&mut self, event: Event, now: Instant) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let text = frame(&ServerMessage::Event { seq, event });
+        if self.backlog.len() == self.backlog_cap {
+            self.backlog.pop_front();
+        }
+        self.backlog.push_back((seq, text.clone()));
+        self.send(Outbound::Frame(text), now);
+    }
+
+    /// Sends straight to the connection, outside the event log (responses, closes).
+    pub fn send(&mut self, out: Outbound, now: Instant) {
+        if let Some(link) = &self.link {
+            if !link.send(out) {
+                self.detach(now);
+            }
+        }
+    }
+
+    pub fn detach(&mut self, now: Instant) {
+        if let Some(link) = self.link.take() {
+            // Best effort: the writer may already be gone.
+            let _ = link.tx.try_send(Outbound::Close);
+            self.detached_at = Some(now);
+        }
+    }
+
+    /// The logged events after `last_seq`, or `None` if some of them were dropped from
+    /// the backlog (or `last_seq` is from the future) and a resume cannot be exact.
+    pub fn replay_after(&self, last_seq: u64) -> Option<Vec<Arc<str>>> {
+        if last_seq >= self.next_seq {
+            return None;
+        }
+        let first_needed = last_seq + 1;
+        if first_needed < self.next_seq {
+            let oldest = self.backlog.front().map(|(s, _)| *s)?;
+            if oldest > first_needed {
+                return None;
+            }
+        }
+        Some(self.backlog.iter().filter(|(s, _)| *s > last_seq).map(|(_, t)| t.clone()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confer_proto::signal::DisconnectReason;
+
+    fn participant(cap: usize) -> (Participant, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(16);
+        let info = ParticipantInfo {
+            id: "p".into(),
+            identity: "a".into(),
+            name: String::new(),
+            context: serde_json::Value::Null,
+            role: Role::Member,
+            can_receive_messages: true,
+            joined_at: 0,
+        };
+        (Participant::new(info, Grants::default(), 0, "r".into(), Link { conn_id: 1, tx }, cap), rx)
+    }
+
+    fn ev() -> Event {
+        Event::Disconnected { reason: DisconnectReason::Left }
+    }
+
+    #[test]
+    fn replay_is_exact_or_refused() {
+        let now = Instant::now();
+        let (mut p, _rx) = participant(3);
+        assert_eq!(p.replay_after(0).unwrap().len(), 0);
+        for _ in 0..5 {
+            p.push(ev(), now);
+        }
+        // Backlog holds seq 3..=5.
+        assert!(p.replay_after(1).is_none());
+        assert_eq!(p.replay_after(2).unwrap().len(), 3);
+        assert_eq!(p.replay_after(5).unwrap().len(), 0);
+        assert!(p.replay_after(6).is_none());
+    }
+
+    #[test]
+    fn a_closed_connection_detaches() {
+        let now = Instant::now();
+        let (mut p, rx) = participant(3);
+        drop(rx);
+        p.push(ev(), now);
+        assert!(p.link.is_none());
+        assert_eq!(p.detached_at, Some(now));
+        assert_eq!(p.replay_after(0).unwrap().len(), 1);
+    }
+}

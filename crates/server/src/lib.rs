@@ -1,0 +1,146 @@
+//! `confer-server`: the room API, WebSocket signaling and storage of Confer.
+//!
+//! [`Server::start`] binds the HTTP listener, opens the database, resolves the API
+//! credentials and spawns the accept loop plus a once-a-second housekeeping tick (the
+//! hub's reaping of vanished participants and expired tokens). Everything stateful but
+//! storage lives in the [`hub::Hub`], which is driven with explicit time.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+mod http;
+pub mod hub;
+pub mod limit;
+mod signal;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::{Args, ServerConfig};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::auth::{random_secret, Credentials};
+use crate::hub::{Hub, HubConfig, Now};
+use crate::store::Store;
+
+/// State shared by every request handler and connection.
+pub struct ServerState {
+    pub store: Store,
+    pub hub: Arc<Hub>,
+    pub credentials: Credentials,
+    pub public_url: String,
+    next_conn_id: AtomicU64,
+}
+
+/// A running server. Dropping it does not stop it; call [`Server::shutdown`].
+pub struct Server {
+    http_addr: SocketAddr,
+    state: Arc<ServerState>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+        let store = Store::open(&config.db).map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", config.db))?;
+        let credentials = resolve_credentials(&store, &config).await?;
+        let listener = tokio::net::TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http_addr))?;
+        let http_addr = listener.local_addr()?;
+        let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
+        let hub = Hub::new(HubConfig { limits: config.limits.clone(), backlog: config.backlog });
+        let state = Arc::new(ServerState {
+            store,
+            hub,
+            credentials,
+            public_url,
+            next_conn_id: AtomicU64::new(1),
+        });
+        let (stop, stopped) = watch::channel(false);
+
+        let app = http::router(state.clone());
+        let mut serve_stop = stopped.clone();
+        let serve = tokio::spawn(async move {
+            let result = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    // Resolves when `stop` is set or dropped.
+                    let _ = serve_stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        let housekeeping = tokio::spawn(housekeeping(state.clone(), stopped));
+        tracing::info!(%http_addr, db = %config.db, "confer-server started");
+        Ok(Server { http_addr, state, stop, tasks: vec![serve, housekeeping] })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// `http://host:port` of the room API.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    pub fn api_key(&self) -> &str {
+        self.state.credentials.api_key()
+    }
+
+    pub fn api_secret(&self) -> &str {
+        self.state.credentials.api_secret()
+    }
+
+    /// Tells every participant the server is going away, then stops listening.
+    pub async fn shutdown(self) {
+        self.state.hub.shutdown(Now::system());
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            // Connections still open after a grace period are cut.
+            if tokio::time::timeout(Duration::from_secs(3), task).await.is_err() {
+                tracing::warn!("server task did not stop in time");
+            }
+        }
+    }
+}
+
+async fn resolve_credentials(store: &Store, config: &ServerConfig) -> anyhow::Result<Credentials> {
+    if let (Some(key), Some(secret)) = (&config.api_key, &config.api_secret) {
+        return Ok(Credentials::new(key.clone(), secret.clone()));
+    }
+    if let (Some(key), Some(secret)) = (store.setting("api_key").await?, store.setting("api_secret").await?) {
+        return Ok(Credentials::new(key, secret));
+    }
+    let (key, secret) = (format!("dev_{}", random_secret(9)), random_secret(32));
+    store.set_setting("api_key", &key).await?;
+    store.set_setting("api_secret", &secret).await?;
+    Ok(Credentials::new(key, secret))
+}
+
+async fn housekeeping(state: Arc<ServerState>, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let now = Now::system();
+        state.hub.tick(now);
+        ticks += 1;
+        if ticks % 3600 == 1 {
+            match state.store.purge_expired(now.unix_ms).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "purged expired invites and refresh tokens"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "purging expired secrets failed"),
+            }
+        }
+    }
+}

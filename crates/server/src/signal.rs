@@ -1,0 +1,237 @@
+//! One WebSocket signaling connection: framing, limits, keepalive, and dispatch of
+//! requests to the [`Hub`](crate::hub::Hub).
+//!
+//! Two tasks per connection. The writer drains the connection's bounded outbound queue
+//! (filled by the hub and by this reader) to the socket and pings on a timer; it ends on
+//! [`Outbound::Close`]. The reader parses frames, enforces the size and rate limits, and
+//! handles requests in arrival order. When the socket drops without a `leave`, the
+//! participant is only detached, so that its client can resume within the grace period.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocket};
+use confer_proto::signal::{ClientMessage, DisconnectReason, JoinRequest, Reply, Request};
+use confer_proto::ErrorCode;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+
+use crate::error::{ApiError, ApiResult};
+use crate::hub::{error_response, response, Admitted, Link, Now, Outbound};
+use crate::limit::{TokenBucket, WindowCounter};
+use crate::ServerState;
+
+/// How long a new connection may take to join.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames queued for a client before it counts as too slow and is dropped.
+const OUTBOUND_QUEUE: usize = 1024;
+/// Limit violations within [`ABUSE_WINDOW`] after which the connection is closed.
+const ABUSE_LIMIT: u32 = 1000;
+const ABUSE_WINDOW: Duration = Duration::from_secs(10);
+
+pub async fn serve(state: Arc<ServerState>, socket: WebSocket) {
+    let conn_id = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let (sink, stream) = socket.split();
+    let ping_every = Duration::from_millis(state.hub.limits().ping_interval_ms);
+    let mut writer = tokio::spawn(write_loop(sink, rx, ping_every));
+    let mut conn = Connection {
+        state: state.clone(),
+        conn_id,
+        link: Link { conn_id, tx },
+        joined: None,
+        bucket: TokenBucket::new(state.hub.limits().requests_per_second, state.hub.limits().burst, Instant::now()),
+        violations: WindowCounter::new(ABUSE_WINDOW, Instant::now()),
+        closing: false,
+    };
+    tracing::debug!(conn = conn_id, "signaling connection opened");
+    let mut stream = stream;
+    let started = Instant::now();
+    let silence_limit = ping_every * 3;
+    loop {
+        let deadline = if conn.joined.is_none() { JOIN_TIMEOUT.saturating_sub(started.elapsed()) } else { silence_limit };
+        let frame = tokio::select! {
+            _ = &mut writer => break,
+            frame = tokio::time::timeout(deadline, stream.next()) => frame,
+        };
+        match frame {
+            Err(_) => {
+                tracing::info!(conn = conn_id, joined = conn.joined.is_some(), "signaling connection timed out");
+                break;
+            }
+            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => break,
+            Ok(Some(Ok(Message::Text(text)))) => conn.on_text(text.as_str()).await,
+            Ok(Some(Ok(Message::Binary(_)))) => {
+                conn.violation(None, ApiError::new(ErrorCode::MalformedRequest, "binary frames are not part of the protocol"))
+            }
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+        }
+        if conn.closing {
+            break;
+        }
+    }
+    conn.finish();
+    // Let the writer flush what is queued (a final error or `disconnected`) before the
+    // socket drops; it ends on the Close just queued.
+    if tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
+        writer.abort();
+    }
+}
+
+async fn write_loop(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Outbound>,
+    ping_every: Duration,
+) {
+    let mut ping = tokio::time::interval(ping_every);
+    ping.tick().await;
+    loop {
+        let out = tokio::select! {
+            out = rx.recv() => out,
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() { return; }
+                continue;
+            }
+        };
+        match out {
+            Some(Outbound::Frame(text)) => {
+                if sink.send(Message::Text(text.as_ref().into())).await.is_err() {
+                    return;
+                }
+            }
+            Some(Outbound::Close) | None => {
+                // The peer may be gone already; nothing more to do either way.
+                let _ = sink.send(Message::Close(None)).await;
+                let _ = sink.close().await;
+                return;
+            }
+        }
+    }
+}
+
+struct Connection {
+    state: Arc<ServerState>,
+    conn_id: u64,
+    link: Link,
+    joined: Option<Admitted>,
+    bucket: TokenBucket,
+    violations: WindowCounter,
+    /// Set when this connection should end after the current frame.
+    closing: bool,
+}
+
+impl Connection {
+    fn send(&self, out: Outbound) {
+        // A full or closed queue means the writer is gone or stuck; the reader notices
+        // the socket ending on its own.
+        let _ = self.link.tx.try_send(out);
+    }
+
+    /// Answers a bad frame, and closes the connection if they keep coming.
+    fn violation(&mut self, id: Option<u64>, error: ApiError) {
+        tracing::debug!(conn = self.conn_id, %error, "bad signaling input");
+        if self.violations.record(Instant::now()) > ABUSE_LIMIT {
+            tracing::warn!(conn = self.conn_id, "closing connection after repeated limit violations");
+            if let Some(joined) = &self.joined {
+                self.state.hub.remove(&joined.room, &joined.participant, DisconnectReason::ProtocolViolation, Now::system());
+            }
+            self.send(Outbound::Close);
+            self.closing = true;
+            return;
+        }
+        self.send(error_response(id, &error));
+    }
+
+    async fn on_text(&mut self, text: &str) {
+        let limits = self.state.hub.limits();
+        if text.len() > limits.max_message_bytes as usize {
+            let msg = format!("frame of {} bytes is over the {} byte limit", text.len(), limits.max_message_bytes);
+            return self.violation(None, ApiError::new(ErrorCode::TooLarge, msg));
+        }
+        let msg = match serde_json::from_str::<ClientMessage>(text) {
+            Ok(msg) => msg,
+            Err(e) => {
+                let id = serde_json::from_str::<serde_json::Value>(text).ok().and_then(|v| v.get("id")?.as_u64());
+                return self.violation(id, ApiError::new(ErrorCode::MalformedRequest, format!("malformed request: {e}")));
+            }
+        };
+        if !self.bucket.try_take(Instant::now()) {
+            return self.violation(Some(msg.id), ErrorCode::RateLimited.into());
+        }
+        let id = msg.id;
+        let result = match (msg.request, self.joined.clone()) {
+            (Request::Join(join), None) => match self.join(id, join).await {
+                // The hub queued the response itself, ahead of any event.
+                Ok(()) => return,
+                Err(e) => Err(e),
+            },
+            (Request::Join(_), Some(_)) => Err(ApiError::new(ErrorCode::MalformedRequest, "already joined")),
+            (Request::Leave, Some(joined)) => {
+                // The answer goes out before the hub queues `disconnected` and the close.
+                self.send(response(id, Reply::Ok));
+                self.state.hub.leave(&joined.room, &joined.participant, Now::system());
+                self.joined = None;
+                self.closing = true;
+                return;
+            }
+            (_, None) => Err(ErrorCode::NotJoined.into()),
+            (request, Some(joined)) => self.handle(request, &joined).await,
+        };
+        match result {
+            Ok(reply) => self.send(response(id, reply)),
+            Err(e) => self.send(error_response(Some(id), &e)),
+        }
+    }
+
+    async fn join(&mut self, id: u64, req: JoinRequest) -> ApiResult<()> {
+        let now = Now::system();
+        let token = self.state.credentials.verify(&req.token, now.unix_secs())?;
+        if req.room.as_ref().is_some_and(|r| *r != token.room) {
+            return Err(ErrorCode::RoomMismatch.into());
+        }
+        if req.protocol != confer_proto::PROTOCOL_VERSION {
+            return Err(ApiError::new(
+                ErrorCode::MalformedRequest,
+                format!("protocol {} is not supported; this server speaks {}", req.protocol, confer_proto::PROTOCOL_VERSION),
+            ));
+        }
+        let room = self.state.store.room(&token.room).await?.ok_or(ErrorCode::RoomNotFound)?;
+        let admitted = self.state.hub.join(room, token, &req, id, self.link.clone(), Now::system())?;
+        self.joined = Some(admitted);
+        Ok(())
+    }
+
+    async fn handle(&self, request: Request, me: &Admitted) -> ApiResult<Reply> {
+        let hub = &self.state.hub;
+        match request {
+            // Answered in `on_text`, which needs to own the connection state for them.
+            Request::Join(_) | Request::Leave => Err(ApiError::new(ErrorCode::MalformedRequest, "unexpected request")),
+            Request::SendMessage { text, to } => {
+                if text.is_empty() {
+                    return Err(ApiError::new(ErrorCode::MalformedRequest, "empty message"));
+                }
+                let message_id = hub.send_message(&me.room, &me.participant, text, to, Now::system())?;
+                Ok(Reply::MessageSent { message_id })
+            }
+            Request::Kick { participant_id } => {
+                hub.kick(&me.room, Some(&me.participant), &participant_id, Now::system())?;
+                Ok(Reply::Ok)
+            }
+            Request::UpdateToken { token } => {
+                let token = self.state.credentials.verify(&token, Now::system().unix_secs())?;
+                let expires_at = hub.update_token(&me.room, &me.participant, token)?;
+                Ok(Reply::TokenUpdated { expires_at })
+            }
+            Request::Ping => Ok(Reply::Pong),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(joined) = self.joined.take() {
+            self.state.hub.detach(&joined.room, &joined.participant, self.conn_id, Now::system());
+        }
+        self.send(Outbound::Close);
+    }
+}
+
