@@ -24,10 +24,16 @@ use crate::ServerState;
 
 /// How long a new connection may take to join.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing connection waits for the client's close frame.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Frames queued for a client before it counts as too slow and is dropped.
 const OUTBOUND_QUEUE: usize = 1024;
 /// Limit violations within [`ABUSE_WINDOW`] after which the connection is closed.
 const ABUSE_LIMIT: u32 = 1000;
+/// Violations within the window that still get an error answer. Past this the server
+/// stops answering, so that a client flooding without reading cannot fill its own
+/// outbound queue and crowd out the final `disconnected`.
+const ABUSE_ANSWERED: u32 = 100;
 const ABUSE_WINDOW: Duration = Duration::from_secs(10);
 
 pub async fn serve(state: Arc<ServerState>, socket: WebSocket) {
@@ -49,10 +55,14 @@ pub async fn serve(state: Arc<ServerState>, socket: WebSocket) {
     let mut stream = stream;
     let started = Instant::now();
     let silence_limit = ping_every * 3;
+    let mut writer_done = false;
     loop {
         let deadline = if conn.joined.is_none() { JOIN_TIMEOUT.saturating_sub(started.elapsed()) } else { silence_limit };
         let frame = tokio::select! {
-            _ = &mut writer => break,
+            _ = &mut writer => {
+                writer_done = true;
+                break;
+            }
             frame = tokio::time::timeout(deadline, stream.next()) => frame,
         };
         match frame {
@@ -72,11 +82,24 @@ pub async fn serve(state: Arc<ServerState>, socket: WebSocket) {
         }
     }
     conn.finish();
-    // Let the writer flush what is queued (a final error or `disconnected`) before the
-    // socket drops; it ends on the Close just queued.
-    if tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
-        writer.abort();
-    }
+    // Let the writer flush what is queued (a final error or `disconnected`) and send the
+    // close frame, and keep reading until the client answers it: dropping a socket with
+    // unread input makes the kernel reset the connection, and the client could then
+    // lose the frames that tell it why it was closed.
+    let drain = async {
+        while let Some(Ok(frame)) = stream.next().await {
+            if matches!(frame, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let flush = async {
+        if !writer_done {
+            let _ = (&mut writer).await;
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async { tokio::join!(flush, drain) }).await;
+    writer.abort();
 }
 
 async fn write_loop(
@@ -131,7 +154,8 @@ impl Connection {
     /// Answers a bad frame, and closes the connection if they keep coming.
     fn violation(&mut self, id: Option<u64>, error: ApiError) {
         tracing::debug!(conn = self.conn_id, %error, "bad signaling input");
-        if self.violations.record(Instant::now()) > ABUSE_LIMIT {
+        let count = self.violations.record(Instant::now());
+        if count > ABUSE_LIMIT {
             tracing::warn!(conn = self.conn_id, "closing connection after repeated limit violations");
             if let Some(joined) = &self.joined {
                 self.state.hub.remove(&joined.room, &joined.participant, DisconnectReason::ProtocolViolation, Now::system());
@@ -140,7 +164,9 @@ impl Connection {
             self.closing = true;
             return;
         }
-        self.send(error_response(id, &error));
+        if count <= ABUSE_ANSWERED {
+            self.send(error_response(id, &error));
+        }
     }
 
     async fn on_text(&mut self, text: &str) {
