@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs everything Confer needs to build, run and test on a fresh Debian/Ubuntu
+# machine: system packages, and the UI's npm packages (then builds the UI).
+# Idempotent: what is already there is left alone. Needs root or sudo for apt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  # Building
+  build-essential pkg-config curl ca-certificates
+  # The Tauri desktop shell (WebKitGTK and friends)
+  libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev
+  # Running the app headless in tests: X server, session bus, window tools, screenshots
+  xvfb xauth dbus dbus-x11 xdotool x11-utils imagemagick
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; install the Rust toolchain (https://rustup.rs) and run again" >&2
+  exit 1
+fi
+
+# The web UI: install exactly what package-lock.json names, then build ui/dist.
+if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
+  npm --prefix ui ci --no-audit --no-fund --loglevel=error
+fi
+npm --prefix ui run build --silent >/dev/null
+echo "setup: ready"

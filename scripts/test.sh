@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test of Confer on a fresh Debian/Ubuntu machine (installing what it needs
+# first): unit and integration tests of every crate, the end-to-end tests with the real
+# binaries, and the desktop app's headless smoke test. Prints a total at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+export CARGO_TERM_COLOR=never
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+artifacts="${ARTIFACTS_DIR:-$PWD/test-artifacts}"
+mkdir -p "$artifacts"
+log="$artifacts/cargo-test.log"
+
+echo "== cargo test (server, client SDK, CLI, end-to-end)"
+# Default members: everything but the Tauri shell, which is built on its own below.
+status=0
+cargo test --locked 2>&1 | tee "$log" || status=$?
+
+echo "== desktop app: build and headless smoke test"
+smoke="$artifacts/app-smoke.log"
+app_status=0
+cargo build --locked -p confer --features custom-protocol 2>&1 | tail -n 3
+ARTIFACTS_DIR="$artifacts" bash tests/app-smoke.sh "$target/debug/confer" 2>&1 | tee "$smoke" || app_status=$?
+
+passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '^test result: .* ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+passed=$((passed + $(grep -Eo '[0-9]+ passed' "$smoke" | tail -n1 | grep -Eo '[0-9]+' || echo 0)))
+failed=$((failed + $(grep -Eo '[0-9]+ failed' "$smoke" | tail -n1 | grep -Eo '[0-9]+' || echo 0)))
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+if [ "$app_status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+echo "total: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,235 @@
+//! Harness for end-to-end tests: runs the real `confer-server` and `confer-cli`
+//! binaries (built by cargo next to this test) as child processes and reads what they
+//! print, the way a user's script would.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const KEY: &str = "e2e-key";
+pub const SECRET: &str = "e2e-secret";
+
+/// A binary of this workspace, from the target directory the tests were built into.
+pub fn bin(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().expect("test executable path");
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: build it first (cargo build -p {name})", path.display());
+    path
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A fresh directory for one test's files.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("confer-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A `confer-server` child process, killed on drop.
+pub struct ServerProcess {
+    child: Child,
+    pub url: String,
+    pub db: PathBuf,
+    port: u16,
+}
+
+impl ServerProcess {
+    pub fn start(db: PathBuf) -> Self {
+        Self::start_on(db, free_port())
+    }
+
+    pub fn start_on(db: PathBuf, port: u16) -> Self {
+        let mut child = Command::new(bin("confer-server"))
+            .args(["--db", db.to_str().unwrap(), "--http-addr", &format!("127.0.0.1:{port}")])
+            .args(["--api-key", KEY, "--api-secret", SECRET])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("confer-server starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with("confer-server listening on") => break,
+                Ok(_) => continue,
+                Err(_) => panic!("confer-server did not report listening on port {port}"),
+            }
+        }
+        Self { child, url: format!("http://127.0.0.1:{port}"), db, port }
+    }
+
+    /// Stops the server with SIGTERM, as a service manager would, and waits for it.
+    pub fn stop(mut self) -> (PathBuf, u16) {
+        terminate(&mut self.child);
+        (self.db.clone(), self.port)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn terminate(child: &mut Child) {
+    let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(sent.is_ok_and(|s| s.success()), "could not signal the server");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Runs `confer-cli` with the server's URL and credentials plus `args`.
+pub fn cli(server: &ServerProcess, args: &[&str]) -> Output {
+    Command::new(bin("confer-cli"))
+        .args(["--url", &server.url, "--api-key", KEY, "--api-secret", SECRET])
+        .args(args)
+        .output()
+        .expect("confer-cli runs")
+}
+
+/// Runs `confer-cli`, expects success, and parses stdout as JSON.
+pub fn cli_json(server: &ServerProcess, args: &[&str]) -> Value {
+    let out = cli(server, args);
+    assert!(out.status.success(), "confer-cli {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("confer-cli {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Mints a join token with `confer-cli token create`.
+pub fn token(server: &ServerProcess, room: &str, identity: &str, extra: &[&str]) -> String {
+    let mut args = vec!["token", "create", "--room", room, "--identity", identity];
+    args.extend_from_slice(extra);
+    let out = cli(server, &args);
+    assert!(out.status.success(), "token create failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The error code in a failed `confer-cli` call's stderr (`{"code": ...}` JSON).
+pub fn cli_error_code(out: &Output) -> Option<u64> {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr.lines().find_map(|l| serde_json::from_str::<Value>(l.trim()).ok()?.get("code")?.as_u64())
+}
+
+/// A `confer-cli bot` child whose JSON lines are collected as they come.
+pub struct Bot {
+    pub name: String,
+    child: Child,
+    lines: Receiver<Value>,
+    /// Every line seen so far.
+    pub seen: Vec<Value>,
+}
+
+impl Bot {
+    pub fn spawn(name: &str, server: &ServerProcess, token: &str, extra: &[&str]) -> Self {
+        let mut child = Command::new(bin("confer-cli"))
+            .args(["bot", "--url", &server.url, "--token", token])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("bot starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        let who = name.to_owned();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("[{who}] {line}");
+                let Ok(value) = serde_json::from_str::<Value>(&line) else {
+                    panic!("[{who}] printed a line that is not JSON: {line}");
+                };
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { name: name.to_owned(), child, lines, seen: Vec::new() }
+    }
+
+    /// Waits for a line that satisfies `pred`, returning it.
+    pub fn expect(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return v.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!("{}: no {what} within {timeout:?}; saw {:?}", self.name, self.seen),
+                Err(RecvTimeoutError::Disconnected) => panic!("{}: exited before {what}; saw {:?}", self.name, self.seen),
+            }
+        }
+    }
+
+    /// Waits for an event line by name.
+    pub fn expect_event(&mut self, event: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        self.expect(event, timeout, |v| v["event"] == event && pred(v))
+    }
+
+    /// Waits for the bot to exit, collecting the rest of its lines; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                while let Ok(v) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(v);
+                }
+                return status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "{} did not exit within {timeout:?}; saw {:?}", self.name, self.seen);
+            while let Ok(v) = self.lines.try_recv() {
+                self.seen.push(v);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Every line seen so far, after draining what is ready.
+    pub fn drain(&mut self) -> &[Value] {
+        while let Ok(v) = self.lines.try_recv() {
+            self.seen.push(v);
+        }
+        &self.seen
+    }
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
