@@ -15,7 +15,7 @@ log="$artifacts/cargo-test.log"
 echo "== cargo test (server, client SDK, CLI, end-to-end)"
 # Default members: everything but the Tauri shell, which is built on its own below.
 status=0
-cargo test --locked 2>&1 | tee "$log" || status=$?
+cargo test --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
 
 echo "== desktop app: build and headless smoke test"
 smoke="$artifacts/app-smoke.log"

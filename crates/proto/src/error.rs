@@ -117,8 +117,7 @@ impl Serialize for ErrorCode {
 impl<'de> Deserialize<'de> for ErrorCode {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let n = u16::deserialize(d)?;
-        ErrorCode::from_number(n)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown error code {n}")))
+        ErrorCode::from_number(n).ok_or_else(|| serde::de::Error::custom(format!("unknown error code {n}")))
     }
 }
 

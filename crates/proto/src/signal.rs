@@ -118,9 +118,16 @@ pub enum Reply {
     /// A fresh join: the whole room state as of now.
     Joined(Box<JoinSnapshot>),
     /// A resume: the `replayed` missed events follow this response, in order.
-    Resumed { participant_id: ParticipantId, replayed: u64 },
-    MessageSent { message_id: String },
-    TokenUpdated { expires_at: UnixMillis },
+    Resumed {
+        participant_id: ParticipantId,
+        replayed: u64,
+    },
+    MessageSent {
+        message_id: String,
+    },
+    TokenUpdated {
+        expires_at: UnixMillis,
+    },
     Pong,
     Ok,
 }
@@ -285,10 +292,7 @@ mod tests {
             "request": {"type": "send_message", "text": "hi", "to": ["p1"]}
         }))
         .unwrap();
-        assert_eq!(
-            msg.request,
-            Request::SendMessage { text: "hi".into(), to: Some(vec!["p1".into()]) }
-        );
+        assert_eq!(msg.request, Request::SendMessage { text: "hi".into(), to: Some(vec!["p1".into()]) });
         let join: ClientMessage = serde_json::from_value(json!({
             "id": 1, "request": {"type": "join", "token": "t"}
         }))
@@ -300,10 +304,7 @@ mod tests {
 
     #[test]
     fn server_message_shapes_round_trip() {
-        let err = ServerMessage::Response {
-            id: Some(3),
-            outcome: Outcome::Error(ErrorCode::PermissionDenied.into()),
-        };
+        let err = ServerMessage::Response { id: Some(3), outcome: Outcome::Error(ErrorCode::PermissionDenied.into()) };
         let v = serde_json::to_value(&err).unwrap();
         assert_eq!(v["type"], "response");
         assert_eq!(v["id"], 3);

@@ -32,14 +32,7 @@ pub struct Grants {
 
 impl Default for Grants {
     fn default() -> Self {
-        Self {
-            publish: true,
-            publish_sources: None,
-            subscribe: true,
-            data: true,
-            moderator: false,
-            guest: false,
-        }
+        Self { publish: true, publish_sources: None, subscribe: true, data: true, moderator: false, guest: false }
     }
 }
 

@@ -22,10 +22,6 @@ pub enum TrackSource {
 }
 
 impl TrackSource {
-    pub const ALL: [TrackSource; 4] = [
-        TrackSource::Microphone,
-        TrackSource::Camera,
-        TrackSource::ScreenShare,
-        TrackSource::ScreenShareAudio,
-    ];
+    pub const ALL: [TrackSource; 4] =
+        [TrackSource::Microphone, TrackSource::Camera, TrackSource::ScreenShare, TrackSource::ScreenShareAudio];
 }

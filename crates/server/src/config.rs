@@ -164,7 +164,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.toml");
         std::fs::write(&path, "db = \":memory:\"\nhttp_addr = \"127.0.0.1:9000\"\nresume_grace_ms = 5\n").unwrap();
-        let args = Args::parse_from(["confer-server", "--config", path.to_str().unwrap(), "--http-addr", "127.0.0.1:9100"]);
+        let args =
+            Args::parse_from(["confer-server", "--config", path.to_str().unwrap(), "--http-addr", "127.0.0.1:9100"]);
         let c = args.resolve().unwrap();
         assert_eq!(c.http_addr.port(), 9100);
         assert_eq!(c.db, ":memory:");

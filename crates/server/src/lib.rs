@@ -54,13 +54,7 @@ impl Server {
         let http_addr = listener.local_addr()?;
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
         let hub = Hub::new(HubConfig { limits: config.limits.clone(), backlog: config.backlog });
-        let state = Arc::new(ServerState {
-            store,
-            hub,
-            credentials,
-            public_url,
-            next_conn_id: AtomicU64::new(1),
-        });
+        let state = Arc::new(ServerState { store, hub, credentials, public_url, next_conn_id: AtomicU64::new(1) });
         let (stop, stopped) = watch::channel(false);
 
         let app = http::router(state.clone());

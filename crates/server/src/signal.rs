@@ -57,7 +57,8 @@ pub async fn serve(state: Arc<ServerState>, socket: WebSocket) {
     let silence_limit = ping_every * 3;
     let mut writer_done = false;
     loop {
-        let deadline = if conn.joined.is_none() { JOIN_TIMEOUT.saturating_sub(started.elapsed()) } else { silence_limit };
+        let deadline =
+            if conn.joined.is_none() { JOIN_TIMEOUT.saturating_sub(started.elapsed()) } else { silence_limit };
         let frame = tokio::select! {
             _ = &mut writer => {
                 writer_done = true;
@@ -72,9 +73,10 @@ pub async fn serve(state: Arc<ServerState>, socket: WebSocket) {
             }
             Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => break,
             Ok(Some(Ok(Message::Text(text)))) => conn.on_text(text.as_str()).await,
-            Ok(Some(Ok(Message::Binary(_)))) => {
-                conn.violation(None, ApiError::new(ErrorCode::MalformedRequest, "binary frames are not part of the protocol"))
-            }
+            Ok(Some(Ok(Message::Binary(_)))) => conn.violation(
+                None,
+                ApiError::new(ErrorCode::MalformedRequest, "binary frames are not part of the protocol"),
+            ),
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
         }
         if conn.closing {
@@ -158,7 +160,12 @@ impl Connection {
         if count > ABUSE_LIMIT {
             tracing::warn!(conn = self.conn_id, "closing connection after repeated limit violations");
             if let Some(joined) = &self.joined {
-                self.state.hub.remove(&joined.room, &joined.participant, DisconnectReason::ProtocolViolation, Now::system());
+                self.state.hub.remove(
+                    &joined.room,
+                    &joined.participant,
+                    DisconnectReason::ProtocolViolation,
+                    Now::system(),
+                );
             }
             self.send(Outbound::Close);
             self.closing = true;
@@ -179,7 +186,8 @@ impl Connection {
             Ok(msg) => msg,
             Err(e) => {
                 let id = serde_json::from_str::<serde_json::Value>(text).ok().and_then(|v| v.get("id")?.as_u64());
-                return self.violation(id, ApiError::new(ErrorCode::MalformedRequest, format!("malformed request: {e}")));
+                return self
+                    .violation(id, ApiError::new(ErrorCode::MalformedRequest, format!("malformed request: {e}")));
             }
         };
         if !self.bucket.try_take(Instant::now()) {
@@ -219,7 +227,11 @@ impl Connection {
         if req.protocol != confer_proto::PROTOCOL_VERSION {
             return Err(ApiError::new(
                 ErrorCode::MalformedRequest,
-                format!("protocol {} is not supported; this server speaks {}", req.protocol, confer_proto::PROTOCOL_VERSION),
+                format!(
+                    "protocol {} is not supported; this server speaks {}",
+                    req.protocol,
+                    confer_proto::PROTOCOL_VERSION
+                ),
             ));
         }
         let room = self.state.store.room(&token.room).await?.ok_or(ErrorCode::RoomNotFound)?;
@@ -260,4 +272,3 @@ impl Connection {
         self.send(Outbound::Close);
     }
 }
-

@@ -125,8 +125,7 @@ impl Store {
     pub async fn setting(&self, key: &str) -> StoreResult<Option<String>> {
         let key = key.to_owned();
         self.with(move |c| {
-            Ok(c.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
-                .optional()?)
+            Ok(c.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional()?)
         })
         .await
     }
@@ -173,9 +172,7 @@ impl Store {
     pub async fn room(&self, id: &RoomId) -> StoreResult<Option<Room>> {
         let id = id.clone();
         self.with(move |c| {
-            let row = c
-                .query_row(&format!("{ROOM_SELECT} WHERE id = ?1"), [id.0], RawRoom::read)
-                .optional()?;
+            let row = c.query_row(&format!("{ROOM_SELECT} WHERE id = ?1"), [id.0], RawRoom::read).optional()?;
             row.map(RawRoom::decode).transpose()
         })
         .await
@@ -217,11 +214,7 @@ impl Store {
             if expected_version.is_some_and(|v| v != current.version) {
                 return Ok(Some((current, false)));
             }
-            let updated = Room {
-                version: current.version + 1,
-                created_at: current.created_at,
-                ..room
-            };
+            let updated = Room { version: current.version + 1, created_at: current.created_at, ..room };
             tx.execute(
                 "UPDATE rooms SET name = ?2, members = ?3, managers = ?4, public_meta = ?5,
                         private_meta = ?6, policy = ?7, version = ?8, updated_at = ?9
@@ -250,7 +243,13 @@ impl Store {
         self.with(move |c| Ok(c.execute("DELETE FROM rooms WHERE id = ?1", [id.0])? == 1)).await
     }
 
-    pub async fn insert_invite(&self, hash: String, room: RoomId, expires_at: UnixMillis, max_uses: Option<u32>) -> StoreResult<()> {
+    pub async fn insert_invite(
+        &self,
+        hash: String,
+        room: RoomId,
+        expires_at: UnixMillis,
+        max_uses: Option<u32>,
+    ) -> StoreResult<()> {
         self.with(move |c| {
             c.execute(
                 "INSERT INTO invites (hash, room, expires_at, max_uses) VALUES (?1, ?2, ?3, ?4)",
@@ -439,7 +438,8 @@ mod tests {
     async fn refresh_tokens_are_single_use() {
         let store = Store::open(":memory:").unwrap();
         store.insert_room(room("r1", "a", 1)).await.unwrap();
-        let grant = RefreshGrant { room: "r1".into(), identity: "bob".into(), name: "Bob".into(), grants: Grants::default() };
+        let grant =
+            RefreshGrant { room: "r1".into(), identity: "bob".into(), name: "Bob".into(), grants: Grants::default() };
         store.insert_refresh("h".into(), grant, 100).await.unwrap();
         assert!(store.take_refresh("h".into(), 10).await.unwrap().is_some());
         assert!(store.take_refresh("h".into(), 10).await.unwrap().is_none());

@@ -22,7 +22,11 @@ fn guarded_routes(pid: &str) -> Vec<(Method, String, Option<serde_json::Value>)>
         (Method::POST, "/v1/rooms".into(), Some(json!({"name": "x"}))),
         (Method::GET, "/v1/rooms".into(), None),
         (Method::GET, "/v1/rooms/r".into(), None),
-        (Method::PUT, "/v1/rooms/r".into(), Some(json!({"name": "r", "version": 1, "force": true, "managers": ["alice"]}))),
+        (
+            Method::PUT,
+            "/v1/rooms/r".into(),
+            Some(json!({"name": "r", "version": 1, "force": true, "managers": ["alice"]})),
+        ),
         (Method::POST, "/v1/tokens".into(), Some(json!({"room": "r", "identity": "z"}))),
         (Method::POST, "/v1/rooms/r/invites".into(), Some(json!({}))),
         (Method::GET, "/v1/sessions".into(), None),
@@ -67,11 +71,39 @@ async fn join_refuses_bad_tokens_each_with_its_code() {
     let t = TestServer::start().await;
     t.create_room(json!({"id": "r", "name": "r"})).await;
     t.create_room(json!({"id": "other", "name": "other"})).await;
-    let forged = Credentials::new(KEY.into(), "not-the-secret".into()).mint(&"r".into(), &"eve".into(), "", &Grants::default(), now_secs(), 600);
-    let expired = Credentials::new(KEY.into(), SECRET.into()).mint(&"r".into(), &"eve".into(), "", &Grants::default(), now_secs() - 700, 600);
-    let other_key = Credentials::new("other".into(), SECRET.into()).mint(&"r".into(), &"eve".into(), "", &Grants::default(), now_secs(), 600);
+    let forged = Credentials::new(KEY.into(), "not-the-secret".into()).mint(
+        &"r".into(),
+        &"eve".into(),
+        "",
+        &Grants::default(),
+        now_secs(),
+        600,
+    );
+    let expired = Credentials::new(KEY.into(), SECRET.into()).mint(
+        &"r".into(),
+        &"eve".into(),
+        "",
+        &Grants::default(),
+        now_secs() - 700,
+        600,
+    );
+    let other_key = Credentials::new("other".into(), SECRET.into()).mint(
+        &"r".into(),
+        &"eve".into(),
+        "",
+        &Grants::default(),
+        now_secs(),
+        600,
+    );
     let for_other_room = t.token("other", "eve").await;
-    let for_deleted_room = Credentials::new(KEY.into(), SECRET.into()).mint(&"gone".into(), &"eve".into(), "", &Grants::default(), now_secs(), 600);
+    let for_deleted_room = Credentials::new(KEY.into(), SECRET.into()).mint(
+        &"gone".into(),
+        &"eve".into(),
+        "",
+        &Grants::default(),
+        now_secs(),
+        600,
+    );
 
     let cases = [
         (forged.as_str(), ErrorCode::InvalidToken),
@@ -122,7 +154,14 @@ async fn actions_by_role() {
         (t.token("r", "alice").await, Some(ErrorCode::PermissionDenied)),
         ("garbage".to_owned(), Some(ErrorCode::InvalidToken)),
         (
-            Credentials::new(KEY.into(), SECRET.into()).mint(&"r".into(), &"bob".into(), "", &Grants::default(), now_secs() - 700, 600),
+            Credentials::new(KEY.into(), SECRET.into()).mint(
+                &"r".into(),
+                &"bob".into(),
+                "",
+                &Grants::default(),
+                now_secs() - 700,
+                600,
+            ),
             Some(ErrorCode::TokenExpired),
         ),
     ];

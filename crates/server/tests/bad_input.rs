@@ -70,7 +70,9 @@ async fn a_flood_is_rate_limited_then_cut() {
         match p.next_message().await.unwrap() {
             ServerMessage::Event { seq, .. } => p.last_seq = seq,
             ServerMessage::Response { outcome: Outcome::Result(Reply::Pong), .. } => pongs += 1,
-            ServerMessage::Response { outcome: Outcome::Error(e), .. } if e.code == ErrorCode::RateLimited => limited += 1,
+            ServerMessage::Response { outcome: Outcome::Error(e), .. } if e.code == ErrorCode::RateLimited => {
+                limited += 1
+            }
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -82,7 +84,10 @@ async fn a_flood_is_rate_limited_then_cut() {
     // A sustained flood ends the connection, and the others are told it left.
     let flood = json!({"id": 1, "request": {"type": "ping"}}).to_string();
     for _ in 0..3000 {
-        if tokio::time::timeout(std::time::Duration::from_millis(200), p.send_raw_checked(Message::text(flood.clone()))).await.is_err() {
+        if tokio::time::timeout(std::time::Duration::from_millis(200), p.send_raw_checked(Message::text(flood.clone())))
+            .await
+            .is_err()
+        {
             break;
         }
     }

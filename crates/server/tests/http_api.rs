@@ -41,7 +41,8 @@ async fn rooms_crud_with_versions() {
     assert_eq!(got, room);
 
     let update = json!({"name": "Daily", "managers": ["bob"], "version": 1});
-    let updated: Room = t.api(Method::PUT, "/v1/rooms/standup").json(&update).send().await.unwrap().json().await.unwrap();
+    let updated: Room =
+        t.api(Method::PUT, "/v1/rooms/standup").json(&update).send().await.unwrap().json().await.unwrap();
     assert_eq!((updated.name.as_str(), updated.version), ("Daily", 2));
     assert_eq!(updated.created_at, room.created_at);
     // Full replacement: fields left out are reset, not kept.
@@ -50,7 +51,8 @@ async fn rooms_crud_with_versions() {
     let stale = t.api(Method::PUT, "/v1/rooms/standup").json(&update).send().await.unwrap();
     assert_error(stale, ErrorCode::VersionConflict).await;
     let forced = json!({"name": "Forced", "version": 1, "force": true});
-    let forced: Room = t.api(Method::PUT, "/v1/rooms/standup").json(&forced).send().await.unwrap().json().await.unwrap();
+    let forced: Room =
+        t.api(Method::PUT, "/v1/rooms/standup").json(&forced).send().await.unwrap().json().await.unwrap();
     assert_eq!(forced.version, 3);
 
     let del = t.api(Method::DELETE, "/v1/rooms/standup").send().await.unwrap();
@@ -68,8 +70,15 @@ async fn rooms_list_pages_and_sorts() {
     for name in ["charlie", "alpha", "bravo"] {
         t.create_room(json!({ "name": name })).await;
     }
-    let page: RoomPage =
-        t.api(Method::GET, "/v1/rooms").query(&[("limit", "2"), ("sort", "name_asc")]).send().await.unwrap().json().await.unwrap();
+    let page: RoomPage = t
+        .api(Method::GET, "/v1/rooms")
+        .query(&[("limit", "2"), ("sort", "name_asc")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page.total, 3);
     assert_eq!(page.rooms.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["alpha", "bravo"]);
     let page: RoomPage = t
@@ -107,9 +116,11 @@ async fn room_input_is_validated() {
         assert_error(resp, code).await;
     }
     let huge = "x".repeat(2 << 20);
-    let resp = t.api(Method::POST, "/v1/rooms").header("content-type", "application/json").body(huge).send().await.unwrap();
+    let resp =
+        t.api(Method::POST, "/v1/rooms").header("content-type", "application/json").body(huge).send().await.unwrap();
     assert_error(resp, ErrorCode::TooLarge).await;
-    let resp = t.api(Method::POST, "/v1/rooms").header("content-type", "application/json").body("{nope").send().await.unwrap();
+    let resp =
+        t.api(Method::POST, "/v1/rooms").header("content-type", "application/json").body("{nope").send().await.unwrap();
     assert_error(resp, ErrorCode::MalformedRequest).await;
     assert_error(t.http.get(t.url("/v1/nowhere")).send().await.unwrap(), ErrorCode::NotFound).await;
 }
@@ -138,10 +149,17 @@ async fn tokens_mint_and_refresh() {
     assert_ne!(refreshed.refresh_token, pair.refresh_token);
     t.join(&refreshed.token).await;
     // Refresh tokens are single-use.
-    let again = t.http.post(t.url("/v1/tokens/refresh")).json(&json!({"refresh_token": pair.refresh_token})).send().await.unwrap();
+    let again = t
+        .http
+        .post(t.url("/v1/tokens/refresh"))
+        .json(&json!({"refresh_token": pair.refresh_token}))
+        .send()
+        .await
+        .unwrap();
     assert_error(again, ErrorCode::InvalidToken).await;
 
-    let missing_room = t.api(Method::POST, "/v1/tokens").json(&json!({"room": "nope", "identity": "a"})).send().await.unwrap();
+    let missing_room =
+        t.api(Method::POST, "/v1/tokens").json(&json!({"room": "nope", "identity": "a"})).send().await.unwrap();
     assert_error(missing_room, ErrorCode::RoomNotFound).await;
     for body in [json!({"room": "r", "identity": ""}), json!({"room": "r", "identity": "a", "ttl": 0})] {
         let resp = t.api(Method::POST, "/v1/tokens").json(&body).send().await.unwrap();
@@ -168,7 +186,8 @@ async fn invites_admit_guests_by_policy() {
     assert!(invite.link.ends_with(&format!("&room=open&invite={}", invite.invite)));
 
     let exchange = json!({"invite": invite.invite, "name": "Guest Gus"});
-    let pair: TokenPair = t.http.post(t.url("/v1/invites/exchange")).json(&exchange).send().await.unwrap().json().await.unwrap();
+    let pair: TokenPair =
+        t.http.post(t.url("/v1/invites/exchange")).json(&exchange).send().await.unwrap().json().await.unwrap();
     assert!(pair.identity.as_str().starts_with("guest-"));
     // A guest gets in although the room lists its members.
     let (_guest, snapshot) = t.join(&pair.token).await;
@@ -177,12 +196,19 @@ async fn invites_admit_guests_by_policy() {
 
     let used_up = t.http.post(t.url("/v1/invites/exchange")).json(&exchange).send().await.unwrap();
     assert_error(used_up, ErrorCode::InvalidInvite).await;
-    let unknown = t.http.post(t.url("/v1/invites/exchange")).json(&json!({"invite": "nope", "name": "x"})).send().await.unwrap();
+    let unknown =
+        t.http.post(t.url("/v1/invites/exchange")).json(&json!({"invite": "nope", "name": "x"})).send().await.unwrap();
     assert_error(unknown, ErrorCode::InvalidInvite).await;
 
     let closed: Invite =
         t.api(Method::POST, "/v1/rooms/closed/invites").json(&json!({})).send().await.unwrap().json().await.unwrap();
-    let resp = t.http.post(t.url("/v1/invites/exchange")).json(&json!({"invite": closed.invite, "name": "x"})).send().await.unwrap();
+    let resp = t
+        .http
+        .post(t.url("/v1/invites/exchange"))
+        .json(&json!({"invite": closed.invite, "name": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_error(resp, ErrorCode::DisabledByPolicy).await;
     let resp = t.api(Method::POST, "/v1/rooms/nope/invites").json(&json!({})).send().await.unwrap();
     assert_error(resp, ErrorCode::RoomNotFound).await;
@@ -224,7 +250,9 @@ async fn updates_reach_the_live_session_and_delete_ends_it() {
     let (mut alice, _) = t.join(&t.token("r", "alice").await).await;
     t.api(Method::PUT, "/v1/rooms/r").json(&json!({"name": "renamed", "version": 1})).send().await.unwrap();
     match alice.event().await.unwrap() {
-        confer_proto::signal::Event::RoomUpdated { room } => assert_eq!((room.name.as_str(), room.version), ("renamed", 2)),
+        confer_proto::signal::Event::RoomUpdated { room } => {
+            assert_eq!((room.name.as_str(), room.version), ("renamed", 2))
+        }
         other => panic!("expected room_updated, got {other:?}"),
     }
     t.api(Method::DELETE, "/v1/rooms/r").send().await.unwrap();

@@ -22,10 +22,19 @@ fn temp_db(name: &str) -> String {
 async fn rooms_invites_and_refresh_tokens_survive_a_restart() {
     let db = temp_db("rooms");
     let t = TestServer::with(ServerConfig { db: db.clone(), ..config() }).await;
-    let room = t.create_room(json!({"id": "keep", "name": "Keep", "managers": ["alice"], "private_meta": "AQID"})).await;
-    let updated: Room =
-        t.api(Method::PUT, "/v1/rooms/keep").json(&json!({"name": "Kept", "version": 1})).send().await.unwrap().json().await.unwrap();
-    let invite: Invite = t.api(Method::POST, "/v1/rooms/keep/invites").json(&json!({})).send().await.unwrap().json().await.unwrap();
+    let room =
+        t.create_room(json!({"id": "keep", "name": "Keep", "managers": ["alice"], "private_meta": "AQID"})).await;
+    let updated: Room = t
+        .api(Method::PUT, "/v1/rooms/keep")
+        .json(&json!({"name": "Kept", "version": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let invite: Invite =
+        t.api(Method::POST, "/v1/rooms/keep/invites").json(&json!({})).send().await.unwrap().json().await.unwrap();
     let pair = t.token_pair("keep", "alice", Default::default(), None).await;
     let addr = t.server.http_addr();
     t.server.shutdown().await;
@@ -37,10 +46,24 @@ async fn rooms_invites_and_refresh_tokens_survive_a_restart() {
     let stale = t.api(Method::PUT, "/v1/rooms/keep").json(&json!({"name": "x", "version": 1})).send().await.unwrap();
     assert_error(stale, ErrorCode::VersionConflict).await;
 
-    let guest = t.http.post(t.url("/v1/invites/exchange")).json(&json!({"invite": invite.invite, "name": "G"})).send().await.unwrap();
+    let guest = t
+        .http
+        .post(t.url("/v1/invites/exchange"))
+        .json(&json!({"invite": invite.invite, "name": "G"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(guest.status(), 200);
-    let renewed: TokenPair =
-        t.http.post(t.url("/v1/tokens/refresh")).json(&json!({"refresh_token": pair.refresh_token})).send().await.unwrap().json().await.unwrap();
+    let renewed: TokenPair = t
+        .http
+        .post(t.url("/v1/tokens/refresh"))
+        .json(&json!({"refresh_token": pair.refresh_token}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     t.join(&renewed.token).await;
 }
 

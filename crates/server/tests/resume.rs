@@ -43,9 +43,14 @@ async fn resume_replays_missed_events_and_others_see_nothing() {
     bob.last_seq = last_seq;
     let replayed = [bob.event().await.unwrap(), bob.event().await.unwrap()];
     assert!(matches!(&replayed[0], Event::MessageReceived { text, .. } if text == "two"));
-    assert!(matches!(&replayed[1], Event::ParticipantJoined { participant } if participant.identity.as_str() == "carol"));
+    assert!(
+        matches!(&replayed[1], Event::ParticipantJoined { participant } if participant.identity.as_str() == "carol")
+    );
     // bob is still bob, and still reachable.
-    alice.request(Request::SendMessage { text: "three".into(), to: Some(vec![b.participant.id.clone()]) }).await.unwrap();
+    alice
+        .request(Request::SendMessage { text: "three".into(), to: Some(vec![b.participant.id.clone()]) })
+        .await
+        .unwrap();
     assert!(matches!(bob.event().await.unwrap(), Event::MessageReceived { text, .. } if text == "three"));
     // alice saw carol join, and nothing about bob.
     let seen = alice.events_until("participant_joined").await;
@@ -75,7 +80,11 @@ async fn a_vanished_peer_is_removed_after_the_grace_period() {
     let left = alice.events_until("participant_left").await;
     assert_eq!(
         left.last(),
-        Some(&Event::ParticipantLeft { participant_id: b.participant.id.clone(), identity: "bob".into(), reason: Some(LeaveReason::ConnectionLost) })
+        Some(&Event::ParticipantLeft {
+            participant_id: b.participant.id.clone(),
+            identity: "bob".into(),
+            reason: Some(LeaveReason::ConnectionLost)
+        })
     );
     drop(bob);
     // Too late to resume now.
@@ -100,7 +109,9 @@ async fn an_expired_join_token_disconnects_unless_renewed() {
     let seen = bob.until_closed().await;
     assert_eq!(seen.last(), Some(&Event::Disconnected { reason: DisconnectReason::TokenExpired }));
     let seen = alice.events_until("participant_left").await;
-    assert!(matches!(seen.last(), Some(Event::ParticipantLeft { reason: Some(LeaveReason::TokenExpired), identity, .. }) if identity.as_str() == "bob"));
+    assert!(
+        matches!(seen.last(), Some(Event::ParticipantLeft { reason: Some(LeaveReason::TokenExpired), identity, .. }) if identity.as_str() == "bob")
+    );
     // carol renewed in time and is still in.
     assert_eq!(carol.request(Request::Ping).await.unwrap(), Reply::Pong);
 }

@@ -48,7 +48,10 @@ async fn messages_reach_exactly_their_recipients() {
     let Reply::MessageSent { message_id } = reply else { panic!("expected message_sent, got {reply:?}") };
     match bob.event().await.unwrap() {
         Event::MessageReceived { message_id: id, from, from_identity, text, to, .. } => {
-            assert_eq!((id, from, from_identity.as_str(), text.as_str()), (message_id, a.participant.id.clone(), "alice", "psst"));
+            assert_eq!(
+                (id, from, from_identity.as_str(), text.as_str()),
+                (message_id, a.participant.id.clone(), "alice", "psst")
+            );
             assert_eq!(to, Some(vec![b.participant.id.clone()]));
         }
         other => panic!("expected message_received, got {other:?}"),
@@ -64,7 +67,8 @@ async fn messages_reach_exactly_their_recipients() {
     }
     bob.expect_silence(Duration::from_millis(300)).await;
 
-    let err = alice.request(Request::SendMessage { text: "x".into(), to: Some(vec!["PA_nobody".into()]) }).await.unwrap_err();
+    let err =
+        alice.request(Request::SendMessage { text: "x".into(), to: Some(vec!["PA_nobody".into()]) }).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::ParticipantNotFound);
     let err = alice.request(Request::SendMessage { text: String::new(), to: None }).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::MalformedRequest);
@@ -101,14 +105,20 @@ async fn kick_by_a_manager_and_the_order_everyone_sees() {
     assert_eq!(
         seen,
         [
-            Event::ParticipantLeaving { participant_id: c.participant.id.clone(), identity: "carol".into(), reason: Some(LeaveReason::Kicked) },
+            Event::ParticipantLeaving {
+                participant_id: c.participant.id.clone(),
+                identity: "carol".into(),
+                reason: Some(LeaveReason::Kicked)
+            },
             Event::Disconnected { reason: DisconnectReason::Kicked },
         ]
     );
     for peer in [&mut alice, &mut bob] {
         let seen = peer.events_until("participant_left").await;
         assert_eq!(names(&seen), ["participant_leaving", "participant_left"]);
-        assert!(matches!(&seen[1], Event::ParticipantLeft { reason: Some(LeaveReason::Kicked), identity, .. } if identity.as_str() == "carol"));
+        assert!(
+            matches!(&seen[1], Event::ParticipantLeft { reason: Some(LeaveReason::Kicked), identity, .. } if identity.as_str() == "carol")
+        );
     }
     let err = alice.request(Request::Kick { participant_id: c.participant.id }).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::ParticipantNotFound);
@@ -133,7 +143,8 @@ async fn leave_is_seen_without_reason() {
     let (mut bob, b) = t.join(&t.token("r", "bob").await).await;
     alice.events_until("participant_joined").await;
     assert_eq!(bob.request(Request::Leave).await.unwrap(), Reply::Ok);
-    let leaving = Event::ParticipantLeaving { participant_id: b.participant.id.clone(), identity: "bob".into(), reason: None };
+    let leaving =
+        Event::ParticipantLeaving { participant_id: b.participant.id.clone(), identity: "bob".into(), reason: None };
     assert_eq!(bob.until_closed().await, [leaving.clone(), Event::Disconnected { reason: DisconnectReason::Left }]);
     let left = Event::ParticipantLeft { participant_id: b.participant.id, identity: "bob".into(), reason: None };
     assert_eq!(alice.events_until("participant_left").await, [leaving, left]);

@@ -122,7 +122,9 @@ pub fn cli(server: &ServerProcess, args: &[&str]) -> Output {
 pub fn cli_json(server: &ServerProcess, args: &[&str]) -> Value {
     let out = cli(server, args);
     assert!(out.status.success(), "confer-cli {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("confer-cli {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("confer-cli {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+    })
 }
 
 /// Mints a join token with `confer-cli token create`.
@@ -189,8 +191,12 @@ impl Bot {
                         return v;
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => panic!("{}: no {what} within {timeout:?}; saw {:?}", self.name, self.seen),
-                Err(RecvTimeoutError::Disconnected) => panic!("{}: exited before {what}; saw {:?}", self.name, self.seen),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("{}: no {what} within {timeout:?}; saw {:?}", self.name, self.seen)
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("{}: exited before {what}; saw {:?}", self.name, self.seen)
+                }
             }
         }
     }

@@ -25,7 +25,8 @@ fn three_bots_message_kick_and_refusals() {
 
     let mut carol = Bot::spawn("carol", &server, &token(&server, &id, "carol", &[]), &[]);
     carol.expect_event("connected", T, |_| true);
-    let mut bob = Bot::spawn("bob", &server, &token(&server, &id, "bob", &[]), &["--wait-for", "alice", "--kick", "alice"]);
+    let mut bob =
+        Bot::spawn("bob", &server, &token(&server, &id, "bob", &[]), &["--wait-for", "alice", "--kick", "alice"]);
     bob.expect_event("connected", T, |_| true);
     let mut alice = Bot::spawn(
         "alice",
@@ -61,7 +62,9 @@ fn three_bots_message_kick_and_refusals() {
     let other = cli_json(&server, &["room", "create", "--name", "other"]);
     let foreign = token(&server, other["id"].as_str().unwrap(), "frank", &[]);
     std::thread::sleep(Duration::from_millis(2100));
-    for (name, tok, code) in [("forged", forged, INVALID_TOKEN), ("expired", expired, TOKEN_EXPIRED), ("foreign", foreign, ROOM_MISMATCH)] {
+    for (name, tok, code) in
+        [("forged", forged, INVALID_TOKEN), ("expired", expired, TOKEN_EXPIRED), ("foreign", foreign, ROOM_MISMATCH)]
+    {
         let mut bot = Bot::spawn(name, &server, &tok, &["--room", &id]);
         let err = bot.expect_event("error", T, |v| v["request"] == "join");
         assert_eq!(err["code"], code, "{name} token");
@@ -83,7 +86,10 @@ fn rooms_survive_a_restart_and_stale_updates_are_refused() {
     let list = cli_json(&server, &["room", "list"]);
     let rooms = list["rooms"].as_array().unwrap();
     assert_eq!(rooms.len(), 1);
-    assert_eq!((rooms[0]["id"].as_str(), rooms[0]["name"].as_str(), rooms[0]["version"].as_u64()), (Some(id.as_str()), Some("renamed"), Some(2)));
+    assert_eq!(
+        (rooms[0]["id"].as_str(), rooms[0]["name"].as_str(), rooms[0]["version"].as_u64()),
+        (Some(id.as_str()), Some("renamed"), Some(2))
+    );
 
     let stale = cli(&server, &["room", "update", &id, "--version", "1", "--name", "again"]);
     assert!(!stale.status.success());

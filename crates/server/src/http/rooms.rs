@@ -120,9 +120,8 @@ pub async fn delete(
 }
 
 fn check_room_id(id: &RoomId) -> ApiResult<()> {
-    let ok = !id.0.is_empty()
-        && id.0.len() <= 64
-        && id.0.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let ok =
+        !id.0.is_empty() && id.0.len() <= 64 && id.0.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
@@ -130,7 +129,13 @@ fn check_room_id(id: &RoomId) -> ApiResult<()> {
     }
 }
 
-fn check_fields(name: &str, members: &[Identity], managers: &[Identity], public: &Bytes, private: &Bytes) -> ApiResult<()> {
+fn check_fields(
+    name: &str,
+    members: &[Identity],
+    managers: &[Identity],
+    public: &Bytes,
+    private: &Bytes,
+) -> ApiResult<()> {
     if name.trim().is_empty() || name.len() > 200 {
         return Err(ApiError::new(ErrorCode::MalformedRequest, "a room needs a name of 1 to 200 bytes"));
     }

@@ -18,11 +18,19 @@ pub async fn list(_: ApiAuth, State(state): State<Arc<ServerState>>) -> Json<Ses
     Json(SessionList { sessions: state.hub.sessions() })
 }
 
-pub async fn get(_: ApiAuth, State(state): State<Arc<ServerState>>, ApiPath(room): ApiPath<RoomId>) -> ApiResult<Json<SessionInfo>> {
+pub async fn get(
+    _: ApiAuth,
+    State(state): State<Arc<ServerState>>,
+    ApiPath(room): ApiPath<RoomId>,
+) -> ApiResult<Json<SessionInfo>> {
     Ok(Json(state.hub.session(&room).ok_or(ErrorCode::SessionNotFound)?))
 }
 
-pub async fn end(_: ApiAuth, State(state): State<Arc<ServerState>>, ApiPath(room): ApiPath<RoomId>) -> ApiResult<StatusCode> {
+pub async fn end(
+    _: ApiAuth,
+    State(state): State<Arc<ServerState>>,
+    ApiPath(room): ApiPath<RoomId>,
+) -> ApiResult<StatusCode> {
     if !state.hub.end_session(&room, DisconnectReason::SessionEnded, Now::system()) {
         return Err(ErrorCode::SessionNotFound.into());
     }

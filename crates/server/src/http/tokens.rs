@@ -28,7 +28,10 @@ pub async fn create(
 ) -> ApiResult<Json<TokenPair>> {
     let ttl = req.ttl.unwrap_or(DEFAULT_TOKEN_TTL_SECS);
     if ttl == 0 || ttl > MAX_TOKEN_TTL_SECS {
-        return Err(ApiError::new(ErrorCode::MalformedRequest, format!("ttl must be 1..={MAX_TOKEN_TTL_SECS} seconds")));
+        return Err(ApiError::new(
+            ErrorCode::MalformedRequest,
+            format!("ttl must be 1..={MAX_TOKEN_TTL_SECS} seconds"),
+        ));
     }
     check_identity(&req.identity)?;
     state.store.room(&req.room).await?.ok_or(ErrorCode::RoomNotFound)?;
@@ -41,7 +44,10 @@ pub async fn create(
     Ok(Json(issue(&state, grant, ttl).await?))
 }
 
-pub async fn refresh(State(state): State<Arc<ServerState>>, ApiJson(req): ApiJson<RefreshToken>) -> ApiResult<Json<TokenPair>> {
+pub async fn refresh(
+    State(state): State<Arc<ServerState>>,
+    ApiJson(req): ApiJson<RefreshToken>,
+) -> ApiResult<Json<TokenPair>> {
     let now = Now::system();
     let grant = state
         .store
@@ -60,7 +66,10 @@ pub async fn create_invite(
 ) -> ApiResult<Json<Invite>> {
     let ttl = req.ttl.unwrap_or(DEFAULT_INVITE_TTL_SECS);
     if ttl == 0 || ttl > MAX_INVITE_TTL_SECS {
-        return Err(ApiError::new(ErrorCode::MalformedRequest, format!("ttl must be 1..={MAX_INVITE_TTL_SECS} seconds")));
+        return Err(ApiError::new(
+            ErrorCode::MalformedRequest,
+            format!("ttl must be 1..={MAX_INVITE_TTL_SECS} seconds"),
+        ));
     }
     if req.max_uses == Some(0) {
         return Err(ApiError::new(ErrorCode::MalformedRequest, "max_uses must be at least 1"));
@@ -78,7 +87,10 @@ pub async fn create_invite(
     Ok(Json(Invite { invite: secret, room, expires_at, max_uses: req.max_uses, link }))
 }
 
-pub async fn exchange_invite(State(state): State<Arc<ServerState>>, ApiJson(req): ApiJson<ExchangeInvite>) -> ApiResult<Json<TokenPair>> {
+pub async fn exchange_invite(
+    State(state): State<Arc<ServerState>>,
+    ApiJson(req): ApiJson<ExchangeInvite>,
+) -> ApiResult<Json<TokenPair>> {
     let name = req.name.trim();
     if name.is_empty() || name.len() > 100 {
         return Err(ApiError::new(ErrorCode::MalformedRequest, "a guest needs a name of 1 to 100 bytes"));
@@ -120,7 +132,10 @@ async fn issue(state: &ServerState, grant: RefreshGrant, ttl: u64) -> ApiResult<
 
 fn check_identity(identity: &Identity) -> ApiResult<()> {
     if identity.0.is_empty() || identity.0.len() > 200 || identity.0.chars().any(char::is_control) {
-        return Err(ApiError::new(ErrorCode::MalformedRequest, "an identity is 1 to 200 bytes without control characters"));
+        return Err(ApiError::new(
+            ErrorCode::MalformedRequest,
+            "an identity is 1 to 200 bytes without control characters",
+        ));
     }
     Ok(())
 }

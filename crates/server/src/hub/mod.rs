@@ -21,8 +21,8 @@ use confer_proto::signal::{
 };
 use confer_proto::{ErrorCode, ParticipantId, RoomId, UnixMillis};
 
-pub use participant::{Link, Outbound};
 use participant::{frame, Participant};
+pub use participant::{Link, Outbound};
 
 use crate::auth::{random_secret, JoinToken};
 use crate::error::{ApiError, ApiResult};
@@ -44,9 +44,8 @@ pub struct Now {
 
 impl Now {
     pub fn system() -> Self {
-        let unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let unix_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         Self { mono: Instant::now(), unix_ms }
     }
 
@@ -68,10 +67,7 @@ impl Session {
     }
 
     fn get_mut(&mut self, id: &ParticipantId) -> ApiResult<&mut Participant> {
-        self.participants
-            .iter_mut()
-            .find(|p| &p.info.id == id)
-            .ok_or_else(|| ErrorCode::ParticipantNotFound.into())
+        self.participants.iter_mut().find(|p| &p.info.id == id).ok_or_else(|| ErrorCode::ParticipantNotFound.into())
     }
 
     fn broadcast(&mut self, event: &Event, except: Option<&ParticipantId>, now: Instant) {
@@ -294,7 +290,10 @@ impl Hub {
         let from_identity = sender.info.identity.clone();
         if let Some(to) = &to {
             if to.is_empty() {
-                return Err(ApiError::new(ErrorCode::MalformedRequest, "`to` lists nobody; omit it to send to everyone"));
+                return Err(ApiError::new(
+                    ErrorCode::MalformedRequest,
+                    "`to` lists nobody; omit it to send to everyone",
+                ));
             }
             if let Some(missing) = to.iter().find(|id| session.position(id).is_none()) {
                 return Err(ApiError::new(ErrorCode::ParticipantNotFound, format!("no participant {missing}")));
@@ -368,12 +367,18 @@ impl Hub {
         true
     }
 
-    /// Ends every session (server shutdown).
+    /// Closes every connection on server shutdown. Nobody is told that anyone left:
+    /// everyone goes at once, and clients come back (as new participants) when the
+    /// server is up again.
     pub fn shutdown(&self, now: Now) {
-        let rooms: Vec<RoomId> = self.lock().keys().cloned().collect();
-        for room in rooms {
-            self.end_session(&room, DisconnectReason::ServerShutdown, now);
+        let mut sessions = self.lock();
+        for session in sessions.values_mut() {
+            for p in &mut session.participants {
+                p.push(Event::Disconnected { reason: DisconnectReason::ServerShutdown }, now.mono);
+                p.send(Outbound::Close, now.mono);
+            }
         }
+        sessions.clear();
     }
 
     /// The room's definition changed: tell its live session.

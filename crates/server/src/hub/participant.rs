@@ -65,7 +65,14 @@ pub struct Participant {
 }
 
 impl Participant {
-    pub fn new(info: ParticipantInfo, grants: Grants, token_expires_at: u64, resume_token: String, link: Link, backlog_cap: usize) -> Self {
+    pub fn new(
+        info: ParticipantInfo,
+        grants: Grants,
+        token_expires_at: u64,
+        resume_token: String,
+        link: Link,
+        backlog_cap: usize,
+    ) -> Self {
         Self {
             info,
             grants,

@@ -36,6 +36,8 @@ impl TestServer {
     }
 
     pub async fn with(config: ServerConfig) -> Self {
+        // Another test in this process may have installed it already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let server = Server::start(config).await.expect("server starts");
         Self { server, http: reqwest::Client::new() }
     }
@@ -143,7 +145,9 @@ impl Peer {
             let frame = tokio::time::timeout(WAIT, self.ws.next()).await.expect("server frame in time");
             match frame {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
-                Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(t.as_str()).expect("valid server frame")),
+                Some(Ok(Message::Text(t))) => {
+                    return Some(serde_json::from_str(t.as_str()).expect("valid server frame"))
+                }
                 Some(Ok(_)) => continue,
             }
         }
@@ -235,7 +239,14 @@ impl Peer {
 }
 
 pub fn join_request(token: &str) -> JoinRequest {
-    JoinRequest { token: token.into(), room: None, protocol: confer_proto::PROTOCOL_VERSION, name: None, context: Value::Null, resume: None }
+    JoinRequest {
+        token: token.into(),
+        room: None,
+        protocol: confer_proto::PROTOCOL_VERSION,
+        name: None,
+        context: Value::Null,
+        resume: None,
+    }
 }
 
 pub fn names(events: &[Event]) -> Vec<&'static str> {

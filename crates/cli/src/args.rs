@@ -1,0 +1,433 @@
+//! The command line, as clap derive types. Parsing only: no I/O here.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use confer_proto::room::RoomSort;
+
+/// Manage a Confer server's rooms, tokens, invites and sessions, and run headless bots.
+///
+/// Room-API commands print the server's JSON answer on stdout (nothing for answers
+/// without a body). When the server refuses, its error `{code,name,message}` is printed
+/// on stderr as one JSON line followed by a readable message, and the exit status is 1.
+#[derive(Debug, Parser)]
+#[command(name = "confer-cli", version)]
+pub struct Cli {
+    /// Server address: http(s)://, ws(s)://, or host:port; a /v1 or /v1/signal path is
+    /// accepted and ignored.
+    #[arg(long, global = true, env = "CONFER_URL", default_value = "http://127.0.0.1:7880")]
+    pub url: String,
+    /// API key for the room API.
+    #[arg(long, global = true, env = "CONFER_API_KEY")]
+    pub api_key: Option<String>,
+    /// API secret for the room API.
+    #[arg(long, global = true, env = "CONFER_API_SECRET", hide_env_values = true)]
+    pub api_secret: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Stored room definitions.
+    #[command(subcommand)]
+    Room(RoomCommand),
+    /// Join tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Invites for guests.
+    #[command(subcommand)]
+    Invite(InviteCommand),
+    /// Live sessions and their participants.
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Join a room headless and print every event as one JSON line.
+    ///
+    /// The bot connects to the global --url (http(s) or ws(s)). Its first line is
+    /// `connected`; each line has an `event` field. Exit status: 0 when it ran to the end
+    /// (also when kicked or disconnected by the server), 1 when the connection was lost,
+    /// 2 when the join was refused, 3 when a request (--send-message, --kick) was refused.
+    Bot(BotArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoomCommand {
+    /// Create a room.
+    Create(CreateRoomArgs),
+    /// List rooms, a page at a time.
+    List(ListRoomsArgs),
+    /// Show one room.
+    Get {
+        /// Room id.
+        id: String,
+    },
+    /// Replace a room's definition. Options not given keep the room's current values,
+    /// which are fetched first; the update is refused if the room is no longer at
+    /// --version, unless --force.
+    Update(UpdateRoomArgs),
+    /// Delete a room (ending its live session).
+    Delete {
+        /// Room id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateRoomArgs {
+    #[arg(long)]
+    pub name: String,
+    /// Room id; the server generates one when absent.
+    #[arg(long)]
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub fields: RoomFields,
+}
+
+/// Room fields shared by `create` and `update`.
+#[derive(Debug, Args, Default)]
+pub struct RoomFields {
+    /// An identity allowed to join (repeat for more). No members: anyone with a token.
+    #[arg(long = "member", value_name = "IDENTITY")]
+    pub members: Vec<String>,
+    /// An identity with moderator rights (repeat for more).
+    #[arg(long = "manager", value_name = "IDENTITY")]
+    pub managers: Vec<String>,
+    /// At most this many participants at once.
+    #[arg(long, value_name = "N")]
+    pub max_participants: Option<u32>,
+    /// Metadata shown to participants (stored as bytes, shown base64-encoded).
+    #[arg(long, value_name = "STR")]
+    pub public_meta: Option<String>,
+    /// Metadata only the room API returns.
+    #[arg(long, value_name = "STR")]
+    pub private_meta: Option<String>,
+    /// Refuse guests joining by invite.
+    #[arg(long)]
+    pub no_guests: bool,
+    /// Audio only: no video or screen sharing.
+    #[arg(long)]
+    pub audio_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListRoomsArgs {
+    #[arg(long, default_value_t = 0)]
+    pub skip: u32,
+    /// Page size, 1 to 100.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    #[arg(long, value_enum, default_value_t = SortArg::CreatedAsc)]
+    pub sort: SortArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum SortArg {
+    CreatedAsc,
+    CreatedDesc,
+    NameAsc,
+    NameDesc,
+}
+
+impl From<SortArg> for RoomSort {
+    fn from(s: SortArg) -> Self {
+        match s {
+            SortArg::CreatedAsc => RoomSort::CreatedAsc,
+            SortArg::CreatedDesc => RoomSort::CreatedDesc,
+            SortArg::NameAsc => RoomSort::NameAsc,
+            SortArg::NameDesc => RoomSort::NameDesc,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateRoomArgs {
+    /// Room id.
+    pub id: String,
+    /// The room version this update is based on.
+    #[arg(long)]
+    pub version: u64,
+    /// New name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Members given replace the current list.
+    #[command(flatten)]
+    pub fields: RoomFields,
+    /// Empty the member list (anyone with a token may join).
+    #[arg(long, conflicts_with = "members")]
+    pub clear_members: bool,
+    /// Empty the manager list.
+    #[arg(long, conflicts_with = "managers")]
+    pub clear_managers: bool,
+    /// Allow guests again.
+    #[arg(long, conflicts_with = "no_guests")]
+    pub guests: bool,
+    /// Allow video again.
+    #[arg(long, conflicts_with = "audio_only")]
+    pub no_audio_only: bool,
+    /// Remove the participant limit.
+    #[arg(long, conflicts_with = "max_participants")]
+    pub unlimited: bool,
+    /// Apply even if the room changed since --version.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a join token; prints the token alone (the whole token pair with --json).
+    Create(CreateTokenArgs),
+    /// Buy a new join token with a refresh token; prints the new token pair (the
+    /// refresh token rotates: the old one stops working).
+    Refresh {
+        #[arg(long)]
+        refresh_token: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateTokenArgs {
+    #[arg(long)]
+    pub room: String,
+    #[arg(long)]
+    pub identity: String,
+    /// Display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Lifetime in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub ttl: Option<u64>,
+    #[arg(long)]
+    pub moderator: bool,
+    #[arg(long)]
+    pub no_publish: bool,
+    #[arg(long)]
+    pub no_subscribe: bool,
+    /// No messages or data, sent or received.
+    #[arg(long)]
+    pub no_data: bool,
+    /// Print the whole token pair as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InviteCommand {
+    /// Create an invite for a room; prints it as JSON.
+    Create {
+        #[arg(long)]
+        room: String,
+        /// Lifetime in seconds.
+        #[arg(long, value_name = "SECONDS")]
+        ttl: Option<u64>,
+        #[arg(long)]
+        max_uses: Option<u32>,
+    },
+    /// Exchange an invite for a guest's join token; prints the token pair as JSON.
+    Exchange {
+        #[arg(long)]
+        invite: String,
+        /// The guest's display name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Every live session.
+    List,
+    /// The live session of a room.
+    Get { room: String },
+    /// End a room's session for everyone.
+    End { room: String },
+    /// Remove a participant from a room's session.
+    Kick { room: String, participant_id: String },
+}
+
+/// Options of `bot`; see [`Command::Bot`].
+#[derive(Debug, Args)]
+pub struct BotArgs {
+    /// Join token.
+    #[arg(long, env = "CONFER_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// The room to join; a token for another room is then refused.
+    #[arg(long)]
+    pub room: Option<String>,
+    /// Display name (overrides the token's).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Send this text once joined (after --wait-for).
+    #[arg(long, value_name = "TEXT")]
+    pub send_message: Option<String>,
+    /// Send the message only to these identities.
+    #[arg(long, value_name = "IDENTITY,...", value_delimiter = ',', requires = "send_message")]
+    pub to: Vec<String>,
+    /// Kick this identity once joined (after --wait-for; needs moderator rights).
+    #[arg(long, value_name = "IDENTITY")]
+    pub kick: Option<String>,
+    /// Leave after this many seconds (default: run until Ctrl-C or disconnected).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub duration: Option<Duration>,
+    /// Act only once these identities are in the room.
+    #[arg(long, value_name = "IDENTITY,...", value_delimiter = ',')]
+    pub wait_for: Vec<String>,
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a usable number of seconds"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Cli {
+        let mut full = vec!["confer-cli"];
+        full.extend_from_slice(args);
+        Cli::try_parse_from(full).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    fn fails(args: &[&str]) -> bool {
+        let mut full = vec!["confer-cli"];
+        full.extend_from_slice(args);
+        Cli::try_parse_from(full).is_err()
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_anywhere() {
+        let cli = parse(&["room", "list", "--url", "ws://h:1", "--api-key", "k", "--api-secret", "s"]);
+        assert_eq!(cli.url, "ws://h:1");
+        assert_eq!(cli.api_key.as_deref(), Some("k"));
+        let cli = parse(&["--url", "http://x", "session", "list"]);
+        assert_eq!(cli.url, "http://x");
+    }
+
+    #[test]
+    fn room_create_collects_repeated_options() {
+        let cli = parse(&[
+            "room",
+            "create",
+            "--name",
+            "Standup",
+            "--id",
+            "standup",
+            "--member",
+            "alice",
+            "--member",
+            "bob",
+            "--manager",
+            "alice",
+            "--max-participants",
+            "8",
+            "--public-meta",
+            "hello",
+            "--no-guests",
+            "--audio-only",
+        ]);
+        let Command::Room(RoomCommand::Create(args)) = cli.command else { panic!("not room create") };
+        assert_eq!(args.name, "Standup");
+        assert_eq!(args.id.as_deref(), Some("standup"));
+        assert_eq!(args.fields.members, ["alice", "bob"]);
+        assert_eq!(args.fields.managers, ["alice"]);
+        assert_eq!(args.fields.max_participants, Some(8));
+        assert!(args.fields.no_guests && args.fields.audio_only);
+        assert!(fails(&["room", "create"]), "--name is required");
+    }
+
+    #[test]
+    fn room_update_takes_version_and_rejects_contradictions() {
+        let cli = parse(&["room", "update", "r1", "--version", "3", "--name", "New", "--force"]);
+        let Command::Room(RoomCommand::Update(args)) = cli.command else { panic!("not room update") };
+        assert_eq!((args.id.as_str(), args.version, args.force), ("r1", 3, true));
+        assert!(fails(&["room", "update", "r1"]), "--version is required");
+        assert!(fails(&["room", "update", "r1", "--version", "1", "--guests", "--no-guests"]));
+        assert!(fails(&["room", "update", "r1", "--version", "1", "--member", "a", "--clear-members"]));
+        // `--version` of the program itself still works at the top.
+        assert!(Cli::try_parse_from(["confer-cli", "--version"])
+            .is_err_and(|e| e.kind() == clap::error::ErrorKind::DisplayVersion));
+    }
+
+    #[test]
+    fn room_list_defaults_and_sorts() {
+        let Command::Room(RoomCommand::List(args)) = parse(&["room", "list"]).command else { panic!() };
+        assert_eq!((args.skip, args.limit, args.sort), (0, 20, SortArg::CreatedAsc));
+        let Command::Room(RoomCommand::List(args)) =
+            parse(&["room", "list", "--sort", "name_desc", "--limit", "5"]).command
+        else {
+            panic!()
+        };
+        assert_eq!(RoomSort::from(args.sort), RoomSort::NameDesc);
+        assert!(fails(&["room", "list", "--sort", "sideways"]));
+    }
+
+    #[test]
+    fn token_create_flags() {
+        let cli = parse(&[
+            "token",
+            "create",
+            "--room",
+            "r",
+            "--identity",
+            "bob",
+            "--ttl",
+            "60",
+            "--moderator",
+            "--no-publish",
+            "--json",
+        ]);
+        let Command::Token(TokenCommand::Create(args)) = cli.command else { panic!() };
+        assert_eq!((args.room.as_str(), args.identity.as_str(), args.ttl), ("r", "bob", Some(60)));
+        assert!(args.moderator && args.no_publish && !args.no_subscribe && args.json);
+        assert!(fails(&["token", "create", "--room", "r"]), "--identity is required");
+    }
+
+    #[test]
+    fn bot_options() {
+        let cli = parse(&[
+            "bot",
+            "--url",
+            "ws://h:1/v1/signal",
+            "--token",
+            "T",
+            "--room",
+            "r",
+            "--send-message",
+            "hi",
+            "--to",
+            "bob,carol",
+            "--wait-for",
+            "bob,carol",
+            "--kick",
+            "dave",
+            "--duration",
+            "1.5",
+        ]);
+        assert_eq!(cli.url, "ws://h:1/v1/signal");
+        let Command::Bot(args) = cli.command else { panic!() };
+        assert_eq!(args.to, ["bob", "carol"]);
+        assert_eq!(args.wait_for, ["bob", "carol"]);
+        assert_eq!(args.kick.as_deref(), Some("dave"));
+        assert_eq!(args.duration, Some(Duration::from_millis(1500)));
+        assert!(fails(&["bot", "--token", "T", "--to", "bob"]), "--to needs --send-message");
+        assert!(fails(&["bot", "--token", "T", "--duration", "soon"]));
+        assert!(fails(&["bot", "--token", "T", "--duration", "-1"]));
+    }
+
+    #[test]
+    fn session_commands() {
+        let Command::Session(SessionCommand::Kick { room, participant_id }) =
+            parse(&["session", "kick", "r", "PA_1"]).command
+        else {
+            panic!()
+        };
+        assert_eq!((room.as_str(), participant_id.as_str()), ("r", "PA_1"));
+    }
+}

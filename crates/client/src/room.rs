@@ -1,0 +1,214 @@
+//! The [`Room`] handle: join a room, read its state, act in it.
+//!
+//! [`Room::connect`] returns once the join succeeded, together with the receiver of
+//! [`RoomEvent`]s. The handle is cheap to clone; every clone talks to the same engine
+//! task. Dropping the last clone leaves the room (the event receiver then sees the final
+//! `Disconnected`).
+//!
+//! Every request waits at most [`RoomOptions::request_timeout`] for its answer; a refusal
+//! by the server comes back as [`ClientError::Server`] with the catalog code to branch on.
+
+use std::time::Duration;
+
+use confer_proto::signal::{ParticipantInfo, Reply, Request};
+use confer_proto::{Identity, ParticipantId, RoomId, UnixMillis};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::connection::Connection;
+use crate::endpoint;
+use crate::engine::{join_request, Command, Engine, Joined};
+use crate::error::{ClientError, Result};
+use crate::event::{ConnectionState, RoomEvent};
+use crate::reconnect::ReconnectPolicy;
+use crate::state::RoomSnapshot;
+
+/// How to join and stay in a room. Build it from [`RoomOptions::default`] and the
+/// `with_*` methods (or by setting fields); new options (media: `force_relay`,
+/// `audio_only`, initial devices) will be added without breaking callers.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RoomOptions {
+    pub reconnect: ReconnectPolicy,
+    /// The room the caller means to join. When set, the server refuses a token for
+    /// another room with `room_mismatch` instead of silently joining that one.
+    pub room: Option<RoomId>,
+    /// Display name overriding the one in the token.
+    pub name: Option<String>,
+    /// App-defined metadata the others see as the participant's `context`.
+    pub context: serde_json::Value,
+    /// How long a request waits for its answer. The initial connection is bounded by
+    /// `reconnect.timeout_per_attempt` instead.
+    pub request_timeout: Duration,
+}
+
+impl Default for RoomOptions {
+    fn default() -> Self {
+        Self {
+            reconnect: ReconnectPolicy::default(),
+            room: None,
+            name: None,
+            context: serde_json::Value::Null,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RoomOptions {
+    pub fn with_reconnect(mut self, reconnect: ReconnectPolicy) -> Self {
+        self.reconnect = reconnect;
+        self
+    }
+
+    pub fn with_room(mut self, room: impl Into<RoomId>) -> Self {
+        self.room = Some(room.into());
+        self
+    }
+
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    pub fn with_context(mut self, context: serde_json::Value) -> Self {
+        self.context = context;
+        self
+    }
+
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+}
+
+/// A joined room. See the module docs.
+#[derive(Debug, Clone)]
+pub struct Room {
+    commands: mpsc::UnboundedSender<Command>,
+    snapshot: watch::Receiver<RoomSnapshot>,
+    request_timeout: Duration,
+}
+
+impl Room {
+    /// Joins the room that `token` grants, at the server `url` (`http(s)://` or
+    /// `ws(s)://`, with or without the `/v1/signal` path).
+    ///
+    /// Returns once the server answered the join, within
+    /// `options.reconnect.timeout_per_attempt`; the initial join is not retried. A
+    /// refusal (bad token, room mismatch, room full, ...) is [`ClientError::Server`].
+    pub async fn connect(
+        url: &str,
+        token: &str,
+        options: RoomOptions,
+    ) -> Result<(Room, mpsc::UnboundedReceiver<RoomEvent>)> {
+        let url = endpoint::signal_url(url)?;
+        let timeout = options.reconnect.timeout_per_attempt;
+        const JOIN_ID: u64 = 1;
+        let join = join_request(token, &options);
+        let first = async {
+            let mut conn = Connection::open(&url).await?;
+            let (reply, early) = conn.join(JOIN_ID, join).await?;
+            Ok::<_, ClientError>((conn, reply, early))
+        };
+        let (conn, reply, early) =
+            tokio::time::timeout(timeout, first).await.map_err(|_| ClientError::Timeout(timeout))??;
+        let Reply::Joined(join) = reply else {
+            return Err(ClientError::Protocol { detail: format!("unexpected answer to a join: {reply:?}") });
+        };
+        let (snapshot, resume_token) = RoomSnapshot::from_join(*join);
+        tracing::info!(room = %snapshot.room.id, participant = %snapshot.local.id, "joined");
+
+        let request_timeout = options.request_timeout;
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (snapshot_tx, snapshot_rx) = watch::channel(snapshot.clone());
+        let joined = Joined { url, token: token.to_owned(), options, snapshot, resume_token, last_request_id: JOIN_ID };
+        let engine = Engine::new(joined, commands_rx, snapshot_tx, events_tx);
+        tokio::spawn(engine.run(conn, early));
+        Ok((Room { commands: commands_tx, snapshot: snapshot_rx, request_timeout }, events_rx))
+    }
+
+    /// The room as of the latest event.
+    pub fn state(&self) -> RoomSnapshot {
+        self.snapshot.borrow().clone()
+    }
+
+    pub fn connection_state(&self) -> ConnectionState {
+        self.snapshot.borrow().connection_state
+    }
+
+    /// The local participant.
+    pub fn local_participant(&self) -> ParticipantInfo {
+        self.snapshot.borrow().local.clone()
+    }
+
+    /// A participant, local or remote, by identity.
+    pub fn participant_by_identity(&self, identity: &Identity) -> Option<ParticipantInfo> {
+        self.snapshot.borrow().participant_by_identity(identity).cloned()
+    }
+
+    /// A participant, local or remote, by id.
+    pub fn participant(&self, id: &ParticipantId) -> Option<ParticipantInfo> {
+        self.snapshot.borrow().participant(id).cloned()
+    }
+
+    /// Sends `text` to everyone (`to` = `None`) or to the listed participants. Returns
+    /// the server's message id. Needs the `data` grant.
+    pub async fn send_message(&self, text: impl Into<String>, to: Option<Vec<ParticipantId>>) -> Result<String> {
+        match self.request(Request::SendMessage { text: text.into(), to }).await? {
+            Reply::MessageSent { message_id } => Ok(message_id),
+            other => Err(unexpected("send_message", other)),
+        }
+    }
+
+    /// Removes a participant from the session. Needs moderator rights.
+    pub async fn kick(&self, participant_id: &ParticipantId) -> Result<()> {
+        match self.request(Request::Kick { participant_id: participant_id.clone() }).await? {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected("kick", other)),
+        }
+    }
+
+    /// Replaces the join token (same room and identity) before it expires. Returns the
+    /// new expiry; later reconnections use the new token.
+    pub async fn update_token(&self, token: impl Into<String>) -> Result<UnixMillis> {
+        match self.request(Request::UpdateToken { token: token.into() }).await? {
+            Reply::TokenUpdated { expires_at } => Ok(expires_at),
+            other => Err(unexpected("update_token", other)),
+        }
+    }
+
+    /// Leaves the room and waits until the connection is closed (at most the request
+    /// timeout, then the socket is dropped). Idempotent: leaving a room that is gone
+    /// already succeeds.
+    pub async fn disconnect(&self) -> Result<()> {
+        let (done, finished) = oneshot::channel();
+        if self.commands.send(Command::Leave { done }).is_err() {
+            return Ok(());
+        }
+        // The engine bounds the leave by the request timeout itself; the margin covers
+        // the close handshake after it.
+        let limit = self.request_timeout + Duration::from_secs(2);
+        match tokio::time::timeout(limit, finished).await {
+            Err(_) => Err(ClientError::Timeout(limit)),
+            // The engine drops `done` when it has finished: that is the signal.
+            Ok(_) => Ok(()),
+        }
+    }
+
+    async fn request(&self, request: Request) -> Result<Reply> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Request { request, reply })
+            .map_err(|_| ClientError::Disconnected { reason: None })?;
+        match tokio::time::timeout(self.request_timeout, answer).await {
+            Err(_) => Err(ClientError::Timeout(self.request_timeout)),
+            // The engine ended without answering.
+            Ok(Err(_)) => Err(ClientError::Disconnected { reason: None }),
+            Ok(Ok(result)) => result,
+        }
+    }
+}
+
+fn unexpected(request: &str, reply: Reply) -> ClientError {
+    ClientError::Protocol { detail: format!("unexpected answer to {request}: {reply:?}") }
+}
