@@ -15,39 +15,12 @@ pub struct UrlError {
     pub reason: &'static str,
 }
 
-/// The base URL of the room API for `input`.
+/// The base URL of the room API for `input` (see [`confer_client::endpoint::server_base`]).
 pub fn api_base(input: &str) -> Result<Url, UrlError> {
-    let invalid = |reason| UrlError { url: input.to_owned(), reason };
-    let trimmed = input.trim();
-    if trimmed.is_empty() {
-        return Err(invalid("empty"));
-    }
-    let with_scheme = if trimmed.contains("://") { trimmed.to_owned() } else { format!("http://{trimmed}") };
-    let mut url = Url::parse(&with_scheme).map_err(|_| invalid("not a URL"))?;
-    let scheme = match url.scheme() {
-        "http" | "ws" => "http",
-        "https" | "wss" => "https",
-        _ => return Err(invalid("the scheme must be http, https, ws or wss")),
-    };
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(invalid("no host"));
-    }
-    if url.set_scheme(scheme).is_err() {
-        // Unreachable between special schemes; an error all the same, not a panic.
-        return Err(invalid("the scheme cannot be changed"));
-    }
-    let mut path = url.path().trim_end_matches('/');
-    for suffix in ["/v1/signal", "/v1"] {
-        if let Some(prefix) = path.strip_suffix(suffix) {
-            path = prefix;
-            break;
-        }
-    }
-    let path = path.to_owned();
-    url.set_path(&path);
-    url.set_query(None);
-    url.set_fragment(None);
-    Ok(url)
+    confer_client::endpoint::server_base(input).map_err(|e| match e {
+        confer_client::ClientError::InvalidUrl { url, reason } => UrlError { url, reason },
+        _ => UrlError { url: input.to_owned(), reason: "not a server address" },
+    })
 }
 
 /// `base` + `/v1/` + the given path segments, each percent-encoded.
