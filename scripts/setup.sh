@@ -34,9 +34,13 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
-# The web UI: install exactly what package-lock.json names, then build ui/dist.
+# The web UI: install exactly what package-lock.json names, then build ui/dist. A
+# registry mirror that serves only this platform's optional packages (rollup's and
+# esbuild's native binaries) yields a lock file that `npm ci` calls out of sync; then
+# `npm install` resolves the same versions from it.
 if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
-  npm --prefix ui ci --no-audit --no-fund --loglevel=error
+  npm --prefix ui ci --no-audit --no-fund --loglevel=error 2>/dev/null ||
+    npm --prefix ui install --no-audit --no-fund --loglevel=error
 fi
 npm --prefix ui run build --silent >/dev/null
 echo "setup: ready"
