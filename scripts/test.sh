@@ -15,6 +15,8 @@ log="$artifacts/cargo-test.log"
 echo "== cargo test (server, client SDK, CLI, end-to-end)"
 # Default members: everything but the Tauri shell, which is built on its own below.
 status=0
+# The end-to-end tests run the real binaries; cargo test alone does not build them all.
+cargo build --locked -p confer-server -p confer-cli 2>&1 | tail -n 1
 cargo test --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
 
 echo "== desktop app: build and headless smoke test"
