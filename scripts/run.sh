@@ -9,6 +9,7 @@ bash scripts/setup.sh
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 
 cargo build --locked -p confer-server -p confer-cli
+bash scripts/link-bins.sh
 if [ -n "${DISPLAY:-}" ]; then
   cargo build --locked -p confer --features custom-protocol
 fi

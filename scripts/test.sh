@@ -17,6 +17,7 @@ echo "== cargo test (server, client SDK, CLI, end-to-end)"
 status=0
 # The end-to-end tests run the real binaries; cargo test alone does not build them all.
 cargo build --locked -p confer-server -p confer-cli 2>&1 | tail -n 1
+bash scripts/link-bins.sh
 cargo test --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
 
 echo "== desktop app: build and headless smoke test"
