@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 packages=(
   # Building
   build-essential pkg-config curl ca-certificates
-  # Codecs
-  libvpx-dev
+  # Codecs: libvpx for VP8; cmake builds the bundled libopus
+  libvpx-dev cmake
   # The Tauri desktop shell (WebKitGTK and friends)
   libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev
   # Running the app headless in tests: X server, session bus, window tools, screenshots
