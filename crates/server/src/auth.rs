@@ -14,6 +14,9 @@ use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 
+/// How far in the future a token's `nbf` may be, for clocks that are a little ahead.
+const NBF_LEEWAY_SECS: u64 = 60;
+
 /// The server's API credentials and the keys derived from them.
 #[derive(Clone)]
 pub struct Credentials {
@@ -89,7 +92,7 @@ impl Credentials {
     /// Verifies a join token's signature, issuer and expiry at `now` (seconds).
     pub fn verify(&self, token: &str, now: u64) -> Result<JoinToken, ApiError> {
         let mut validation = Validation::new(Algorithm::HS256);
-        // Expiry is checked below against the caller's clock, which tests control.
+        // Expiry and not-before are checked below against the caller's clock.
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
@@ -104,6 +107,9 @@ impl Credentials {
             ApiError::new(ErrorCode::InvalidToken, format!("invalid token: {reason}"))
         })?;
         let claims = data.claims;
+        if claims.nbf > now + NBF_LEEWAY_SECS {
+            return Err(ApiError::new(ErrorCode::InvalidToken, "invalid token: not valid yet (nbf)"));
+        }
         if claims.exp <= now {
             return Err(ApiError::new(ErrorCode::TokenExpired, "the join token has expired"));
         }
@@ -144,6 +150,9 @@ mod tests {
         let v = c.verify(&t, 1599).unwrap();
         assert_eq!((v.room.0.as_str(), v.identity.0.as_str(), v.expires_at), ("r", "alice", 1600));
         assert_eq!(c.verify(&t, 1600).unwrap_err().code, ErrorCode::TokenExpired);
+        // Not before its nbf (beyond the leeway).
+        assert_eq!(c.verify(&t, 1000 - 61).unwrap_err().code, ErrorCode::InvalidToken);
+        assert!(c.verify(&t, 1000 - 30).is_ok());
     }
 
     #[test]

@@ -17,6 +17,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let db = config.db.clone();
+    let generated_credentials = config.api_key.is_none();
     let server = match Server::start(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -28,7 +29,13 @@ async fn main() -> std::process::ExitCode {
     println!("  signaling:  ws://{}/v1/signal", server.http_addr());
     println!("  database:   {db}");
     println!("  API key:    {}", server.api_key());
-    println!("  API secret: {}", server.api_secret());
+    // A configured secret stays out of the output (and so out of logs); a generated
+    // development one is shown, since there is no other way to learn it.
+    if generated_credentials {
+        println!("  API secret: {}   (development credentials, kept in the database)", server.api_secret());
+    } else {
+        println!("  API secret: (as configured)");
+    }
     wait_for_stop().await;
     tracing::info!("shutting down");
     server.shutdown().await;

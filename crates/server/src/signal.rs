@@ -39,13 +39,14 @@ const ABUSE_WINDOW: Duration = Duration::from_secs(10);
 pub async fn serve(state: Arc<ServerState>, socket: WebSocket) {
     let conn_id = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let kill = Arc::new(tokio::sync::Notify::new());
     let (sink, stream) = socket.split();
     let ping_every = Duration::from_millis(state.hub.limits().ping_interval_ms);
-    let mut writer = tokio::spawn(write_loop(sink, rx, ping_every));
+    let mut writer = tokio::spawn(write_loop(sink, rx, kill.clone(), ping_every));
     let mut conn = Connection {
         state: state.clone(),
         conn_id,
-        link: Link { conn_id, tx },
+        link: Link { conn_id, tx, kill },
         joined: None,
         bucket: TokenBucket::new(state.hub.limits().requests_per_second, state.hub.limits().burst, Instant::now()),
         violations: WindowCounter::new(ABUSE_WINDOW, Instant::now()),
@@ -107,12 +108,15 @@ pub async fn serve(state: Arc<ServerState>, socket: WebSocket) {
 async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Outbound>,
+    kill: Arc<tokio::sync::Notify>,
     ping_every: Duration,
 ) {
     let mut ping = tokio::time::interval(ping_every);
     ping.tick().await;
     loop {
         let out = tokio::select! {
+            // The hub gave up on this connection (too slow, or taken over by a resume).
+            _ = kill.notified() => None,
             out = rx.recv() => out,
             _ = ping.tick() => {
                 if sink.send(Message::Ping(Default::default())).await.is_err() { return; }

@@ -260,6 +260,23 @@ impl Store {
         .await
     }
 
+    /// The room of the invite with this hash, if it is still good at `now` (without
+    /// using it).
+    pub async fn invite_room(&self, hash: String, now: UnixMillis) -> StoreResult<Option<RoomId>> {
+        self.with(move |c| {
+            let room: Option<String> = c
+                .query_row(
+                    "SELECT room FROM invites
+                     WHERE hash = ?1 AND expires_at > ?2 AND (max_uses IS NULL OR uses < max_uses)",
+                    params![hash, now as i64],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(room.map(RoomId))
+        })
+        .await
+    }
+
     /// Counts one use of the invite with this hash, if it is still good at `now`.
     pub async fn use_invite(&self, hash: String, now: UnixMillis) -> StoreResult<InviteUse> {
         self.with(move |c| {

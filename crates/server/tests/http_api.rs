@@ -200,16 +200,36 @@ async fn invites_admit_guests_by_policy() {
         t.http.post(t.url("/v1/invites/exchange")).json(&json!({"invite": "nope", "name": "x"})).send().await.unwrap();
     assert_error(unknown, ErrorCode::InvalidInvite).await;
 
-    let closed: Invite =
-        t.api(Method::POST, "/v1/rooms/closed/invites").json(&json!({})).send().await.unwrap().json().await.unwrap();
-    let resp = t
+    let closed: Invite = t
+        .api(Method::POST, "/v1/rooms/closed/invites")
+        .json(&json!({"max_uses": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let exchange = json!({"invite": closed.invite, "name": "x"});
+    let resp = t.http.post(t.url("/v1/invites/exchange")).json(&exchange).send().await.unwrap();
+    assert_error(resp, ErrorCode::DisabledByPolicy).await;
+    // The refusal did not use the invite up: once guests are allowed, it works.
+    let open_up = json!({"name": "closed", "version": 1, "policy": {"allow_guests": true}});
+    t.api(Method::PUT, "/v1/rooms/closed").json(&open_up).send().await.unwrap();
+    let guest: TokenPair =
+        t.http.post(t.url("/v1/invites/exchange")).json(&exchange).send().await.unwrap().json().await.unwrap();
+    // Guests turned away again: the token they hold no longer admits them.
+    let close = json!({"name": "closed", "version": 2, "policy": {"allow_guests": false}});
+    t.api(Method::PUT, "/v1/rooms/closed").json(&close).send().await.unwrap();
+    let mut late = Peer::connect(&t.ws_url()).await;
+    assert_eq!(late.join(&guest.token).await.unwrap_err().code, ErrorCode::DisabledByPolicy);
+    let refresh = t
         .http
-        .post(t.url("/v1/invites/exchange"))
-        .json(&json!({"invite": closed.invite, "name": "x"}))
+        .post(t.url("/v1/tokens/refresh"))
+        .json(&json!({"refresh_token": guest.refresh_token}))
         .send()
         .await
         .unwrap();
-    assert_error(resp, ErrorCode::DisabledByPolicy).await;
+    assert_error(refresh, ErrorCode::DisabledByPolicy).await;
     let resp = t.api(Method::POST, "/v1/rooms/nope/invites").json(&json!({})).send().await.unwrap();
     assert_error(resp, ErrorCode::RoomNotFound).await;
 }

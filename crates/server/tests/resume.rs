@@ -115,3 +115,18 @@ async fn an_expired_join_token_disconnects_unless_renewed() {
     // carol renewed in time and is still in.
     assert_eq!(carol.request(Request::Ping).await.unwrap(), Reply::Pong);
 }
+
+#[tokio::test]
+async fn a_resume_takes_over_a_connection_the_server_still_thinks_alive() {
+    let t = TestServer::start().await;
+    t.create_room(json!({"id": "r", "name": "r"})).await;
+    let token = t.token("r", "bob").await;
+    let (mut old, b) = t.join(&token).await;
+    let mut new = Peer::connect(&t.ws_url()).await;
+    let resume = Resume { participant_id: b.participant.id.clone(), resume_token: b.resume_token, last_seq: 0 };
+    let reply = new.join_with(JoinRequest { resume: Some(resume), ..join_request(&token) }).await.unwrap();
+    assert!(matches!(reply, Reply::Resumed { .. }));
+    // The old socket is closed by the server, without any event.
+    assert!(old.until_closed().await.is_empty());
+    assert_eq!(new.request(Request::Ping).await.unwrap(), Reply::Pong);
+}

@@ -194,3 +194,30 @@ async fn requests_before_join_are_refused() {
     let again = p.join(&t.token("r", "a").await).await.unwrap_err();
     assert_eq!(again.code, ErrorCode::MalformedRequest);
 }
+
+#[tokio::test]
+async fn kicking_yourself_is_refused() {
+    let t = TestServer::start().await;
+    t.create_room(json!({"id": "r", "name": "r"})).await;
+    let (mut m, snap) = t.join(&t.moderator_token("r", "mod").await).await;
+    let err = m.request(Request::Kick { participant_id: snap.participant.id }).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::MalformedRequest);
+    assert_eq!(m.request(Request::Ping).await.unwrap(), Reply::Pong);
+}
+
+#[tokio::test]
+async fn a_renewed_token_without_the_data_grant_stops_messages() {
+    let t = TestServer::start().await;
+    t.create_room(json!({"id": "r", "name": "r"})).await;
+    let (mut alice, _) = t.join(&t.token("r", "alice").await).await;
+    let (mut bob, _) = t.join(&t.token("r", "bob").await).await;
+    alice.events_until("participant_joined").await;
+    let no_data =
+        t.token_pair("r", "bob", confer_proto::token::Grants { data: false, ..Default::default() }, None).await;
+    bob.request(Request::UpdateToken { token: no_data.token }).await.unwrap();
+    alice.request(Request::SendMessage { text: "still there?".into(), to: None }).await.unwrap();
+    bob.expect_silence(Duration::from_millis(300)).await;
+    let session: confer_proto::session::SessionInfo =
+        t.api(reqwest::Method::GET, "/v1/rooms/r/session").send().await.unwrap().json().await.unwrap();
+    assert!(!session.participants.iter().find(|p| p.identity.as_str() == "bob").unwrap().can_receive_messages);
+}

@@ -43,7 +43,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
             "/v1/signal",
             get(move |axum::extract::State(state): axum::extract::State<Arc<ServerState>>, ws: WebSocketUpgrade| async move {
                 // Frames between the protocol limit and this cap get a `too_large` answer;
-                // larger ones end the connection (close code 1009).
+                // larger ones end the connection.
                 ws.max_message_size(max_ws).on_upgrade(move |socket| crate::signal::serve(state, socket))
             }),
         )

@@ -54,7 +54,10 @@ pub async fn refresh(
         .take_refresh(hash_secret(&req.refresh_token), now.unix_ms)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "unknown, used or expired refresh token"))?;
-    state.store.room(&grant.room).await?.ok_or(ErrorCode::RoomNotFound)?;
+    let room = state.store.room(&grant.room).await?.ok_or(ErrorCode::RoomNotFound)?;
+    if grant.grants.guest && !room.policy.allow_guests {
+        return Err(ApiError::new(ErrorCode::DisabledByPolicy, "this room no longer admits guests"));
+    }
     Ok(Json(issue(&state, grant, DEFAULT_TOKEN_TTL_SECS).await?))
 }
 
@@ -95,14 +98,17 @@ pub async fn exchange_invite(
     if name.is_empty() || name.len() > 100 {
         return Err(ApiError::new(ErrorCode::MalformedRequest, "a guest needs a name of 1 to 100 bytes"));
     }
-    let room = match state.store.use_invite(hash_secret(&req.invite), Now::system().unix_ms).await? {
-        InviteUse::Accepted(room) => room,
-        InviteUse::Invalid => return Err(ErrorCode::InvalidInvite.into()),
-    };
+    let hash = hash_secret(&req.invite);
+    // The policy is checked before the invite is used, so a refusal does not use it up.
+    let room = state.store.invite_room(hash.clone(), Now::system().unix_ms).await?.ok_or(ErrorCode::InvalidInvite)?;
     let stored = state.store.room(&room).await?.ok_or(ErrorCode::RoomNotFound)?;
     if !stored.policy.allow_guests {
         return Err(ApiError::new(ErrorCode::DisabledByPolicy, "this room does not admit guests"));
     }
+    let room = match state.store.use_invite(hash, Now::system().unix_ms).await? {
+        InviteUse::Accepted(room) => room,
+        InviteUse::Invalid => return Err(ErrorCode::InvalidInvite.into()),
+    };
     let grant = RefreshGrant {
         room,
         identity: Identity(format!("guest-{}", random_secret(6))),

@@ -142,6 +142,9 @@ impl Hub {
         if let Some(resume) = &req.resume {
             return self.resume(&token, resume, request_id, link, now);
         }
+        if token.grants.guest && !room.policy.allow_guests {
+            return Err(ApiError::new(ErrorCode::DisabledByPolicy, "this room does not admit guests"));
+        }
         if !room.members.is_empty() && !token.grants.guest && !room.members.contains(&token.identity) {
             return Err(ErrorCode::NotAMember.into());
         }
@@ -209,6 +212,7 @@ impl Hub {
         let failed = |why: &str| ApiError::new(ErrorCode::ResumeFailed, format!("cannot resume: {why}"));
         let mut sessions = self.lock();
         let session = sessions.get_mut(&token.room).ok_or_else(|| failed("no live session"))?;
+        let managers = session.room.managers.clone();
         let p = session.get_mut(&resume.participant_id).map_err(|_| failed("participant is gone"))?;
         let token_matches: bool =
             subtle::ConstantTimeEq::ct_eq(p.resume_token.as_bytes(), resume.resume_token.as_bytes()).into();
@@ -219,14 +223,13 @@ impl Hub {
         p.detach(now.mono);
         p.link = Some(link);
         p.detached_at = None;
-        p.token_expires_at = token.expires_at;
-        p.grants = token.grants.clone();
+        p.set_token(token.grants.clone(), token.expires_at, &managers);
         let reply = Reply::Resumed { participant_id: p.info.id.clone(), replayed: replay.len() as u64 };
         p.send(response(request_id, reply), now.mono);
         for text in replay {
             p.send(Outbound::Frame(text), now.mono);
         }
-        tracing::info!(room = %token.room, participant = %p.info.id, replayed = resume.last_seq, "participant resumed");
+        tracing::info!(room = %token.room, participant = %p.info.id, after_seq = resume.last_seq, "participant resumed");
         Ok(Admitted { room: token.room.clone(), participant: p.info.id.clone() })
     }
 
@@ -265,6 +268,9 @@ impl Hub {
             if !session.get_mut(by)?.can_moderate(&managers) {
                 return Err(ApiError::new(ErrorCode::PermissionDenied, "only managers and moderators can kick"));
             }
+        }
+        if by == Some(target) {
+            return Err(ApiError::new(ErrorCode::MalformedRequest, "to leave, send leave"));
         }
         let idx = session.position(target).ok_or(ErrorCode::ParticipantNotFound)?;
         session.remove(idx, Some(LeaveReason::Kicked), DisconnectReason::Kicked, now.mono);
@@ -324,6 +330,7 @@ impl Hub {
     pub fn update_token(&self, room: &RoomId, id: &ParticipantId, token: JoinToken) -> ApiResult<UnixMillis> {
         let mut sessions = self.lock();
         let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
+        let managers = session.room.managers.clone();
         let p = session.get_mut(id)?;
         if token.room != *room {
             return Err(ErrorCode::RoomMismatch.into());
@@ -331,8 +338,7 @@ impl Hub {
         if token.identity != p.info.identity {
             return Err(ApiError::new(ErrorCode::PermissionDenied, "the token is for another identity"));
         }
-        p.token_expires_at = token.expires_at;
-        p.grants = token.grants;
+        p.set_token(token.grants, token.expires_at, &managers);
         Ok(token.expires_at * 1000)
     }
 

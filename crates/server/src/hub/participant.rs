@@ -28,6 +28,9 @@ pub enum Outbound {
 pub struct Link {
     pub conn_id: u64,
     pub tx: mpsc::Sender<Outbound>,
+    /// Tells the connection's writer to close the socket now, even when its queue is
+    /// full (a queued `Close` could not get in then).
+    pub kill: Arc<tokio::sync::Notify>,
 }
 
 impl Link {
@@ -86,6 +89,15 @@ impl Participant {
         }
     }
 
+    /// Takes a renewed token's grants and expiry; what others see of this participant
+    /// (role, whether it receives messages) follows the new grants.
+    pub fn set_token(&mut self, grants: Grants, expires_at: u64, managers: &[confer_proto::Identity]) {
+        self.info.role = Self::role_for(&self.info.identity, &grants, managers);
+        self.info.can_receive_messages = grants.data;
+        self.grants = grants;
+        self.token_expires_at = expires_at;
+    }
+
     pub fn can_moderate(&self, managers: &[confer_proto::Identity]) -> bool {
         self.grants.moderator || managers.contains(&self.info.identity)
     }
@@ -123,8 +135,8 @@ impl Participant {
 
     pub fn detach(&mut self, now: Instant) {
         if let Some(link) = self.link.take() {
-            // Best effort: the writer may already be gone.
-            let _ = link.tx.try_send(Outbound::Close);
+            // A permit is kept if the writer is not waiting yet, so this cannot be missed.
+            link.kill.notify_one();
             self.detached_at = Some(now);
         }
     }
@@ -162,7 +174,8 @@ mod tests {
             can_receive_messages: true,
             joined_at: 0,
         };
-        (Participant::new(info, Grants::default(), 0, "r".into(), Link { conn_id: 1, tx }, cap), rx)
+        let link = Link { conn_id: 1, tx, kill: Default::default() };
+        (Participant::new(info, Grants::default(), 0, "r".into(), link, cap), rx)
     }
 
     fn ev() -> Event {
