@@ -26,7 +26,8 @@ fail() {
 
 workdir=$(mktemp -d)
 cleanup() {
-  [ -n "${app_pid:-}" ] && kill "$app_pid" 2>/dev/null
+  # The whole group: the app, its session bus and what the bus activated (portals, a11y bus).
+  [ -n "${app_pid:-}" ] && kill -- "-$app_pid" 2>/dev/null
   [ -n "${xvfb_pid:-}" ] && kill "$xvfb_pid" 2>/dev/null
   wait 2>/dev/null
   rm -rf "$workdir"
@@ -42,7 +43,8 @@ export DISPLAY=":$(cat "$workdir/display")"
 # WebKitGTK draws a blank window under Xvfb with compositing on.
 export WEBKIT_DISABLE_COMPOSITING_MODE=1
 
-dbus-run-session -- "$app" >"$artifacts/app-smoke-app.log" 2>&1 &
+# In a process group of its own, so that cleanup ends everything it started.
+setsid dbus-run-session -- "$app" >"$artifacts/app-smoke-app.log" 2>&1 &
 app_pid=$!
 
 window=""
