@@ -272,6 +272,81 @@ pub struct BotArgs {
     /// Act only once these identities are in the room.
     #[arg(long, value_name = "IDENTITY,...", value_delimiter = ',')]
     pub wait_for: Vec<String>,
+    /// Publish a synthetic camera (moving pattern carrying frame number and capture
+    /// time) and microphone (a tone) as stream `main`.
+    #[arg(long)]
+    pub publish: bool,
+    /// Camera size and frame rate.
+    #[arg(long, value_name = "WxH@FPS", default_value = "640x360@30", value_parser = parse_video)]
+    pub video: (usize, usize, u32),
+    /// Send the camera as three simulcast layers (full, half, quarter size).
+    #[arg(long)]
+    pub simulcast: bool,
+    #[arg(long, value_enum, default_value = "vp8")]
+    pub codec: VideoCodecArg,
+    /// Tone frequency of the synthetic microphone, in Hz.
+    #[arg(long, value_name = "HZ", default_value_t = 440.0)]
+    pub tone: f64,
+    /// Whose streams to receive: `all`, `none`, or identities.
+    #[arg(long, value_name = "all|none|IDENTITY,...", default_value = "all", value_delimiter = ',')]
+    pub subscribe: Vec<String>,
+    /// Simulcast layer to ask for.
+    #[arg(long, value_enum, default_value = "high")]
+    pub quality: QualityArg,
+    /// Change the requested quality during the run: `QUALITY@SECONDS` after joining.
+    #[arg(long, value_name = "QUALITY@SECONDS", value_parser = parse_quality_change)]
+    pub quality_change: Option<(QualityArg, Duration)>,
+    /// Censor this identity's tracks once they are published (needs moderator rights).
+    #[arg(long, value_name = "IDENTITY")]
+    pub censor: Option<String>,
+    /// Lift the censorship this many seconds after it took effect.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, requires = "censor")]
+    pub uncensor_after: Option<Duration>,
+    /// Write a JSON report of what was received to this file when the bot ends.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VideoCodecArg {
+    Vp8,
+    H264,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QualityArg {
+    Low,
+    Medium,
+    High,
+}
+
+impl From<QualityArg> for confer_client::proto::track::Quality {
+    fn from(q: QualityArg) -> Self {
+        match q {
+            QualityArg::Low => Self::Low,
+            QualityArg::Medium => Self::Medium,
+            QualityArg::High => Self::High,
+        }
+    }
+}
+
+fn parse_video(s: &str) -> Result<(usize, usize, u32), String> {
+    let bad = || format!("{s:?} is not WxH@FPS (for example 640x360@30)");
+    let (size, fps) = s.split_once('@').ok_or_else(bad)?;
+    let (w, h) = size.split_once('x').ok_or_else(bad)?;
+    let (w, h, fps): (usize, usize, u32) =
+        (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?, fps.parse().map_err(|_| bad())?);
+    if w < 64 || h < 48 || w % 8 != 0 || h % 8 != 0 || w > 3840 || h > 2160 || fps == 0 || fps > 60 {
+        return Err(format!("{s:?}: sizes from 64x48 to 3840x2160 in multiples of 8, 1 to 60 fps"));
+    }
+    Ok((w, h, fps))
+}
+
+fn parse_quality_change(s: &str) -> Result<(QualityArg, Duration), String> {
+    use clap::ValueEnum;
+    let (q, secs) = s.split_once('@').ok_or_else(|| format!("{s:?} is not QUALITY@SECONDS"))?;
+    let q = QualityArg::from_str(q, true)?;
+    Ok((q, parse_seconds(secs)?))
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::args::BotArgs;
+use crate::media::MediaPlan;
 use crate::output::JsonLines;
 use crate::CliError;
 
@@ -56,6 +57,7 @@ pub async fn run(url: &str, args: BotArgs, out: &mut JsonLines<impl Write>) -> R
     if let Some(name) = &args.name {
         options = options.with_name(name.as_str());
     }
+    let connect_started = Instant::now();
     let (room, mut events) = match Room::connect(url, &args.token, options).await {
         Ok(joined) => joined,
         Err(error) => {
@@ -63,28 +65,35 @@ pub async fn run(url: &str, args: BotArgs, out: &mut JsonLines<impl Write>) -> R
             return Ok(BotExit::JoinRefused);
         }
     };
+    let joined_at = Instant::now();
     let mut plan = Plan::new(&args);
+    let mut media = MediaPlan::new(&args, joined_at.into_std());
+    media.join_ms = joined_at.duration_since(connect_started).as_millis() as u64;
     let mut refused = false;
     let deadline = args.duration.map(|d| Instant::now() + d);
     let stop = stop_requested();
     tokio::pin!(stop);
+    let mut media_tick = tokio::time::interval(Duration::from_millis(100));
 
     let ended = loop {
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break None };
-                out.emit_event(describe(&event))?;
+                out.emit_event(with_identity(describe(&event), &room.state()))?;
                 if event.is_final() {
                     break Some(event);
                 }
                 if plan.is_ready(&room.state()) {
                     refused |= plan.run(&room, out).await?;
                 }
+                refused |= media.on_event(&room, event, out).await?;
             }
+            _ = media_tick.tick() => refused |= media.on_tick(&room, out).await?,
             () = sleep_until_or_never(deadline) => break None,
             () = &mut stop => break None,
         }
     };
+    media.write_report()?;
     let lost = match ended {
         Some(event) => matches!(event, RoomEvent::ConnectionLost { .. }),
         None => {
@@ -228,7 +237,39 @@ pub fn describe(event: &RoomEvent) -> Value {
         }
         RoomEvent::Reconnecting { attempt } => json!({"event": name, "attempt": attempt}),
         RoomEvent::Reconnected { resumed } => json!({"event": name, "resumed": resumed}),
+        RoomEvent::TrackSubscribed { track } => json!({
+            "event": name,
+            "participant_id": track.info.publisher,
+            "key": track.info.key,
+            "track_id": track.info.track_id,
+            "kind": track.info.kind,
+            "codec": track.codec,
+        }),
+        RoomEvent::Media { event } => {
+            // The protocol's own shape, with the event name; identities are added by the caller.
+            let mut line = serde_json::to_value(event.as_ref()).unwrap_or(Value::Null);
+            if let Some(map) = line.as_object_mut() {
+                map.insert("event".into(), json!(name));
+                // Offers are long and say nothing to a reader of the log.
+                map.remove("sdp");
+            }
+            line
+        }
     }
+}
+
+/// Adds `identity` next to a `participant_id` the line names (media events name people
+/// by id on the wire).
+fn with_identity(mut line: Value, state: &RoomSnapshot) -> Value {
+    let id = line.get("participant_id").and_then(Value::as_str).map(|s| ParticipantId(s.to_owned()));
+    if let (Some(id), Some(map)) = (id, line.as_object_mut()) {
+        if !map.contains_key("identity") {
+            if let Some(p) = state.participant(&id) {
+                map.insert("identity".into(), json!(p.identity));
+            }
+        }
+    }
+    line
 }
 
 /// `{"event":"error","request":...,"code":...,"name":...,"message":...}`; `code` is
@@ -300,6 +341,7 @@ mod tests {
             role: Role::Member,
             can_receive_messages: true,
             joined_at: 0,
+            streams: Vec::new(),
         }
     }
 

@@ -9,6 +9,7 @@ pub mod api;
 pub mod args;
 pub mod bot;
 pub mod endpoint;
+pub mod media;
 pub mod output;
 
 use std::io::Write;

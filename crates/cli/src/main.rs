@@ -13,7 +13,9 @@ async fn main() -> ExitCode {
     // Logs go to stderr so that stdout carries only the command's JSON.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,rtc=error,webrtc=error")),
+        )
         .init();
     // reqwest is built without a TLS crypto provider of its own (to keep aws-lc-rs out
     // of the build) and uses the process default; this is the only install, so it

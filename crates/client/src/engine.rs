@@ -101,6 +101,8 @@ pub(crate) struct Engine {
     commands_open: bool,
     snapshot_tx: watch::Sender<RoomSnapshot>,
     events: mpsc::UnboundedSender<RoomEvent>,
+    /// The subscriber task's share of the events: offers and the tracks they carry.
+    media: mpsc::UnboundedSender<Event>,
 }
 
 /// What the engine starts from: the answer to the first join.
@@ -120,6 +122,7 @@ impl Engine {
         commands: mpsc::UnboundedReceiver<Command>,
         snapshot_tx: watch::Sender<RoomSnapshot>,
         events: mpsc::UnboundedSender<RoomEvent>,
+        media: mpsc::UnboundedSender<Event>,
     ) -> Self {
         Self {
             url: joined.url,
@@ -137,6 +140,7 @@ impl Engine {
             commands_open: true,
             snapshot_tx,
             events,
+            media,
         }
     }
 
@@ -327,6 +331,17 @@ impl Engine {
             Event::Disconnected { reason } => Some(*reason),
             _ => None,
         };
+        match &event {
+            Event::SubscriberOffer { .. } => {
+                let _ = self.media.send(event);
+                return None;
+            }
+            Event::SubscriptionStarted { .. }
+            | Event::SubscriptionEnded { reason: confer_proto::track::SubscriptionEndReason::MediaFailed, .. } => {
+                let _ = self.media.send(event.clone());
+            }
+            _ => {}
+        }
         let out = self.state.apply(event);
         self.publish();
         for event in out {

@@ -40,6 +40,11 @@ pub enum ClientError {
     #[error("protocol violation by the server: {detail}")]
     Protocol { detail: String },
 
+    /// The local WebRTC stack failed (creating a connection, applying a description,
+    /// writing media).
+    #[error("media: {detail}")]
+    Media { detail: String },
+
     /// The connection dropped while the request was in flight: it may or may not have
     /// taken effect. Not retried automatically, because requests are not idempotent.
     #[error("the connection dropped before the answer arrived")]
@@ -82,6 +87,7 @@ impl ClientError {
             ClientError::Server(body) => &body.name,
             ClientError::Timeout(_) => "timeout",
             ClientError::Protocol { .. } => "protocol",
+            ClientError::Media { .. } => "media",
             ClientError::Interrupted => "interrupted",
             ClientError::Disconnected { .. } => "disconnected",
             ClientError::Closed => "closed",
@@ -102,6 +108,7 @@ impl ClientError {
             ClientError::Transport(_)
             | ClientError::Timeout(_)
             | ClientError::Protocol { .. }
+            | ClientError::Media { .. }
             | ClientError::Interrupted
             | ClientError::Closed
             | ClientError::ServerShutdown

@@ -11,11 +11,12 @@
 //!   needed, even after the participant is gone from the state.
 
 use confer_proto::room::RoomInfo;
-use confer_proto::signal::{DisconnectReason, LeaveReason, ParticipantInfo};
+use confer_proto::signal::{DisconnectReason, Event, LeaveReason, ParticipantInfo};
 use confer_proto::UnixMillis;
 use serde::Serialize;
 
 use crate::error::ClientError;
+use crate::media::RemoteTrack;
 use crate::state::RoomSnapshot;
 
 /// Where the connection to the room stands.
@@ -31,7 +32,7 @@ pub enum ConnectionState {
 }
 
 /// One thing that happened to the room or to the connection.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum RoomEvent {
     /// The connection state changed. Not sent for the initial state, which is
     /// [`ConnectionState::Connected`] once `connect` returns.
@@ -76,6 +77,11 @@ pub enum RoomEvent {
     Reconnected { resumed: bool },
     /// Reconnection is not allowed or gave up; `error` is the last failure. Final.
     ConnectionLost { error: ClientError },
+    /// A media event from the server (`stream_published`, `track_disabled`,
+    /// `audio_activity`, `subscription_started`, ...), after the state reflects it.
+    Media { event: Box<Event> },
+    /// A subscribed track's media started arriving; read its frames.
+    TrackSubscribed { track: Box<RemoteTrack> },
 }
 
 impl RoomEvent {
@@ -95,6 +101,8 @@ impl RoomEvent {
             RoomEvent::Reconnecting { .. } => "reconnecting",
             RoomEvent::Reconnected { .. } => "reconnected",
             RoomEvent::ConnectionLost { .. } => "connection_lost",
+            RoomEvent::Media { event } => event.name(),
+            RoomEvent::TrackSubscribed { .. } => "track_subscribed",
         }
     }
 

@@ -22,19 +22,22 @@
 //!
 //! Layering: [`state`] is the pure core (events in, app events out); `connection` is one
 //! WebSocket; `engine` is the task that ties them together and reconnects; [`room`] is
-//! the handle. Media (publish/subscribe on WebRTC) is not part of this crate yet.
+//! the handle; [`media`] holds the two WebRTC connections (publisher and subscriber) and
+//! moves encoded frames.
 
 mod connection;
 pub mod endpoint;
 mod engine;
 pub mod error;
 pub mod event;
+pub mod media;
 pub mod reconnect;
 pub mod room;
 pub mod state;
 
 pub use error::{ClientError, Result};
 pub use event::{ConnectionState, RoomEvent};
+pub use media::{Codec, EncodedFrame, LocalStream, LocalTrack, RemoteTrack, TrackOptions};
 pub use reconnect::{Backoff, ReconnectPolicy};
 pub use room::{Room, RoomOptions};
 pub use state::RoomSnapshot;

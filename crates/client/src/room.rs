@@ -8,9 +8,11 @@
 //! Every request waits at most [`RoomOptions::request_timeout`] for its answer; a refusal
 //! by the server comes back as [`ClientError::Server`] with the catalog code to branch on.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use confer_proto::signal::{ParticipantInfo, Reply, Request};
+use confer_proto::signal::{ParticipantInfo, Reply, Request, TrackUpdate};
+use confer_proto::track::{SubscriptionOptions, TrackId};
 use confer_proto::{Identity, ParticipantId, RoomId, UnixMillis};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -19,6 +21,7 @@ use crate::endpoint;
 use crate::engine::{join_request, Command, Engine, Joined};
 use crate::error::{ClientError, Result};
 use crate::event::{ConnectionState, RoomEvent};
+use crate::media::{LocalStream, Publisher, TrackOptions};
 use crate::reconnect::ReconnectPolicy;
 use crate::state::RoomSnapshot;
 
@@ -81,11 +84,43 @@ impl RoomOptions {
 }
 
 /// A joined room. See the module docs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Room {
     commands: mpsc::UnboundedSender<Command>,
     snapshot: watch::Receiver<RoomSnapshot>,
     request_timeout: Duration,
+    publisher: Arc<tokio::sync::Mutex<Option<Publisher>>>,
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Room").field("local", &self.snapshot.borrow().local.id).finish()
+    }
+}
+
+/// Sends requests to the engine without keeping the room alive (for background tasks).
+#[derive(Clone)]
+pub(crate) struct Requester {
+    commands: mpsc::WeakUnboundedSender<Command>,
+    timeout: Duration,
+}
+
+impl Requester {
+    pub(crate) async fn request(&self, request: Request) -> Result<Reply> {
+        let commands = self.commands.upgrade().ok_or(ClientError::Disconnected { reason: None })?;
+        send_request(&commands, request, self.timeout).await
+    }
+}
+
+async fn send_request(commands: &mpsc::UnboundedSender<Command>, request: Request, timeout: Duration) -> Result<Reply> {
+    let (reply, answer) = oneshot::channel();
+    commands.send(Command::Request { request, reply }).map_err(|_| ClientError::Disconnected { reason: None })?;
+    match tokio::time::timeout(timeout, answer).await {
+        Err(_) => Err(ClientError::Timeout(timeout)),
+        // The engine ended without answering.
+        Ok(Err(_)) => Err(ClientError::Disconnected { reason: None }),
+        Ok(Ok(result)) => result,
+    }
 }
 
 impl Room {
@@ -122,9 +157,13 @@ impl Room {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (snapshot_tx, snapshot_rx) = watch::channel(snapshot.clone());
         let joined = Joined { url, token: token.to_owned(), options, snapshot, resume_token, last_request_id: JOIN_ID };
-        let engine = Engine::new(joined, commands_rx, snapshot_tx, events_tx);
+        let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let requester = Requester { commands: commands_tx.downgrade(), timeout: request_timeout };
+        tokio::spawn(crate::media::run_subscriber(media_rx, requester, events_tx.clone()));
+        let engine = Engine::new(joined, commands_rx, snapshot_tx, events_tx, media_tx);
         tokio::spawn(engine.run(conn, early));
-        Ok((Room { commands: commands_tx, snapshot: snapshot_rx, request_timeout }, events_rx))
+        let room = Room { commands: commands_tx, snapshot: snapshot_rx, request_timeout, publisher: Arc::default() };
+        Ok((room, events_rx))
     }
 
     /// The room as of the latest event.
@@ -196,15 +235,94 @@ impl Room {
     }
 
     async fn request(&self, request: Request) -> Result<Reply> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Request { request, reply })
-            .map_err(|_| ClientError::Disconnected { reason: None })?;
-        match tokio::time::timeout(self.request_timeout, answer).await {
-            Err(_) => Err(ClientError::Timeout(self.request_timeout)),
-            // The engine ended without answering.
-            Ok(Err(_)) => Err(ClientError::Disconnected { reason: None }),
-            Ok(Ok(result)) => result,
+        send_request(&self.commands, request, self.request_timeout).await
+    }
+
+    fn requester(&self) -> Requester {
+        Requester { commands: self.commands.downgrade(), timeout: self.request_timeout }
+    }
+
+    /// Publishes a stream of `tracks` under `key` (unique among this participant's
+    /// streams) and returns it; write encoded frames to its tracks. The first publish
+    /// opens the publisher connection; a failed connection is replaced.
+    pub async fn publish(&self, key: &str, tracks: Vec<TrackOptions>) -> Result<LocalStream> {
+        let mut publisher = self.publisher.lock().await;
+        if publisher.as_ref().is_some_and(|p| !p.usable()) {
+            if let Some(old) = publisher.take() {
+                old.close().await;
+            }
+        }
+        if publisher.is_none() {
+            *publisher = Some(Publisher::new().await?);
+        }
+        let requester = self.requester();
+        publisher.as_mut().expect("set above").publish(&requester, key, tracks).await
+    }
+
+    /// Drops the publisher connection (after `stream_failed`, before republishing).
+    pub async fn reset_publisher(&self) {
+        if let Some(old) = self.publisher.lock().await.take() {
+            old.close().await;
+        }
+    }
+
+    pub async fn unpublish(&self, key: &str) -> Result<()> {
+        self.request_ok("unpublish", Request::Unpublish { key: key.to_owned() }).await
+    }
+
+    /// Mutes (the others get `track_disabled`) or unmutes one of the local tracks.
+    pub async fn set_track_muted(&self, key: &str, track_id: &TrackId, muted: bool) -> Result<()> {
+        let tracks = vec![TrackUpdate { track_id: track_id.clone(), muted }];
+        self.request_ok("update_stream", Request::UpdateStream { key: key.to_owned(), tracks }).await
+    }
+
+    /// Starts receiving a stream; its tracks arrive as [`RoomEvent::TrackSubscribed`].
+    pub async fn subscribe(
+        &self,
+        participant_id: &ParticipantId,
+        key: &str,
+        options: SubscriptionOptions,
+    ) -> Result<()> {
+        let request = Request::Subscribe { participant_id: participant_id.clone(), key: key.to_owned(), options };
+        self.request_ok("subscribe", request).await
+    }
+
+    /// Changes what is received of a subscribed stream: audio, video, quality.
+    pub async fn update_subscription(
+        &self,
+        participant_id: &ParticipantId,
+        key: &str,
+        options: SubscriptionOptions,
+    ) -> Result<()> {
+        let request =
+            Request::UpdateSubscription { participant_id: participant_id.clone(), key: key.to_owned(), options };
+        self.request_ok("update_subscription", request).await
+    }
+
+    pub async fn unsubscribe(&self, participant_id: &ParticipantId, key: &str) -> Result<()> {
+        let request = Request::Unsubscribe { participant_id: participant_id.clone(), key: key.to_owned() };
+        self.request_ok("unsubscribe", request).await
+    }
+
+    /// Stops (or resumes) a track's forwarding to everyone. Needs moderator rights.
+    pub async fn censor(&self, track_id: &TrackId, censored: bool) -> Result<()> {
+        let request = if censored {
+            Request::Censor { track_id: track_id.clone() }
+        } else {
+            Request::Uncensor { track_id: track_id.clone() }
+        };
+        self.request_ok("censor", request).await
+    }
+
+    /// Asks for `network_metrics` events about these participants (empty: stop).
+    pub async fn set_network_metrics(&self, participants: Vec<ParticipantId>) -> Result<()> {
+        self.request_ok("set_network_metrics", Request::SetNetworkMetrics { participants }).await
+    }
+
+    async fn request_ok(&self, name: &str, request: Request) -> Result<()> {
+        match self.request(request).await? {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected(name, other)),
         }
     }
 }

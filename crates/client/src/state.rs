@@ -12,6 +12,7 @@
 
 use confer_proto::room::RoomInfo;
 use confer_proto::signal::{Event, IceServer, JoinSnapshot, ParticipantInfo, Role, SignalLimits};
+use confer_proto::track::StreamInfo;
 use confer_proto::{Identity, ParticipantId, UnixMillis};
 use serde::Serialize;
 
@@ -152,6 +153,51 @@ impl RoomState {
                 out.push(RoomEvent::Disconnected { reason });
                 out
             }
+            media => {
+                self.apply_media(&media);
+                vec![RoomEvent::Media { event: Box::new(media) }]
+            }
+        }
+    }
+
+    /// Keeps the participants' published streams current.
+    fn apply_media(&mut self, event: &Event) {
+        fn streams_of<'a>(snapshot: &'a mut RoomSnapshot, id: &ParticipantId) -> Option<&'a mut Vec<StreamInfo>> {
+            snapshot
+                .remote
+                .iter_mut()
+                .chain(std::iter::once(&mut snapshot.local))
+                .find(|p| &p.id == id)
+                .map(|p| &mut p.streams)
+        }
+        match event {
+            Event::StreamPublished { participant_id, stream } => {
+                if let Some(streams) = streams_of(&mut self.snapshot, participant_id) {
+                    streams.retain(|s| s.key != stream.key);
+                    streams.push(stream.clone());
+                }
+            }
+            Event::StreamUnpublished { participant_id, key } => {
+                if let Some(streams) = streams_of(&mut self.snapshot, participant_id) {
+                    streams.retain(|s| &s.key != key);
+                }
+            }
+            Event::TrackDisabled { participant_id, track_id, .. }
+            | Event::TrackEnabled { participant_id, track_id, .. }
+            | Event::TrackCensored { participant_id, track_id, .. }
+            | Event::TrackUncensored { participant_id, track_id, .. } => {
+                let Some(streams) = streams_of(&mut self.snapshot, participant_id) else { return };
+                let Some(t) = streams.iter_mut().flat_map(|s| s.tracks.iter_mut()).find(|t| &t.id == track_id) else {
+                    return;
+                };
+                match event {
+                    Event::TrackDisabled { .. } => t.muted = true,
+                    Event::TrackEnabled { .. } => t.muted = false,
+                    Event::TrackCensored { .. } => t.censored = true,
+                    _ => t.censored = false,
+                }
+            }
+            _ => {}
         }
     }
 
@@ -196,6 +242,7 @@ impl RoomState {
             role: Role::Member,
             can_receive_messages: false,
             joined_at: 0,
+            streams: Vec::new(),
         }
     }
 }
@@ -215,6 +262,7 @@ mod tests {
             role: Role::Member,
             can_receive_messages: true,
             joined_at: 1,
+            streams: Vec::new(),
         }
     }
 

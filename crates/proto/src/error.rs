@@ -62,6 +62,8 @@ catalog! {
     NotJoined = 1003, "not_joined", 400, "join the room first";
     /// No such route.
     NotFound = 1004, "not_found", 404, "no such resource";
+    /// An SDP offer or answer could not be applied, or a media section it names is missing.
+    InvalidSdp = 1005, "invalid_sdp", 400, "the session description cannot be used";
     /// The room API was called without valid API credentials.
     Unauthorized = 2000, "unauthorized", 401, "missing or wrong API credentials";
     /// A join or refresh token that is malformed or has a bad signature.
@@ -92,6 +94,10 @@ catalog! {
     DuplicateStreamKey = 3006, "duplicate_stream_key", 409, "a stream with this key is published already";
     /// The resume token is unknown, expired, or the missed events are gone; join afresh.
     ResumeFailed = 3007, "resume_failed", 409, "the session cannot be resumed";
+    /// No such published track.
+    TrackNotFound = 3008, "track_not_found", 404, "track not found";
+    /// The participant has no subscription to that stream.
+    SubscriptionNotFound = 3009, "subscription_not_found", 404, "no such subscription";
     /// The room is at its participant limit.
     RoomFull = 4000, "room_full", 403, "the room is full";
     /// The room's policy forbids the action (guests, sources, audio-only).
@@ -100,6 +106,8 @@ catalog! {
     Internal = 5000, "internal", 500, "internal server error";
     /// The server is shutting down or not ready.
     Unavailable = 5001, "unavailable", 503, "the server is unavailable";
+    /// The media connection failed or its peer stopped answering (consent timeout).
+    MediaFailed = 5002, "media_failed", 502, "the media connection failed";
 }
 
 impl fmt::Display for ErrorCode {

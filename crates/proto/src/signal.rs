@@ -10,6 +10,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::room::RoomInfo;
+use crate::track::{
+    AudioLevel, NetworkMetrics, PublishTrack, StreamInfo, SubscribedTrack, SubscriptionEndReason, SubscriptionOptions,
+    TrackId, TrackKind,
+};
 use crate::{ErrorBody, Identity, ParticipantId, RoomId, UnixMillis};
 
 /// A frame from client to server.
@@ -38,12 +42,81 @@ pub enum Request {
         to: Option<Vec<ParticipantId>>,
     },
     /// Remove a participant from the session. Needs moderator rights.
-    Kick { participant_id: ParticipantId },
+    Kick {
+        participant_id: ParticipantId,
+    },
     /// Replace the join token before it expires (same room and identity).
     /// Answered with [`Reply::TokenUpdated`].
-    UpdateToken { token: String },
+    UpdateToken {
+        token: String,
+    },
     /// Application-level keepalive for clients that cannot see WebSocket pings.
     Ping,
+    /// Publish a stream: `sdp` is an offer for the publisher connection (the first one
+    /// creates it; later ones renegotiate it and must keep the earlier media sections),
+    /// `tracks` says which of its media sections carry this stream. Needs the `publish`
+    /// grant and sources the grant and the room's policy allow. Answered with
+    /// [`Reply::Published`]; the others get `stream_published`.
+    Publish {
+        key: String,
+        tracks: Vec<PublishTrack>,
+        sdp: String,
+    },
+    /// Mute or unmute published tracks. Answered with [`Reply::Ok`]; everyone gets
+    /// `track_disabled` / `track_enabled`.
+    UpdateStream {
+        key: String,
+        tracks: Vec<TrackUpdate>,
+    },
+    /// Stop publishing a stream. Its subscribers get `subscription_ended`, everyone
+    /// `stream_unpublished`.
+    Unpublish {
+        key: String,
+    },
+    /// Receive a stream. Needs the `subscribe` grant. Answered with [`Reply::Ok`]; the
+    /// server then sends `subscription_started` and a `subscriber_offer` that adds the
+    /// stream's tracks to the subscriber connection.
+    Subscribe {
+        participant_id: ParticipantId,
+        key: String,
+        #[serde(flatten)]
+        options: SubscriptionOptions,
+    },
+    /// Change what is received of a subscribed stream (no renegotiation).
+    UpdateSubscription {
+        participant_id: ParticipantId,
+        key: String,
+        #[serde(flatten)]
+        options: SubscriptionOptions,
+    },
+    Unsubscribe {
+        participant_id: ParticipantId,
+        key: String,
+    },
+    /// The answer to the last `subscriber_offer`.
+    SubscriberAnswer {
+        sdp: String,
+    },
+    /// Stop forwarding a track to everyone (moderators). Everyone gets `track_censored`.
+    Censor {
+        track_id: TrackId,
+    },
+    Uncensor {
+        track_id: TrackId,
+    },
+    /// Ask for `network_metrics` reports about these participants every few seconds;
+    /// an empty list stops them. Include your own id for your own connection.
+    SetNetworkMetrics {
+        participants: Vec<ParticipantId>,
+    },
+}
+
+/// A change to one published track in `update_stream`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackUpdate {
+    pub track_id: TrackId,
+    pub muted: bool,
 }
 
 /// The body of [`Request::Join`].
@@ -128,6 +201,11 @@ pub enum Reply {
     TokenUpdated {
         expires_at: UnixMillis,
     },
+    /// The publisher connection's answer and the stream as the others see it.
+    Published {
+        stream: StreamInfo,
+        sdp: String,
+    },
     Pong,
     Ok,
 }
@@ -193,6 +271,9 @@ pub struct ParticipantInfo {
     /// Whether it can be sent messages (it holds the `data` grant).
     pub can_receive_messages: bool,
     pub joined_at: UnixMillis,
+    /// What it publishes now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<StreamInfo>,
 }
 
 /// Why a participant is leaving, as the others are told. Absent for a plain leave.
@@ -233,7 +314,9 @@ pub enum DisconnectReason {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// Someone entered the room. Not sent for a resume.
-    ParticipantJoined { participant: ParticipantInfo },
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
     /// Someone is about to leave; sent to everyone including the one leaving, before
     /// `participant_left`.
     ParticipantLeaving {
@@ -260,9 +343,90 @@ pub enum Event {
         sent_at: UnixMillis,
     },
     /// The room's definition changed through the room API.
-    RoomUpdated { room: RoomInfo },
+    RoomUpdated {
+        room: RoomInfo,
+    },
     /// The server is closing this connection, and why. Nothing follows.
-    Disconnected { reason: DisconnectReason },
+    Disconnected {
+        reason: DisconnectReason,
+    },
+    /// Someone (else) published a stream.
+    StreamPublished {
+        participant_id: ParticipantId,
+        stream: StreamInfo,
+    },
+    /// A stream is gone: unpublished, or its publisher's media connection failed.
+    StreamUnpublished {
+        participant_id: ParticipantId,
+        key: String,
+    },
+    /// Your stream could not be kept up (its media connection failed); it is unpublished.
+    StreamFailed {
+        key: String,
+        error: ErrorBody,
+    },
+    /// A track's publisher muted it.
+    TrackDisabled {
+        participant_id: ParticipantId,
+        key: String,
+        track_id: TrackId,
+        kind: TrackKind,
+    },
+    /// A track's publisher unmuted it.
+    TrackEnabled {
+        participant_id: ParticipantId,
+        key: String,
+        track_id: TrackId,
+        kind: TrackKind,
+    },
+    /// A moderator stopped a track's forwarding.
+    TrackCensored {
+        participant_id: ParticipantId,
+        key: String,
+        track_id: TrackId,
+        kind: TrackKind,
+        by: ParticipantId,
+    },
+    TrackUncensored {
+        participant_id: ParticipantId,
+        key: String,
+        track_id: TrackId,
+        kind: TrackKind,
+        by: ParticipantId,
+    },
+    /// A subscription's tracks are in the `subscriber_offer` that follows.
+    SubscriptionStarted {
+        participant_id: ParticipantId,
+        key: String,
+        tracks: Vec<SubscribedTrack>,
+    },
+    SubscriptionReconfigured {
+        participant_id: ParticipantId,
+        key: String,
+        #[serde(flatten)]
+        options: SubscriptionOptions,
+    },
+    SubscriptionEnded {
+        participant_id: ParticipantId,
+        key: String,
+        reason: SubscriptionEndReason,
+    },
+    /// An offer for the subscriber connection; answer with `subscriber_answer`. No other
+    /// offer comes until it is answered.
+    SubscriberOffer {
+        sdp: String,
+    },
+    /// Audio levels of everyone audible, at most a few times a second, plus who speaks
+    /// loudest (held for a moment so that it does not flicker).
+    AudioActivity {
+        levels: Vec<AudioLevel>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        active_speaker: Option<ParticipantId>,
+    },
+    /// Connection quality of the participants asked for with `set_network_metrics`.
+    NetworkMetrics {
+        reports: Vec<NetworkMetrics>,
+    },
 }
 
 impl Event {
@@ -275,6 +439,19 @@ impl Event {
             Event::MessageReceived { .. } => "message_received",
             Event::RoomUpdated { .. } => "room_updated",
             Event::Disconnected { .. } => "disconnected",
+            Event::StreamPublished { .. } => "stream_published",
+            Event::StreamUnpublished { .. } => "stream_unpublished",
+            Event::StreamFailed { .. } => "stream_failed",
+            Event::TrackDisabled { .. } => "track_disabled",
+            Event::TrackEnabled { .. } => "track_enabled",
+            Event::TrackCensored { .. } => "track_censored",
+            Event::TrackUncensored { .. } => "track_uncensored",
+            Event::SubscriptionStarted { .. } => "subscription_started",
+            Event::SubscriptionReconfigured { .. } => "subscription_reconfigured",
+            Event::SubscriptionEnded { .. } => "subscription_ended",
+            Event::SubscriberOffer { .. } => "subscriber_offer",
+            Event::AudioActivity { .. } => "audio_activity",
+            Event::NetworkMetrics { .. } => "network_metrics",
         }
     }
 }

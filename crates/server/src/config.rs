@@ -24,6 +24,11 @@ pub struct ServerConfig {
     pub limits: SignalLimits,
     /// Events kept per participant for replay on resume.
     pub backlog: usize,
+    /// The one UDP socket every media connection uses.
+    pub udp_addr: SocketAddr,
+    /// The address put in SDP as the server's only ICE candidate; defaults to
+    /// `udp_addr` (which then must not be unspecified).
+    pub advertise_addr: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +48,8 @@ impl Default for ServerConfig {
                 resume_grace_ms: 20_000,
             },
             backlog: 1024,
+            udp_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise_addr: None,
         }
     }
 }
@@ -86,6 +93,12 @@ pub struct Args {
     /// How long a dropped participant may resume, in milliseconds.
     #[arg(long, env = "CONFER_RESUME_GRACE_MS")]
     pub resume_grace_ms: Option<u64>,
+    /// UDP address for all media (ICE-lite, one port) [default: 127.0.0.1:7882].
+    #[arg(long, env = "CONFER_UDP_ADDR")]
+    pub udp_addr: Option<SocketAddr>,
+    /// Address announced to clients as the media candidate [default: --udp-addr].
+    #[arg(long, env = "CONFER_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +111,8 @@ pub enum ConfigError {
     HalfCredentials,
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    #[error("--udp-addr {0} is unspecified; set --advertise-addr to the address clients reach")]
+    NoAdvertiseAddr(SocketAddr),
 }
 
 impl Args {
@@ -113,6 +128,7 @@ impl Args {
         let mut c = ServerConfig {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 7880)),
             db: default_db_path(),
+            udp_addr: SocketAddr::from(([127, 0, 0, 1], 7882)),
             ..ServerConfig::default()
         };
         macro_rules! layer {
@@ -132,6 +148,10 @@ impl Args {
         layer!(request_burst => c.limits.burst);
         layer!(ping_interval_ms => c.limits.ping_interval_ms);
         layer!(resume_grace_ms => c.limits.resume_grace_ms);
+        layer!(udp_addr => c.udp_addr);
+        if let Some(v) = self.advertise_addr.or(file.advertise_addr) {
+            c.advertise_addr = Some(v);
+        }
         if c.api_key.is_some() != c.api_secret.is_some() {
             return Err(ConfigError::HalfCredentials);
         }
@@ -144,6 +164,9 @@ impl Args {
             if v == 0 {
                 return Err(ConfigError::Zero(name));
             }
+        }
+        if c.advertise_addr.is_none() && c.udp_addr.ip().is_unspecified() {
+            return Err(ConfigError::NoAdvertiseAddr(c.udp_addr));
         }
         Ok(c)
     }

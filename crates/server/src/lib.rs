@@ -11,6 +11,7 @@ pub mod error;
 mod http;
 pub mod hub;
 pub mod limit;
+pub mod sfu;
 mod signal;
 pub mod store;
 
@@ -39,6 +40,8 @@ pub struct ServerState {
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`].
 pub struct Server {
     http_addr: SocketAddr,
+    udp_addr: SocketAddr,
+    sfu: sfu::SfuHandle,
     state: Arc<ServerState>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -53,7 +56,10 @@ impl Server {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http_addr))?;
         let http_addr = listener.local_addr()?;
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
-        let hub = Hub::new(HubConfig { limits: config.limits.clone(), backlog: config.backlog });
+        let sfu =
+            sfu::Sfu::start(&sfu::SfuConfig { udp_addr: config.udp_addr, advertise_addr: config.advertise_addr })?;
+        let udp_addr = sfu.handle.local_addr();
+        let hub = Hub::new(HubConfig { limits: config.limits.clone(), backlog: config.backlog }, sfu.handle.clone());
         let state = Arc::new(ServerState { store, hub, credentials, public_url, next_conn_id: AtomicU64::new(1) });
         let (stop, stopped) = watch::channel(false);
 
@@ -70,9 +76,15 @@ impl Server {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
-        let housekeeping = tokio::spawn(housekeeping(state.clone(), stopped));
-        tracing::info!(%http_addr, db = %config.db, "confer-server started");
-        Ok(Server { http_addr, state, stop, tasks: vec![serve, housekeeping] })
+        let housekeeping = tokio::spawn(housekeeping(state.clone(), stopped.clone()));
+        let media_events = tokio::spawn(media_events(state.clone(), sfu.events, stopped));
+        tracing::info!(%http_addr, %udp_addr, db = %config.db, "confer-server started");
+        Ok(Server { http_addr, udp_addr, sfu: sfu.handle, state, stop, tasks: vec![serve, housekeeping, media_events] })
+    }
+
+    /// The media UDP address (ICE-lite, one port for everyone).
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -95,6 +107,7 @@ impl Server {
     /// Tells every participant the server is going away, then stops listening.
     pub async fn shutdown(self) {
         self.state.hub.shutdown(Now::system());
+        self.sfu.send(sfu::Command::Stop);
         let _ = self.stop.send(true);
         for task in self.tasks {
             // Connections still open after a grace period are cut.
@@ -116,6 +129,24 @@ async fn resolve_credentials(store: &Store, config: &ServerConfig) -> anyhow::Re
     store.set_setting("api_key", &key).await?;
     store.set_setting("api_secret", &secret).await?;
     Ok(Credentials::new(key, secret))
+}
+
+/// Hands what the media thread reports to the hub.
+async fn media_events(
+    state: Arc<ServerState>,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<sfu::SfuEvent>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let event = tokio::select! {
+            e = events.recv() => e,
+            _ = stopped.wait_for(|s| *s) => return,
+        };
+        match event {
+            Some(event) => state.hub.media_event(event, Now::system()),
+            None => return,
+        }
+    }
 }
 
 async fn housekeeping(state: Arc<ServerState>, mut stopped: watch::Receiver<bool>) {

@@ -35,6 +35,9 @@ const ABUSE_LIMIT: u32 = 1000;
 /// outbound queue and crowd out the final `disconnected`.
 const ABUSE_ANSWERED: u32 = 100;
 const ABUSE_WINDOW: Duration = Duration::from_secs(10);
+/// How long a request waits for the media thread (which answers in microseconds unless
+/// something is badly wrong).
+const MEDIA_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn serve(state: Arc<ServerState>, socket: WebSocket) {
     let conn_id = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
@@ -266,6 +269,52 @@ impl Connection {
                 Ok(Reply::TokenUpdated { expires_at })
             }
             Request::Ping => Ok(Reply::Pong),
+            Request::Publish { key, tracks, sdp } => {
+                let pending = hub.publish(&me.room, &me.participant, key, tracks, sdp)?;
+                let answer = match tokio::time::timeout(MEDIA_TIMEOUT, pending.answer).await {
+                    Ok(Ok(answer)) => answer,
+                    _ => Err(ApiError::new(ErrorCode::Unavailable, "the media thread did not answer")),
+                };
+                hub.publish_done(&me.room, &me.participant, pending.stream, answer, Now::system())
+            }
+            Request::UpdateStream { key, tracks } => {
+                hub.update_stream(&me.room, &me.participant, &key, tracks, Now::system())?;
+                Ok(Reply::Ok)
+            }
+            Request::Unpublish { key } => {
+                hub.unpublish(&me.room, &me.participant, &key, Now::system())?;
+                Ok(Reply::Ok)
+            }
+            Request::Subscribe { participant_id, key, options } => {
+                hub.subscribe(&me.room, &me.participant, &participant_id, &key, options)?;
+                Ok(Reply::Ok)
+            }
+            Request::UpdateSubscription { participant_id, key, options } => {
+                hub.update_subscription(&me.room, &me.participant, &participant_id, &key, options, Now::system())?;
+                Ok(Reply::Ok)
+            }
+            Request::Unsubscribe { participant_id, key } => {
+                hub.unsubscribe(&me.room, &me.participant, &participant_id, &key, Now::system())?;
+                Ok(Reply::Ok)
+            }
+            Request::SubscriberAnswer { sdp } => {
+                match tokio::time::timeout(MEDIA_TIMEOUT, hub.subscriber_answer(&me.participant, sdp)).await {
+                    Ok(Ok(result)) => result.map(|()| Reply::Ok),
+                    _ => Err(ApiError::new(ErrorCode::Unavailable, "the media thread did not answer")),
+                }
+            }
+            Request::Censor { track_id } => {
+                hub.censor(&me.room, &me.participant, &track_id, true, Now::system())?;
+                Ok(Reply::Ok)
+            }
+            Request::Uncensor { track_id } => {
+                hub.censor(&me.room, &me.participant, &track_id, false, Now::system())?;
+                Ok(Reply::Ok)
+            }
+            Request::SetNetworkMetrics { participants } => {
+                hub.set_network_metrics(&me.room, &me.participant, participants)?;
+                Ok(Reply::Ok)
+            }
         }
     }
 

@@ -56,6 +56,8 @@ impl ServerProcess {
         let mut child = Command::new(bin("confer-server"))
             .args(["--db", db.to_str().unwrap(), "--http-addr", &format!("127.0.0.1:{port}")])
             .args(["--api-key", KEY, "--api-secret", SECRET])
+            // Media on a free port, so that servers of parallel tests do not collide.
+            .args(["--udp-addr", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -7,6 +7,7 @@
 //! which frames are queued is the order in which things happened. In particular a
 //! participant's `joined` response is queued before any event addressed to it.
 
+mod media;
 mod participant;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ pub use participant::{Link, Outbound};
 
 use crate::auth::{random_secret, JoinToken};
 use crate::error::{ApiError, ApiResult};
+use crate::sfu::{Command, SfuHandle};
 
 /// The hub's timers and bounds.
 #[derive(Debug, Clone)]
@@ -59,6 +61,7 @@ struct Session {
     started_at: UnixMillis,
     /// In join order.
     participants: Vec<Participant>,
+    sfu: SfuHandle,
 }
 
 impl Session {
@@ -86,6 +89,11 @@ impl Session {
         tracing::info!(room = %self.room.id, participant = %id, %identity, ?reason, "participant leaving");
         let leaving = Event::ParticipantLeaving { participant_id: id.clone(), identity: identity.clone(), reason };
         self.broadcast(&leaving, None, now);
+        let keys: Vec<String> = self.participants[idx].info.streams.iter().map(|s| s.key.clone()).collect();
+        for key in keys {
+            self.end_stream(idx, &key, None, now);
+        }
+        self.sfu.send(Command::Remove { participant: id.clone() });
         let mut gone = self.participants.remove(idx);
         gone.push(Event::Disconnected { reason: disconnect }, now);
         gone.send(Outbound::Close, now);
@@ -112,11 +120,12 @@ pub struct Admitted {
 pub struct Hub {
     config: HubConfig,
     sessions: Mutex<HashMap<RoomId, Session>>,
+    sfu: SfuHandle,
 }
 
 impl Hub {
-    pub fn new(config: HubConfig) -> Arc<Self> {
-        Arc::new(Self { config, sessions: Mutex::new(HashMap::new()) })
+    pub fn new(config: HubConfig, sfu: SfuHandle) -> Arc<Self> {
+        Arc::new(Self { config, sessions: Mutex::new(HashMap::new()), sfu })
     }
 
     pub fn limits(&self) -> &SignalLimits {
@@ -153,6 +162,7 @@ impl Hub {
             room: room.clone(),
             started_at: now.unix_ms,
             participants: Vec::new(),
+            sfu: self.sfu.clone(),
         });
         // The stored room may be newer than the session's copy.
         if room.version > session.room.version {
@@ -181,6 +191,7 @@ impl Hub {
             role: Participant::role_for(&token.identity, &token.grants, &session.room.managers),
             can_receive_messages: token.grants.data,
             joined_at: now.unix_ms,
+            streams: Vec::new(),
         };
         let resume_token = random_secret(24);
         let snapshot = JoinSnapshot {

@@ -65,6 +65,20 @@ pub struct Participant {
     pub link: Option<Link>,
     /// When the connection dropped, while detached.
     pub detached_at: Option<Instant>,
+    /// Stream keys whose publish is with the media thread, not answered yet.
+    pub publishing: Vec<String>,
+    /// What it receives.
+    pub subscriptions: Vec<Subscription>,
+    /// Whose network metrics it asked for.
+    pub metrics_for: Vec<confer_proto::ParticipantId>,
+}
+
+/// One stream a participant receives.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub publisher: confer_proto::ParticipantId,
+    pub key: String,
+    pub options: confer_proto::track::SubscriptionOptions,
 }
 
 impl Participant {
@@ -86,6 +100,9 @@ impl Participant {
             backlog_cap,
             link: Some(link),
             detached_at: None,
+            publishing: Vec::new(),
+            subscriptions: Vec::new(),
+            metrics_for: Vec::new(),
         }
     }
 
@@ -173,6 +190,7 @@ mod tests {
             role: Role::Member,
             can_receive_messages: true,
             joined_at: 0,
+            streams: Vec::new(),
         };
         let link = Link { conn_id: 1, tx, kill: Default::default() };
         (Participant::new(info, Grants::default(), 0, "r".into(), link, cap), rx)

@@ -1,0 +1,247 @@
+//! Media: publishing encoded frames and receiving them, over WebRTC (webrtc-rs).
+//!
+//! A participant has two peer connections to the server, as the protocol describes: the
+//! *publisher* connection, which this side offers (one per [`crate::Room`], renegotiated
+//! for each stream), and the *subscriber* connection, which the server offers and a
+//! background task answers. The SDK moves encoded frames: the app (or the bot) encodes
+//! with `confer-media`, writes frames to a [`LocalTrack`], and reads frames from a
+//! [`RemoteTrack`] to decode them.
+
+mod publisher;
+mod subscriber;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use confer_proto::track::{Quality, TrackId, TrackKind, TrackSource};
+use confer_proto::ParticipantId;
+use rtc::interceptor::Registry;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+use tokio::sync::{mpsc, watch};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
+};
+
+pub(crate) use publisher::Publisher;
+pub use publisher::{LocalStream, LocalTrack};
+pub(crate) use subscriber::run as run_subscriber;
+pub use subscriber::{EncodedFrame, RemoteTrack};
+
+use crate::error::{ClientError, Result};
+
+/// The codecs Confer sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Vp8,
+    H264,
+    Opus,
+}
+
+impl Codec {
+    pub(crate) fn payload_type(self) -> u8 {
+        match self {
+            Codec::Vp8 => 96,
+            Codec::H264 => 102,
+            Codec::Opus => 111,
+        }
+    }
+
+    pub(crate) fn rtp_codec(self) -> RTCRtpCodec {
+        let video_feedback = vec![
+            RTCPFeedback { typ: "goog-remb".into(), parameter: String::new() },
+            RTCPFeedback { typ: "transport-cc".into(), parameter: String::new() },
+            RTCPFeedback { typ: "ccm".into(), parameter: "fir".into() },
+            RTCPFeedback { typ: "nack".into(), parameter: String::new() },
+            RTCPFeedback { typ: "nack".into(), parameter: "pli".into() },
+        ];
+        match self {
+            Codec::Vp8 => RTCRtpCodec {
+                mime_type: MIME_TYPE_VP8.into(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: String::new(),
+                rtcp_feedback: video_feedback,
+            },
+            Codec::H264 => RTCRtpCodec {
+                mime_type: MIME_TYPE_H264.into(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".into(),
+                rtcp_feedback: video_feedback,
+            },
+            Codec::Opus => RTCRtpCodec {
+                mime_type: MIME_TYPE_OPUS.into(),
+                clock_rate: 48_000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+                rtcp_feedback: vec![RTCPFeedback { typ: "transport-cc".into(), parameter: String::new() }],
+            },
+        }
+    }
+
+    pub fn kind(self) -> TrackKind {
+        match self {
+            Codec::Opus => TrackKind::Audio,
+            Codec::Vp8 | Codec::H264 => TrackKind::Video,
+        }
+    }
+}
+
+/// One track of a stream to publish.
+#[derive(Debug, Clone)]
+pub struct TrackOptions {
+    pub source: TrackSource,
+    pub codec: Codec,
+    /// Video only: send three layers (`q`, `h`, `f`); write each with its [`Quality`].
+    pub simulcast: bool,
+    pub muted: bool,
+}
+
+impl TrackOptions {
+    pub fn new(source: TrackSource, codec: Codec) -> Self {
+        Self { source, codec, simulcast: false, muted: false }
+    }
+
+    pub fn with_simulcast(mut self, simulcast: bool) -> Self {
+        self.simulcast = simulcast;
+        self
+    }
+}
+
+/// Connection state and ICE gathering of one peer connection, as its handler saw them.
+#[derive(Clone)]
+pub(crate) struct PcSignals {
+    gathering: watch::Sender<bool>,
+    state: watch::Sender<RTCPeerConnectionState>,
+    tracks: Option<mpsc::UnboundedSender<Arc<dyn webrtc::media_stream::track_remote::TrackRemote>>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for PcSignals {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        self.gathering.send_replace(state == RTCIceGatheringState::Complete);
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        tracing::debug!(?state, "peer connection state");
+        self.state.send_replace(state);
+    }
+
+    async fn on_track(&self, track: Arc<dyn webrtc::media_stream::track_remote::TrackRemote>) {
+        if let Some(tx) = &self.tracks {
+            let _ = tx.send(track);
+        }
+    }
+}
+
+/// A peer connection and what its handler reports.
+pub(crate) struct Pc {
+    pub pc: Arc<dyn PeerConnection>,
+    pub gathered: watch::Receiver<bool>,
+    pub state: watch::Receiver<RTCPeerConnectionState>,
+}
+
+impl Pc {
+    pub(crate) async fn new(
+        tracks: Option<mpsc::UnboundedSender<Arc<dyn webrtc::media_stream::track_remote::TrackRemote>>>,
+    ) -> Result<Pc> {
+        let mut media = MediaEngine::default();
+        for codec in [Codec::Opus, Codec::Vp8, Codec::H264] {
+            let kind = if codec.kind() == TrackKind::Audio { RtpCodecKind::Audio } else { RtpCodecKind::Video };
+            media
+                .register_codec(
+                    RTCRtpCodecParameters { rtp_codec: codec.rtp_codec(), payload_type: codec.payload_type() },
+                    kind,
+                )
+                .map_err(media_error)?;
+        }
+        media
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability { uri: rtc::sdp::extmap::AUDIO_LEVEL_URI.to_owned() },
+                RtpCodecKind::Audio,
+                None,
+            )
+            .map_err(media_error)?;
+        let registry = register_default_interceptors(Registry::new(), &mut media).map_err(media_error)?;
+        let (gathering, gathered) = watch::channel(false);
+        let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
+        let handler = Arc::new(PcSignals { gathering, state: state_tx, tracks });
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .with_handler(handler)
+            .with_udp_addrs(vec!["0.0.0.0:0"])
+            .build()
+            .await
+            .map_err(media_error)?;
+        Ok(Pc { pc: Arc::new(pc), gathered, state })
+    }
+
+    /// The local description once ICE gathering is complete (the server is ICE-lite and
+    /// takes no trickled candidates).
+    pub(crate) async fn gathered_local_sdp(&mut self) -> Result<String> {
+        let limit = Duration::from_secs(5);
+        let _ = tokio::time::timeout(limit, self.gathered.wait_for(|g| *g)).await;
+        let desc = self.pc.local_description().await.ok_or_else(|| media_error("no local description"))?;
+        Ok(desc.sdp)
+    }
+}
+
+pub(crate) fn media_error(e: impl std::fmt::Display) -> ClientError {
+    ClientError::Media { detail: e.to_string() }
+}
+
+/// The `a=mid` of the media section whose `a=msid` names `track_label`.
+pub(crate) fn mid_of_track(sdp: &str, track_label: &str) -> Option<String> {
+    let mut mid = None;
+    let mut found = false;
+    for line in sdp.lines().map(str::trim_end) {
+        if line.starts_with("m=") {
+            if found {
+                break;
+            }
+            mid = None;
+        } else if let Some(m) = line.strip_prefix("a=mid:") {
+            mid = Some(m.to_owned());
+        } else if let Some(msid) = line.strip_prefix("a=msid:") {
+            if msid.split_whitespace().nth(1) == Some(track_label) {
+                found = true;
+            }
+        }
+        if found && mid.is_some() {
+            return mid;
+        }
+    }
+    None
+}
+
+/// What [`crate::Room`] knows of a remote track before its frames arrive.
+#[derive(Debug, Clone)]
+pub struct RemoteTrackInfo {
+    pub publisher: ParticipantId,
+    pub key: String,
+    pub track_id: TrackId,
+    pub kind: TrackKind,
+}
+
+/// The layer a simulcast frame belongs to, for [`LocalTrack::write`].
+pub type Layer = Option<Quality>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_mid_of_a_track() {
+        let sdp = "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\na=msid:s mic\r\nm=video 9 X 96\r\na=mid:1\r\na=msid:s cam\r\n";
+        assert_eq!(mid_of_track(sdp, "mic").as_deref(), Some("0"));
+        assert_eq!(mid_of_track(sdp, "cam").as_deref(), Some("1"));
+        assert_eq!(mid_of_track(sdp, "screen"), None);
+    }
+}

@@ -1,0 +1,154 @@
+//! One media connection: a `str0m::Rtc` and what flows through it.
+
+use std::time::{Duration, Instant};
+
+use confer_proto::track::{TrackId, TrackKind};
+use confer_proto::{ParticipantId, RoomId};
+use str0m::change::SdpPendingOffer;
+use str0m::media::{MediaKind, Mid, Rid};
+use str0m::Rtc;
+
+use super::forward::{LayerMeter, OutTrack};
+use super::Wants;
+
+/// Which way media flows on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The participant sends; the server receives.
+    Publisher,
+    /// The server sends; the participant receives.
+    Subscriber,
+}
+
+/// A connection that has not completed ICE and DTLS by then is given up.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct Peer {
+    pub room: RoomId,
+    pub participant: ParticipantId,
+    pub role: Role,
+    pub rtc: Rtc,
+    pub created: Instant,
+    pub connected: bool,
+    /// When `rtc` wants `Input::Timeout` next.
+    pub deadline: Instant,
+    /// Publisher: the tracks received.
+    pub inputs: Vec<InTrack>,
+    /// Subscriber: the tracks sent.
+    pub outputs: Vec<OutTrack>,
+    /// Subscriber: the offer awaiting the client's answer.
+    pub pending: Option<SdpPendingOffer>,
+    /// Subscriber: the latest TWCC bandwidth estimate, bits per second.
+    pub estimate_bps: Option<u64>,
+    pub stats: Option<str0m::stats::PeerStats>,
+}
+
+impl Peer {
+    pub fn new(room: RoomId, participant: ParticipantId, role: Role, rtc: Rtc, now: Instant) -> Self {
+        Self {
+            room,
+            participant,
+            role,
+            rtc,
+            created: now,
+            connected: false,
+            deadline: now,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            pending: None,
+            estimate_bps: None,
+            stats: None,
+        }
+    }
+
+    pub fn input_mut(&mut self, mid: Mid) -> Option<&mut InTrack> {
+        self.inputs.iter_mut().find(|t| t.mid == mid)
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self.role {
+            Role::Publisher => "publisher",
+            Role::Subscriber => "subscriber",
+        }
+    }
+}
+
+/// A track arriving on a publisher connection.
+pub struct InTrack {
+    pub track_id: TrackId,
+    pub mid: Mid,
+    pub kind: TrackKind,
+    pub simulcast: bool,
+    pub muted: bool,
+    pub censored: bool,
+    /// Per simulcast layer (or the single `None` layer): bitrate and liveness.
+    pub layers: Vec<LayerMeter>,
+    /// Last keyframe request sent to the publisher, per layer, to coalesce them.
+    pub keyframe_requested: Vec<(Option<Rid>, Instant)>,
+    /// The last RFC 6464 audio level seen: -dBov (0 loudest, 127 silence), voice flag, when.
+    pub audio_level: Option<(i8, Option<bool>, Instant)>,
+}
+
+/// Keyframe requests to a publisher for one layer are sent at most this often; requests
+/// from many subscribers in between are answered by the same keyframe.
+pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+
+impl InTrack {
+    pub fn new(track_id: TrackId, mid: Mid, kind: TrackKind, simulcast: bool, muted: bool) -> Self {
+        Self {
+            track_id,
+            mid,
+            kind,
+            simulcast,
+            muted,
+            censored: false,
+            layers: Vec::new(),
+            keyframe_requested: Vec::new(),
+            audio_level: None,
+        }
+    }
+
+    pub fn flowing(&self) -> bool {
+        !self.muted && !self.censored
+    }
+
+    pub fn meter(&mut self, rid: Option<Rid>) -> &mut LayerMeter {
+        if let Some(i) = self.layers.iter().position(|l| l.rid == rid) {
+            return &mut self.layers[i];
+        }
+        self.layers.push(LayerMeter::new(rid));
+        self.layers.last_mut().expect("just pushed")
+    }
+
+    /// Whether a keyframe request for `rid` may go out now (and records it if so).
+    pub fn take_keyframe_slot(&mut self, rid: Option<Rid>, now: Instant) -> bool {
+        match self.keyframe_requested.iter_mut().find(|(r, _)| *r == rid) {
+            Some((_, at)) if now.saturating_duration_since(*at) < KEYFRAME_REQUEST_INTERVAL => false,
+            Some((_, at)) => {
+                *at = now;
+                true
+            }
+            None => {
+                self.keyframe_requested.push((rid, now));
+                true
+            }
+        }
+    }
+}
+
+pub fn media_kind(kind: TrackKind) -> MediaKind {
+    match kind {
+        TrackKind::Audio => MediaKind::Audio,
+        // Data tracks never get a media section.
+        TrackKind::Video | TrackKind::Data => MediaKind::Video,
+    }
+}
+
+/// Whether a subscription's wishes let a track of this kind flow.
+pub fn wanted(wants: &Wants, kind: TrackKind) -> bool {
+    match kind {
+        TrackKind::Audio => wants.audio,
+        TrackKind::Video => wants.video,
+        TrackKind::Data => true,
+    }
+}
