@@ -97,6 +97,15 @@ pub enum Request {
     SubscriberAnswer {
         sdp: String,
     },
+    /// Renegotiate the publisher connection without changing what is published: an
+    /// ICE restart after a network change, or a new data channel. The offer must keep
+    /// every media section. Answered with [`Reply::PublisherAnswer`].
+    PublisherOffer {
+        sdp: String,
+    },
+    /// Restart ICE on the subscriber connection: the server sends a `subscriber_offer`
+    /// with new ICE credentials. Answered with [`Reply::Ok`].
+    RestartSubscriber,
     /// Stop forwarding a track to everyone (moderators). Everyone gets `track_censored`.
     Censor {
         track_id: TrackId,
@@ -204,6 +213,10 @@ pub enum Reply {
     /// The publisher connection's answer and the stream as the others see it.
     Published {
         stream: StreamInfo,
+        sdp: String,
+    },
+    /// The answer to a `publisher_offer`.
+    PublisherAnswer {
         sdp: String,
     },
     Pong,

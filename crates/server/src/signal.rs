@@ -303,6 +303,16 @@ impl Connection {
                     _ => Err(ApiError::new(ErrorCode::Unavailable, "the media thread did not answer")),
                 }
             }
+            Request::PublisherOffer { sdp } => {
+                match tokio::time::timeout(MEDIA_TIMEOUT, hub.publisher_offer(&me.participant, sdp)).await {
+                    Ok(Ok(result)) => result.map(|sdp| Reply::PublisherAnswer { sdp }),
+                    _ => Err(ApiError::new(ErrorCode::Unavailable, "the media thread did not answer")),
+                }
+            }
+            Request::RestartSubscriber => {
+                hub.restart_subscriber(&me.participant);
+                Ok(Reply::Ok)
+            }
             Request::Censor { track_id } => {
                 hub.censor(&me.room, &me.participant, &track_id, true, Now::system())?;
                 Ok(Reply::Ok)

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod link;
+
 pub const KEY: &str = "e2e-key";
 pub const SECRET: &str = "e2e-secret";
 
@@ -29,6 +31,11 @@ pub fn bin(name: &str) -> PathBuf {
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A free UDP port on loopback.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A fresh directory for one test's files.
@@ -53,11 +60,16 @@ impl ServerProcess {
     }
 
     pub fn start_on(db: PathBuf, port: u16) -> Self {
+        // Media on a free port, so that servers of parallel tests do not collide.
+        Self::start_with(db, port, &["--udp-addr", "127.0.0.1:0"])
+    }
+
+    /// Starts the server on HTTP `port` with extra arguments (media addresses, ...).
+    pub fn start_with(db: PathBuf, port: u16, extra: &[&str]) -> Self {
         let mut child = Command::new(bin("confer-server"))
             .args(["--db", db.to_str().unwrap(), "--http-addr", &format!("127.0.0.1:{port}")])
             .args(["--api-key", KEY, "--api-secret", SECRET])
-            // Media on a free port, so that servers of parallel tests do not collide.
-            .args(["--udp-addr", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -81,6 +93,11 @@ impl ServerProcess {
             }
         }
         Self { child, url: format!("http://127.0.0.1:{port}"), db, port }
+    }
+
+    /// The HTTP (and signaling) address.
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
     /// Stops the server with SIGTERM, as a service manager would, and waits for it.

@@ -7,22 +7,26 @@
 //! with `confer-media`, writes frames to a [`LocalTrack`], and reads frames from a
 //! [`RemoteTrack`] to decode them.
 
+mod feedback;
 mod publisher;
 mod subscriber;
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use confer_proto::track::{Quality, TrackId, TrackKind, TrackSource};
 use confer_proto::ParticipantId;
-use rtc::interceptor::Registry;
+use rtc::interceptor::{Registry, Slot};
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use tokio::sync::{mpsc, watch};
+use webrtc::data_channel::DataChannel;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
 };
@@ -113,12 +117,20 @@ impl TrackOptions {
     }
 }
 
+/// How the SDK's peer connections are set up (from [`crate::RoomOptions`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaConfig {
+    /// The local address media sockets bind to; `None` binds every interface.
+    pub bind_ip: Option<IpAddr>,
+}
+
 /// Connection state and ICE gathering of one peer connection, as its handler saw them.
 #[derive(Clone)]
 pub(crate) struct PcSignals {
     gathering: watch::Sender<bool>,
     state: watch::Sender<RTCPeerConnectionState>,
     tracks: Option<mpsc::UnboundedSender<Arc<dyn webrtc::media_stream::track_remote::TrackRemote>>>,
+    channels: Option<mpsc::UnboundedSender<Arc<dyn DataChannel>>>,
 }
 
 #[async_trait::async_trait]
@@ -137,19 +149,38 @@ impl PeerConnectionEventHandler for PcSignals {
             let _ = tx.send(track);
         }
     }
+
+    async fn on_data_channel(&self, channel: Arc<dyn DataChannel>) {
+        if let Some(tx) = &self.channels {
+            let _ = tx.send(channel);
+        }
+    }
+}
+
+/// What a new peer connection reports besides its state.
+#[derive(Default)]
+pub(crate) struct PcTaps {
+    /// Remote tracks as they arrive (subscriber connection).
+    pub tracks: Option<mpsc::UnboundedSender<Arc<dyn webrtc::media_stream::track_remote::TrackRemote>>>,
+    /// Data channels the server opens (subscriber connection).
+    pub channels: Option<mpsc::UnboundedSender<Arc<dyn DataChannel>>>,
+    /// The SSRC of every keyframe request received (publisher connection).
+    pub keyframes: Option<mpsc::UnboundedSender<u32>>,
 }
 
 /// A peer connection and what its handler reports.
 pub(crate) struct Pc {
     pub pc: Arc<dyn PeerConnection>,
     pub gathered: watch::Receiver<bool>,
+    gathering: watch::Sender<bool>,
     pub state: watch::Receiver<RTCPeerConnectionState>,
 }
 
+/// RTX payload types, paired with the codec they repair.
+const RTX: [(u8, Codec); 2] = [(97, Codec::Vp8), (103, Codec::H264)];
+
 impl Pc {
-    pub(crate) async fn new(
-        tracks: Option<mpsc::UnboundedSender<Arc<dyn webrtc::media_stream::track_remote::TrackRemote>>>,
-    ) -> Result<Pc> {
+    pub(crate) async fn new(config: MediaConfig, taps: PcTaps) -> Result<Pc> {
         let mut media = MediaEngine::default();
         for codec in [Codec::Opus, Codec::Vp8, Codec::H264] {
             let kind = if codec.kind() == TrackKind::Audio { RtpCodecKind::Audio } else { RtpCodecKind::Video };
@@ -160,6 +191,20 @@ impl Pc {
                 )
                 .map_err(media_error)?;
         }
+        // RTX: the SFU answers NACKs only with retransmissions on an RTX stream, and asks
+        // for them only from a sender that can send them.
+        for (pt, codec) in RTX {
+            let rtx = RTCRtpCodec {
+                mime_type: "video/rtx".into(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: format!("apt={}", codec.payload_type()),
+                rtcp_feedback: Vec::new(),
+            };
+            media
+                .register_codec(RTCRtpCodecParameters { rtp_codec: rtx, payload_type: pt }, RtpCodecKind::Video)
+                .map_err(media_error)?;
+        }
         media
             .register_header_extension(
                 RTCRtpHeaderExtensionCapability { uri: rtc::sdp::extmap::AUDIO_LEVEL_URI.to_owned() },
@@ -167,20 +212,35 @@ impl Pc {
                 None,
             )
             .map_err(media_error)?;
-        let registry = register_default_interceptors(Registry::new(), &mut media).map_err(media_error)?;
+        let mut registry = register_default_interceptors(Registry::new(), &mut media).map_err(media_error)?;
+        if let Some(keyframes) = taps.keyframes {
+            registry = registry.with(Slot::from(feedback::SLOT), feedback::KeyframeTap::new(keyframes));
+        }
         let (gathering, gathered) = watch::channel(false);
         let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
-        let handler = Arc::new(PcSignals { gathering, state: state_tx, tracks });
+        let handler =
+            Arc::new(PcSignals { gathering: gathering.clone(), state: state_tx, tracks: taps.tracks, channels: taps.channels });
+        let bind = SocketAddr::new(config.bind_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), 0);
+        let settings = SettingEngineBuilder::new()
+            .with_include_loopback_candidate(bind.ip().is_loopback())
+            .build();
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(media)
+            .with_setting_engine(settings)
             .with_interceptor_registry(registry)
             .with_handler(handler)
-            .with_udp_addrs(vec!["0.0.0.0:0"])
+            .with_udp_addrs(vec![bind])
             .build()
             .await
             .map_err(media_error)?;
-        Ok(Pc { pc: Arc::new(pc), gathered, state })
+        Ok(Pc { pc: Arc::new(pc), gathered, gathering, state })
+    }
+
+    /// Forgets that gathering completed, before a new local description (an ICE restart
+    /// gathers again).
+    pub(crate) fn expect_gathering(&self) {
+        self.gathering.send_replace(false);
     }
 
     /// The local description once ICE gathering is complete (the server is ICE-lite and
@@ -190,6 +250,17 @@ impl Pc {
         let _ = tokio::time::timeout(limit, self.gathered.wait_for(|g| *g)).await;
         let desc = self.pc.local_description().await.ok_or_else(|| media_error("no local description"))?;
         Ok(desc.sdp)
+    }
+
+    pub(crate) fn is_down(&self) -> bool {
+        matches!(
+            *self.state.borrow(),
+            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed | RTCPeerConnectionState::Disconnected
+        )
+    }
+
+    pub(crate) async fn close(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.pc.close()).await;
     }
 }
 

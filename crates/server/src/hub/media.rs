@@ -127,10 +127,16 @@ impl Hub {
         }
         for t in &tracks {
             if t.kind == TrackKind::Data {
-                return Err(ApiError::new(
-                    ErrorCode::MalformedRequest,
-                    "data tracks are not supported yet; use messages",
-                ));
+                if !p.grants.data {
+                    return Err(ApiError::new(ErrorCode::PermissionDenied, "the token has no data grant"));
+                }
+                if t.source.is_some() || t.simulcast || t.mid.is_empty() || t.mid.len() > MAX_KEY_LEN {
+                    return Err(ApiError::new(
+                        ErrorCode::MalformedRequest,
+                        "a data track names its data channel's label in mid and has no source",
+                    ));
+                }
+                continue;
             }
             if let Some(source) = t.source {
                 if source.kind() != t.kind {
@@ -316,12 +322,7 @@ impl Hub {
             subscriber: id.clone(),
             publisher: publisher.clone(),
             key: key.to_owned(),
-            tracks: stream
-                .tracks
-                .iter()
-                .filter(|t| t.kind != TrackKind::Data)
-                .map(|t| OutgoingTrack { track_id: t.id.clone(), kind: t.kind })
-                .collect(),
+            tracks: stream.tracks.iter().map(|t| OutgoingTrack { track_id: t.id.clone(), kind: t.kind }).collect(),
             wants: wants(&options),
         });
         Ok(())
@@ -388,6 +389,18 @@ impl Hub {
             now.mono,
         );
         Ok(())
+    }
+
+    /// Hands a renegotiation of the publisher connection to the media thread.
+    pub fn publisher_offer(&self, id: &ParticipantId, sdp: String) -> oneshot::Receiver<Result<String, ApiError>> {
+        let (reply, rx) = oneshot::channel();
+        self.sfu.send(Command::PublisherOffer { participant: id.clone(), offer: sdp, reply });
+        rx
+    }
+
+    /// Asks the media thread for a subscriber offer with new ICE credentials.
+    pub fn restart_subscriber(&self, id: &ParticipantId) {
+        self.sfu.send(Command::RestartSubscriber { participant: id.clone() });
     }
 
     /// Hands the subscriber's answer to the media thread.
@@ -465,7 +478,9 @@ impl Hub {
                 for (publisher, key, tracks) in started {
                     p.push(Event::SubscriptionStarted { participant_id: publisher, key, tracks }, now.mono);
                 }
-                p.push(Event::SubscriberOffer { sdp }, now.mono);
+                if let Some(sdp) = sdp {
+                    p.push(Event::SubscriberOffer { sdp }, now.mono);
+                }
             }
             SfuEvent::PeerFailed { room, participant, publisher } => {
                 let Some(session) = sessions.get_mut(&room) else { return };

@@ -11,12 +11,15 @@ use std::time::{Duration, Instant};
 
 use confer_proto::track::{Quality, TrackId, TrackKind};
 use confer_proto::ParticipantId;
+use str0m::channel::ChannelId;
 use str0m::media::{MediaTime, Mid, Rid};
 
 use super::Wants;
 
 /// A layer not seen for this long is taken as stopped by its publisher.
 const LAYER_STALE: Duration = Duration::from_millis(1500);
+/// Switching up needs the new layer's rate plus this share (percent) of it.
+pub const UPGRADE_HEADROOM: u64 = 125;
 
 /// Bitrate and liveness of one simulcast layer of an incoming track.
 #[derive(Debug, Clone)]
@@ -66,6 +69,9 @@ pub enum OutState {
     /// Its media section is to be stopped in the next offer.
     ToStop(Mid),
     NegotiatingStop(Mid),
+    /// A data track, on this data channel of the subscriber connection (writable once
+    /// the channel is open).
+    Channel(ChannelId),
 }
 
 /// One source track as sent to one subscriber.
@@ -121,10 +127,23 @@ impl OutTrack {
         }
     }
 
+    /// The bitrate of what this subscriber would receive with bandwidth to spare: the
+    /// best live layer at or below the requested quality (or the one stream there is).
+    pub fn preferred_bitrate(&self, layers: &[LayerMeter], now: Instant) -> u64 {
+        layers
+            .iter()
+            .filter(|l| l.live(now) && l.rid.as_ref().and_then(|r| Quality::from_rid(r)).is_none_or(|q| q <= self.wants.quality))
+            .map(|l| l.bitrate_bps)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Chooses the layer to receive from the live layers of a simulcast source: the
     /// best one at or below the requested quality that fits `budget_bps`, else the
-    /// lowest live one. Returns the layer if it differs from the current target (the
-    /// caller then asks the publisher for a keyframe of it).
+    /// lowest live one. A layer above the current one must fit with [`UPGRADE_HEADROOM`]
+    /// to spare, so that an estimate near a layer's rate does not flip between two.
+    /// Returns the layer if it differs from the current target (the caller then asks
+    /// the publisher for a keyframe of it).
     pub fn choose_layer(&mut self, layers: &[LayerMeter], budget_bps: Option<u64>, now: Instant) -> Option<Rid> {
         let mut live: Vec<&LayerMeter> = layers.iter().filter(|l| l.live(now) && l.rid.is_some()).collect();
         if live.is_empty() {
@@ -132,7 +151,15 @@ impl OutTrack {
         }
         live.sort_by_key(|l| std::cmp::Reverse(l.quality()));
         let requested = self.wants.quality;
-        let fits = |l: &&LayerMeter| budget_bps.is_none_or(|b| l.bitrate_bps <= b);
+        let current = self.current.as_ref().and_then(|r| Quality::from_rid(r));
+        let fits = |l: &&LayerMeter| {
+            let need = if current.is_some_and(|c| l.quality() > c) {
+                l.bitrate_bps * UPGRADE_HEADROOM / 100
+            } else {
+                l.bitrate_bps
+            };
+            budget_bps.is_none_or(|b| need <= b)
+        };
         let choice =
             live.iter().find(|l| l.quality() <= requested && fits(l)).or_else(|| live.last()).map(|l| l.rid.clone())?;
         if choice != self.target {
@@ -241,6 +268,22 @@ mod tests {
         assert_eq!(t.choose_layer(&layers, Some(10_000), now), Some("q".into()));
         // Unchanged target: nothing to request.
         assert_eq!(t.choose_layer(&layers, Some(10_000), now), None);
+    }
+
+    #[test]
+    fn switching_up_needs_headroom() {
+        let now = Instant::now();
+        let layers = live_layers(now);
+        let mut t = track(Quality::Medium);
+        t.choose_layer(&layers, None, now);
+        let h: Rid = "h".into();
+        assert!(t.accept(Some(&h), true, MediaTime::new(0, str0m::media::Frequency::NINETY_KHZ), now).is_some());
+        t.wants.quality = Quality::High;
+        // 1.6 Mbps carries the full layer (1.5) but not with headroom: stay on h.
+        assert_eq!(t.choose_layer(&layers, Some(1_600_000), now), None);
+        assert_eq!(t.target, Some(h));
+        assert_eq!(t.choose_layer(&layers, Some(2_000_000), now), Some("f".into()));
+        assert_eq!(t.preferred_bitrate(&layers, now), 1_500_000);
     }
 
     #[test]

@@ -17,6 +17,8 @@
 
 mod audio_level;
 mod forward;
+mod metrics;
+mod negotiation;
 mod peer;
 mod router;
 
@@ -40,7 +42,8 @@ pub struct SfuConfig {
 #[derive(Debug, Clone)]
 pub struct IncomingTrack {
     pub track_id: TrackId,
-    /// The media section of the publisher's offer that carries it.
+    /// The media section of the publisher's offer that carries it; for a data track, the
+    /// label of its data channel.
     pub mid: String,
     pub kind: TrackKind,
     pub simulcast: bool,
@@ -111,6 +114,16 @@ pub enum Command {
         subscriber: ParticipantId,
         tracks: Vec<TrackId>,
     },
+    /// Renegotiate an existing publisher connection (ICE restart, new data channels).
+    PublisherOffer {
+        participant: ParticipantId,
+        offer: String,
+        reply: oneshot::Sender<Result<String, ApiError>>,
+    },
+    /// Offer the subscriber connection again with new ICE credentials.
+    RestartSubscriber {
+        participant: ParticipantId,
+    },
     /// The subscriber's answer to the last offer.
     Answer {
         participant: ParticipantId,
@@ -133,12 +146,14 @@ pub enum Command {
 /// What the media thread tells the hub.
 #[derive(Debug)]
 pub enum SfuEvent {
-    /// An offer for `participant`'s subscriber connection; `started` lists the
-    /// subscriptions whose tracks it adds, as (publisher, stream key, tracks).
+    /// Subscriptions whose tracks were added to `participant`'s subscriber connection,
+    /// as (publisher, stream key, tracks), and the offer that adds them. A change that
+    /// needs no negotiation (a data channel on a connection that has data channels
+    /// already) comes without an offer.
     SubscriberOffer {
         room: RoomId,
         participant: ParticipantId,
-        sdp: String,
+        sdp: Option<String>,
         started: Vec<(ParticipantId, String, Vec<SubscribedTrack>)>,
     },
     /// A media connection died (consent timeout, DTLS failure, never connected).

@@ -1,10 +1,12 @@
 //! One media connection: a `str0m::Rtc` and what flows through it.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use confer_proto::track::{TrackId, TrackKind};
 use confer_proto::{ParticipantId, RoomId};
 use str0m::change::SdpPendingOffer;
+use str0m::channel::ChannelId;
 use str0m::media::{MediaKind, Mid, Rid};
 use str0m::Rtc;
 
@@ -22,6 +24,17 @@ pub enum Role {
 
 /// A connection that has not completed ICE and DTLS by then is given up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a connection may stay disconnected (no ICE consent for 15 s, str0m's
+/// ICE-lite rule) before it is given up. A client that comes back within it, by an ICE
+/// restart or by nominating its path again, keeps its streams and subscriptions.
+pub const DISCONNECTED_GRACE: Duration = Duration::from_secs(5);
+
+/// The label of the data channel that every subscriber connection carries from its
+/// first offer. It keeps an application section in the bundle, so that stopping every
+/// media section never leaves an offer without one, and later data tracks need no
+/// renegotiation. Nothing is sent on it.
+pub const CONTROL_CHANNEL: &str = "confer";
 
 pub struct Peer {
     pub room: RoomId,
@@ -41,6 +54,16 @@ pub struct Peer {
     /// Subscriber: the latest TWCC bandwidth estimate, bits per second.
     pub estimate_bps: Option<u64>,
     pub stats: Option<str0m::stats::PeerStats>,
+    /// Since when ICE has been disconnected.
+    pub disconnected_since: Option<Instant>,
+    /// Open data channels by label.
+    pub channels: HashMap<String, ChannelId>,
+    /// Subscriber: an ICE restart to include in the next offer.
+    pub restart_ice: bool,
+    /// Subscriber: the control channel is in an offer already.
+    pub has_control_channel: bool,
+    /// Subscriber: the (minimum, desired) rates last given to the bandwidth estimator.
+    pub bwe_targets: (u64, u64),
 }
 
 impl Peer {
@@ -58,11 +81,17 @@ impl Peer {
             pending: None,
             estimate_bps: None,
             stats: None,
+            disconnected_since: None,
+            channels: HashMap::new(),
+            restart_ice: false,
+            has_control_channel: false,
+            bwe_targets: (0, 0),
         }
     }
 
+    /// The media track received on the media section `mid`.
     pub fn input_mut(&mut self, mid: Mid) -> Option<&mut InTrack> {
-        self.inputs.iter_mut().find(|t| t.mid == mid)
+        self.inputs.iter_mut().find(|t| t.mid == mid && t.kind != TrackKind::Data)
     }
 
     pub fn label(&self) -> &'static str {
@@ -87,6 +116,11 @@ pub struct InTrack {
     pub keyframe_requested: Vec<(Option<Rid>, Instant)>,
     /// The last RFC 6464 audio level seen: -dBov (0 loudest, 127 silence), voice flag, when.
     pub audio_level: Option<(i8, Option<bool>, Instant)>,
+    /// Data track: the label of its data channel, and the channel once open.
+    pub label: Option<String>,
+    pub channel: Option<ChannelId>,
+    /// Video: NACKs are enabled for these layers already (see `Router::forward`).
+    pub nack_enabled: Vec<Option<Rid>>,
 }
 
 /// Keyframe requests to a publisher for one layer are sent at most this often; requests
@@ -105,7 +139,18 @@ impl InTrack {
             layers: Vec::new(),
             keyframe_requested: Vec::new(),
             audio_level: None,
+            label: None,
+            channel: None,
+            nack_enabled: Vec::new(),
         }
+    }
+
+    /// A data track carried by the publisher's data channel `label`.
+    pub fn data(track_id: TrackId, label: String, channel: Option<ChannelId>) -> Self {
+        let mut t = Self::new(track_id, Mid::from("data"), TrackKind::Data, false, false);
+        t.label = Some(label);
+        t.channel = channel;
+        t
     }
 
     pub fn flowing(&self) -> bool {

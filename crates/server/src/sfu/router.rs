@@ -11,30 +11,32 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use confer_proto::track::{AudioLevel, NetworkMetrics, SubscribedTrack, TrackId, TrackKind};
-use confer_proto::{ErrorCode, ParticipantId, RoomId};
+use confer_proto::track::{TrackId, TrackKind};
+use confer_proto::{ParticipantId, RoomId};
 use str0m::bwe::{Bitrate, BweKind};
-use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::channel::ChannelData;
 use str0m::format::CodecExtra;
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, Mid, Rid};
+use str0m::media::{KeyframeRequestKind, MediaData, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::audio_level::{self, Speakers};
-use super::forward::{LayerMeter, OutState, OutTrack};
-use super::peer::{media_kind, wanted, InTrack, Peer, Role, CONNECT_TIMEOUT};
-use super::{Command, IncomingTrack, OutgoingTrack, PublishAnswer, SfuEvent, Wants};
-use crate::error::ApiError;
+use super::forward::{LayerMeter, OutState};
+use super::peer::{wanted, Peer, Role, CONNECT_TIMEOUT, DISCONNECTED_GRACE};
+use super::{Command, SfuEvent};
 
 /// How often simulcast layers are re-chosen and pending keyframes re-requested.
 const LAYER_INTERVAL: Duration = Duration::from_millis(250);
 /// How often network metrics go out to those who asked.
 const METRICS_INTERVAL: Duration = Duration::from_secs(2);
-/// The starting downlink estimate: high, so that subscribers start on the layer they
-/// ask for; TWCC brings it down when the path cannot carry it.
-const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(8_000);
+/// The starting downlink estimate. Enough for a few medium layers; probing toward what
+/// the subscriptions want (see [`Router::choose_layers`]) raises it, TWCC feedback of
+/// an overused path lowers it.
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(2_500);
+/// What one audio track is assumed to need when asking the estimator to probe.
+const AUDIO_BPS: u64 = 48_000;
 
 /// Work found while polling, done once the connections are polled.
 enum Work {
@@ -42,6 +44,8 @@ enum Work {
     Media(usize, MediaData),
     /// A subscriber asked for a keyframe of what it receives.
     Keyframe { publisher: ParticipantId, track_id: TrackId, rid: Option<Rid> },
+    /// A message on a publisher connection's data channel.
+    Data(usize, ChannelData),
 }
 
 enum Wake {
@@ -53,12 +57,12 @@ enum Wake {
 pub struct Router {
     socket: Arc<UdpSocket>,
     advertise: SocketAddr,
-    events: mpsc::UnboundedSender<SfuEvent>,
-    peers: Vec<Peer>,
-    speakers: HashMap<RoomId, Speakers>,
-    watched: HashMap<RoomId, Vec<ParticipantId>>,
+    pub(super) events: mpsc::UnboundedSender<SfuEvent>,
+    pub(super) peers: Vec<Peer>,
+    pub(super) speakers: HashMap<RoomId, Speakers>,
+    pub(super) watched: HashMap<RoomId, Vec<ParticipantId>>,
     next_levels: Instant,
-    next_layers: Instant,
+    pub(super) next_layers: Instant,
     next_metrics: Instant,
 }
 
@@ -149,6 +153,7 @@ impl Router {
                     Work::Keyframe { publisher, track_id, rid } => {
                         self.request_keyframe(&publisher, &track_id, rid, now)
                     }
+                    Work::Data(idx, data) => self.forward_data(idx, &data),
                 }
             }
         }
@@ -216,6 +221,10 @@ impl Router {
             Command::Unsubscribe { subscriber, tracks } => {
                 self.stop_outputs(|peer, o| *peer == subscriber && tracks.contains(&o.track_id));
             }
+            Command::PublisherOffer { participant, offer, reply } => {
+                let _ = reply.send(self.publisher_offer(&participant, &offer));
+            }
+            Command::RestartSubscriber { participant } => self.restart_subscriber(&participant),
             Command::Answer { participant, sdp, reply } => {
                 let result = self.accept_answer(&participant, &sdp);
                 let _ = reply.send(result);
@@ -232,11 +241,11 @@ impl Router {
         }
     }
 
-    fn peer_mut(&mut self, participant: &ParticipantId, role: Role) -> Option<&mut Peer> {
+    pub(super) fn peer_mut(&mut self, participant: &ParticipantId, role: Role) -> Option<&mut Peer> {
         self.peers.iter_mut().find(|p| &p.participant == participant && p.role == role)
     }
 
-    fn new_rtc(&self, role: Role, now: Instant) -> Rtc {
+    pub(super) fn new_rtc(&self, role: Role, now: Instant) -> Rtc {
         let mut builder = Rtc::builder().set_ice_lite(true).set_stats_interval(Some(METRICS_INTERVAL));
         if role == Role::Subscriber {
             builder = builder.enable_bwe(Some(INITIAL_ESTIMATE));
@@ -249,189 +258,6 @@ impl Router {
             Err(e) => tracing::error!(error = %e, addr = %self.advertise, "bad media candidate address"),
         }
         rtc
-    }
-
-    fn publish(
-        &mut self,
-        room: RoomId,
-        participant: ParticipantId,
-        tracks: Vec<IncomingTrack>,
-        offer: &str,
-        now: Instant,
-    ) -> Result<PublishAnswer, ApiError> {
-        let offer = SdpOffer::from_sdp_string(offer)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidSdp, format!("cannot parse the offer: {e}")))?;
-        let created = self.peer_mut(&participant, Role::Publisher).is_none();
-        if created {
-            let rtc = self.new_rtc(Role::Publisher, now);
-            self.peers.push(Peer::new(room, participant.clone(), Role::Publisher, rtc, now));
-        }
-        let peer = self.peer_mut(&participant, Role::Publisher).expect("publisher peer exists");
-        let answer = match peer.rtc.sdp_api().accept_offer(offer) {
-            Ok(a) => a,
-            Err(e) => {
-                if created {
-                    self.peers.retain(|p| !(p.participant == participant && p.role == Role::Publisher));
-                }
-                return Err(ApiError::new(ErrorCode::InvalidSdp, format!("cannot accept the offer: {e}")));
-            }
-        };
-        let sdp = answer.to_sdp_string();
-        let mut codecs = Vec::new();
-        let mut missing = Vec::new();
-        for t in tracks {
-            let mid = Mid::from(t.mid.as_str());
-            let matches = peer.rtc.media(mid).is_some_and(|m| m.kind() == media_kind(t.kind));
-            if !matches || t.kind == TrackKind::Data {
-                missing.push(t.mid.clone());
-                continue;
-            }
-            if let Some(codec) = answered_codec(&sdp, &t.mid) {
-                codecs.push((t.track_id.clone(), codec));
-            }
-            peer.inputs.retain(|i| i.mid != mid);
-            peer.inputs.push(InTrack::new(t.track_id, mid, t.kind, t.simulcast, t.muted));
-        }
-        if !missing.is_empty() {
-            return Err(ApiError::new(
-                ErrorCode::InvalidSdp,
-                format!("the offer has no media section of the right kind for mid {}", missing.join(", ")),
-            ));
-        }
-        tracing::info!(participant = %peer.participant, tracks = peer.inputs.len(), "publisher offer accepted");
-        Ok(PublishAnswer { sdp, codecs })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn subscribe(
-        &mut self,
-        room: RoomId,
-        subscriber: ParticipantId,
-        publisher: ParticipantId,
-        key: String,
-        tracks: Vec<OutgoingTrack>,
-        wants: Wants,
-        now: Instant,
-    ) {
-        if self.peer_mut(&subscriber, Role::Subscriber).is_none() {
-            let rtc = self.new_rtc(Role::Subscriber, now);
-            self.peers.push(Peer::new(room, subscriber.clone(), Role::Subscriber, rtc, now));
-        }
-        let peer = self.peer_mut(&subscriber, Role::Subscriber).expect("subscriber peer exists");
-        for t in tracks {
-            let live = peer
-                .outputs
-                .iter()
-                .any(|o| o.track_id == t.track_id && matches!(o.state, OutState::Open(_) | OutState::Negotiating(_)));
-            if !live {
-                peer.outputs.push(OutTrack::new(t.track_id, t.kind, publisher.clone(), key.clone(), wants));
-            }
-        }
-        self.next_layers = now;
-        let idx = self.peers.iter().position(|p| p.participant == subscriber && p.role == Role::Subscriber);
-        if let Some(idx) = idx {
-            self.negotiate(idx);
-        }
-    }
-
-    /// Offers the subscriber connection's pending changes, unless an offer is out.
-    fn negotiate(&mut self, idx: usize) {
-        let peer = &mut self.peers[idx];
-        if peer.pending.is_some() {
-            return;
-        }
-        let mut change = peer.rtc.sdp_api();
-        let mut started: Vec<(ParticipantId, String, Vec<SubscribedTrack>)> = Vec::new();
-        for out in &mut peer.outputs {
-            match out.state {
-                OutState::ToOpen => {
-                    let mid = change.add_media(
-                        media_kind(out.kind),
-                        Direction::SendOnly,
-                        Some(out.publisher.to_string()),
-                        Some(out.track_id.to_string()),
-                        None,
-                    );
-                    out.state = OutState::Negotiating(mid);
-                    let track =
-                        SubscribedTrack { track_id: out.track_id.clone(), kind: out.kind, mid: mid.to_string() };
-                    match started.iter_mut().find(|(p, k, _)| *p == out.publisher && *k == out.key) {
-                        Some((_, _, list)) => list.push(track),
-                        None => started.push((out.publisher.clone(), out.key.clone(), vec![track])),
-                    }
-                }
-                OutState::ToStop(mid) => {
-                    change.stop_media(mid);
-                    out.state = OutState::NegotiatingStop(mid);
-                }
-                _ => {}
-            }
-        }
-        if !change.has_changes() {
-            return;
-        }
-        let Some((offer, pending)) = change.apply() else { return };
-        peer.pending = Some(pending);
-        let _ = self.events.send(SfuEvent::SubscriberOffer {
-            room: peer.room.clone(),
-            participant: peer.participant.clone(),
-            sdp: offer.to_sdp_string(),
-            started,
-        });
-    }
-
-    fn accept_answer(&mut self, participant: &ParticipantId, sdp: &str) -> Result<(), ApiError> {
-        let idx = self
-            .peers
-            .iter()
-            .position(|p| &p.participant == participant && p.role == Role::Subscriber)
-            .ok_or_else(|| ApiError::new(ErrorCode::InvalidSdp, "there is no subscriber offer to answer"))?;
-        let peer = &mut self.peers[idx];
-        let pending = peer
-            .pending
-            .take()
-            .ok_or_else(|| ApiError::new(ErrorCode::InvalidSdp, "no subscriber offer is pending"))?;
-        let answer = SdpAnswer::from_sdp_string(sdp)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidSdp, format!("cannot parse the answer: {e}")))?;
-        peer.rtc
-            .sdp_api()
-            .accept_answer(pending, answer)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidSdp, format!("cannot accept the answer: {e}")))?;
-        for out in &mut peer.outputs {
-            if let OutState::Negotiating(m) = out.state {
-                out.state = OutState::Open(m);
-            }
-        }
-        peer.outputs.retain(|o| !matches!(o.state, OutState::NegotiatingStop(_)));
-        self.next_layers = Instant::now();
-        self.negotiate(idx);
-        Ok(())
-    }
-
-    /// Stops the matching outgoing tracks on every subscriber connection.
-    fn stop_outputs(&mut self, stop: impl Fn(&ParticipantId, &OutTrack) -> bool) {
-        let mut renegotiate = Vec::new();
-        for (idx, peer) in self.peers.iter_mut().enumerate().filter(|(_, p)| p.role == Role::Subscriber) {
-            let before = peer.outputs.len();
-            let who = peer.participant.clone();
-            peer.outputs.retain(|o| !(stop(&who, o) && o.state == OutState::ToOpen));
-            let mut changed = before != peer.outputs.len();
-            for out in peer.outputs.iter_mut().filter(|o| stop(&who, o)) {
-                match out.state {
-                    OutState::Open(m) | OutState::Negotiating(m) => {
-                        out.state = OutState::ToStop(m);
-                        changed = true;
-                    }
-                    _ => {}
-                }
-            }
-            if changed {
-                renegotiate.push(idx);
-            }
-        }
-        for idx in renegotiate {
-            self.negotiate(idx);
-        }
     }
 
     fn remove(&mut self, participant: &ParticipantId) {
@@ -459,7 +285,9 @@ impl Router {
             .iter()
             .enumerate()
             .filter(|(_, p)| {
-                !p.rtc.is_alive() || (!p.connected && now.saturating_duration_since(p.created) > CONNECT_TIMEOUT)
+                !p.rtc.is_alive()
+                    || (!p.connected && now.saturating_duration_since(p.created) > CONNECT_TIMEOUT)
+                    || p.disconnected_since.is_some_and(|t| now.saturating_duration_since(t) > DISCONNECTED_GRACE)
             })
             .map(|(i, _)| i)
             .collect();
@@ -484,6 +312,16 @@ impl Router {
         let publisher = &mut self.peers[from];
         let room = publisher.room.clone();
         let publisher_id = publisher.participant.clone();
+        let Some(track) = publisher.input_mut(data.mid) else { return };
+        if track.kind == TrackKind::Video && !track.nack_enabled.contains(&data.rid) {
+            // str0m asks for retransmissions only of streams announced with an RTX
+            // stream, and clients announce none (they retransmit on the stream itself,
+            // which str0m's receive buffer takes just as well).
+            track.nack_enabled.push(data.rid.clone());
+            if let Some(stream) = publisher.rtc.direct_api().stream_rx_by_mid(data.mid, data.rid.clone()) {
+                stream.suppress_nack(false);
+            }
+        }
         let Some(track) = publisher.input_mut(data.mid) else { return };
         track.meter(data.rid.clone()).observe(data.data.len(), now);
         if let Some(level) = data.ext_vals.audio_level {
@@ -545,8 +383,9 @@ impl Router {
         }
     }
 
-    /// Re-chooses every subscriber's simulcast layers, and asks publishers for the
-    /// keyframes that waiting subscribers need.
+    /// Re-chooses every subscriber's simulcast layers, asks publishers for the keyframes
+    /// that waiting subscribers need, and tells each subscriber connection's bandwidth
+    /// estimator how much its subscriptions would like, so that it probes for that.
     fn choose_layers(&mut self, now: Instant) {
         let mut sources: HashMap<TrackId, (ParticipantId, bool, Vec<LayerMeter>)> = HashMap::new();
         for peer in self.peers.iter().filter(|p| p.role == Role::Publisher) {
@@ -556,13 +395,17 @@ impl Router {
         }
         let mut requests = Vec::new();
         for peer in self.peers.iter_mut().filter(|p| p.role == Role::Subscriber) {
-            let videos = peer.outputs.iter().filter(|o| o.is_video() && wanted(&o.wants, o.kind)).count().max(1);
-            let budget = peer.estimate_bps.map(|e| e / videos as u64);
+            let wanted_of = |kind| peer.outputs.iter().filter(|o| o.kind == kind && wanted(&o.wants, o.kind)).count();
+            let (videos, audios) = (wanted_of(TrackKind::Video), wanted_of(TrackKind::Audio));
+            let audio_bps = audios as u64 * AUDIO_BPS;
+            let budget = peer.estimate_bps.map(|e| e.saturating_sub(audio_bps) / videos.max(1) as u64);
+            let mut desired = audio_bps;
             for out in peer.outputs.iter_mut().filter(|o| o.is_video() && o.open_mid().is_some()) {
                 let Some((publisher, simulcast, layers)) = sources.get(&out.track_id) else { continue };
                 if !wanted(&out.wants, out.kind) {
                     continue;
                 }
+                desired += out.preferred_bitrate(layers, now);
                 if *simulcast {
                     if let Some(rid) = out.choose_layer(layers, budget, now) {
                         requests.push((publisher.clone(), out.track_id.clone(), Some(rid)));
@@ -574,78 +417,43 @@ impl Router {
                     requests.push((publisher.clone(), out.track_id.clone(), out.target.clone()));
                 }
             }
+            let (_, last) = peer.bwe_targets;
+            if desired > 0 && desired.abs_diff(last) * 10 > last {
+                peer.bwe_targets = (0, desired);
+                peer.rtc.bwe().set_bitrate(Bitrate::bps(0), Bitrate::bps(desired));
+            }
         }
         for (publisher, track_id, rid) in requests {
             self.request_keyframe(&publisher, &track_id, rid, now);
         }
     }
 
-    fn report_levels(&mut self, now: Instant) {
-        let mut by_room: HashMap<RoomId, Vec<AudioLevel>> = HashMap::new();
-        for peer in self.peers.iter().filter(|p| p.role == Role::Publisher) {
-            let levels = by_room.entry(peer.room.clone()).or_default();
-            for t in peer.inputs.iter().filter(|t| t.kind == TrackKind::Audio && t.flowing()) {
-                if let Some((level, voice, at)) = t.audio_level {
-                    if now.saturating_duration_since(at) < audio_level::FRESH {
-                        levels.push(AudioLevel {
-                            participant_id: peer.participant.clone(),
-                            track_id: t.track_id.clone(),
-                            level: audio_level::linear(level),
-                            voice,
-                        });
-                    }
+    /// Relays a message from a publisher's data track to its subscribers.
+    fn forward_data(&mut self, from: usize, data: &ChannelData) {
+        let publisher = &self.peers[from];
+        let room = publisher.room.clone();
+        let Some(track) = publisher.inputs.iter().find(|t| t.kind == TrackKind::Data && t.channel == Some(data.id))
+        else {
+            return;
+        };
+        if !track.flowing() {
+            return;
+        }
+        let track_id = track.track_id.clone();
+        for peer in self.peers.iter_mut().filter(|p| p.role == Role::Subscriber && p.room == room) {
+            for out in peer.outputs.iter().filter(|o| o.track_id == track_id) {
+                let OutState::Channel(id) = out.state else { continue };
+                let Some(mut channel) = peer.rtc.channel(id) else { continue };
+                match channel.write(data.binary, &data.data) {
+                    Ok(true) => {}
+                    // A subscriber that cannot keep up loses messages rather than
+                    // holding up the others.
+                    Ok(false) => tracing::debug!(participant = %peer.participant, "data channel full; message dropped"),
+                    Err(e) => tracing::debug!(participant = %peer.participant, error = %e, "data channel write failed"),
                 }
             }
         }
-        self.speakers.retain(|room, _| by_room.contains_key(room));
-        for (room, levels) in by_room {
-            let speakers = self.speakers.entry(room.clone()).or_default();
-            if let Some((levels, active_speaker)) = speakers.update(levels, now) {
-                let _ = self.events.send(SfuEvent::AudioActivity { room, levels, active_speaker });
-            }
-        }
     }
-
-    fn report_metrics(&mut self) {
-        for (room, watched) in &self.watched {
-            let reports = watched
-                .iter()
-                .map(|participant| {
-                    let stats = |role| {
-                        self.peers
-                            .iter()
-                            .find(|p| &p.participant == participant && p.role == role)
-                            .and_then(|p| p.stats.as_ref().map(|s| (s.clone(), p.estimate_bps)))
-                    };
-                    metrics(participant.clone(), stats(Role::Publisher), stats(Role::Subscriber))
-                })
-                .collect();
-            let _ = self.events.send(SfuEvent::Metrics { room: room.clone(), reports });
-        }
-    }
-}
-
-type Stats = (str0m::stats::PeerStats, Option<u64>);
-
-fn metrics(participant_id: ParticipantId, publisher: Option<Stats>, subscriber: Option<Stats>) -> NetworkMetrics {
-    let rtt = [&publisher, &subscriber]
-        .iter()
-        .filter_map(|s| s.as_ref().and_then(|(s, _)| s.rtt))
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .reduce(f64::min);
-    let publish_loss = publisher.as_ref().and_then(|(s, _)| s.ingress_loss_fraction).unwrap_or(0.0);
-    let subscribe_loss = subscriber.as_ref().and_then(|(s, _)| s.egress_loss_fraction).unwrap_or(0.0);
-    let downlink_bps = subscriber.as_ref().and_then(|(_, e)| *e);
-    let loss = publish_loss.max(subscribe_loss);
-    let rtt_ms = rtt.unwrap_or(0.0);
-    let score = match (loss, rtt_ms) {
-        (l, r) if l < 0.01 && r < 150.0 => 5,
-        (l, r) if l < 0.03 && r < 250.0 => 4,
-        (l, r) if l < 0.08 && r < 400.0 => 3,
-        (l, _) if l < 0.15 => 2,
-        _ => 1,
-    };
-    NetworkMetrics { participant_id, rtt_ms: rtt, publish_loss, subscribe_loss, downlink_bps, score }
 }
 
 fn feed(peer: &mut Peer, input: Input) {
@@ -685,10 +493,30 @@ fn poll(idx: usize, peer: &mut Peer, socket: &UdpSocket, work: &mut Vec<Work>) {
                     peer.connected = true;
                     tracing::info!(participant = %peer.participant, role = peer.label(), "media connected");
                 }
-                Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                    // The peer stopped answering consent checks; it is gone.
-                    peer.rtc.disconnect();
+                Event::IceConnectionStateChange(state) => match state {
+                    IceConnectionState::Disconnected => {
+                        // No consent checks for a while: gone, unless it comes back (see
+                        // `DISCONNECTED_GRACE`).
+                        tracing::info!(participant = %peer.participant, role = peer.label(), "media disconnected");
+                        peer.disconnected_since.get_or_insert(Instant::now());
+                    }
+                    IceConnectionState::Connected | IceConnectionState::Completed => {
+                        if peer.disconnected_since.take().is_some() {
+                            tracing::info!(participant = %peer.participant, role = peer.label(), "media reconnected");
+                        }
+                    }
+                    _ => {}
+                },
+                Event::ChannelOpen(id, label) => {
+                    if peer.role == Role::Publisher {
+                        for t in peer.inputs.iter_mut().filter(|t| t.label.as_deref() == Some(label.as_str())) {
+                            t.channel = Some(id);
+                        }
+                    }
+                    peer.channels.insert(label, id);
                 }
+                Event::ChannelClose(id) => peer.channels.retain(|_, c| *c != id),
+                Event::ChannelData(data) if peer.role == Role::Publisher => work.push(Work::Data(idx, data)),
                 Event::MediaData(data) if peer.role == Role::Publisher => work.push(Work::Media(idx, data)),
                 Event::KeyframeRequest(req) if peer.role == Role::Subscriber => {
                     if let Some(out) = peer.outputs.iter().find(|o| o.open_mid() == Some(req.mid)) {
@@ -720,35 +548,3 @@ fn is_keyframe(extra: &CodecExtra) -> bool {
     }
 }
 
-/// The first codec the answer lists for the media section `mid` (`VP8`, `opus`).
-fn answered_codec(sdp: &str, mid: &str) -> Option<String> {
-    let mut sections: Vec<Vec<&str>> = Vec::new();
-    for line in sdp.lines().map(str::trim_end) {
-        if line.starts_with("m=") {
-            sections.push(Vec::new());
-        }
-        if let Some(section) = sections.last_mut() {
-            section.push(line);
-        }
-    }
-    let mid_line = format!("a=mid:{mid}");
-    let section = sections.into_iter().find(|s| s.contains(&mid_line.as_str()))?;
-    let pt = section.first()?.split_whitespace().nth(3)?;
-    let prefix = format!("a=rtpmap:{pt} ");
-    let map = section.iter().find_map(|l| l.strip_prefix(&prefix))?;
-    map.split('/').next().map(str::to_owned)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codec_of_a_media_section() {
-        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\n\
-                   m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=mid:1\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\n";
-        assert_eq!(answered_codec(sdp, "0").as_deref(), Some("opus"));
-        assert_eq!(answered_codec(sdp, "1").as_deref(), Some("VP8"));
-        assert_eq!(answered_codec(sdp, "2"), None);
-    }
-}
