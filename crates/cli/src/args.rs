@@ -302,9 +302,69 @@ pub struct BotArgs {
     /// Lift the censorship this many seconds after it took effect.
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, requires = "censor")]
     pub uncensor_after: Option<Duration>,
+    /// Do something at a time after joining: `SECONDS:ACTION`, repeatable. Actions:
+    /// `mute=audio|video`, `unmute=audio|video`, `quality=low|medium|high`,
+    /// `receive=audio|video|both|none` (what to receive of the subscribed streams),
+    /// `censor=IDENTITY`, `uncensor=IDENTITY`, `unpublish`, `publish`.
+    #[arg(long = "at", value_name = "SECONDS:ACTION", value_parser = parse_timed_action)]
+    pub at: Vec<(Duration, BotAction)>,
+    /// Also publish a data track in stream `main`, sending a small message every 100 ms.
+    #[arg(long)]
+    pub data: bool,
+    /// Bind media (UDP) to this local address.
+    #[arg(long, value_name = "IP")]
+    pub media_ip: Option<std::net::IpAddr>,
     /// Write a JSON report of what was received to this file when the bot ends.
     #[arg(long, value_name = "FILE")]
     pub report: Option<std::path::PathBuf>,
+}
+
+/// A timed action of `--at`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BotAction {
+    Mute(MediaKindArg),
+    Unmute(MediaKindArg),
+    Quality(QualityArg),
+    Receive { audio: bool, video: bool },
+    Censor(String),
+    Uncensor(String),
+    Unpublish,
+    Publish,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MediaKindArg {
+    Audio,
+    Video,
+}
+
+fn parse_timed_action(s: &str) -> Result<(Duration, BotAction), String> {
+    use clap::ValueEnum;
+    let (secs, action) = s.split_once(':').ok_or_else(|| format!("{s:?} is not SECONDS:ACTION"))?;
+    let at = parse_seconds(secs)?;
+    let (name, value) = match action.split_once('=') {
+        Some((n, v)) => (n, Some(v)),
+        None => (action, None),
+    };
+    let needs = || value.filter(|v| !v.is_empty()).ok_or_else(|| format!("{name} needs a value: {name}=..."));
+    let action = match name {
+        "mute" => BotAction::Mute(MediaKindArg::from_str(needs()?, true)?),
+        "unmute" => BotAction::Unmute(MediaKindArg::from_str(needs()?, true)?),
+        "quality" => BotAction::Quality(QualityArg::from_str(needs()?, true)?),
+        "receive" => match needs()? {
+            "audio" => BotAction::Receive { audio: true, video: false },
+            "video" => BotAction::Receive { audio: false, video: true },
+            "both" => BotAction::Receive { audio: true, video: true },
+            "none" => BotAction::Receive { audio: false, video: false },
+            other => return Err(format!("receive={other}: use audio, video, both or none")),
+        },
+        "censor" => BotAction::Censor(needs()?.to_owned()),
+        "uncensor" => BotAction::Uncensor(needs()?.to_owned()),
+        "unpublish" => BotAction::Unpublish,
+        "publish" => BotAction::Publish,
+        other => return Err(format!("unknown action {other:?}")),
+    };
+    Ok((at, action))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -369,6 +429,25 @@ mod tests {
         let mut full = vec!["confer-cli"];
         full.extend_from_slice(args);
         Cli::try_parse_from(full).is_err()
+    }
+
+    #[test]
+    fn timed_actions_parse() {
+        assert_eq!(parse_timed_action("5:quality=high"), Ok((Duration::from_secs(5), BotAction::Quality(QualityArg::High))));
+        assert_eq!(
+            parse_timed_action("2.5:mute=audio"),
+            Ok((Duration::from_millis(2500), BotAction::Mute(MediaKindArg::Audio)))
+        );
+        assert_eq!(
+            parse_timed_action("1:receive=audio"),
+            Ok((Duration::from_secs(1), BotAction::Receive { audio: true, video: false }))
+        );
+        assert_eq!(parse_timed_action("3:censor=bob"), Ok((Duration::from_secs(3), BotAction::Censor("bob".into()))));
+        assert_eq!(parse_timed_action("4:unpublish"), Ok((Duration::from_secs(4), BotAction::Unpublish)));
+        assert!(parse_timed_action("mute=audio").is_err());
+        assert!(parse_timed_action("1:mute").is_err());
+        assert!(parse_timed_action("1:mute=smell").is_err());
+        assert!(parse_timed_action("1:dance").is_err());
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub async fn run(url: &str, args: BotArgs, out: &mut JsonLines<impl Write>) -> R
     if let Some(name) = &args.name {
         options = options.with_name(name.as_str());
     }
+    if let Some(ip) = args.media_ip {
+        options = options.with_media_ip(ip);
+    }
     let connect_started = Instant::now();
     let (room, mut events) = match Room::connect(url, &args.token, options).await {
         Ok(joined) => joined,

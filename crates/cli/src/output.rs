@@ -30,8 +30,13 @@ impl<W: Write> JsonLines<W> {
     }
 
     /// Writes an object that has an `event` field, with that field first so a person
-    /// scanning the output sees what each line is (the rest follows in key order).
+    /// scanning the output sees what each line is (the rest follows in key order), and
+    /// an `at` field (Unix milliseconds) saying when it happened.
     pub fn emit_event(&mut self, mut line: Value) -> io::Result<()> {
+        if let Some(map) = line.as_object_mut() {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+            map.entry("at").or_insert(Value::from(now as u64));
+        }
         #[derive(Serialize)]
         struct EventFirst<'a> {
             event: Value,
@@ -68,8 +73,15 @@ mod tests {
         let mut lines = JsonLines::new(Vec::new());
         lines.emit(&serde_json::json!({"event": "a"})).unwrap();
         lines.emit(&serde_json::json!({"event": "b", "n": 1})).unwrap();
-        lines.emit_event(serde_json::json!({"a": 1, "event": "c", "z": 2})).unwrap();
+        lines.emit_event(serde_json::json!({"a": 1, "event": "c", "z": 2, "at": 5})).unwrap();
+        lines.emit_event(serde_json::json!({"event": "d"})).unwrap();
         let text = String::from_utf8(lines.into_inner()).unwrap();
-        assert_eq!(text, "{\"event\":\"a\"}\n{\"event\":\"b\",\"n\":1}\n{\"event\":\"c\",\"a\":1,\"z\":2}\n");
+        let mut rows = text.lines();
+        assert_eq!(rows.next(), Some("{\"event\":\"a\"}"));
+        assert_eq!(rows.next(), Some("{\"event\":\"b\",\"n\":1}"));
+        assert_eq!(rows.next(), Some("{\"event\":\"c\",\"a\":1,\"at\":5,\"z\":2}"));
+        let last: Value = serde_json::from_str(rows.next().unwrap()).unwrap();
+        assert!(last["at"].as_u64().is_some_and(|t| t > 1_700_000_000_000), "stamped with the time: {last}");
+        assert_eq!(rows.next(), None);
     }
 }

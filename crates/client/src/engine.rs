@@ -28,6 +28,7 @@ use url::Url;
 use crate::connection::{Connection, Incoming};
 use crate::error::{ClientError, Result};
 use crate::event::{ConnectionState, RoomEvent};
+use crate::media::session::MediaSignal;
 use crate::room::RoomOptions;
 use crate::state::{RoomSnapshot, RoomState};
 
@@ -101,8 +102,8 @@ pub(crate) struct Engine {
     commands_open: bool,
     snapshot_tx: watch::Sender<RoomSnapshot>,
     events: mpsc::UnboundedSender<RoomEvent>,
-    /// The subscriber task's share of the events: offers and the tracks they carry.
-    media: mpsc::UnboundedSender<Event>,
+    /// The media task's share of the events: offers, subscriptions, failed streams.
+    media: mpsc::UnboundedSender<MediaSignal>,
 }
 
 /// What the engine starts from: the answer to the first join.
@@ -122,7 +123,7 @@ impl Engine {
         commands: mpsc::UnboundedReceiver<Command>,
         snapshot_tx: watch::Sender<RoomSnapshot>,
         events: mpsc::UnboundedSender<RoomEvent>,
-        media: mpsc::UnboundedSender<Event>,
+        media: mpsc::UnboundedSender<MediaSignal>,
     ) -> Self {
         Self {
             url: joined.url,
@@ -331,14 +332,17 @@ impl Engine {
             Event::Disconnected { reason } => Some(*reason),
             _ => None,
         };
+        let now = std::time::Instant::now();
         match &event {
             Event::SubscriberOffer { .. } => {
-                let _ = self.media.send(event);
+                let _ = self.media.send(MediaSignal::Event(event, now));
                 return None;
             }
             Event::SubscriptionStarted { .. }
-            | Event::SubscriptionEnded { reason: confer_proto::track::SubscriptionEndReason::MediaFailed, .. } => {
-                let _ = self.media.send(event.clone());
+            | Event::SubscriptionEnded { .. }
+            | Event::StreamFailed { .. }
+            | Event::StreamUnpublished { .. } => {
+                let _ = self.media.send(MediaSignal::Event(event.clone(), now));
             }
             _ => {}
         }
@@ -476,6 +480,8 @@ impl Engine {
             other => return Err(ClientError::Protocol { detail: format!("unexpected answer to a join: {other:?}") }),
         };
         self.set_state(ConnectionState::Connected);
+        self.publish();
+        let _ = self.media.send(MediaSignal::Reconnected { resumed: catch_up.is_none() });
         self.emit(RoomEvent::Reconnected { resumed: catch_up.is_none() });
         for event in catch_up.into_iter().flatten() {
             self.emit(event);

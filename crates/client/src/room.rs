@@ -8,6 +8,7 @@
 //! Every request waits at most [`RoomOptions::request_timeout`] for its answer; a refusal
 //! by the server comes back as [`ClientError::Server`] with the catalog code to branch on.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,8 @@ use crate::endpoint;
 use crate::engine::{join_request, Command, Engine, Joined};
 use crate::error::{ClientError, Result};
 use crate::event::{ConnectionState, RoomEvent};
-use crate::media::{LocalStream, Publisher, TrackOptions};
+use crate::media::session::{MediaShared, MediaTask};
+use crate::media::{LocalStream, LocalTrack, MediaConfig, TrackLevel, TrackOptions};
 use crate::reconnect::ReconnectPolicy;
 use crate::state::RoomSnapshot;
 
@@ -42,6 +44,9 @@ pub struct RoomOptions {
     /// How long a request waits for its answer. The initial connection is bounded by
     /// `reconnect.timeout_per_attempt` instead.
     pub request_timeout: Duration,
+    /// The local address media (UDP) binds to; `None` for every interface. For hosts
+    /// with several networks, or firewalls that allow one address.
+    pub media_ip: Option<IpAddr>,
 }
 
 impl Default for RoomOptions {
@@ -52,6 +57,7 @@ impl Default for RoomOptions {
             name: None,
             context: serde_json::Value::Null,
             request_timeout: Duration::from_secs(10),
+            media_ip: None,
         }
     }
 }
@@ -81,6 +87,11 @@ impl RoomOptions {
         self.request_timeout = timeout;
         self
     }
+
+    pub fn with_media_ip(mut self, ip: IpAddr) -> Self {
+        self.media_ip = Some(ip);
+        self
+    }
 }
 
 /// A joined room. See the module docs.
@@ -89,7 +100,7 @@ pub struct Room {
     commands: mpsc::UnboundedSender<Command>,
     snapshot: watch::Receiver<RoomSnapshot>,
     request_timeout: Duration,
-    publisher: Arc<tokio::sync::Mutex<Option<Publisher>>>,
+    media: Arc<MediaShared>,
 }
 
 impl std::fmt::Debug for Room {
@@ -156,13 +167,16 @@ impl Room {
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (snapshot_tx, snapshot_rx) = watch::channel(snapshot.clone());
+        let config = MediaConfig { bind_ip: options.media_ip };
         let joined = Joined { url, token: token.to_owned(), options, snapshot, resume_token, last_request_id: JOIN_ID };
         let (media_tx, media_rx) = mpsc::unbounded_channel();
         let requester = Requester { commands: commands_tx.downgrade(), timeout: request_timeout };
-        tokio::spawn(crate::media::run_subscriber(media_rx, requester, events_tx.clone()));
+        let media = MediaShared::new(config);
+        let task = MediaTask::new(media.clone(), config, requester, snapshot_rx.clone(), events_tx.clone());
+        tokio::spawn(task.run(media_rx));
         let engine = Engine::new(joined, commands_rx, snapshot_tx, events_tx, media_tx);
         tokio::spawn(engine.run(conn, early));
-        let room = Room { commands: commands_tx, snapshot: snapshot_rx, request_timeout, publisher: Arc::default() };
+        let room = Room { commands: commands_tx, snapshot: snapshot_rx, request_timeout, media };
         Ok((room, events_rx))
     }
 
@@ -244,36 +258,45 @@ impl Room {
 
     /// Publishes a stream of `tracks` under `key` (unique among this participant's
     /// streams) and returns it; write encoded frames to its tracks. The first publish
-    /// opens the publisher connection; a failed connection is replaced.
+    /// opens the publisher connection. The stream stays published through network
+    /// trouble (see [`crate::media::session`]) until [`Room::unpublish`].
     pub async fn publish(&self, key: &str, tracks: Vec<TrackOptions>) -> Result<LocalStream> {
-        let mut publisher = self.publisher.lock().await;
-        if publisher.as_ref().is_some_and(|p| !p.usable()) {
-            if let Some(old) = publisher.take() {
-                old.close().await;
-            }
-        }
-        if publisher.is_none() {
-            *publisher = Some(Publisher::new().await?);
-        }
         let requester = self.requester();
-        publisher.as_mut().expect("set above").publish(&requester, key, tracks).await
+        self.media.publisher.lock().await.publish(&requester, key, tracks).await
     }
 
-    /// Drops the publisher connection (after `stream_failed`, before republishing).
-    pub async fn reset_publisher(&self) {
-        if let Some(old) = self.publisher.lock().await.take() {
-            old.close().await;
-        }
+    /// The streams this participant publishes.
+    pub async fn local_streams(&self) -> Vec<LocalStream> {
+        self.media.publisher.lock().await.streams().to_vec()
     }
 
     pub async fn unpublish(&self, key: &str) -> Result<()> {
-        self.request_ok("unpublish", Request::Unpublish { key: key.to_owned() }).await
+        self.request_ok("unpublish", Request::Unpublish { key: key.to_owned() }).await?;
+        self.media.publisher.lock().await.forget(key);
+        Ok(())
     }
 
     /// Mutes (the others get `track_disabled`) or unmutes one of the local tracks.
-    pub async fn set_track_muted(&self, key: &str, track_id: &TrackId, muted: bool) -> Result<()> {
-        let tracks = vec![TrackUpdate { track_id: track_id.clone(), muted }];
-        self.request_ok("update_stream", Request::UpdateStream { key: key.to_owned(), tracks }).await
+    pub async fn set_track_muted(&self, track: &LocalTrack, muted: bool) -> Result<()> {
+        let publisher = self.media.publisher.lock().await;
+        let (Some(track_id), Some(stream)) = (
+            track.id(),
+            publisher.streams().iter().find(|s| s.tracks().iter().any(|t| t.id() == track.id())),
+        ) else {
+            return Err(ClientError::Media { detail: "the track is not published at the moment".into() });
+        };
+        let key = stream.key().to_owned();
+        drop(publisher);
+        let tracks = vec![TrackUpdate { track_id, muted }];
+        self.request_ok("update_stream", Request::UpdateStream { key, tracks }).await?;
+        track.set_muted(muted);
+        Ok(())
+    }
+
+    /// Audio levels of local and remote audio tracks, as of now; poll at the rate of
+    /// the meters that show them (about 10 Hz).
+    pub fn audio_levels(&self) -> Vec<TrackLevel> {
+        self.media.levels.snapshot()
     }
 
     /// Starts receiving a stream; its tracks arrive as [`RoomEvent::TrackSubscribed`].
@@ -284,7 +307,9 @@ impl Room {
         options: SubscriptionOptions,
     ) -> Result<()> {
         let request = Request::Subscribe { participant_id: participant_id.clone(), key: key.to_owned(), options };
-        self.request_ok("subscribe", request).await
+        self.request_ok("subscribe", request).await?;
+        self.media.want(participant_id, key, Some(options));
+        Ok(())
     }
 
     /// Changes what is received of a subscribed stream: audio, video, quality.
@@ -296,10 +321,13 @@ impl Room {
     ) -> Result<()> {
         let request =
             Request::UpdateSubscription { participant_id: participant_id.clone(), key: key.to_owned(), options };
-        self.request_ok("update_subscription", request).await
+        self.request_ok("update_subscription", request).await?;
+        self.media.want(participant_id, key, Some(options));
+        Ok(())
     }
 
     pub async fn unsubscribe(&self, participant_id: &ParticipantId, key: &str) -> Result<()> {
+        self.media.want(participant_id, key, None);
         let request = Request::Unsubscribe { participant_id: participant_id.clone(), key: key.to_owned() };
         self.request_ok("unsubscribe", request).await
     }

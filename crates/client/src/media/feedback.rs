@@ -17,7 +17,7 @@ use rtc::sansio::Protocol;
 use tokio::sync::mpsc;
 
 /// Where the interceptor sits in the chain: after every default interceptor.
-pub(crate) const SLOT: u16 = 14_000;
+pub(crate) const SLOT: usize = 14_000;
 
 /// Reports the media SSRC of every keyframe request it sees; passes everything on.
 pub(crate) struct KeyframeTap {

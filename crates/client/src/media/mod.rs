@@ -2,13 +2,17 @@
 //!
 //! A participant has two peer connections to the server, as the protocol describes: the
 //! *publisher* connection, which this side offers (one per [`crate::Room`], renegotiated
-//! for each stream), and the *subscriber* connection, which the server offers and a
-//! background task answers. The SDK moves encoded frames: the app (or the bot) encodes
-//! with `confer-media`, writes frames to a [`LocalTrack`], and reads frames from a
-//! [`RemoteTrack`] to decode them.
+//! for each stream), and the *subscriber* connection, which the server offers and the
+//! room's media task ([`session`]) answers. The SDK moves encoded frames: the app (or
+//! the bot) encodes with `confer-media`, writes frames to a [`LocalTrack`] (asking it
+//! whether a receiver wants a keyframe), and reads frames from a [`RemoteTrack`] to
+//! decode them. The media task keeps both connections working through network trouble
+//! (ICE restarts, republishing, resubscribing), behind the same handles.
 
 mod feedback;
+pub mod levels;
 mod publisher;
+pub(crate) mod session;
 mod subscriber;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -31,9 +35,8 @@ use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
 };
 
-pub(crate) use publisher::Publisher;
+pub use levels::TrackLevel;
 pub use publisher::{LocalStream, LocalTrack};
-pub(crate) use subscriber::run as run_subscriber;
 pub use subscriber::{EncodedFrame, RemoteTrack};
 
 use crate::error::{ClientError, Result};
@@ -99,20 +102,36 @@ impl Codec {
 /// One track of a stream to publish.
 #[derive(Debug, Clone)]
 pub struct TrackOptions {
-    pub source: TrackSource,
-    pub codec: Codec,
+    pub kind: TrackKind,
+    /// What it carries (none for a data track).
+    pub source: Option<TrackSource>,
+    /// The codec its frames are encoded with (none for a data track).
+    pub codec: Option<Codec>,
     /// Video only: send three layers (`q`, `h`, `f`); write each with its [`Quality`].
     pub simulcast: bool,
     pub muted: bool,
+    /// Data only: deliver messages in order (and reliably); otherwise as they come.
+    pub ordered: bool,
 }
 
 impl TrackOptions {
+    /// An audio or video track from `source`, encoded with `codec`.
     pub fn new(source: TrackSource, codec: Codec) -> Self {
-        Self { source, codec, simulcast: false, muted: false }
+        Self { kind: codec.kind(), source: Some(source), codec: Some(codec), simulcast: false, muted: false, ordered: true }
+    }
+
+    /// A data track: messages relayed to the stream's subscribers over data channels.
+    pub fn data() -> Self {
+        Self { kind: TrackKind::Data, source: None, codec: None, simulcast: false, muted: false, ordered: true }
     }
 
     pub fn with_simulcast(mut self, simulcast: bool) -> Self {
         self.simulcast = simulcast;
+        self
+    }
+
+    pub fn with_muted(mut self, muted: bool) -> Self {
+        self.muted = muted;
         self
     }
 }

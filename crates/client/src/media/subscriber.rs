@@ -1,54 +1,68 @@
 //! The subscriber connection: answering the server's offers and turning incoming RTP
-//! into whole encoded frames.
+//! into whole encoded frames (and data-channel messages into messages).
 //!
-//! One task per room owns the connection. The engine hands it the two events that
-//! drive it (`subscription_started`, naming the tracks of the next offer, and
-//! `subscriber_offer`); it answers each offer and, as tracks arrive, emits
-//! [`RoomEvent::TrackSubscribed`] with a [`RemoteTrack`] whose frames the app reads.
+//! The media task ([`super::session`]) owns the [`Subscriber`] and hands it the events
+//! that drive it: `subscription_started` names the tracks of the next offer (by mid, or
+//! by data-channel label), `subscriber_offer` is answered, and `subscription_ended` ends
+//! the tracks' frame streams. As tracks arrive, [`RoomEvent::TrackSubscribed`] carries a
+//! [`RemoteTrack`] whose frames the app reads.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use confer_proto::signal::{Event, Request};
-use confer_proto::track::{SubscriptionEndReason, TrackId, TrackKind};
+use confer_proto::signal::Request;
+use confer_proto::track::{SubscribedTrack, TrackId};
+use confer_proto::ParticipantId;
 use rtc::media::io::sample_builder::SampleBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::codec::h264::H264Packet;
 use rtc::rtp::codec::opus::OpusPacket;
 use rtc::rtp::codec::vp8::Vp8Packet;
+use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use rtc::rtp::packetizer::Depacketizer;
+use rtc::sdp::extmap::AUDIO_LEVEL_URI;
+use rtc::shared::marshal::Unmarshal;
 use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
-use super::{media_error, Pc, RemoteTrackInfo};
+use super::levels::AudioLevels;
+use super::{media_error, MediaConfig, Pc, PcTaps, RemoteTrackInfo};
 use crate::event::RoomEvent;
 use crate::room::Requester;
 
-/// Frames buffered per remote track before the oldest are dropped (the reader is slow).
+/// Frames buffered per remote track before new ones are dropped (the reader is slow).
 const FRAME_QUEUE: usize = 256;
 
-/// One whole encoded frame of a remote track.
+/// One whole encoded frame of a remote track (or one message of a data track).
 #[derive(Debug, Clone)]
 pub struct EncodedFrame {
     pub data: Vec<u8>,
-    /// The RTP timestamp (90 kHz for video, 48 kHz for Opus).
+    /// The RTP timestamp (90 kHz for video, 48 kHz for Opus; 0 for data).
     pub rtp_timestamp: u32,
     /// When its last packet arrived.
     pub received_at: Instant,
     /// Packets lost just before this frame that retransmission did not recover.
     pub lost_before: u16,
+    /// Audio: the sender's RFC 6464 level in -dBov (0 loudest, 127 silence).
+    pub audio_level: Option<u8>,
 }
 
 /// A track being received.
 pub struct RemoteTrack {
     pub info: RemoteTrackInfo,
-    /// The codec's MIME type (`video/VP8`, `audio/opus`).
+    /// The codec's MIME type (`video/VP8`, `audio/opus`; `data` for a data track).
     pub codec: String,
     frames: mpsc::Receiver<EncodedFrame>,
-    track: Arc<dyn TrackRemote>,
-    ssrc: u32,
+    source: Source,
+}
+
+enum Source {
+    Rtp { track: Arc<dyn TrackRemote>, ssrc: u32 },
+    Data,
 }
 
 impl std::fmt::Debug for RemoteTrack {
@@ -58,149 +72,264 @@ impl std::fmt::Debug for RemoteTrack {
 }
 
 impl RemoteTrack {
-    /// The next frame; `None` once the track has ended.
+    /// The next frame (or message); `None` once the subscription has ended.
     pub async fn next_frame(&mut self) -> Option<EncodedFrame> {
         self.frames.recv().await
     }
 
     /// Asks the sender for a keyframe (after a decode error).
     pub async fn request_keyframe(&self) {
-        let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: self.ssrc };
-        if let Err(e) = self.track.write_rtcp(vec![Box::new(pli)]).await {
+        let Source::Rtp { track, ssrc } = &self.source else { return };
+        let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: *ssrc };
+        if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
             tracing::debug!(error = %e, "keyframe request failed");
         }
     }
 }
 
-type Known = Arc<Mutex<HashMap<TrackId, RemoteTrackInfo>>>;
+/// What is known of the tracks subscribed to, by mid (media) or label (data).
+#[derive(Default)]
+struct Expected {
+    by_mid: HashMap<String, RemoteTrackInfo>,
+    /// The reader task of each track that is being received.
+    readers: HashMap<TrackId, AbortHandle>,
+}
 
-/// Runs the subscriber side until the room's engine goes away.
-pub(crate) async fn run(
-    mut signals: mpsc::UnboundedReceiver<Event>,
-    requester: Requester,
+type Shared = Arc<Mutex<Expected>>;
+
+/// The subscriber connection of a room, created by the server's first offer.
+pub(crate) struct Subscriber {
+    config: MediaConfig,
+    pc: Option<Pc>,
+    expected: Shared,
     events: mpsc::UnboundedSender<RoomEvent>,
-) {
-    let known: Known = Arc::default();
-    let mut pc: Option<Pc> = None;
-    while let Some(event) = signals.recv().await {
-        match event {
-            Event::SubscriptionStarted { participant_id, key, tracks } => {
-                let mut known = known.lock().unwrap_or_else(|p| p.into_inner());
-                for t in tracks {
-                    known.insert(
-                        t.track_id.clone(),
-                        RemoteTrackInfo {
-                            publisher: participant_id.clone(),
-                            key: key.clone(),
-                            track_id: t.track_id,
-                            kind: t.kind,
-                        },
-                    );
-                }
-            }
-            Event::SubscriptionEnded { reason: SubscriptionEndReason::MediaFailed, .. } => {
-                // The server dropped the connection; the next subscription starts a new one.
-                if let Some(old) = pc.take() {
-                    let _ = tokio::time::timeout(Duration::from_secs(2), old.pc.close()).await;
-                }
-            }
-            Event::SubscriberOffer { sdp } => {
-                if pc.is_none() {
-                    let (tracks_tx, tracks_rx) = mpsc::unbounded_channel();
-                    match Pc::new(Some(tracks_tx)).await {
-                        Ok(new) => {
-                            tokio::spawn(accept_tracks(tracks_rx, known.clone(), events.clone()));
-                            pc = Some(new);
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot create the subscriber connection");
-                            continue;
-                        }
-                    }
-                }
-                let Some(current) = pc.as_mut() else { continue };
-                match answer(current, sdp).await {
-                    Ok(sdp) => {
-                        if let Err(e) = requester.request(Request::SubscriberAnswer { sdp }).await {
-                            tracing::warn!(error = %e, "the server refused the subscriber answer");
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot answer the subscriber offer"),
-                }
-            }
-            _ => {}
+    levels: AudioLevels,
+}
+
+impl Subscriber {
+    pub(crate) fn new(config: MediaConfig, events: mpsc::UnboundedSender<RoomEvent>, levels: AudioLevels) -> Self {
+        Self { config, pc: None, expected: Arc::default(), events, levels }
+    }
+
+    pub(crate) fn exists(&self) -> bool {
+        self.pc.is_some()
+    }
+
+    pub(crate) fn is_down(&self) -> bool {
+        self.pc.as_ref().is_some_and(Pc::is_down)
+    }
+
+    /// A subscription's tracks will arrive on these media sections (or channels).
+    pub(crate) fn expect(&self, publisher: &ParticipantId, key: &str, tracks: Vec<SubscribedTrack>) {
+        let mut expected = lock(&self.expected);
+        for t in tracks {
+            let info = RemoteTrackInfo { publisher: publisher.clone(), key: key.to_owned(), track_id: t.track_id, kind: t.kind };
+            expected.by_mid.insert(t.mid, info);
         }
     }
-    if let Some(pc) = pc {
-        let _ = tokio::time::timeout(Duration::from_secs(2), pc.pc.close()).await;
+
+    /// A subscription ended: its tracks' frame streams end.
+    pub(crate) fn end(&self, publisher: &ParticipantId, key: &str) {
+        let mut expected = lock(&self.expected);
+        let ended: Vec<TrackId> = expected
+            .by_mid
+            .values()
+            .filter(|i| &i.publisher == publisher && i.key == key)
+            .map(|i| i.track_id.clone())
+            .collect();
+        expected.by_mid.retain(|_, i| !(&i.publisher == publisher && i.key == key));
+        for id in ended {
+            if let Some(reader) = expected.readers.remove(&id) {
+                reader.abort();
+            }
+        }
+    }
+
+    /// Answers the server's offer (creating the connection on the first one).
+    pub(crate) async fn answer(&mut self, offer: String, requester: &Requester) -> crate::Result<()> {
+        if self.pc.is_none() {
+            let (tracks_tx, tracks_rx) = mpsc::unbounded_channel();
+            let (channels_tx, channels_rx) = mpsc::unbounded_channel();
+            let taps = PcTaps { tracks: Some(tracks_tx), channels: Some(channels_tx), keyframes: None };
+            let pc = Pc::new(self.config, taps).await?;
+            let receiving = Receiving {
+                expected: self.expected.clone(),
+                events: self.events.clone(),
+                levels: self.levels.clone(),
+                pc: pc.pc.clone(),
+            };
+            tokio::spawn(receiving.clone().accept_tracks(tracks_rx));
+            tokio::spawn(receiving.accept_channels(channels_rx));
+            self.pc = Some(pc);
+        }
+        let pc = self.pc.as_mut().expect("set above");
+        let offer = RTCSessionDescription::offer(offer).map_err(media_error)?;
+        pc.pc.set_remote_description(offer).await.map_err(media_error)?;
+        let answer = pc.pc.create_answer(None).await.map_err(media_error)?;
+        pc.expect_gathering();
+        pc.pc.set_local_description(answer).await.map_err(media_error)?;
+        let sdp = pc.gathered_local_sdp().await?;
+        requester.request(Request::SubscriberAnswer { sdp }).await?;
+        Ok(())
+    }
+
+    /// Drops the connection (the server gave up on it, or the participant joined
+    /// afresh); every track being received ends.
+    pub(crate) async fn close(&mut self) {
+        {
+            let mut expected = lock(&self.expected);
+            expected.by_mid.clear();
+            for (_, reader) in expected.readers.drain() {
+                reader.abort();
+            }
+        }
+        if let Some(pc) = self.pc.take() {
+            pc.close().await;
+        }
     }
 }
 
-async fn answer(pc: &mut Pc, offer: String) -> crate::Result<String> {
-    let offer = RTCSessionDescription::offer(offer).map_err(media_error)?;
-    pc.pc.set_remote_description(offer).await.map_err(media_error)?;
-    let answer = pc.pc.create_answer(None).await.map_err(media_error)?;
-    pc.pc.set_local_description(answer).await.map_err(media_error)?;
-    pc.gathered_local_sdp().await
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Expected> {
+    shared.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn accept_tracks(
-    mut tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
-    known: Known,
+/// What the tasks that receive on one connection share.
+#[derive(Clone)]
+struct Receiving {
+    expected: Shared,
     events: mpsc::UnboundedSender<RoomEvent>,
-) {
-    while let Some(track) = tracks.recv().await {
-        let track_id = TrackId(track.track_id().await.to_string());
-        let info = known.lock().unwrap_or_else(|p| p.into_inner()).get(&track_id).cloned();
-        let Some(info) = info else {
-            tracing::warn!(%track_id, "a track arrived that no subscription announced");
-            continue;
-        };
-        let ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
-        let codec = track.codec(ssrc).await.map(|c| c.mime_type).unwrap_or_default();
-        let (tx, frames) = mpsc::channel(FRAME_QUEUE);
-        let kind = info.kind;
-        tokio::spawn(read_frames(track.clone(), codec.clone(), kind, tx));
-        let remote = RemoteTrack { info, codec, frames, track, ssrc };
-        let _ = events.send(RoomEvent::TrackSubscribed { track: Box::new(remote) });
+    levels: AudioLevels,
+    pc: Arc<dyn webrtc::peer_connection::PeerConnection>,
+}
+
+impl Receiving {
+    async fn accept_tracks(self, mut tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>) {
+        while let Some(track) = tracks.recv().await {
+            let track_id = TrackId(track.track_id().await.to_string());
+            let info = lock(&self.expected).by_mid.values().find(|i| i.track_id == track_id).cloned();
+            let Some(info) = info else {
+                tracing::warn!(%track_id, "a track arrived that no subscription announced");
+                continue;
+            };
+            let ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
+            let codec = track.codec(ssrc).await.map(|c| c.mime_type).unwrap_or_default();
+            let remote_sdp = self.pc.remote_description().await.map(|d| d.sdp).unwrap_or_default();
+            let level_ext = extmap_id(&remote_sdp, AUDIO_LEVEL_URI);
+            let (tx, frames) = mpsc::channel(FRAME_QUEUE);
+            let reader = Reader { tx, level_ext, levels: self.levels.clone(), info: info.clone() };
+            let handle = tokio::spawn(reader.read_rtp(track.clone(), codec.clone()));
+            lock(&self.expected).readers.insert(info.track_id.clone(), handle.abort_handle());
+            let remote = RemoteTrack { info, codec, frames, source: Source::Rtp { track, ssrc } };
+            let _ = self.events.send(RoomEvent::TrackSubscribed { track: Box::new(remote) });
+        }
+    }
+
+    async fn accept_channels(self, mut channels: mpsc::UnboundedReceiver<Arc<dyn DataChannel>>) {
+        while let Some(channel) = channels.recv().await {
+            let label = channel.label().await.unwrap_or_default();
+            let info = lock(&self.expected).by_mid.get(&label).cloned();
+            let Some(info) = info else {
+                // The server's control channel, or a subscription that ended meanwhile.
+                continue;
+            };
+            let (tx, frames) = mpsc::channel(FRAME_QUEUE);
+            let reader = Reader { tx, level_ext: None, levels: self.levels.clone(), info: info.clone() };
+            let handle = tokio::spawn(reader.read_messages(channel));
+            lock(&self.expected).readers.insert(info.track_id.clone(), handle.abort_handle());
+            let remote = RemoteTrack { info, codec: "data".into(), frames, source: Source::Data };
+            let _ = self.events.send(RoomEvent::TrackSubscribed { track: Box::new(remote) });
+        }
     }
 }
 
-/// Reassembles frames from RTP until the track ends.
-async fn read_frames(track: Arc<dyn TrackRemote>, codec: String, kind: TrackKind, tx: mpsc::Sender<EncodedFrame>) {
-    let lower = codec.to_ascii_lowercase();
-    match (kind, lower.as_str()) {
-        (_, "video/vp8") => pump(track, SampleBuilder::new(256, Vp8Packet::default(), 90_000), tx).await,
-        (_, "video/h264") => pump(track, SampleBuilder::new(256, H264Packet::default(), 90_000), tx).await,
-        (_, "audio/opus") => pump(track, SampleBuilder::new(16, OpusPacket, 48_000), tx).await,
-        _ => tracing::warn!(%codec, "cannot depacketize this codec"),
-    }
-}
-
-async fn pump<D: Depacketizer>(
-    track: Arc<dyn TrackRemote>,
-    mut builder: SampleBuilder<D>,
+/// Reads one remote track until its subscription ends.
+struct Reader {
     tx: mpsc::Sender<EncodedFrame>,
-) {
-    while let Some(event) = track.poll().await {
-        match event {
-            TrackRemoteEvent::OnRtpPacket(packet) => {
-                let now = Instant::now();
-                builder.push(now, packet);
-                while let Some((sample, ts)) = builder.pop_with_timestamp(now) {
+    level_ext: Option<u8>,
+    levels: AudioLevels,
+    info: RemoteTrackInfo,
+}
+
+impl Reader {
+    async fn read_rtp(self, track: Arc<dyn TrackRemote>, codec: String) {
+        match codec.to_ascii_lowercase().as_str() {
+            "video/vp8" => self.pump(track, SampleBuilder::new(256, Vp8Packet::default(), 90_000)).await,
+            "video/h264" => self.pump(track, SampleBuilder::new(256, H264Packet::default(), 90_000)).await,
+            "audio/opus" => self.pump(track, SampleBuilder::new(16, OpusPacket, 48_000)).await,
+            _ => tracing::warn!(%codec, "cannot depacketize this codec"),
+        }
+    }
+
+    /// Reassembles frames from RTP.
+    async fn pump<D: Depacketizer>(self, track: Arc<dyn TrackRemote>, mut builder: SampleBuilder<D>) {
+        let mut level = None;
+        while let Some(event) = track.poll().await {
+            let TrackRemoteEvent::OnRtpPacket(packet) = event else { continue };
+            if let Some(ext) = self.level_ext.and_then(|id| packet.header.get_extension(id)) {
+                if let Ok(l) = AudioLevelExtension::unmarshal(&mut ext.clone()) {
+                    level = Some(l.level);
+                    self.levels.remote(&self.info, l.level);
+                }
+            }
+            let now = Instant::now();
+            builder.push(now, packet);
+            while let Some((sample, ts)) = builder.pop_with_timestamp(now) {
+                let frame = EncodedFrame {
+                    data: sample.data.to_vec(),
+                    rtp_timestamp: ts,
+                    received_at: now,
+                    lost_before: sample.prev_dropped_packets,
+                    audio_level: level,
+                };
+                if self.tx.try_send(frame).is_err() && self.tx.is_closed() {
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn read_messages(self, channel: Arc<dyn DataChannel>) {
+        while let Some(event) = channel.poll().await {
+            match event {
+                DataChannelEvent::OnMessage(m) => {
                     let frame = EncodedFrame {
-                        data: sample.data.to_vec(),
-                        rtp_timestamp: ts,
-                        received_at: now,
-                        lost_before: sample.prev_dropped_packets,
+                        data: m.data.to_vec(),
+                        rtp_timestamp: 0,
+                        received_at: Instant::now(),
+                        lost_before: 0,
+                        audio_level: None,
                     };
-                    if tx.try_send(frame).is_err() && tx.is_closed() {
+                    if self.tx.send(frame).await.is_err() {
                         return;
                     }
                 }
+                DataChannelEvent::OnClose => return,
+                _ => {}
             }
-            TrackRemoteEvent::OnEnded => break,
-            _ => {}
         }
+    }
+}
+
+/// The id an SDP's `a=extmap` gives the extension `uri`.
+fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
+    sdp.lines().find_map(|line| {
+        let rest = line.trim_end().strip_prefix("a=extmap:")?;
+        let (id, ext) = rest.split_once(' ')?;
+        let ext_uri = ext.split_whitespace().next()?;
+        (ext_uri == uri).then(|| id.split('/').next()?.parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_an_extension_id() {
+        let sdp = "m=audio 9 X 111\r\na=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
+                   a=extmap:3/sendonly http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n";
+        assert_eq!(extmap_id(sdp, AUDIO_LEVEL_URI), Some(1));
+        assert_eq!(extmap_id(sdp, "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"), Some(3));
+        assert_eq!(extmap_id(sdp, "urn:3gpp:video-orientation"), None);
     }
 }

@@ -16,6 +16,7 @@
 //! outgoing track; [`forward`] rewrites RTP time so that switches are seamless.
 
 mod audio_level;
+mod downlink;
 mod forward;
 mod metrics;
 mod negotiation;

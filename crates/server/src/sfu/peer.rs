@@ -10,6 +10,7 @@ use str0m::channel::ChannelId;
 use str0m::media::{MediaKind, Mid, Rid};
 use str0m::Rtc;
 
+use super::downlink::Downlink;
 use super::forward::{LayerMeter, OutTrack};
 use super::Wants;
 
@@ -64,6 +65,8 @@ pub struct Peer {
     pub has_control_channel: bool,
     /// Subscriber: the (minimum, desired) rates last given to the bandwidth estimator.
     pub bwe_targets: (u64, u64),
+    /// Subscriber: congestion and backoff of its path.
+    pub downlink: Downlink,
 }
 
 impl Peer {
@@ -86,6 +89,7 @@ impl Peer {
             restart_ice: false,
             has_control_channel: false,
             bwe_targets: (0, 0),
+            downlink: Downlink::default(),
         }
     }
 

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use confer_proto::track::{TrackId, TrackKind};
+use confer_proto::track::{Quality, TrackId, TrackKind};
 use confer_proto::{ParticipantId, RoomId};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::channel::ChannelData;
@@ -377,6 +377,7 @@ impl Router {
         let rid = if track.simulcast { rid } else { None };
         let mid = track.mid;
         if let Some(mut writer) = peer.rtc.writer(mid) {
+            tracing::trace!(%track_id, ?rid, "keyframe requested");
             if let Err(e) = writer.request_keyframe(rid, KeyframeRequestKind::Pli) {
                 tracing::debug!(error = %e, "keyframe request failed");
             }
@@ -398,16 +399,27 @@ impl Router {
             let wanted_of = |kind| peer.outputs.iter().filter(|o| o.kind == kind && wanted(&o.wants, o.kind)).count();
             let (videos, audios) = (wanted_of(TrackKind::Video), wanted_of(TrackKind::Audio));
             let audio_bps = audios as u64 * AUDIO_BPS;
-            let budget = peer.estimate_bps.map(|e| e.saturating_sub(audio_bps) / videos.max(1) as u64);
+            let flowing = |o: &&mut super::forward::OutTrack| {
+                o.is_video() && o.open_mid().is_some() && wanted(&o.wants, o.kind) && sources.contains_key(&o.track_id)
+            };
+            let forwarded: u64 = audio_bps
+                + peer.outputs.iter_mut().filter(flowing).map(|o| o.current_bitrate(&sources[&o.track_id].2)).sum::<u64>();
+            let allowance = peer.downlink.assess(peer.estimate_bps, forwarded, now);
+            let budget = allowance.budget_bps.map(|e| e.saturating_sub(audio_bps) / videos.max(1) as u64);
             let mut desired = audio_bps;
-            for out in peer.outputs.iter_mut().filter(|o| o.is_video() && o.open_mid().is_some()) {
-                let Some((publisher, simulcast, layers)) = sources.get(&out.track_id) else { continue };
-                if !wanted(&out.wants, out.kind) {
-                    continue;
-                }
+            let mut raised = false;
+            for out in peer.outputs.iter_mut().filter(flowing) {
+                let (publisher, simulcast, layers) = &sources[&out.track_id];
                 desired += out.preferred_bitrate(layers, now);
                 if *simulcast {
-                    if let Some(rid) = out.choose_layer(layers, budget, now) {
+                    let before = out.current.as_ref().and_then(|r| Quality::from_rid(r));
+                    if let Some(rid) = out.choose_layer(layers, budget, allowance.upgrades, now) {
+                        raised |= before.is_none_or(|b| Quality::from_rid(&rid).is_some_and(|q| q > b));
+                        tracing::debug!(
+                            participant = %peer.participant, track = %out.track_id, %rid, ?budget,
+                            layers = ?layers.iter().map(|l| (l.rid.clone(), l.bitrate_bps)).collect::<Vec<_>>(),
+                            "switching simulcast layer"
+                        );
                         requests.push((publisher.clone(), out.track_id.clone(), Some(rid)));
                         continue;
                     }
@@ -416,6 +428,9 @@ impl Router {
                 if waiting {
                     requests.push((publisher.clone(), out.track_id.clone(), out.target.clone()));
                 }
+            }
+            if raised {
+                peer.downlink.raised(now);
             }
             let (_, last) = peer.bwe_targets;
             if desired > 0 && desired.abs_diff(last) * 10 > last {
@@ -528,6 +543,7 @@ fn poll(idx: usize, peer: &mut Peer, socket: &UdpSocket, work: &mut Vec<Work>) {
                     }
                 }
                 Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                    tracing::trace!(participant = %peer.participant, %estimate, "bandwidth estimate");
                     peer.estimate_bps = Some(estimate.as_u64());
                 }
                 Event::PeerStats(stats) => peer.stats = Some(stats),

@@ -1,0 +1,310 @@
+//! The bot's media: what it publishes ([`source`]), what it receives and reports
+//! ([`report`]), and the plan that ties them to the room's events and to the timed
+//! actions of `--at`.
+//!
+//! Keeping media flowing through network trouble is the SDK's job (it restarts ICE,
+//! republishes and resubscribes); the bot only says what it wants.
+
+pub mod report;
+pub mod source;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use confer_client::media::Codec;
+use confer_client::proto::track::{Quality, StreamInfo, SubscriptionOptions, TrackKind};
+use confer_client::proto::ParticipantId;
+use confer_client::{Room, RoomEvent};
+use serde_json::json;
+
+use crate::args::{BotAction, BotArgs, MediaKindArg, VideoCodecArg};
+use crate::bot::error_line;
+use crate::output::JsonLines;
+use report::Receiving;
+use source::{unix_ms, Publication, PublishPlan};
+
+/// The bot's media actions and what it received.
+pub struct MediaPlan {
+    publish: Option<PublishPlan>,
+    publication: Option<Publication>,
+    subscribe: Vec<String>,
+    options: SubscriptionOptions,
+    /// Timed actions not done yet, soonest first.
+    actions: Vec<(Instant, BotAction)>,
+    /// `--censor`: whose tracks to censor when they appear, and for how long.
+    censor: Option<(String, Option<Duration>)>,
+    subscribed: Vec<(ParticipantId, String)>,
+    receiving: Arc<Receiving>,
+    joined_at: Instant,
+    pub join_ms: u64,
+    report: Option<std::path::PathBuf>,
+}
+
+/// The result of one step: whether the server refused something.
+type Step = std::io::Result<bool>;
+
+impl MediaPlan {
+    pub fn new(args: &BotArgs, joined_at: Instant) -> Self {
+        let (width, height, fps) = args.video;
+        let codec = match args.codec {
+            VideoCodecArg::Vp8 => Codec::Vp8,
+            VideoCodecArg::H264 => Codec::H264,
+        };
+        let mut actions: Vec<(Instant, BotAction)> =
+            args.at.iter().map(|(after, action)| (joined_at + *after, action.clone())).collect();
+        if let Some((quality, after)) = args.quality_change {
+            actions.push((joined_at + after, BotAction::Quality(quality)));
+        }
+        actions.sort_by_key(|(at, _)| *at);
+        Self {
+            publish: args.publish.then(|| PublishPlan {
+                width,
+                height,
+                fps,
+                codec,
+                simulcast: args.simulcast,
+                tone_hz: Some(args.tone),
+                data: args.data,
+            }),
+            publication: None,
+            subscribe: args.subscribe.clone(),
+            options: SubscriptionOptions { audio: true, video: true, quality: args.quality.into() },
+            actions,
+            censor: args.censor.clone().map(|who| (who, args.uncensor_after)),
+            subscribed: Vec::new(),
+            receiving: Arc::default(),
+            joined_at,
+            join_ms: 0,
+            report: args.report.clone(),
+        }
+    }
+
+    fn wants(&self, identity: &str) -> bool {
+        match self.subscribe.as_slice() {
+            [one] if one == "all" => true,
+            [one] if one == "none" => false,
+            list => list.iter().any(|i| i == identity),
+        }
+    }
+
+    fn since_join(&self) -> u64 {
+        self.joined_at.elapsed().as_millis() as u64
+    }
+
+    /// Reacts to one room event.
+    pub async fn on_event(&mut self, room: &Room, event: RoomEvent, out: &mut JsonLines<impl Write>) -> Step {
+        use confer_client::proto::signal::Event;
+        let mut refused = false;
+        match event {
+            RoomEvent::Connected { snapshot } => {
+                if let Some(plan) = self.publish.clone() {
+                    refused |= self.start_publishing(room, &plan, out).await?;
+                }
+                for p in &snapshot.remote {
+                    for s in &p.streams {
+                        refused |= self.consider(room, &p.id, &p.identity.0, s, out).await?;
+                    }
+                }
+            }
+            RoomEvent::Media { event } => match *event {
+                Event::StreamPublished { participant_id, stream } => {
+                    let identity = room.participant(&participant_id).map(|p| p.identity.0).unwrap_or_default();
+                    refused |= self.consider(room, &participant_id, &identity, &stream, out).await?;
+                }
+                Event::SubscriptionEnded { participant_id, key, .. } => {
+                    // The SDK subscribes again by itself after a media failure.
+                    self.subscribed.retain(|(p, k)| !(*p == participant_id && *k == key));
+                }
+                Event::SubscriptionStarted { participant_id, key, .. } => {
+                    if !self.subscribed.iter().any(|(p, k)| *p == participant_id && *k == key) {
+                        self.subscribed.push((participant_id, key));
+                    }
+                }
+                _ => {}
+            },
+            RoomEvent::TrackSubscribed { track } => {
+                let identity =
+                    room.participant(&track.info.publisher).map(|p| p.identity.0).unwrap_or_else(|| "?".into());
+                tokio::spawn(report::receive(*track, identity, self.joined_at, self.receiving.clone()));
+            }
+            _ => {}
+        }
+        Ok(refused)
+    }
+
+    async fn start_publishing(&mut self, room: &Room, plan: &PublishPlan, out: &mut JsonLines<impl Write>) -> Step {
+        match source::publish(room, plan).await {
+            Ok(publication) => {
+                let info = publication.stream.info();
+                out.emit_event(json!({"event": "published", "key": info.key, "tracks": info.tracks}))?;
+                self.publication = Some(publication);
+                Ok(false)
+            }
+            Err(e) => {
+                out.emit_event(error_line("publish", &e))?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Subscribes to and censors a published stream as the flags say.
+    async fn consider(
+        &mut self,
+        room: &Room,
+        participant: &ParticipantId,
+        identity: &str,
+        stream: &StreamInfo,
+        out: &mut JsonLines<impl Write>,
+    ) -> Step {
+        let mut refused = false;
+        if let Some((who, uncensor_after)) = self.censor.clone() {
+            if who == identity {
+                refused |= self.set_censored(room, identity, stream, true, out).await?;
+                if let Some(after) = uncensor_after {
+                    self.actions.push((Instant::now() + after, BotAction::Uncensor(who)));
+                    self.actions.sort_by_key(|(at, _)| *at);
+                }
+            }
+        }
+        let already = self.subscribed.iter().any(|(p, k)| p == participant && *k == stream.key);
+        if self.wants(identity) && !already {
+            match room.subscribe(participant, &stream.key, self.options).await {
+                Ok(()) => self.subscribed.push((participant.clone(), stream.key.clone())),
+                Err(e) => {
+                    out.emit_event(error_line("subscribe", &e))?;
+                    refused = true;
+                }
+            }
+        }
+        Ok(refused)
+    }
+
+    async fn set_censored(
+        &mut self,
+        room: &Room,
+        identity: &str,
+        stream: &StreamInfo,
+        censored: bool,
+        out: &mut JsonLines<impl Write>,
+    ) -> Step {
+        let (verb, done) = if censored { ("censor", "censor_succeeded") } else { ("uncensor", "uncensor_succeeded") };
+        let mut refused = false;
+        for t in &stream.tracks {
+            match room.censor(&t.id, censored).await {
+                Ok(()) => out.emit_event(json!({"event": done, "identity": identity, "track_id": t.id}))?,
+                Err(e) => {
+                    out.emit_event(error_line(verb, &e))?;
+                    refused = true;
+                }
+            }
+        }
+        Ok(refused)
+    }
+
+    /// Runs the timed actions that are due.
+    pub async fn on_tick(&mut self, room: &Room, out: &mut JsonLines<impl Write>) -> Step {
+        let now = Instant::now();
+        let mut refused = false;
+        while self.actions.first().is_some_and(|(at, _)| *at <= now) {
+            let (_, action) = self.actions.remove(0);
+            refused |= self.act(room, action, out).await?;
+        }
+        Ok(refused)
+    }
+
+    async fn act(&mut self, room: &Room, action: BotAction, out: &mut JsonLines<impl Write>) -> Step {
+        let at_ms = self.since_join();
+        let mut refused = false;
+        match action {
+            BotAction::Mute(kind) | BotAction::Unmute(kind) => {
+                let muted = matches!(action, BotAction::Mute(_));
+                let kind = match kind {
+                    MediaKindArg::Audio => TrackKind::Audio,
+                    MediaKindArg::Video => TrackKind::Video,
+                };
+                let track = self.publication.as_ref().and_then(|p| p.stream.track(kind).cloned());
+                let Some(track) = track else {
+                    out.emit_event(json!({"event": "error", "request": "mute", "message": "nothing of that kind is published"}))?;
+                    return Ok(true);
+                };
+                match room.set_track_muted(&track, muted).await {
+                    Ok(()) => out.emit_event(json!({"event": if muted {"muted"} else {"unmuted"}, "kind": kind, "at_ms": at_ms}))?,
+                    Err(e) => {
+                        out.emit_event(error_line("update_stream", &e))?;
+                        refused = true;
+                    }
+                }
+            }
+            BotAction::Quality(q) => {
+                self.options.quality = Quality::from(q);
+                refused |= self.update_subscriptions(room, out).await?;
+                out.emit_event(json!({"event": "quality_changed", "quality": self.options.quality, "at_ms": at_ms}))?;
+            }
+            BotAction::Receive { audio, video } => {
+                self.options.audio = audio;
+                self.options.video = video;
+                refused |= self.update_subscriptions(room, out).await?;
+                out.emit_event(json!({"event": "receive_changed", "audio": audio, "video": video, "at_ms": at_ms}))?;
+            }
+            BotAction::Censor(ref identity) | BotAction::Uncensor(ref identity) => {
+                let censored = matches!(action, BotAction::Censor(_));
+                let identity = identity.clone();
+                let who = room.participant_by_identity(&identity.as_str().into());
+                let Some(who) = who else {
+                    out.emit_event(json!({"event": "error", "request": "censor", "message": format!("{identity} is not in the room")}))?;
+                    return Ok(true);
+                };
+                for stream in who.streams.clone() {
+                    refused |= self.set_censored(room, &identity, &stream, censored, out).await?;
+                }
+            }
+            BotAction::Unpublish => {
+                if let Some(publication) = self.publication.take() {
+                    let key = publication.stream.key().to_owned();
+                    drop(publication);
+                    match room.unpublish(&key).await {
+                        Ok(()) => out.emit_event(json!({"event": "unpublished", "key": key, "at_ms": at_ms}))?,
+                        Err(e) => {
+                            out.emit_event(error_line("unpublish", &e))?;
+                            refused = true;
+                        }
+                    }
+                }
+            }
+            BotAction::Publish => {
+                if let (None, Some(plan)) = (&self.publication, self.publish.clone()) {
+                    refused |= self.start_publishing(room, &plan, out).await?;
+                }
+            }
+        }
+        Ok(refused)
+    }
+
+    async fn update_subscriptions(&mut self, room: &Room, out: &mut JsonLines<impl Write>) -> Step {
+        let mut refused = false;
+        for (p, key) in self.subscribed.clone() {
+            if let Err(e) = room.update_subscription(&p, &key, self.options).await {
+                out.emit_event(error_line("update_subscription", &e))?;
+                refused = true;
+            }
+        }
+        Ok(refused)
+    }
+
+    /// Writes `--report`, if asked for.
+    pub fn write_report(&self) -> std::io::Result<()> {
+        let Some(path) = &self.report else { return Ok(()) };
+        let streams = self.receiving.reports();
+        let first_frame_ms =
+            streams.iter().filter(|s| s.kind == TrackKind::Video).filter_map(|s| s.first_frame_ms).min();
+        let report = json!({
+            "join_ms": self.join_ms,
+            "first_frame_ms": first_frame_ms,
+            "written_at": unix_ms(),
+            "published": self.publication.as_ref().map(|p| p.stream.info()),
+            "streams": streams,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+    }
+}

@@ -1,0 +1,297 @@
+//! The media task of a room: it answers the server's offers and keeps media flowing
+//! through network trouble.
+//!
+//! It holds what the app asked for (published streams in [`Publisher`], wanted
+//! subscriptions in [`Wanted`]) and restores it when the connections that carried it
+//! break:
+//! - a connection that is down (ICE disconnected or failed) for [`DOWN_BEFORE_RESTART`]
+//!   while signaling works gets an ICE restart (the client offers a new publisher
+//!   offer; it asks the server to re-offer the subscriber connection);
+//! - after a signaling resume, down connections are restarted at once;
+//! - a connection the server gave up on (`stream_failed`, `subscription_ended` with
+//!   `media_failed`) is replaced: streams are published again on a new one, and
+//!   subscriptions made again;
+//! - after a fresh join (the server forgot the participant), everything is published
+//!   and subscribed again.
+//!
+//! Run-loop contract: one task per room, ending when the engine drops its end of the
+//! signal channel. Its requests go through the engine like the app's, so a restart
+//! attempted while signaling is down waits for the reconnection (or times out and is
+//! tried again later).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use confer_proto::signal::Event;
+use confer_proto::track::{SubscriptionEndReason, SubscriptionOptions};
+use confer_proto::ParticipantId;
+use tokio::sync::{mpsc, watch};
+
+use super::levels::AudioLevels;
+use super::publisher::Publisher;
+use super::subscriber::Subscriber;
+use super::MediaConfig;
+use crate::event::{ConnectionState, RoomEvent};
+use crate::room::Requester;
+use crate::state::RoomSnapshot;
+use crate::ClientError;
+
+/// A connection down this long is restarted.
+pub const DOWN_BEFORE_RESTART: Duration = Duration::from_secs(2);
+/// At most one restart attempt per connection in this time.
+const RESTART_INTERVAL: Duration = Duration::from_secs(5);
+/// How often connection health is checked.
+const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What the engine tells the media task.
+#[derive(Debug)]
+pub(crate) enum MediaSignal {
+    /// A media event from the server, and when it arrived.
+    Event(Event, Instant),
+    /// Signaling is back: as the same participant (`resumed`) or as a new one.
+    Reconnected { resumed: bool },
+}
+
+/// A subscription the app made, to make again when needed.
+#[derive(Debug, Clone)]
+pub(crate) struct WantedSubscription {
+    pub publisher: ParticipantId,
+    pub key: String,
+    pub options: SubscriptionOptions,
+}
+
+pub(crate) type Wanted = Arc<Mutex<Vec<WantedSubscription>>>;
+
+/// What the room handle shares with the media task.
+pub(crate) struct MediaShared {
+    pub publisher: tokio::sync::Mutex<Publisher>,
+    pub wanted: Wanted,
+    pub levels: AudioLevels,
+}
+
+impl MediaShared {
+    pub(crate) fn new(config: MediaConfig) -> Arc<Self> {
+        let levels = AudioLevels::default();
+        Arc::new(Self {
+            publisher: tokio::sync::Mutex::new(Publisher::new(config, levels.clone())),
+            wanted: Arc::default(),
+            levels,
+        })
+    }
+
+    pub(crate) fn want(&self, publisher: &ParticipantId, key: &str, options: Option<SubscriptionOptions>) {
+        let mut wanted = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
+        wanted.retain(|w| !(&w.publisher == publisher && w.key == key));
+        if let Some(options) = options {
+            wanted.push(WantedSubscription { publisher: publisher.clone(), key: key.to_owned(), options });
+        }
+    }
+}
+
+/// Restart bookkeeping of one connection.
+#[derive(Default)]
+struct Health {
+    down_since: Option<Instant>,
+    last_restart: Option<Instant>,
+}
+
+impl Health {
+    /// Whether a connection in this state should be restarted now.
+    fn due(&mut self, down: bool, now: Instant) -> bool {
+        if !down {
+            self.down_since = None;
+            return false;
+        }
+        let since = *self.down_since.get_or_insert(now);
+        let quiet = self.last_restart.is_none_or(|t| now.saturating_duration_since(t) >= RESTART_INTERVAL);
+        if now.saturating_duration_since(since) >= DOWN_BEFORE_RESTART && quiet {
+            self.last_restart = Some(now);
+            return true;
+        }
+        false
+    }
+}
+
+pub(crate) struct MediaTask {
+    pub shared: Arc<MediaShared>,
+    pub requester: Requester,
+    pub snapshot: watch::Receiver<RoomSnapshot>,
+    pub subscriber: Subscriber,
+}
+
+impl MediaTask {
+    pub(crate) fn new(
+        shared: Arc<MediaShared>,
+        config: MediaConfig,
+        requester: Requester,
+        snapshot: watch::Receiver<RoomSnapshot>,
+        events: mpsc::UnboundedSender<RoomEvent>,
+    ) -> Self {
+        let subscriber = Subscriber::new(config, events, shared.levels.clone());
+        Self { shared, requester, snapshot, subscriber }
+    }
+
+    pub(crate) async fn run(mut self, mut signals: mpsc::UnboundedReceiver<MediaSignal>) {
+        let mut health = tokio::time::interval(HEALTH_INTERVAL);
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut publisher_health, mut subscriber_health) = (Health::default(), Health::default());
+        loop {
+            tokio::select! {
+                signal = signals.recv() => match signal {
+                    Some(signal) => self.on_signal(signal, &mut publisher_health, &mut subscriber_health).await,
+                    None => break,
+                },
+                _ = health.tick() => {
+                    if self.snapshot.borrow().connection_state != ConnectionState::Connected {
+                        continue;
+                    }
+                    let now = Instant::now();
+                    let publisher_down = self.shared.publisher.lock().await.is_down();
+                    if publisher_health.due(publisher_down, now) {
+                        self.restart_publisher().await;
+                    }
+                    if subscriber_health.due(self.subscriber.is_down(), now) {
+                        self.restart_subscriber().await;
+                    }
+                }
+            }
+        }
+        self.subscriber.close().await;
+        self.shared.publisher.lock().await.close().await;
+    }
+
+    async fn on_signal(&mut self, signal: MediaSignal, publisher: &mut Health, subscriber: &mut Health) {
+        match signal {
+            MediaSignal::Event(event, at) => self.on_event(event, at).await,
+            MediaSignal::Reconnected { resumed: true } => {
+                // Whatever broke the signaling likely broke the media paths too: restart
+                // the ones that noticed, without waiting.
+                let now = Instant::now();
+                if self.shared.publisher.lock().await.is_down() {
+                    publisher.last_restart = Some(now);
+                    self.restart_publisher().await;
+                }
+                if self.subscriber.is_down() {
+                    subscriber.last_restart = Some(now);
+                    self.restart_subscriber().await;
+                }
+            }
+            MediaSignal::Reconnected { resumed: false } => {
+                tracing::info!("joined afresh: publishing and subscribing again");
+                self.subscriber.close().await;
+                let mut publisher = self.shared.publisher.lock().await;
+                if let Err(e) = publisher.republish(&self.requester).await {
+                    tracing::warn!(error = %e, "republishing after a fresh join failed");
+                }
+                drop(publisher);
+                self.resubscribe(None).await;
+            }
+        }
+    }
+
+    async fn on_event(&mut self, event: Event, at: Instant) {
+        match event {
+            Event::SubscriptionStarted { participant_id, key, tracks } => {
+                self.subscriber.expect(&participant_id, &key, tracks);
+            }
+            Event::SubscriberOffer { sdp } => {
+                if let Err(e) = self.subscriber.answer(sdp, &self.requester).await {
+                    tracing::warn!(error = %e, "cannot answer the subscriber offer");
+                }
+            }
+            Event::SubscriptionEnded { participant_id, key, reason } => {
+                self.subscriber.end(&participant_id, &key);
+                match reason {
+                    SubscriptionEndReason::MediaFailed => {
+                        // The server dropped the subscriber connection: make a new one.
+                        if self.subscriber.exists() {
+                            self.subscriber.close().await;
+                        }
+                        self.resubscribe(Some((&participant_id, &key))).await;
+                    }
+                    SubscriptionEndReason::Unpublished => self.shared.want(&participant_id, &key, None),
+                    SubscriptionEndReason::Unsubscribed => {}
+                }
+            }
+            Event::StreamUnpublished { participant_id, key } => self.shared.want(&participant_id, &key, None),
+            Event::StreamFailed { key, error } => {
+                let mut publisher = self.shared.publisher.lock().await;
+                // One failed connection fails every stream on it; the first event
+                // republishes them all, and the rest are about streams republished since.
+                let stale = publisher.stream(&key).is_none_or(|s| s.published_at() > at);
+                if !stale {
+                    tracing::info!(%key, code = ?error.code, "publisher connection failed; publishing again");
+                    if let Err(e) = publisher.republish(&self.requester).await {
+                        tracing::warn!(error = %e, "republishing failed");
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn restart_publisher(&mut self) {
+        let mut publisher = self.shared.publisher.lock().await;
+        match publisher.restart_ice(&self.requester).await {
+            Ok(()) => {}
+            Err(ClientError::Server(e)) => {
+                tracing::info!(code = ?e.code, "the server has no publisher connection; publishing again");
+                if let Err(e) = publisher.republish(&self.requester).await {
+                    tracing::warn!(error = %e, "republishing failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "ICE restart of the publisher connection failed"),
+        }
+    }
+
+    async fn restart_subscriber(&mut self) {
+        tracing::info!("asking the server to restart ICE on the subscriber connection");
+        if let Err(e) = self.requester.request(confer_proto::signal::Request::RestartSubscriber).await {
+            tracing::warn!(error = %e, "subscriber ICE restart failed");
+        }
+    }
+
+    /// Subscribes again to the wanted streams that still exist (`only` one of them).
+    async fn resubscribe(&mut self, only: Option<(&ParticipantId, &str)>) {
+        let wanted = self.shared.wanted.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for w in wanted {
+            if only.is_some_and(|(p, k)| *p != w.publisher || k != w.key) {
+                continue;
+            }
+            let exists = self
+                .snapshot
+                .borrow()
+                .participant(&w.publisher)
+                .is_some_and(|p| p.streams.iter().any(|s| s.key == w.key));
+            if !exists {
+                self.shared.want(&w.publisher, &w.key, None);
+                continue;
+            }
+            let request = confer_proto::signal::Request::Subscribe {
+                participant_id: w.publisher.clone(),
+                key: w.key.clone(),
+                options: w.options,
+            };
+            if let Err(e) = self.requester.request(request).await {
+                tracing::warn!(publisher = %w.publisher, key = %w.key, error = %e, "cannot subscribe again");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_after_being_down_a_while_and_not_too_often() {
+        let mut h = Health::default();
+        let t0 = Instant::now();
+        assert!(!h.due(true, t0));
+        assert!(!h.due(true, t0 + Duration::from_secs(1)));
+        assert!(h.due(true, t0 + DOWN_BEFORE_RESTART));
+        assert!(!h.due(true, t0 + DOWN_BEFORE_RESTART + Duration::from_secs(1)), "not again so soon");
+        assert!(h.due(true, t0 + DOWN_BEFORE_RESTART + RESTART_INTERVAL));
+        assert!(!h.due(false, t0 + Duration::from_secs(30)));
+    }
+}
