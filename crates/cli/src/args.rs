@@ -433,7 +433,10 @@ mod tests {
 
     #[test]
     fn timed_actions_parse() {
-        assert_eq!(parse_timed_action("5:quality=high"), Ok((Duration::from_secs(5), BotAction::Quality(QualityArg::High))));
+        assert_eq!(
+            parse_timed_action("5:quality=high"),
+            Ok((Duration::from_secs(5), BotAction::Quality(QualityArg::High)))
+        );
         assert_eq!(
             parse_timed_action("2.5:mute=audio"),
             Ok((Duration::from_millis(2500), BotAction::Mute(MediaKindArg::Audio)))

@@ -279,10 +279,9 @@ impl Room {
     /// Mutes (the others get `track_disabled`) or unmutes one of the local tracks.
     pub async fn set_track_muted(&self, track: &LocalTrack, muted: bool) -> Result<()> {
         let publisher = self.media.publisher.lock().await;
-        let (Some(track_id), Some(stream)) = (
-            track.id(),
-            publisher.streams().iter().find(|s| s.tracks().iter().any(|t| t.id() == track.id())),
-        ) else {
+        let (Some(track_id), Some(stream)) =
+            (track.id(), publisher.streams().iter().find(|s| s.tracks().iter().any(|t| t.id() == track.id())))
+        else {
             return Err(ClientError::Media { detail: "the track is not published at the moment".into() });
         };
         let key = stream.key().to_owned();

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod link;
+pub mod report;
 
 pub const KEY: &str = "e2e-key";
 pub const SECRET: &str = "e2e-secret";
@@ -126,6 +127,26 @@ fn terminate(child: &mut Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A server whose media port is reached only through a [`link::MediaRelay`] (it
+/// advertises the relay's address), so that a test can impose network conditions, plus
+/// `extra` arguments.
+pub fn server_behind_relay(db: PathBuf, extra: &[&str]) -> (ServerProcess, link::MediaRelay) {
+    let udp = free_udp_port();
+    let relay = link::MediaRelay::start(std::net::SocketAddr::from(([127, 0, 0, 1], udp)));
+    let udp_addr = format!("127.0.0.1:{udp}");
+    let advertise = relay.addr().to_string();
+    let mut args = vec!["--udp-addr", &udp_addr, "--advertise-addr", &advertise];
+    args.extend_from_slice(extra);
+    (ServerProcess::start_with(db, free_port(), &args), relay)
+}
+
+/// Creates a room with `confer-cli room create` (plus `extra` options); returns its id.
+pub fn create_room(server: &ServerProcess, name: &str, extra: &[&str]) -> String {
+    let mut args = vec!["room", "create", "--name", name];
+    args.extend_from_slice(extra);
+    cli_json(server, &args)["id"].as_str().unwrap().to_owned()
 }
 
 /// Runs `confer-cli` with the server's URL and credentials plus `args`.

@@ -50,6 +50,8 @@ pub struct RelayStats {
     pub up_dropped: AtomicU64,
     pub down_sent: AtomicU64,
     pub down_dropped: AtomicU64,
+    /// Bytes offered toward clients (sent or not), for rate checks.
+    pub down_offered_bytes: AtomicU64,
 }
 
 struct Shared {
@@ -76,7 +78,8 @@ impl MediaRelay {
         let front = UdpSocket::bind("127.0.0.1:0").expect("relay socket");
         front.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         let addr = front.local_addr().unwrap();
-        let shared = Arc::new(Shared { conditions: Mutex::default(), stats: RelayStats::default(), stop: false.into() });
+        let shared =
+            Arc::new(Shared { conditions: Mutex::default(), stats: RelayStats::default(), stop: false.into() });
         let s = shared.clone();
         std::thread::spawn(move || relay_up(front, server, s));
         Self { addr, shared }
@@ -173,6 +176,7 @@ fn relay_down(upstream: UdpSocket, front: Arc<UdpSocket>, client: SocketAddr, sh
             Ok(n) => n,
             Err(_) => continue,
         };
+        shared.stats.down_offered_bytes.fetch_add(n as u64, Ordering::Relaxed);
         let c = shared.conditions(client.ip());
         if c.cut || dice.roll(c.down_loss) {
             shared.stats.down_dropped.fetch_add(1, Ordering::Relaxed);

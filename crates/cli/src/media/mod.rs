@@ -44,6 +44,47 @@ pub struct MediaPlan {
 /// The result of one step: whether the server refused something.
 type Step = std::io::Result<bool>;
 
+/// A media task on a thread of its own: encoding and decoding are CPU work that would
+/// otherwise hold up the runtime's network tasks (and delay packets, which bandwidth
+/// estimation then reads as congestion). Dropping it stops the task.
+pub struct MediaThread {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl MediaThread {
+    pub fn spawn(name: &str, task: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Handle::current();
+        let spawned = std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    () = task => {}
+                    _ = stopped => {}
+                }
+            })
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a media thread");
+        }
+        Self { stop: Some(stop) }
+    }
+
+    /// Lets the task run until it ends by itself.
+    pub fn detach(mut self) {
+        if let Some(stop) = self.stop.take() {
+            std::mem::forget(stop);
+        }
+    }
+}
+
+impl Drop for MediaThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
 impl MediaPlan {
     pub fn new(args: &BotArgs, joined_at: Instant) -> Self {
         let (width, height, fps) = args.video;
@@ -126,7 +167,9 @@ impl MediaPlan {
             RoomEvent::TrackSubscribed { track } => {
                 let identity =
                     room.participant(&track.info.publisher).map(|p| p.identity.0).unwrap_or_else(|| "?".into());
-                tokio::spawn(report::receive(*track, identity, self.joined_at, self.receiving.clone()));
+                let name = format!("decode-{identity}");
+                MediaThread::spawn(&name, report::receive(*track, identity, self.joined_at, self.receiving.clone()))
+                    .detach();
             }
             _ => {}
         }
@@ -225,11 +268,15 @@ impl MediaPlan {
                 };
                 let track = self.publication.as_ref().and_then(|p| p.stream.track(kind).cloned());
                 let Some(track) = track else {
-                    out.emit_event(json!({"event": "error", "request": "mute", "message": "nothing of that kind is published"}))?;
+                    out.emit_event(
+                        json!({"event": "error", "request": "mute", "message": "nothing of that kind is published"}),
+                    )?;
                     return Ok(true);
                 };
                 match room.set_track_muted(&track, muted).await {
-                    Ok(()) => out.emit_event(json!({"event": if muted {"muted"} else {"unmuted"}, "kind": kind, "at_ms": at_ms}))?,
+                    Ok(()) => out.emit_event(
+                        json!({"event": if muted {"muted"} else {"unmuted"}, "kind": kind, "at_ms": at_ms}),
+                    )?,
                     Err(e) => {
                         out.emit_event(error_line("update_stream", &e))?;
                         refused = true;

@@ -138,7 +138,12 @@ impl Receiving {
             })
             .collect();
         out.sort_by(|a, b| {
-            (&a.identity, &a.key, a.kind as u8, a.first_frame_at).cmp(&(&b.identity, &b.key, b.kind as u8, b.first_frame_at))
+            (&a.identity, &a.key, a.kind as u8, a.first_frame_at).cmp(&(
+                &b.identity,
+                &b.key,
+                b.kind as u8,
+                b.first_frame_at,
+            ))
         });
         out
     }
@@ -179,8 +184,13 @@ pub async fn receive(mut track: RemoteTrack, identity: String, joined_at: Instan
         resolutions: Vec::new(),
         stalls: Vec::new(),
     };
-    let stats =
-        StreamStats { report, latencies: Vec::new(), first_frame_number: None, last_frame_number: None, pcm: Vec::new() };
+    let stats = StreamStats {
+        report,
+        latencies: Vec::new(),
+        first_frame_number: None,
+        last_frame_number: None,
+        pcm: Vec::new(),
+    };
     {
         let mut streams = receiving.streams.lock().unwrap_or_else(|p| p.into_inner());
         match streams.get_mut(&id) {

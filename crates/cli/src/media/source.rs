@@ -15,7 +15,8 @@ use confer_media::opus::{OpusConfig, OpusEncoder, FRAME_SAMPLES, SAMPLE_RATE};
 use confer_media::tone::level_dbfs;
 use confer_media::vp8::{Vp8Config, Vp8Encoder};
 use confer_media::{I420Frame, PatternSource, ToneSource};
-use tokio::task::JoinHandle;
+
+use super::MediaThread;
 
 /// How often the data track sends a message.
 pub const DATA_INTERVAL: Duration = Duration::from_millis(100);
@@ -39,15 +40,7 @@ pub fn unix_ms() -> u64 {
 /// A published stream and the tasks that feed it (stopped when dropped).
 pub struct Publication {
     pub stream: LocalStream,
-    feeders: Vec<JoinHandle<()>>,
-}
-
-impl Drop for Publication {
-    fn drop(&mut self) {
-        for f in &self.feeders {
-            f.abort();
-        }
-    }
+    _feeders: Vec<MediaThread>,
 }
 
 /// Publishes the synthetic camera and microphone (and data track) as stream `main` and
@@ -63,15 +56,15 @@ pub async fn publish(room: &Room, plan: &PublishPlan) -> confer_client::Result<P
     let stream = room.publish("main", tracks).await?;
     let mut feeders = Vec::new();
     if let Some(video) = stream.track(TrackKind::Video) {
-        feeders.push(tokio::spawn(video_loop(video.clone(), plan.clone())));
+        feeders.push(MediaThread::spawn("camera", video_loop(video.clone(), plan.clone())));
     }
     if let (Some(audio), Some(hz)) = (stream.track(TrackKind::Audio), plan.tone_hz) {
-        feeders.push(tokio::spawn(audio_loop(audio.clone(), hz)));
+        feeders.push(MediaThread::spawn("microphone", audio_loop(audio.clone(), hz)));
     }
     if let Some(data) = stream.track(TrackKind::Data) {
-        feeders.push(tokio::spawn(data_loop(data.clone())));
+        feeders.push(MediaThread::spawn("data", data_loop(data.clone())));
     }
-    Ok(Publication { stream, feeders })
+    Ok(Publication { stream, _feeders: feeders })
 }
 
 enum VideoEncoder {

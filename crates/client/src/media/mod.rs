@@ -117,7 +117,14 @@ pub struct TrackOptions {
 impl TrackOptions {
     /// An audio or video track from `source`, encoded with `codec`.
     pub fn new(source: TrackSource, codec: Codec) -> Self {
-        Self { kind: codec.kind(), source: Some(source), codec: Some(codec), simulcast: false, muted: false, ordered: true }
+        Self {
+            kind: codec.kind(),
+            source: Some(source),
+            codec: Some(codec),
+            simulcast: false,
+            muted: false,
+            ordered: true,
+        }
     }
 
     /// A data track: messages relayed to the stream's subscribers over data channels.
@@ -237,12 +244,14 @@ impl Pc {
         }
         let (gathering, gathered) = watch::channel(false);
         let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
-        let handler =
-            Arc::new(PcSignals { gathering: gathering.clone(), state: state_tx, tracks: taps.tracks, channels: taps.channels });
+        let handler = Arc::new(PcSignals {
+            gathering: gathering.clone(),
+            state: state_tx,
+            tracks: taps.tracks,
+            channels: taps.channels,
+        });
         let bind = SocketAddr::new(config.bind_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), 0);
-        let settings = SettingEngineBuilder::new()
-            .with_include_loopback_candidate(bind.ip().is_loopback())
-            .build();
+        let settings = SettingEngineBuilder::new().with_include_loopback_candidate(bind.ip().is_loopback()).build();
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(media)

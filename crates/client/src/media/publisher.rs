@@ -69,7 +69,10 @@ impl LocalStream {
 
     /// The stream as the others see it (track ids change when it is republished).
     pub fn info(&self) -> StreamInfo {
-        StreamInfo { key: self.shared.key.clone(), tracks: self.shared.tracks.iter().filter_map(|t| t.info()).collect() }
+        StreamInfo {
+            key: self.shared.key.clone(),
+            tracks: self.shared.tracks.iter().filter_map(|t| t.info()).collect(),
+        }
     }
 
     pub fn tracks(&self) -> &[LocalTrack] {
@@ -314,7 +317,13 @@ impl Publisher {
     }
 
     async fn connection(&mut self) -> Result<&mut Connection> {
-        if self.conn.as_ref().is_some_and(|c| matches!(*c.pc.state.borrow(), webrtc::peer_connection::RTCPeerConnectionState::Failed | webrtc::peer_connection::RTCPeerConnectionState::Closed)) {
+        if self.conn.as_ref().is_some_and(|c| {
+            matches!(
+                *c.pc.state.borrow(),
+                webrtc::peer_connection::RTCPeerConnectionState::Failed
+                    | webrtc::peer_connection::RTCPeerConnectionState::Closed
+            )
+        }) {
             self.close().await;
         }
         if self.conn.is_none() {

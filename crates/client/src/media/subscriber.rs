@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use confer_proto::signal::Request;
 use confer_proto::track::{SubscribedTrack, TrackId};
@@ -123,7 +123,12 @@ impl Subscriber {
     pub(crate) fn expect(&self, publisher: &ParticipantId, key: &str, tracks: Vec<SubscribedTrack>) {
         let mut expected = lock(&self.expected);
         for t in tracks {
-            let info = RemoteTrackInfo { publisher: publisher.clone(), key: key.to_owned(), track_id: t.track_id, kind: t.kind };
+            let info = RemoteTrackInfo {
+                publisher: publisher.clone(),
+                key: key.to_owned(),
+                track_id: t.track_id,
+                kind: t.kind,
+            };
             expected.by_mid.insert(t.mid, info);
         }
     }
@@ -252,17 +257,43 @@ struct Reader {
 
 impl Reader {
     async fn read_rtp(self, track: Arc<dyn TrackRemote>, codec: String) {
+        // A frame missing a packet waits this long for its retransmission, then is given
+        // up (the decoder conceals, or asks for a keyframe), so one loss never stalls
+        // the frames behind it for long.
+        let video_wait = Duration::from_millis(500);
+        let audio_wait = Duration::from_millis(200);
         match codec.to_ascii_lowercase().as_str() {
-            "video/vp8" => self.pump(track, SampleBuilder::new(256, Vp8Packet::default(), 90_000)).await,
-            "video/h264" => self.pump(track, SampleBuilder::new(256, H264Packet::default(), 90_000)).await,
-            "audio/opus" => self.pump(track, SampleBuilder::new(16, OpusPacket, 48_000)).await,
+            "video/vp8" => {
+                self.pump(track, SampleBuilder::new(512, Vp8Packet::default(), 90_000).with_max_time_delay(video_wait))
+                    .await
+            }
+            "video/h264" => {
+                self.pump(track, SampleBuilder::new(512, H264Packet::default(), 90_000).with_max_time_delay(video_wait))
+                    .await
+            }
+            "audio/opus" => {
+                self.pump(track, SampleBuilder::new(64, OpusPacket, 48_000).with_max_time_delay(audio_wait)).await
+            }
             _ => tracing::warn!(%codec, "cannot depacketize this codec"),
         }
     }
 
-    /// Reassembles frames from RTP.
+    /// Reassembles frames from RTP. Video starts at a keyframe, and after a frame whose
+    /// packets could not all be recovered, waits for the next one (asking the sender
+    /// for it): a frame decoded against a missing reference would show garbage without
+    /// the decoder noticing.
     async fn pump<D: Depacketizer>(self, track: Arc<dyn TrackRemote>, mut builder: SampleBuilder<D>) {
         let mut level = None;
+        let codec = Keyframes::of(
+            &track
+                .codec(track.ssrcs().await.first().copied().unwrap_or(0))
+                .await
+                .map(|c| c.mime_type)
+                .unwrap_or_default(),
+        );
+        let mut waiting = codec.is_some();
+        let mut last_request: Option<Instant> = None;
+        let ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
         while let Some(event) = track.poll().await {
             let TrackRemoteEvent::OnRtpPacket(packet) = event else { continue };
             if let Some(ext) = self.level_ext.and_then(|id| packet.header.get_extension(id)) {
@@ -274,6 +305,24 @@ impl Reader {
             let now = Instant::now();
             builder.push(now, packet);
             while let Some((sample, ts)) = builder.pop_with_timestamp(now) {
+                if let Some(kind) = codec {
+                    if sample.prev_dropped_packets > 0 {
+                        waiting = true;
+                    }
+                    if waiting && kind.is_keyframe(&sample.data) {
+                        waiting = false;
+                    }
+                    if waiting {
+                        if last_request.is_none_or(|t| now.saturating_duration_since(t) >= KEYFRAME_REQUEST_INTERVAL) {
+                            last_request = Some(now);
+                            let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc };
+                            if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
+                                tracing::debug!(error = %e, "keyframe request failed");
+                            }
+                        }
+                        continue;
+                    }
+                }
                 let frame = EncodedFrame {
                     data: sample.data.to_vec(),
                     rtp_timestamp: ts,
@@ -310,6 +359,49 @@ impl Reader {
     }
 }
 
+/// While waiting for a keyframe, ask for one at most this often.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Telling keyframes from the rest, per video codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keyframes {
+    Vp8,
+    H264,
+}
+
+impl Keyframes {
+    fn of(mime: &str) -> Option<Self> {
+        match mime.to_ascii_lowercase().as_str() {
+            "video/vp8" => Some(Self::Vp8),
+            "video/h264" => Some(Self::H264),
+            _ => None,
+        }
+    }
+
+    /// Whether a whole encoded frame (as depacketized) is a keyframe.
+    fn is_keyframe(self, data: &[u8]) -> bool {
+        match self {
+            // RFC 6386 9.1: bit 0 of the frame tag is 0 for a keyframe.
+            Self::Vp8 => data.first().is_some_and(|b| b & 1 == 0),
+            // Annex B: an IDR slice (NAL type 5) anywhere in the access unit.
+            Self::H264 => {
+                let mut i = 0;
+                while i + 3 < data.len() {
+                    if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+                        if data[i + 3] & 0x1f == 5 {
+                            return true;
+                        }
+                        i += 3;
+                    } else {
+                        i += 1;
+                    }
+                }
+                false
+            }
+        }
+    }
+}
+
 /// The id an SDP's `a=extmap` gives the extension `uri`.
 fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
     sdp.lines().find_map(|line| {
@@ -325,11 +417,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tells_keyframes() {
+        assert!(Keyframes::Vp8.is_keyframe(&[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a]));
+        assert!(!Keyframes::Vp8.is_keyframe(&[0x31, 0x02, 0x00]));
+        assert!(Keyframes::H264.is_keyframe(&[0, 0, 0, 1, 0x67, 0x42, 0, 0, 0, 1, 0x68, 0, 0, 0, 1, 0x65, 0x88]));
+        assert!(!Keyframes::H264.is_keyframe(&[0, 0, 0, 1, 0x41, 0x9a]));
+        assert_eq!(Keyframes::of("audio/opus"), None);
+    }
+
+    #[test]
     fn finds_an_extension_id() {
         let sdp = "m=audio 9 X 111\r\na=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
                    a=extmap:3/sendonly http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n";
         assert_eq!(extmap_id(sdp, AUDIO_LEVEL_URI), Some(1));
-        assert_eq!(extmap_id(sdp, "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"), Some(3));
+        assert_eq!(
+            extmap_id(sdp, "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"),
+            Some(3)
+        );
         assert_eq!(extmap_id(sdp, "urn:3gpp:video-orientation"), None);
     }
 }

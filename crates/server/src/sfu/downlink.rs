@@ -1,74 +1,105 @@
-//! How much a subscriber connection may carry: congestion detection and backoff.
+//! How much a subscriber connection may carry, judged from what its receiver reports.
 //!
-//! The TWCC estimate says what the path carried, not what it could carry: while a
-//! subscriber receives little (a low layer, audio only) the estimate drifts down toward
-//! a small multiple of what is sent. So an estimate below a layer's rate is no reason
-//! to withhold that layer. What is a reason is *congestion*: the estimate falling below
-//! what is actually being forwarded, once the estimator has had [`SETTLE`] to see the
-//! current rate. Then layers are chosen to fit the estimate, and no layer above the
-//! current one is tried for a backoff period (doubling on each repeat, up to
-//! [`MAX_BACKOFF`]). Outside congestion, subscribers get the layer they ask for, and
-//! the estimator probes toward it.
+//! The SFU does not pace its output. (str0m's bandwidth estimator comes with a pacer
+//! that sends at 1.1 times the estimate; when the estimate collapses under congestion,
+//! frames already accepted wait in that pacer for seconds, which is worse for a call than
+//! the loss it avoids.) Instead each subscriber connection's path is judged by the loss
+//! its receiver reports in RTCP receiver reports:
+//!
+//! - a path that has shown no lasting loss gets the layers its subscriber asks for;
+//! - loss of [`CONGESTED_LOSS`] or more, once the path has had [`SETTLE`] to carry a new
+//!   rate, is congestion: the path becomes *limited* to what got through (the rate that
+//!   was forwarded, less the loss, with a margin), and layers must fit that;
+//! - after a backoff (doubling while congestion recurs) the limit is lifted to try the
+//!   wanted layers again; if that brings no congestion within [`SETTLE`], the path is
+//!   free again.
 
 use std::time::{Duration, Instant};
 
-/// How long the estimator is given to see a new sending rate before it is trusted.
+/// How long a path is given to carry a new rate before its loss is held against it
+/// (queues and retransmissions of the old rate take a while to clear).
 pub const SETTLE: Duration = Duration::from_secs(3);
-/// The first wait before trying a higher layer again after congestion.
-pub const MIN_BACKOFF: Duration = Duration::from_secs(5);
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Congestion: the estimate below this share (percent) of the forwarded rate.
-const CONGESTED_SHARE: u64 = 90;
+/// The share of packets lost (0 to 1) that counts as congestion. Random loss of a few
+/// percent is not congestion: retransmissions repair it.
+pub const CONGESTED_LOSS: f32 = 0.10;
+/// The first wait before trying higher layers again; it doubles up to [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: Duration = Duration::from_secs(15);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(120);
 
 /// The state of one subscriber connection's path.
 #[derive(Debug, Clone)]
 pub struct Downlink {
-    /// When the forwarded rate last went up (an upgrade, a new subscription).
+    /// When the forwarded rate last changed (a layer switch, a new subscription).
     rate_raised_at: Option<Instant>,
-    /// No upgrades before this.
-    blocked_until: Option<Instant>,
+    /// The worst loss reported since it was last looked at.
+    loss: Option<f32>,
+    /// While limited: the rate the path carries, and when to try more.
+    limit: Option<(u64, Instant)>,
+    /// A trial of higher layers is under way since then.
+    trial_since: Option<Instant>,
     backoff: Duration,
-    last_congestion: Option<Instant>,
 }
 
 impl Default for Downlink {
     fn default() -> Self {
-        Self { rate_raised_at: None, blocked_until: None, backoff: MIN_BACKOFF, last_congestion: None }
+        Self { rate_raised_at: None, loss: None, limit: None, trial_since: None, backoff: MIN_BACKOFF }
     }
-}
-
-/// What the layer choice may do this round.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Allowance {
-    /// Layers must fit this many bits per second (shared among video tracks).
-    pub budget_bps: Option<u64>,
-    /// Whether layers above the current ones may be chosen.
-    pub upgrades: bool,
 }
 
 impl Downlink {
-    /// Judges the path from the estimate and the rate being forwarded now.
-    pub fn assess(&mut self, estimate_bps: Option<u64>, forwarded_bps: u64, now: Instant) -> Allowance {
-        let settled = self.rate_raised_at.is_none_or(|t| now.saturating_duration_since(t) >= SETTLE);
-        let congested = settled
-            && estimate_bps.is_some_and(|e| forwarded_bps > 0 && e * 100 < forwarded_bps * CONGESTED_SHARE);
-        if congested {
-            if self.blocked_until.is_none_or(|t| now >= t) {
-                // A new bout of congestion: back off for longer each time it recurs.
-                let recurring = self.last_congestion.is_some_and(|t| now.saturating_duration_since(t) < MAX_BACKOFF);
-                self.backoff = if recurring { (self.backoff * 2).min(MAX_BACKOFF) } else { MIN_BACKOFF };
-                tracing::debug!(?estimate_bps, forwarded_bps, backoff = ?self.backoff, "downlink congested");
-            }
-            self.blocked_until = Some(now + self.backoff);
-            self.last_congestion = Some(now);
-        }
-        let blocked = self.blocked_until.is_some_and(|t| now < t);
-        Allowance { budget_bps: if congested || blocked { estimate_bps } else { None }, upgrades: !blocked }
+    /// A receiver report said this share of a stream's packets was lost.
+    pub fn reported_loss(&mut self, loss: f32) {
+        self.loss = Some(self.loss.map_or(loss, |l| l.max(loss)));
     }
 
-    /// The forwarded rate is about to go up; give the estimator time to see it.
-    pub fn raised(&mut self, now: Instant) {
+    /// What layers must fit now: `None` for anything asked for. `forwarded_bps` is the
+    /// rate being forwarded on the connection.
+    pub fn budget(&mut self, forwarded_bps: u64, now: Instant) -> Option<u64> {
+        let settled = self.rate_raised_at.is_none_or(|t| now.saturating_duration_since(t) >= SETTLE);
+        if settled {
+            if let Some(loss) = self.loss.take().filter(|l| *l >= CONGESTED_LOSS) {
+                let carried = (forwarded_bps as f64 * f64::from(1.0 - loss.min(1.0))) as u64;
+                let long_settled = self.rate_raised_at.is_none_or(|t| now.saturating_duration_since(t) >= SETTLE * 2);
+                match self.limit {
+                    // Still losing on a lower rate long after the switch (not the old
+                    // rate's queues and retransmissions draining): the path got worse.
+                    // The limit falls, by at most half at a time.
+                    Some((previous, retry_at)) if long_settled => {
+                        self.limit = Some((carried.clamp(previous / 2, previous), retry_at));
+                    }
+                    Some(_) => {}
+                    None => {
+                        // A failed trial of more backs off longer; a new bout starts over.
+                        let failed_trial = self.trial_since.take().is_some();
+                        self.backoff = if failed_trial { (self.backoff * 2).min(MAX_BACKOFF) } else { MIN_BACKOFF };
+                        self.limit = Some((carried, now + self.backoff));
+                    }
+                }
+                tracing::debug!(loss, forwarded_bps, limit = ?self.limit, backoff = ?self.backoff, "downlink congested");
+            } else if self.trial_since.is_some_and(|t| now.saturating_duration_since(t) >= SETTLE * 2) {
+                // The higher rate got through: the path is free again.
+                tracing::debug!(forwarded_bps, "downlink carries the wanted rate");
+                self.trial_since = None;
+                self.backoff = MIN_BACKOFF;
+            }
+        }
+        match self.limit {
+            Some((_, retry_at)) if now >= retry_at => {
+                self.limit = None;
+                self.trial_since = Some(now);
+                None
+            }
+            Some((limit, _)) => Some(limit),
+            None => None,
+        }
+    }
+
+    /// The forwarded rate is about to change (a layer switch, a new subscription); give
+    /// the path time to carry the new rate before its loss counts.
+    pub fn rate_changed(&mut self, now: Instant) {
         self.rate_raised_at = Some(now);
+        // Loss measured at the old rate says nothing about the new one.
+        self.loss = None;
     }
 }
 
@@ -77,33 +108,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_low_estimate_alone_is_not_congestion() {
+    fn small_loss_is_not_congestion() {
         let mut d = Downlink::default();
-        let now = Instant::now();
-        // Sending 200 kbps, estimate drifted to 450 kbps: ask for anything.
-        let a = d.assess(Some(450_000), 200_000, now);
-        assert_eq!(a, Allowance { budget_bps: None, upgrades: true });
+        let t0 = Instant::now();
+        d.reported_loss(0.05);
+        assert_eq!(d.budget(700_000, t0), None);
     }
 
     #[test]
-    fn congestion_limits_and_backs_off_longer_each_time() {
+    fn congestion_limits_the_path_then_tries_again_less_often() {
         let mut d = Downlink::default();
         let t0 = Instant::now();
-        d.raised(t0);
-        // Right after raising the rate the estimate is not trusted yet.
-        assert!(d.assess(Some(300_000), 700_000, t0 + Duration::from_secs(1)).upgrades);
+        d.rate_changed(t0);
+        d.reported_loss(0.5);
+        assert_eq!(d.budget(700_000, t0 + Duration::from_secs(1)), None, "not settled yet");
+        d.reported_loss(0.5);
         let t1 = t0 + SETTLE;
-        let a = d.assess(Some(300_000), 700_000, t1);
-        assert_eq!(a, Allowance { budget_bps: Some(300_000), upgrades: false });
-        // Recovered (forwarding 200k now) but still within the backoff: no upgrades yet.
-        let a = d.assess(Some(320_000), 200_000, t1 + Duration::from_secs(2));
-        assert_eq!(a, Allowance { budget_bps: Some(320_000), upgrades: false });
+        // Half of 700 kbit/s got through.
+        assert_eq!(d.budget(700_000, t1), Some(350_000));
+        assert_eq!(d.budget(200_000, t1 + Duration::from_secs(1)), Some(350_000), "held while backing off");
+        // Still losing on the lower layer: at first the old rate's queues draining,
+        // later a path that got worse. Then the limit falls, by half at most.
+        d.rate_changed(t1);
+        d.reported_loss(0.9);
+        assert_eq!(d.budget(200_000, t1 + SETTLE), Some(350_000));
+        d.reported_loss(0.9);
+        assert_eq!(d.budget(200_000, t1 + SETTLE * 2), Some(175_000));
+        d.reported_loss(0.1);
+        assert_eq!(d.budget(200_000, t1 + SETTLE * 2 + Duration::from_secs(1)), Some(175_000), "never rises by loss");
         let t2 = t1 + MIN_BACKOFF;
-        assert!(d.assess(Some(320_000), 200_000, t2).upgrades, "tries again after the backoff");
-        d.raised(t2);
+        assert_eq!(d.budget(200_000, t2), None, "then higher layers are tried");
+        d.rate_changed(t2);
+        d.reported_loss(0.5);
         let t3 = t2 + SETTLE;
-        assert!(!d.assess(Some(300_000), 700_000, t3).upgrades);
-        assert!(!d.assess(Some(320_000), 200_000, t3 + MIN_BACKOFF).upgrades, "the second backoff is longer");
-        assert!(d.assess(Some(320_000), 200_000, t3 + MIN_BACKOFF * 2).upgrades);
+        assert_eq!(d.budget(700_000, t3), Some(350_000), "congested again");
+        assert_eq!(d.budget(200_000, t3 + MIN_BACKOFF), Some(350_000), "and the backoff doubled");
+        assert_eq!(d.budget(200_000, t3 + MIN_BACKOFF * 2), None);
+        // This time the trial carries: free again, and the backoff starts over.
+        d.rate_changed(t3 + MIN_BACKOFF * 2);
+        assert_eq!(d.budget(700_000, t3 + MIN_BACKOFF * 2 + SETTLE * 2), None);
+        assert_eq!(d.backoff, MIN_BACKOFF);
     }
 }

@@ -127,17 +127,6 @@ impl OutTrack {
         }
     }
 
-    /// The bitrate of what this subscriber would receive with bandwidth to spare: the
-    /// best live layer at or below the requested quality (or the one stream there is).
-    pub fn preferred_bitrate(&self, layers: &[LayerMeter], now: Instant) -> u64 {
-        layers
-            .iter()
-            .filter(|l| l.live(now) && l.rid.as_ref().and_then(|r| Quality::from_rid(r)).is_none_or(|q| q <= self.wants.quality))
-            .map(|l| l.bitrate_bps)
-            .max()
-            .unwrap_or(0)
-    }
-
     /// The bitrate of the layer being forwarded now (0 before the first frame).
     pub fn current_bitrate(&self, layers: &[LayerMeter]) -> u64 {
         if self.needs_keyframe {
@@ -147,29 +136,19 @@ impl OutTrack {
     }
 
     /// Chooses the layer to receive from the live layers of a simulcast source: the
-    /// best one at or below the requested quality (and at or below the current one
-    /// unless `upgrades`) that fits `budget_bps`, else the lowest live one. With a
-    /// budget, a layer above the current one must fit with [`UPGRADE_HEADROOM`] to
-    /// spare, so that an estimate near a layer's rate does not flip between two.
-    /// Returns the layer if it differs from the current target (the caller then asks
-    /// the publisher for a keyframe of it).
-    pub fn choose_layer(
-        &mut self,
-        layers: &[LayerMeter],
-        budget_bps: Option<u64>,
-        upgrades: bool,
-        now: Instant,
-    ) -> Option<Rid> {
+    /// best one at or below the requested quality that fits `budget_bps`, else the
+    /// lowest live one. A layer above the current one must fit with
+    /// [`UPGRADE_HEADROOM`] to spare, so that an estimate near a layer's rate does not
+    /// flip between two. Returns the layer if it differs from the current target (the
+    /// caller then asks the publisher for a keyframe of it).
+    pub fn choose_layer(&mut self, layers: &[LayerMeter], budget_bps: Option<u64>, now: Instant) -> Option<Rid> {
         let mut live: Vec<&LayerMeter> = layers.iter().filter(|l| l.live(now) && l.rid.is_some()).collect();
         if live.is_empty() {
             return None;
         }
         live.sort_by_key(|l| std::cmp::Reverse(l.quality()));
         let current = self.current.as_ref().and_then(|r| Quality::from_rid(r));
-        let cap = match current {
-            Some(c) if !upgrades => self.wants.quality.min(c),
-            _ => self.wants.quality,
-        };
+        let cap = self.wants.quality;
         let fits = |l: &&LayerMeter| {
             let need = if current.is_some_and(|c| l.quality() > c) {
                 l.bitrate_bps * UPGRADE_HEADROOM / 100
@@ -178,7 +157,8 @@ impl OutTrack {
             };
             budget_bps.is_none_or(|b| need <= b)
         };
-        let choice = live.iter().find(|l| l.quality() <= cap && fits(l)).or_else(|| live.last()).map(|l| l.rid.clone())?;
+        let choice =
+            live.iter().find(|l| l.quality() <= cap && fits(l)).or_else(|| live.last()).map(|l| l.rid.clone())?;
         if choice != self.target {
             self.target = choice.clone();
             if self.current != self.target {
@@ -276,15 +256,15 @@ mod tests {
         let now = Instant::now();
         let layers = live_layers(now);
         let mut t = track(Quality::Low);
-        assert_eq!(t.choose_layer(&layers, None, true, now), Some("q".into()));
+        assert_eq!(t.choose_layer(&layers, None, now), Some("q".into()));
         t.wants.quality = Quality::High;
-        assert_eq!(t.choose_layer(&layers, None, true, now), Some("f".into()));
+        assert_eq!(t.choose_layer(&layers, None, now), Some("f".into()));
         // A cap below the full layer's rate selects the half layer.
-        assert_eq!(t.choose_layer(&layers, Some(800_000), true, now), Some("h".into()));
+        assert_eq!(t.choose_layer(&layers, Some(800_000), now), Some("h".into()));
         // Nothing fits: the lowest live layer.
-        assert_eq!(t.choose_layer(&layers, Some(10_000), true, now), Some("q".into()));
+        assert_eq!(t.choose_layer(&layers, Some(10_000), now), Some("q".into()));
         // Unchanged target: nothing to request.
-        assert_eq!(t.choose_layer(&layers, Some(10_000), true, now), None);
+        assert_eq!(t.choose_layer(&layers, Some(10_000), now), None);
     }
 
     #[test]
@@ -292,22 +272,14 @@ mod tests {
         let now = Instant::now();
         let layers = live_layers(now);
         let mut t = track(Quality::Medium);
-        t.choose_layer(&layers, None, true, now);
+        t.choose_layer(&layers, None, now);
         let h: Rid = "h".into();
         assert!(t.accept(Some(&h), true, MediaTime::new(0, str0m::media::Frequency::NINETY_KHZ), now).is_some());
         t.wants.quality = Quality::High;
         // 1.6 Mbps carries the full layer (1.5) but not with headroom: stay on h.
-        assert_eq!(t.choose_layer(&layers, Some(1_600_000), true, now), None);
+        assert_eq!(t.choose_layer(&layers, Some(1_600_000), now), None);
         assert_eq!(t.target, Some(h));
-        assert_eq!(t.choose_layer(&layers, Some(2_000_000), true, now), Some("f".into()));
-        assert_eq!(t.preferred_bitrate(&layers, now), 1_500_000);
-        // Upgrades barred (after congestion): nothing above h, whatever the budget.
-        let mut t = track(Quality::Medium);
-        t.choose_layer(&layers, None, true, now);
-        assert!(t.accept(Some(&"h".into()), true, MediaTime::new(0, str0m::media::Frequency::NINETY_KHZ), now).is_some());
-        t.wants.quality = Quality::High;
-        assert_eq!(t.choose_layer(&layers, None, false, now), None);
-        assert_eq!(t.choose_layer(&layers, Some(100_000), false, now), Some("q".into()), "down is always allowed");
+        assert_eq!(t.choose_layer(&layers, Some(2_000_000), now), Some("f".into()));
     }
 
     #[test]
@@ -315,7 +287,7 @@ mod tests {
         let now = Instant::now();
         let freq = Frequency::NINETY_KHZ;
         let mut t = track(Quality::Low);
-        t.choose_layer(&live_layers(now), None, true, now);
+        t.choose_layer(&live_layers(now), None, now);
         let q: Rid = "q".into();
         let f: Rid = "f".into();
         // Delta frames before the first keyframe are held back.
@@ -324,7 +296,7 @@ mod tests {
         assert_eq!(first.numer(), 3000);
         assert!(t.accept(Some(&f), true, MediaTime::new(777_000, freq), now).is_none(), "not the target");
         t.wants.quality = Quality::High;
-        t.choose_layer(&live_layers(now), None, true, now);
+        t.choose_layer(&live_layers(now), None, now);
         // Until f's keyframe, q still flows; f's delta frames do not.
         assert!(t.accept(Some(&q), false, MediaTime::new(6000, freq), now).is_some());
         assert!(t.accept(Some(&f), false, MediaTime::new(780_000, freq), now).is_none());

@@ -30,6 +30,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// ICE-lite rule) before it is given up. A client that comes back within it, by an ICE
 /// restart or by nominating its path again, keeps its streams and subscriptions.
 pub const DISCONNECTED_GRACE: Duration = Duration::from_secs(5);
+/// How long an ICE restart (or a path being checked again) may take to succeed.
+pub const RECHECK_GRACE: Duration = Duration::from_secs(15);
 
 /// The label of the data channel that every subscriber connection carries from its
 /// first offer. It keeps an application section in the bundle, so that stopping every
@@ -52,19 +54,18 @@ pub struct Peer {
     pub outputs: Vec<OutTrack>,
     /// Subscriber: the offer awaiting the client's answer.
     pub pending: Option<SdpPendingOffer>,
-    /// Subscriber: the latest TWCC bandwidth estimate, bits per second.
-    pub estimate_bps: Option<u64>,
+    /// Subscriber: what its downlink is limited to after congestion, bits per second.
+    pub downlink_limit: Option<u64>,
     pub stats: Option<str0m::stats::PeerStats>,
-    /// Since when ICE has been disconnected.
-    pub disconnected_since: Option<Instant>,
+    /// Once connected: since when ICE has been neither connected nor completed, and
+    /// whether it is disconnected (rather than checking a path again).
+    pub unhealthy_since: Option<(Instant, bool)>,
     /// Open data channels by label.
     pub channels: HashMap<String, ChannelId>,
     /// Subscriber: an ICE restart to include in the next offer.
     pub restart_ice: bool,
     /// Subscriber: the control channel is in an offer already.
     pub has_control_channel: bool,
-    /// Subscriber: the (minimum, desired) rates last given to the bandwidth estimator.
-    pub bwe_targets: (u64, u64),
     /// Subscriber: congestion and backoff of its path.
     pub downlink: Downlink,
 }
@@ -82,13 +83,12 @@ impl Peer {
             inputs: Vec::new(),
             outputs: Vec::new(),
             pending: None,
-            estimate_bps: None,
+            downlink_limit: None,
             stats: None,
-            disconnected_since: None,
+            unhealthy_since: None,
             channels: HashMap::new(),
             restart_ice: false,
             has_control_channel: false,
-            bwe_targets: (0, 0),
             downlink: Downlink::default(),
         }
     }
@@ -96,6 +96,14 @@ impl Peer {
     /// The media track received on the media section `mid`.
     pub fn input_mut(&mut self, mid: Mid) -> Option<&mut InTrack> {
         self.inputs.iter_mut().find(|t| t.mid == mid && t.kind != TrackKind::Data)
+    }
+
+    /// Whether a connection that was up has been down too long to wait for.
+    pub fn gave_out(&self, now: Instant) -> bool {
+        self.unhealthy_since.is_some_and(|(since, disconnected)| {
+            let grace = if disconnected { DISCONNECTED_GRACE } else { RECHECK_GRACE };
+            now.saturating_duration_since(since) > grace
+        })
     }
 
     pub fn label(&self) -> &'static str {

@@ -11,9 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use confer_proto::track::{Quality, TrackId, TrackKind};
+use confer_proto::track::{TrackId, TrackKind};
 use confer_proto::{ParticipantId, RoomId};
-use str0m::bwe::{Bitrate, BweKind};
 use str0m::channel::ChannelData;
 use str0m::format::CodecExtra;
 use str0m::media::{KeyframeRequestKind, MediaData, Rid};
@@ -24,19 +23,17 @@ use tokio::sync::mpsc;
 
 use super::audio_level::{self, Speakers};
 use super::forward::{LayerMeter, OutState};
-use super::peer::{wanted, Peer, Role, CONNECT_TIMEOUT, DISCONNECTED_GRACE};
+use super::peer::{wanted, Peer, Role, CONNECT_TIMEOUT};
 use super::{Command, SfuEvent};
 
 /// How often simulcast layers are re-chosen and pending keyframes re-requested.
 const LAYER_INTERVAL: Duration = Duration::from_millis(250);
 /// How often network metrics go out to those who asked.
 const METRICS_INTERVAL: Duration = Duration::from_secs(2);
-/// The starting downlink estimate. Enough for a few medium layers; probing toward what
-/// the subscriptions want (see [`Router::choose_layers`]) raises it, TWCC feedback of
-/// an overused path lowers it.
-const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(2_500);
-/// What one audio track is assumed to need when asking the estimator to probe.
+/// What one audio track is assumed to take of a subscriber's downlink.
 const AUDIO_BPS: u64 = 48_000;
+/// How often str0m reports statistics (receiver-reported loss feeds layer choice).
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Work found while polling, done once the connections are polled.
 enum Work {
@@ -246,11 +243,10 @@ impl Router {
     }
 
     pub(super) fn new_rtc(&self, role: Role, now: Instant) -> Rtc {
-        let mut builder = Rtc::builder().set_ice_lite(true).set_stats_interval(Some(METRICS_INTERVAL));
-        if role == Role::Subscriber {
-            builder = builder.enable_bwe(Some(INITIAL_ESTIMATE));
-        }
-        let mut rtc = builder.build(now);
+        // No bandwidth estimator on either role: it would pace subscriber connections
+        // at its estimate (see `downlink`).
+        let _ = role;
+        let mut rtc = Rtc::builder().set_ice_lite(true).set_stats_interval(Some(STATS_INTERVAL)).build(now);
         match Candidate::host(self.advertise, "udp") {
             Ok(c) => {
                 rtc.add_local_candidate(c);
@@ -287,7 +283,7 @@ impl Router {
             .filter(|(_, p)| {
                 !p.rtc.is_alive()
                     || (!p.connected && now.saturating_duration_since(p.created) > CONNECT_TIMEOUT)
-                    || p.disconnected_since.is_some_and(|t| now.saturating_duration_since(t) > DISCONNECTED_GRACE)
+                    || p.gave_out(now)
             })
             .map(|(i, _)| i)
             .collect();
@@ -384,9 +380,9 @@ impl Router {
         }
     }
 
-    /// Re-chooses every subscriber's simulcast layers, asks publishers for the keyframes
-    /// that waiting subscribers need, and tells each subscriber connection's bandwidth
-    /// estimator how much its subscriptions would like, so that it probes for that.
+    /// Re-chooses every subscriber's simulcast layers (within what its downlink has
+    /// shown it carries), and asks publishers for the keyframes that waiting subscribers
+    /// need.
     fn choose_layers(&mut self, now: Instant) {
         let mut sources: HashMap<TrackId, (ParticipantId, bool, Vec<LayerMeter>)> = HashMap::new();
         for peer in self.peers.iter().filter(|p| p.role == Role::Publisher) {
@@ -403,18 +399,21 @@ impl Router {
                 o.is_video() && o.open_mid().is_some() && wanted(&o.wants, o.kind) && sources.contains_key(&o.track_id)
             };
             let forwarded: u64 = audio_bps
-                + peer.outputs.iter_mut().filter(flowing).map(|o| o.current_bitrate(&sources[&o.track_id].2)).sum::<u64>();
-            let allowance = peer.downlink.assess(peer.estimate_bps, forwarded, now);
-            let budget = allowance.budget_bps.map(|e| e.saturating_sub(audio_bps) / videos.max(1) as u64);
-            let mut desired = audio_bps;
-            let mut raised = false;
+                + peer
+                    .outputs
+                    .iter_mut()
+                    .filter(flowing)
+                    .map(|o| o.current_bitrate(&sources[&o.track_id].2))
+                    .sum::<u64>();
+            let limit = peer.downlink.budget(forwarded, now);
+            peer.downlink_limit = limit;
+            let budget = limit.map(|e| e.saturating_sub(audio_bps) / videos.max(1) as u64);
+            let mut changed = false;
             for out in peer.outputs.iter_mut().filter(flowing) {
                 let (publisher, simulcast, layers) = &sources[&out.track_id];
-                desired += out.preferred_bitrate(layers, now);
                 if *simulcast {
-                    let before = out.current.as_ref().and_then(|r| Quality::from_rid(r));
-                    if let Some(rid) = out.choose_layer(layers, budget, allowance.upgrades, now) {
-                        raised |= before.is_none_or(|b| Quality::from_rid(&rid).is_some_and(|q| q > b));
+                    if let Some(rid) = out.choose_layer(layers, budget, now) {
+                        changed = true;
                         tracing::debug!(
                             participant = %peer.participant, track = %out.track_id, %rid, ?budget,
                             layers = ?layers.iter().map(|l| (l.rid.clone(), l.bitrate_bps)).collect::<Vec<_>>(),
@@ -429,13 +428,8 @@ impl Router {
                     requests.push((publisher.clone(), out.track_id.clone(), out.target.clone()));
                 }
             }
-            if raised {
-                peer.downlink.raised(now);
-            }
-            let (_, last) = peer.bwe_targets;
-            if desired > 0 && desired.abs_diff(last) * 10 > last {
-                peer.bwe_targets = (0, desired);
-                peer.rtc.bwe().set_bitrate(Bitrate::bps(0), Bitrate::bps(desired));
+            if changed {
+                peer.downlink.rate_changed(now);
             }
         }
         for (publisher, track_id, rid) in requests {
@@ -509,18 +503,24 @@ fn poll(idx: usize, peer: &mut Peer, socket: &UdpSocket, work: &mut Vec<Work>) {
                     tracing::info!(participant = %peer.participant, role = peer.label(), "media connected");
                 }
                 Event::IceConnectionStateChange(state) => match state {
-                    IceConnectionState::Disconnected => {
-                        // No consent checks for a while: gone, unless it comes back (see
-                        // `DISCONNECTED_GRACE`).
-                        tracing::info!(participant = %peer.participant, role = peer.label(), "media disconnected");
-                        peer.disconnected_since.get_or_insert(Instant::now());
-                    }
                     IceConnectionState::Connected | IceConnectionState::Completed => {
-                        if peer.disconnected_since.take().is_some() {
+                        if peer.unhealthy_since.take().is_some() {
                             tracing::info!(participant = %peer.participant, role = peer.label(), "media reconnected");
                         }
                     }
-                    _ => {}
+                    // Before the first connection, `CONNECT_TIMEOUT` applies.
+                    _ if !peer.connected => {}
+                    IceConnectionState::Disconnected => {
+                        // No consent checks for a while: gone, unless it comes back.
+                        tracing::info!(participant = %peer.participant, role = peer.label(), "media disconnected");
+                        peer.unhealthy_since = Some((Instant::now(), true));
+                    }
+                    _ => {
+                        // Checking a path again (an ICE restart): the clock keeps running
+                        // from a disconnection, else starts now.
+                        let since = peer.unhealthy_since.map_or(Instant::now(), |(t, _)| t);
+                        peer.unhealthy_since = Some((since, false));
+                    }
                 },
                 Event::ChannelOpen(id, label) => {
                     if peer.role == Role::Publisher {
@@ -542,9 +542,10 @@ fn poll(idx: usize, peer: &mut Peer, socket: &UdpSocket, work: &mut Vec<Work>) {
                         });
                     }
                 }
-                Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
-                    tracing::trace!(participant = %peer.participant, %estimate, "bandwidth estimate");
-                    peer.estimate_bps = Some(estimate.as_u64());
+                Event::MediaEgressStats(stats) => {
+                    if let Some(loss) = stats.loss {
+                        peer.downlink.reported_loss(loss);
+                    }
                 }
                 Event::PeerStats(stats) => peer.stats = Some(stats),
                 _ => {}
@@ -563,4 +564,3 @@ fn is_keyframe(extra: &CodecExtra) -> bool {
         _ => false,
     }
 }
-
