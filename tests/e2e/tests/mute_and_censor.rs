@@ -58,8 +58,12 @@ fn mute_and_censor_stop_and_resume_tracks() {
     let enabled = event_at(&bob, "track_enabled", |l| l["kind"] == "audio");
     assert!(disabled >= muted.saturating_sub(50) && disabled < unmuted, "track_disabled at {disabled}");
     assert!(enabled >= unmuted.saturating_sub(50), "track_enabled at {enabled}");
-    let (from, to) = stall_covering(audio, muted + 500).unwrap_or_else(|| panic!("audio went on while muted: {audio:#}"));
-    assert!(from + STOP_WITHIN_MS >= muted && from <= muted + STOP_WITHIN_MS, "audio stopped at {from}, muted at {muted}");
+    let (from, to) =
+        stall_covering(audio, muted + 500).unwrap_or_else(|| panic!("audio went on while muted: {audio:#}"));
+    assert!(
+        from + STOP_WITHIN_MS >= muted && from <= muted + STOP_WITHIN_MS,
+        "audio stopped at {from}, muted at {muted}"
+    );
     let to = to.expect("audio came back");
     assert!(to >= unmuted && to <= unmuted + RESUME_WITHIN_MS, "audio resumed at {to}, unmuted at {unmuted}");
     // The video went on meanwhile.
@@ -76,9 +80,16 @@ fn mute_and_censor_stop_and_resume_tracks() {
     for (kind, stream) in [("video", video), ("audio", audio)] {
         let (from, to) = stall_covering(stream, censored + STOP_WITHIN_MS)
             .unwrap_or_else(|| panic!("{kind} went on while censored: {stream:#}"));
-        assert!(from <= censored + STOP_WITHIN_MS, "{kind} stopped {} ms after the censor", from.saturating_sub(censored));
+        assert!(
+            from <= censored + STOP_WITHIN_MS,
+            "{kind} stopped {} ms after the censor",
+            from.saturating_sub(censored)
+        );
         let to = to.unwrap_or_else(|| panic!("{kind} never came back: {stream:#}"));
-        assert!(to >= uncensored && to <= uncensored + RESUME_WITHIN_MS, "{kind} resumed at {to}, uncensored at {uncensored}");
+        assert!(
+            to >= uncensored && to <= uncensored + RESUME_WITHIN_MS,
+            "{kind} resumed at {to}, uncensored at {uncensored}"
+        );
     }
     assert_eq!(video["decode_errors"], 0, "{video:#}");
     server.stop();

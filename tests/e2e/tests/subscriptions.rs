@@ -69,7 +69,8 @@ fn a_subscriber_receives_only_whom_it_chose() {
     let mut publishers = Vec::new();
     for (who, hz) in [("alice", "440"), ("carol", "660")] {
         let t = token(&server, &room, who, &[]);
-        let mut bot = Bot::spawn(who, &server, &t, &["--publish", "--tone", hz, "--subscribe", "none", "--duration", "12"]);
+        let mut bot =
+            Bot::spawn(who, &server, &t, &["--publish", "--tone", hz, "--subscribe", "none", "--duration", "12"]);
         bot.expect_event("published", Duration::from_secs(10), |_| true);
         publishers.push(bot);
     }

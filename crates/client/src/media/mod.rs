@@ -21,8 +21,11 @@ use std::time::Duration;
 
 use confer_proto::track::{Quality, TrackId, TrackKind, TrackSource};
 use confer_proto::ParticipantId;
+use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder};
 use rtc::interceptor::{Registry, Slot};
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+};
 use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -202,6 +205,27 @@ pub(crate) struct Pc {
     pub state: watch::Receiver<RTCPeerConnectionState>,
 }
 
+/// webrtc-rs's default interceptors (NACK both ways, RTCP reports, TWCC feedback,
+/// simulcast header extensions), except that a missing packet is asked for at most
+/// [`NACKS_PER_PACKET`] times. By default it is asked for every 100 ms until it leaves
+/// the window, and packets repaired by RTX never count as received (the generator
+/// sees them before they are unwrapped), so the requests never stop; the SFU then
+/// sees more retransmission than media and stops retransmitting altogether.
+fn interceptors(media: &mut MediaEngine) -> Result<Registry> {
+    for parameter in ["", "pli"] {
+        media.register_feedback(RTCPFeedback { typ: "nack".into(), parameter: parameter.into() }, RtpCodecKind::Video);
+    }
+    let registry = Registry::new()
+        .with(Slot::NackResponder, NackResponderBuilder::new().build())
+        .with(Slot::NackGenerator, NackGeneratorBuilder::new().with_max_nacks_per_packet(NACKS_PER_PACKET).build());
+    configure_simulcast_extension_headers(media).map_err(media_error)?;
+    let registry = configure_twcc_receiver_only(registry, media).map_err(media_error)?;
+    Ok(configure_rtcp_reports(registry))
+}
+
+/// How often one missing packet is asked for again.
+const NACKS_PER_PACKET: u16 = 2;
+
 /// RTX payload types, paired with the codec they repair.
 const RTX: [(u8, Codec); 2] = [(97, Codec::Vp8), (103, Codec::H264)];
 
@@ -238,7 +262,7 @@ impl Pc {
                 None,
             )
             .map_err(media_error)?;
-        let mut registry = register_default_interceptors(Registry::new(), &mut media).map_err(media_error)?;
+        let mut registry = interceptors(&mut media)?;
         if let Some(keyframes) = taps.keyframes {
             registry = registry.with(Slot::from(feedback::SLOT), feedback::KeyframeTap::new(keyframes));
         }

@@ -18,7 +18,6 @@ use rtc::media::io::sample_builder::SampleBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::codec::h264::H264Packet;
-use rtc::rtp::codec::opus::OpusPacket;
 use rtc::rtp::codec::vp8::Vp8Packet;
 use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use rtc::rtp::packetizer::Depacketizer;
@@ -261,7 +260,6 @@ impl Reader {
         // up (the decoder conceals, or asks for a keyframe), so one loss never stalls
         // the frames behind it for long.
         let video_wait = Duration::from_millis(500);
-        let audio_wait = Duration::from_millis(200);
         match codec.to_ascii_lowercase().as_str() {
             "video/vp8" => {
                 self.pump(track, SampleBuilder::new(512, Vp8Packet::default(), 90_000).with_max_time_delay(video_wait))
@@ -271,9 +269,7 @@ impl Reader {
                 self.pump(track, SampleBuilder::new(512, H264Packet::default(), 90_000).with_max_time_delay(video_wait))
                     .await
             }
-            "audio/opus" => {
-                self.pump(track, SampleBuilder::new(64, OpusPacket, 48_000).with_max_time_delay(audio_wait)).await
-            }
+            "audio/opus" => self.pump_audio(track).await,
             _ => tracing::warn!(%codec, "cannot depacketize this codec"),
         }
     }
@@ -333,6 +329,41 @@ impl Reader {
                 if self.tx.try_send(frame).is_err() && self.tx.is_closed() {
                     return;
                 }
+            }
+        }
+    }
+
+    /// Passes Opus packets on as they come: each is a whole frame, and the decoder
+    /// conceals a lost one better than waiting for it would (a late packet is dropped).
+    async fn pump_audio(self, track: Arc<dyn TrackRemote>) {
+        let mut last_seq: Option<u16> = None;
+        while let Some(event) = track.poll().await {
+            let TrackRemoteEvent::OnRtpPacket(packet) = event else { continue };
+            let seq = packet.header.sequence_number;
+            let gap = last_seq.map_or(0, |last| seq.wrapping_sub(last).wrapping_sub(1));
+            if gap >= 0x8000 {
+                continue; // older than what was passed on already
+            }
+            last_seq = Some(seq);
+            let mut level = None;
+            if let Some(ext) = self.level_ext.and_then(|id| packet.header.get_extension(id)) {
+                if let Ok(l) = AudioLevelExtension::unmarshal(&mut ext.clone()) {
+                    level = Some(l.level);
+                    self.levels.remote(&self.info, l.level);
+                }
+            }
+            if packet.payload.is_empty() {
+                continue;
+            }
+            let frame = EncodedFrame {
+                data: packet.payload.to_vec(),
+                rtp_timestamp: packet.header.timestamp,
+                received_at: Instant::now(),
+                lost_before: gap,
+                audio_level: level,
+            };
+            if self.tx.try_send(frame).is_err() && self.tx.is_closed() {
+                return;
             }
         }
     }

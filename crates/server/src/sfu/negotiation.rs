@@ -18,6 +18,12 @@ use super::router::Router;
 use super::{IncomingTrack, OutgoingTrack, PublishAnswer, SfuEvent, Wants};
 use crate::error::ApiError;
 
+/// Packets (and their age) kept per outgoing video stream for retransmission.
+const RTX_CACHE_PACKETS: usize = 1024;
+const RTX_CACHE_AGE: std::time::Duration = std::time::Duration::from_secs(3);
+/// The share of a stream that retransmissions may take.
+const RTX_RATIO_CAP: f32 = 0.3;
+
 impl Router {
     pub(super) fn publish(
         &mut self,
@@ -27,6 +33,7 @@ impl Router {
         offer: &str,
         now: Instant,
     ) -> Result<PublishAnswer, ApiError> {
+        tracing::trace!(%participant, sdp = %offer, "publisher offer");
         let offer = parse_offer(offer)?;
         let created = self.peer_mut(&participant, Role::Publisher).is_none();
         if created {
@@ -184,7 +191,9 @@ impl Router {
         let sdp = match change.apply() {
             Some((offer, pending)) => {
                 peer.pending = Some(pending);
-                Some(offer.to_sdp_string())
+                let sdp = offer.to_sdp_string();
+                tracing::trace!(participant = %peer.participant, %sdp, "subscriber offer");
+                Some(sdp)
             }
             // Only data channels on an existing application section: no offer needed.
             None => None,
@@ -209,6 +218,7 @@ impl Router {
             .pending
             .take()
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidSdp, "no subscriber offer is pending"))?;
+        tracing::trace!(%participant, %sdp, "subscriber answer");
         let answer = SdpAnswer::from_sdp_string(sdp)
             .map_err(|e| ApiError::new(ErrorCode::InvalidSdp, format!("cannot parse the answer: {e}")))?;
         let accepted = peer.rtc.sdp_api().accept_answer(pending, answer);
@@ -218,6 +228,14 @@ impl Router {
         for out in &mut peer.outputs {
             if let OutState::Negotiating(m) = out.state {
                 out.state = if ok { OutState::Open(m) } else { OutState::ToOpen };
+                if ok && out.is_video() {
+                    // Retransmissions may take up to this share of a stream before
+                    // str0m drops them; its default (15 %) gives up on a path with a
+                    // few percent of loss when a lost retransmission is asked again.
+                    if let Some(stream) = peer.rtc.direct_api().stream_tx_by_mid(m, None) {
+                        stream.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(RTX_RATIO_CAP));
+                    }
+                }
             }
         }
         peer.outputs.retain(|o| !matches!(o.state, OutState::NegotiatingStop(_)));

@@ -32,6 +32,8 @@ const LAYER_INTERVAL: Duration = Duration::from_millis(250);
 const METRICS_INTERVAL: Duration = Duration::from_secs(2);
 /// What one audio track is assumed to take of a subscriber's downlink.
 const AUDIO_BPS: u64 = 48_000;
+/// Audio packets held back to put late ones in order (20 ms each).
+const AUDIO_REORDERING: usize = 2;
 /// How often str0m reports statistics (receiver-reported loss feeds layer choice).
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -246,7 +248,13 @@ impl Router {
         // No bandwidth estimator on either role: it would pace subscriber connections
         // at its estimate (see `downlink`).
         let _ = role;
-        let mut rtc = Rtc::builder().set_ice_lite(true).set_stats_interval(Some(STATS_INTERVAL)).build(now);
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .set_stats_interval(Some(STATS_INTERVAL))
+            // Audio is forwarded as it comes: a lost packet is not waited for (the
+            // receiver's decoder conceals it), so the packets behind it are not held.
+            .set_reordering_size_audio(AUDIO_REORDERING)
+            .build(now);
         match Candidate::host(self.advertise, "udp") {
             Ok(c) => {
                 rtc.add_local_candidate(c);
