@@ -77,12 +77,13 @@ pub async fn run(url: &str, args: BotArgs, out: &mut JsonLines<impl Write>) -> R
     let stop = stop_requested();
     tokio::pin!(stop);
     let mut media_tick = tokio::time::interval(Duration::from_millis(100));
+    let mut names = Names::default();
 
     let ended = loop {
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break None };
-                out.emit_event(with_identity(describe(&event), &room.state()))?;
+                out.emit_event(names.with_identity(describe(&event), &room.state()))?;
                 if event.is_final() {
                     break Some(event);
                 }
@@ -261,18 +262,27 @@ pub fn describe(event: &RoomEvent) -> Value {
     }
 }
 
-/// Adds `identity` next to a `participant_id` the line names (media events name people
-/// by id on the wire).
-fn with_identity(mut line: Value, state: &RoomSnapshot) -> Value {
-    let id = line.get("participant_id").and_then(Value::as_str).map(|s| ParticipantId(s.to_owned()));
-    if let (Some(id), Some(map)) = (id, line.as_object_mut()) {
-        if !map.contains_key("identity") {
-            if let Some(p) = state.participant(&id) {
-                map.insert("identity".into(), json!(p.identity));
+/// Who is (or was) who: media events name people by id on the wire, and the lines of
+/// the events that come with a departure are printed after it left the state.
+#[derive(Default)]
+struct Names(std::collections::HashMap<ParticipantId, Identity>);
+
+impl Names {
+    /// Adds `identity` next to a `participant_id` the line names.
+    fn with_identity(&mut self, mut line: Value, state: &RoomSnapshot) -> Value {
+        for p in std::iter::once(&state.local).chain(&state.remote) {
+            self.0.entry(p.id.clone()).or_insert_with(|| p.identity.clone());
+        }
+        let id = line.get("participant_id").and_then(Value::as_str).map(|s| ParticipantId(s.to_owned()));
+        if let (Some(id), Some(map)) = (id, line.as_object_mut()) {
+            if !map.contains_key("identity") {
+                if let Some(identity) = self.0.get(&id) {
+                    map.insert("identity".into(), json!(identity));
+                }
             }
         }
+        line
     }
-    line
 }
 
 /// `{"event":"error","request":...,"code":...,"name":...,"message":...}`; `code` is

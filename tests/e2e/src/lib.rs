@@ -193,9 +193,15 @@ pub struct Bot {
 
 impl Bot {
     pub fn spawn(name: &str, server: &ServerProcess, token: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["bot", "--url", &server.url, "--token", token];
+        args.extend_from_slice(extra);
+        Self::spawn_args(name, &args)
+    }
+
+    /// Runs `confer-cli` with exactly these arguments (`bot --url ... --token ...`).
+    pub fn spawn_args(name: &str, args: &[&str]) -> Self {
         let mut child = Command::new(bin("confer-cli"))
-            .args(["bot", "--url", &server.url, "--token", token])
-            .args(extra)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -262,6 +268,13 @@ impl Bot {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Kills the bot without letting it say goodbye (SIGKILL), as a crash or a power cut
+    /// would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Every line seen so far, after draining what is ready.
