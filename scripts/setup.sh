@@ -14,6 +14,8 @@ packages=(
   libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev
   # Running the app headless in tests: X server, session bus, window tools, screenshots
   xvfb xauth dbus dbus-x11 xdotool x11-utils imagemagick
+  # Browser interop test: a real Chromium driven by playwright-core
+  chromium
 )
 
 missing=()
@@ -45,4 +47,11 @@ if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.packa
     npm --prefix ui install --no-audit --no-fund --loglevel=error
 fi
 npm --prefix ui run build --silent >/dev/null
+
+# The browser interop test's driver (playwright-core, no browser download: it drives
+# the system Chromium).
+if [ ! -d tests/browser/node_modules ] || [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then
+  npm --prefix tests/browser ci --no-audit --no-fund --loglevel=error 2>/dev/null ||
+    npm --prefix tests/browser install --no-audit --no-fund --loglevel=error
+fi
 echo "setup: ready"

@@ -39,6 +39,16 @@ pub fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Where tests leave files for people to look at (screenshots): `ARTIFACTS_DIR`, else
+/// `test-artifacts/` at the repository root.
+pub fn artifacts_dir() -> PathBuf {
+    let dir = std::env::var_os("ARTIFACTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../test-artifacts"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A fresh directory for one test's files.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("confer-e2e-{}-{name}", std::process::id()));

@@ -249,6 +249,12 @@ impl Router {
         // at its estimate (see `downlink`).
         let _ = role;
         let mut rtc = Rtc::builder()
+            // The codecs Confer carries; a browser's offer of others (VP9, AV1, H.265)
+            // is answered without them.
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_h264(true)
             .set_ice_lite(true)
             .set_stats_interval(Some(STATS_INTERVAL))
             // Audio is forwarded as it comes: a lost packet is not waited for (the

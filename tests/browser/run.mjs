@@ -1,0 +1,102 @@
+// Runs the browser client (index.html + client.js) in headless Chromium with its fake
+// camera and a microphone that plays a tone, joins a Confer room, stays for a while,
+// and writes what the page received and sent (getStats, media elements) as JSON.
+//
+//   node run.mjs --url http://127.0.0.1:7880 --token TOKEN --seconds 15 --out result.json
+//                [--tone 660] [--chromium /usr/bin/chromium] [--screenshot shot.png]
+
+import { createServer } from "node:http";
+import { readFile, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { tmpdir } from "node:os";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith("--") ? [...pairs, [a.slice(2), all[i + 1]]] : pairs), []),
+);
+for (const required of ["url", "token", "out"]) {
+  if (!args[required]) {
+    console.error(`missing --${required}`);
+    process.exit(2);
+  }
+}
+const seconds = Number(args.seconds || 15);
+
+/** A mono 16-bit WAV of a sine tone, for Chromium's fake microphone. */
+function toneWav(hz, seconds, rate = 48000) {
+  const samples = rate * seconds;
+  const buf = Buffer.alloc(44 + samples * 2);
+  buf.write("RIFF", 0);
+  buf.writeUInt32LE(36 + samples * 2, 4);
+  buf.write("WAVEfmt ", 8);
+  buf.writeUInt32LE(16, 16);
+  buf.writeUInt16LE(1, 20);
+  buf.writeUInt16LE(1, 22);
+  buf.writeUInt32LE(rate, 24);
+  buf.writeUInt32LE(rate * 2, 28);
+  buf.writeUInt16LE(2, 32);
+  buf.writeUInt16LE(16, 34);
+  buf.write("data", 36);
+  buf.writeUInt32LE(samples * 2, 40);
+  for (let i = 0; i < samples; i++) buf.writeInt16LE(Math.round(12000 * Math.sin((2 * Math.PI * hz * i) / rate)), 44 + i * 2);
+  return buf;
+}
+
+// The page is served from localhost, a secure context, so getUserMedia works.
+const files = { "/index.html": "text/html", "/client.js": "text/javascript" };
+const server = createServer(async (req, res) => {
+  const path = new URL(req.url, "http://x").pathname;
+  if (!files[path]) {
+    res.writeHead(404).end();
+    return;
+  }
+  res.writeHead(200, { "content-type": files[path] }).end(await readFile(join(here, path)));
+});
+await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+const pagePort = server.address().port;
+
+const wav = join(tmpdir(), `confer-tone-${process.pid}.wav`);
+await writeFile(wav, toneWav(Number(args.tone || 660), 60));
+const browser = await chromium.launch({
+  executablePath: args.chromium || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    `--use-file-for-fake-audio-capture=${wav}`,
+    "--autoplay-policy=no-user-gesture-required",
+    // The server is on loopback, and real addresses (not mDNS names) go in candidates.
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+  ],
+});
+let exitCode = 0;
+try {
+  const page = await browser.newPage();
+  page.on("console", (m) => console.log(`[page] ${m.text()}`));
+  page.on("pageerror", (e) => console.log(`[page error] ${e.message}`));
+  const query = new URLSearchParams({ url: args.url, token: args.token, publish: args.publish ?? "1" });
+  await page.goto(`http://127.0.0.1:${pagePort}/index.html?${query}`);
+  await page.evaluate(() => window.conferReady);
+  await page.waitForTimeout(seconds * 1000);
+  const report = await page.evaluate(() => window.confer.report());
+  if (args.screenshot) await page.screenshot({ path: args.screenshot });
+  await writeFile(args.out, JSON.stringify(report, null, 2));
+  console.log(JSON.stringify({ inbound: report.inbound, elements: report.elements }));
+} catch (e) {
+  console.error(`browser client failed: ${e.stack || e}`);
+  exitCode = 1;
+} finally {
+  await browser.close();
+  server.close();
+}
+process.exit(exitCode);
