@@ -1,3 +1,5 @@
+use std::io::Write;
+
 use clap::Parser;
 use confer_server::{Args, Server};
 use tracing_subscriber::EnvFilter;
@@ -25,16 +27,24 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    println!("confer-server listening on {}", server.url());
-    println!("  signaling:  ws://{}/v1/signal", server.http_addr());
-    println!("  database:   {db}");
-    println!("  API key:    {}", server.api_key());
     // A configured secret stays out of the output (and so out of logs); a generated
     // development one is shown, since there is no other way to learn it.
-    if generated_credentials {
-        println!("  API secret: {}   (development credentials, kept in the database)", server.api_secret());
+    let secret = if generated_credentials {
+        format!("{}   (development credentials, kept in the database)", server.api_secret())
     } else {
-        println!("  API secret: (as configured)");
+        "(as configured)".to_owned()
+    };
+    let banner = format!(
+        "confer-server listening on {}\n  signaling:  ws://{}/v1/signal\n  database:   {db}\n  API key:    {}\n  API secret: {secret}\n",
+        server.url(),
+        server.http_addr(),
+        server.api_key(),
+    );
+    // Whoever started the server may not read its output (or may have closed it): the
+    // server runs on regardless.
+    let mut stdout = std::io::stdout();
+    if let Err(e) = stdout.write_all(banner.as_bytes()).and_then(|()| stdout.flush()) {
+        tracing::warn!(error = %e, "cannot print the banner");
     }
     wait_for_stop().await;
     tracing::info!("shutting down");

@@ -1,39 +1,51 @@
-//! How much a subscriber connection may carry, judged from what its receiver reports.
+//! How much a subscriber connection may carry: congestion from the TWCC bandwidth
+//! estimate and from receiver-reported loss.
 //!
-//! The SFU does not pace its output. (str0m's bandwidth estimator comes with a pacer
-//! that sends at 1.1 times the estimate; when the estimate collapses under congestion,
-//! frames already accepted wait in that pacer for seconds, which is worse for a call than
-//! the loss it avoids.) Instead each subscriber connection's path is judged by the loss
-//! its receiver reports in RTCP receiver reports:
+//! Every subscriber connection runs str0m's TWCC bandwidth estimator, probing toward
+//! what its subscriptions want, but its media is not paced: str0m's pacer sends at 1.1
+//! times the estimate, and when the estimate collapses under congestion, frames already
+//! accepted would wait in it for seconds. The estimate instead decides which layers are
+//! sent, which is how an SFU should shed load.
 //!
-//! - a path that has shown no lasting loss gets the layers its subscriber asks for;
-//! - loss of [`CONGESTED_LOSS`] or more, once the path has had [`SETTLE`] to carry a new
-//!   rate, is congestion: the path becomes *limited* to what got through (the rate that
-//!   was forwarded, less the loss, with a margin), and layers must fit that;
-//! - after a backoff (doubling while congestion recurs) the limit is lifted to try the
-//!   wanted layers again; if that brings no congestion within [`SETTLE`], the path is
-//!   free again.
+//! The estimate says what the path carried, not what it could carry: while a subscriber
+//! receives little it drifts toward a small multiple of what is sent, and right after a
+//! connection starts it swings. So by itself an estimate below a layer's rate is no
+//! reason to withhold that layer. What is a reason is *congestion*, either of:
+//! - the estimate staying below what is being forwarded for [`HOLD`], once the path has
+//!   had [`SETTLE`] to carry the current rate;
+//! - the receiver reporting [`CONGESTED_LOSS`] or more of the packets lost (random loss
+//!   of a few percent is not congestion: retransmissions repair it).
+//!
+//! A congested path is *limited*: layers must fit the estimate (or, without one, what got
+//! through). The limit lifts itself when probing shows room, and otherwise after a
+//! backoff (doubling while congestion recurs) the wanted layers are tried again; a
+//! trial that brings no congestion within two [`SETTLE`]s frees the path.
 
 use std::time::{Duration, Instant};
 
-/// How long a path is given to carry a new rate before its loss is held against it
+/// How long a path is given to carry a new rate before its loss and estimate count
 /// (queues and retransmissions of the old rate take a while to clear).
 pub const SETTLE: Duration = Duration::from_secs(3);
-/// The share of packets lost (0 to 1) that counts as congestion. Random loss of a few
-/// percent is not congestion: retransmissions repair it.
+/// How long the estimate must stay below the forwarded rate to count as congestion.
+pub const HOLD: Duration = Duration::from_secs(1);
+/// The share of packets lost (0 to 1) that counts as congestion.
 pub const CONGESTED_LOSS: f32 = 0.10;
 /// The first wait before trying higher layers again; it doubles up to [`MAX_BACKOFF`].
 pub const MIN_BACKOFF: Duration = Duration::from_secs(15);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(120);
+/// Congestion: the estimate below this share (percent) of the forwarded rate.
+const BELOW_SHARE: u64 = 90;
 
 /// The state of one subscriber connection's path.
 #[derive(Debug, Clone)]
 pub struct Downlink {
     /// When the forwarded rate last changed (a layer switch, a new subscription).
-    rate_raised_at: Option<Instant>,
+    rate_changed_at: Option<Instant>,
     /// The worst loss reported since it was last looked at.
     loss: Option<f32>,
-    /// While limited: the rate the path carries, and when to try more.
+    /// Since when the estimate has been below the forwarded rate.
+    below_since: Option<Instant>,
+    /// While limited: what got through, and when to try more regardless.
     limit: Option<(u64, Instant)>,
     /// A trial of higher layers is under way since then.
     trial_since: Option<Instant>,
@@ -42,7 +54,14 @@ pub struct Downlink {
 
 impl Default for Downlink {
     fn default() -> Self {
-        Self { rate_raised_at: None, loss: None, limit: None, trial_since: None, backoff: MIN_BACKOFF }
+        Self {
+            rate_changed_at: None,
+            loss: None,
+            below_since: None,
+            limit: None,
+            trial_since: None,
+            backoff: MIN_BACKOFF,
+        }
     }
 }
 
@@ -53,35 +72,35 @@ impl Downlink {
     }
 
     /// What layers must fit now: `None` for anything asked for. `forwarded_bps` is the
-    /// rate being forwarded on the connection.
-    pub fn budget(&mut self, forwarded_bps: u64, now: Instant) -> Option<u64> {
-        let settled = self.rate_raised_at.is_none_or(|t| now.saturating_duration_since(t) >= SETTLE);
-        if settled {
-            if let Some(loss) = self.loss.take().filter(|l| *l >= CONGESTED_LOSS) {
-                let carried = (forwarded_bps as f64 * f64::from(1.0 - loss.min(1.0))) as u64;
-                let long_settled = self.rate_raised_at.is_none_or(|t| now.saturating_duration_since(t) >= SETTLE * 2);
-                match self.limit {
-                    // Still losing on a lower rate long after the switch (not the old
-                    // rate's queues and retransmissions draining): the path got worse.
-                    // The limit falls, by at most half at a time.
-                    Some((previous, retry_at)) if long_settled => {
-                        self.limit = Some((carried.clamp(previous / 2, previous), retry_at));
-                    }
-                    Some(_) => {}
-                    None => {
-                        // A failed trial of more backs off longer; a new bout starts over.
-                        let failed_trial = self.trial_since.take().is_some();
-                        self.backoff = if failed_trial { (self.backoff * 2).min(MAX_BACKOFF) } else { MIN_BACKOFF };
-                        self.limit = Some((carried, now + self.backoff));
-                    }
-                }
-                tracing::debug!(loss, forwarded_bps, limit = ?self.limit, backoff = ?self.backoff, "downlink congested");
+    /// rate being forwarded on the connection, `estimate_bps` the TWCC estimate.
+    pub fn budget(&mut self, forwarded_bps: u64, estimate_bps: Option<u64>, now: Instant) -> Option<u64> {
+        let since_change = self.rate_changed_at.map_or(Duration::MAX, |t| now.saturating_duration_since(t));
+        if since_change >= SETTLE {
+            let below = estimate_bps.is_some_and(|e| e * 100 < forwarded_bps * BELOW_SHARE);
+            let below_for = if below {
+                now.saturating_duration_since(*self.below_since.get_or_insert(now))
+            } else {
+                self.below_since = None;
+                Duration::ZERO
+            };
+            let lossy = self.loss.take().filter(|l| *l >= CONGESTED_LOSS);
+            if lossy.is_some() || below_for >= HOLD {
+                let carried = match lossy {
+                    Some(loss) => (forwarded_bps as f64 * f64::from(1.0 - loss.min(1.0))) as u64,
+                    None => forwarded_bps,
+                };
+                let carried = estimate_bps.map_or(carried, |e| carried.min(e));
+                self.congested(carried, since_change >= SETTLE * 2, now);
+                tracing::debug!(?lossy, ?estimate_bps, forwarded_bps, limit = ?self.limit, "downlink congested");
             } else if self.trial_since.is_some_and(|t| now.saturating_duration_since(t) >= SETTLE * 2) {
-                // The higher rate got through: the path is free again.
                 tracing::debug!(forwarded_bps, "downlink carries the wanted rate");
                 self.trial_since = None;
                 self.backoff = MIN_BACKOFF;
             }
+        } else {
+            // Loss and estimates of the old rate say nothing about the new one.
+            self.loss = None;
+            self.below_since = None;
         }
         match self.limit {
             Some((_, retry_at)) if now >= retry_at => {
@@ -89,17 +108,36 @@ impl Downlink {
                 self.trial_since = Some(now);
                 None
             }
-            Some((limit, _)) => Some(limit),
+            // Probing found room above the limit: the estimate decides.
+            Some((limit, _)) => Some(estimate_bps.map_or(limit, |e| e.max(limit))),
             None => None,
         }
     }
 
+    fn congested(&mut self, carried: u64, long_settled: bool, now: Instant) {
+        match self.limit {
+            // Still congested on a lower rate long after the switch: the path got worse.
+            // The limit falls, by at most half at a time.
+            Some((previous, retry_at)) if long_settled => {
+                self.limit = Some((carried.clamp(previous / 2, previous), retry_at));
+            }
+            // Right after a switch down: the old rate's queues draining.
+            Some(_) => {}
+            None => {
+                // A failed trial of more backs off longer; a new bout starts over.
+                let failed_trial = self.trial_since.take().is_some();
+                self.backoff = if failed_trial { (self.backoff * 2).min(MAX_BACKOFF) } else { MIN_BACKOFF };
+                self.limit = Some((carried, now + self.backoff));
+            }
+        }
+    }
+
     /// The forwarded rate is about to change (a layer switch, a new subscription); give
-    /// the path time to carry the new rate before its loss counts.
+    /// the path time to carry the new rate before its loss and estimate count.
     pub fn rate_changed(&mut self, now: Instant) {
-        self.rate_raised_at = Some(now);
-        // Loss measured at the old rate says nothing about the new one.
+        self.rate_changed_at = Some(now);
         self.loss = None;
+        self.below_since = None;
     }
 }
 
@@ -108,45 +146,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn small_loss_is_not_congestion() {
+    fn small_loss_and_a_drifting_estimate_are_not_congestion() {
         let mut d = Downlink::default();
         let t0 = Instant::now();
         d.reported_loss(0.05);
-        assert_eq!(d.budget(700_000, t0), None);
+        assert_eq!(d.budget(700_000, Some(2_000_000), t0), None);
+        // Sending 200 kbps, estimate drifted to 450 kbps: anything may be asked for.
+        assert_eq!(d.budget(200_000, Some(450_000), t0), None);
+        // A dip below the forwarded rate shorter than HOLD is noise.
+        assert_eq!(d.budget(200_000, Some(150_000), t0 + Duration::from_millis(100)), None);
+        assert_eq!(d.budget(200_000, Some(300_000), t0 + Duration::from_millis(900)), None);
     }
 
     #[test]
-    fn congestion_limits_the_path_then_tries_again_less_often() {
+    fn an_estimate_below_the_rate_limits_the_path() {
+        let mut d = Downlink::default();
+        let t0 = Instant::now();
+        d.rate_changed(t0);
+        assert_eq!(d.budget(700_000, Some(300_000), t0 + Duration::from_secs(1)), None, "not settled yet");
+        let t1 = t0 + SETTLE;
+        assert_eq!(d.budget(700_000, Some(300_000), t1), None, "not for long enough yet");
+        assert_eq!(d.budget(700_000, Some(300_000), t1 + HOLD), Some(300_000));
+        // Probing finds more room: the estimate decides.
+        assert_eq!(d.budget(200_000, Some(900_000), t1 + HOLD * 2), Some(900_000));
+    }
+
+    #[test]
+    fn loss_limits_the_path_then_more_is_tried_less_often() {
         let mut d = Downlink::default();
         let t0 = Instant::now();
         d.rate_changed(t0);
         d.reported_loss(0.5);
-        assert_eq!(d.budget(700_000, t0 + Duration::from_secs(1)), None, "not settled yet");
+        assert_eq!(d.budget(700_000, None, t0 + Duration::from_secs(1)), None, "not settled yet");
         d.reported_loss(0.5);
         let t1 = t0 + SETTLE;
         // Half of 700 kbit/s got through.
-        assert_eq!(d.budget(700_000, t1), Some(350_000));
-        assert_eq!(d.budget(200_000, t1 + Duration::from_secs(1)), Some(350_000), "held while backing off");
+        assert_eq!(d.budget(700_000, None, t1), Some(350_000));
         // Still losing on the lower layer: at first the old rate's queues draining,
         // later a path that got worse. Then the limit falls, by half at most.
         d.rate_changed(t1);
         d.reported_loss(0.9);
-        assert_eq!(d.budget(200_000, t1 + SETTLE), Some(350_000));
+        assert_eq!(d.budget(200_000, None, t1 + SETTLE), Some(350_000));
         d.reported_loss(0.9);
-        assert_eq!(d.budget(200_000, t1 + SETTLE * 2), Some(175_000));
-        d.reported_loss(0.1);
-        assert_eq!(d.budget(200_000, t1 + SETTLE * 2 + Duration::from_secs(1)), Some(175_000), "never rises by loss");
+        assert_eq!(d.budget(200_000, None, t1 + SETTLE * 2), Some(175_000));
         let t2 = t1 + MIN_BACKOFF;
-        assert_eq!(d.budget(200_000, t2), None, "then higher layers are tried");
+        assert_eq!(d.budget(200_000, None, t2), None, "then higher layers are tried");
         d.rate_changed(t2);
         d.reported_loss(0.5);
         let t3 = t2 + SETTLE;
-        assert_eq!(d.budget(700_000, t3), Some(350_000), "congested again");
-        assert_eq!(d.budget(200_000, t3 + MIN_BACKOFF), Some(350_000), "and the backoff doubled");
-        assert_eq!(d.budget(200_000, t3 + MIN_BACKOFF * 2), None);
+        assert_eq!(d.budget(700_000, None, t3), Some(350_000), "congested again");
+        assert_eq!(d.budget(200_000, None, t3 + MIN_BACKOFF), Some(350_000), "and the backoff doubled");
+        assert_eq!(d.budget(200_000, None, t3 + MIN_BACKOFF * 2), None);
         // This time the trial carries: free again, and the backoff starts over.
         d.rate_changed(t3 + MIN_BACKOFF * 2);
-        assert_eq!(d.budget(700_000, t3 + MIN_BACKOFF * 2 + SETTLE * 2), None);
+        assert_eq!(d.budget(700_000, None, t3 + MIN_BACKOFF * 2 + SETTLE * 2), None);
         assert_eq!(d.backoff, MIN_BACKOFF);
     }
 }

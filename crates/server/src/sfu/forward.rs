@@ -127,6 +127,19 @@ impl OutTrack {
         }
     }
 
+    /// The bitrate of what this subscriber would receive with bandwidth to spare: the
+    /// best live layer at or below the requested quality (or the one stream there is).
+    pub fn preferred_bitrate(&self, layers: &[LayerMeter], now: Instant) -> u64 {
+        layers
+            .iter()
+            .filter(|l| {
+                l.live(now) && l.rid.as_ref().and_then(|r| Quality::from_rid(r)).is_none_or(|q| q <= self.wants.quality)
+            })
+            .map(|l| l.bitrate_bps)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The bitrate of the layer being forwarded now (0 before the first frame).
     pub fn current_bitrate(&self, layers: &[LayerMeter]) -> u64 {
         if self.needs_keyframe {

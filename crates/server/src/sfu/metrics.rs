@@ -49,7 +49,7 @@ impl Router {
                         self.peers
                             .iter()
                             .find(|p| &p.participant == participant && p.role == role)
-                            .and_then(|p| p.stats.as_ref().map(|s| (s.clone(), p.downlink_limit)))
+                            .and_then(|p| p.stats.as_ref().map(|s| (s.clone(), p.estimate_bps)))
                     };
                     metrics(participant.clone(), stats(Role::Publisher), stats(Role::Subscriber))
                 })
@@ -70,7 +70,7 @@ fn metrics(participant_id: ParticipantId, publisher: Option<Stats>, subscriber: 
         .reduce(f64::min);
     let publish_loss = publisher.as_ref().and_then(|(s, _)| s.ingress_loss_fraction).unwrap_or(0.0);
     let subscribe_loss = subscriber.as_ref().and_then(|(s, _)| s.egress_loss_fraction).unwrap_or(0.0);
-    let downlink_bps = subscriber.as_ref().and_then(|(_, limit)| *limit);
+    let downlink_bps = subscriber.as_ref().and_then(|(_, estimate)| *estimate);
     let rtt_ms = rtt.unwrap_or(0.0);
     NetworkMetrics {
         participant_id,

@@ -228,11 +228,14 @@ impl Router {
         for out in &mut peer.outputs {
             if let OutState::Negotiating(m) = out.state {
                 out.state = if ok { OutState::Open(m) } else { OutState::ToOpen };
-                if ok && out.is_video() {
-                    // Retransmissions may take up to this share of a stream before
-                    // str0m drops them; its default (15 %) gives up on a path with a
-                    // few percent of loss when a lost retransmission is asked again.
-                    if let Some(stream) = peer.rtc.direct_api().stream_tx_by_mid(m, None) {
+                if let Some(stream) = peer.rtc.direct_api().stream_tx_by_mid(m, None).filter(|_| ok) {
+                    // Media goes out as it is forwarded; the estimator's pacer would
+                    // hold it behind a collapsed estimate (see `downlink`).
+                    stream.set_unpaced(true);
+                    if out.is_video() {
+                        // Retransmissions may take up to this share of a stream before
+                        // str0m drops them; its default (15 %) gives up on a path with a
+                        // few percent of loss when a lost retransmission is asked again.
                         stream.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(RTX_RATIO_CAP));
                     }
                 }

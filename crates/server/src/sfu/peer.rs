@@ -54,8 +54,9 @@ pub struct Peer {
     pub outputs: Vec<OutTrack>,
     /// Subscriber: the offer awaiting the client's answer.
     pub pending: Option<SdpPendingOffer>,
-    /// Subscriber: what its downlink is limited to after congestion, bits per second.
-    pub downlink_limit: Option<u64>,
+    /// Subscriber: the latest TWCC bandwidth estimate, and the rate it probes toward.
+    pub estimate_bps: Option<u64>,
+    pub bwe_desired: u64,
     pub stats: Option<str0m::stats::PeerStats>,
     /// Once connected: since when ICE has been neither connected nor completed, and
     /// whether it is disconnected (rather than checking a path again).
@@ -83,7 +84,8 @@ impl Peer {
             inputs: Vec::new(),
             outputs: Vec::new(),
             pending: None,
-            downlink_limit: None,
+            estimate_bps: None,
+            bwe_desired: 0,
             stats: None,
             unhealthy_since: None,
             channels: HashMap::new(),

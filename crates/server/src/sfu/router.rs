@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use confer_proto::track::{TrackId, TrackKind};
 use confer_proto::{ParticipantId, RoomId};
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::channel::ChannelData;
 use str0m::format::CodecExtra;
 use str0m::media::{KeyframeRequestKind, MediaData, Rid};
@@ -32,6 +33,9 @@ const LAYER_INTERVAL: Duration = Duration::from_millis(250);
 const METRICS_INTERVAL: Duration = Duration::from_secs(2);
 /// What one audio track is assumed to take of a subscriber's downlink.
 const AUDIO_BPS: u64 = 48_000;
+/// The starting TWCC estimate of a subscriber connection; probing toward what its
+/// subscriptions want raises it.
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1_500);
 /// Audio packets held back to put late ones in order (20 ms each).
 const AUDIO_REORDERING: usize = 2;
 /// How often str0m reports statistics (receiver-reported loss feeds layer choice).
@@ -245,10 +249,12 @@ impl Router {
     }
 
     pub(super) fn new_rtc(&self, role: Role, now: Instant) -> Rtc {
-        // No bandwidth estimator on either role: it would pace subscriber connections
-        // at its estimate (see `downlink`).
-        let _ = role;
-        let mut rtc = Rtc::builder()
+        let mut builder = Rtc::builder();
+        if role == Role::Subscriber {
+            // TWCC bandwidth estimation; its pacer is bypassed (see `downlink`).
+            builder = builder.enable_bwe(Some(INITIAL_ESTIMATE));
+        }
+        let mut rtc = builder
             // The codecs Confer carries; a browser's offer of others (VP9, AV1, H.265)
             // is answered without them.
             .clear_codecs()
@@ -419,12 +425,13 @@ impl Router {
                     .filter(flowing)
                     .map(|o| o.current_bitrate(&sources[&o.track_id].2))
                     .sum::<u64>();
-            let limit = peer.downlink.budget(forwarded, now);
-            peer.downlink_limit = limit;
+            let limit = peer.downlink.budget(forwarded, peer.estimate_bps, now);
             let budget = limit.map(|e| e.saturating_sub(audio_bps) / videos.max(1) as u64);
             let mut changed = false;
+            let mut desired = audio_bps;
             for out in peer.outputs.iter_mut().filter(flowing) {
                 let (publisher, simulcast, layers) = &sources[&out.track_id];
+                desired += out.preferred_bitrate(layers, now);
                 if *simulcast {
                     if let Some(rid) = out.choose_layer(layers, budget, now) {
                         changed = true;
@@ -444,6 +451,11 @@ impl Router {
             }
             if changed {
                 peer.downlink.rate_changed(now);
+            }
+            // The estimator probes toward what the subscriptions would like.
+            if desired.abs_diff(peer.bwe_desired) * 10 > peer.bwe_desired {
+                peer.bwe_desired = desired;
+                peer.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
             }
         }
         for (publisher, track_id, rid) in requests {
@@ -555,6 +567,10 @@ fn poll(idx: usize, peer: &mut Peer, socket: &UdpSocket, work: &mut Vec<Work>) {
                             rid: out.current.clone().or(out.target.clone()),
                         });
                     }
+                }
+                Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                    tracing::trace!(participant = %peer.participant, %estimate, "bandwidth estimate");
+                    peer.estimate_bps = Some(estimate.as_u64());
                 }
                 Event::MediaEgressStats(stats) => {
                     if let Some(loss) = stats.loss {
