@@ -97,7 +97,7 @@ pub async fn run(url: &str, args: BotArgs, out: &mut JsonLines<impl Write>) -> R
             () = &mut stop => break None,
         }
     };
-    media.write_report()?;
+    media.write_report(&room).await?;
     let lost = match ended {
         Some(event) => matches!(event, RoomEvent::ConnectionLost { .. }),
         None => {

@@ -23,7 +23,7 @@ use crate::engine::{join_request, Command, Engine, Joined};
 use crate::error::{ClientError, Result};
 use crate::event::{ConnectionState, RoomEvent};
 use crate::media::session::{MediaShared, MediaTask};
-use crate::media::{LocalStream, LocalTrack, MediaConfig, TrackLevel, TrackOptions};
+use crate::media::{LocalStream, LocalTrack, MediaConfig, MediaStats, TrackLevel, TrackOptions};
 use crate::reconnect::ReconnectPolicy;
 use crate::state::RoomSnapshot;
 
@@ -290,6 +290,13 @@ impl Room {
         self.request_ok("update_stream", Request::UpdateStream { key, tracks }).await?;
         track.set_muted(muted);
         Ok(())
+    }
+
+    /// Per-stream WebRTC statistics of both media connections (packets, bytes, loss,
+    /// jitter, retransmission and keyframe requests), named by track, and round-trip
+    /// times.
+    pub async fn media_stats(&self) -> MediaStats {
+        self.media.stats().await
     }
 
     /// Audio levels of local and remote audio tracks, as of now; poll at the rate of

@@ -50,6 +50,15 @@ fn media_survives_five_percent_loss() {
     assert!(decoded_share(video) >= 0.9, "decoded {:.2} of the frames: {video:#}", decoded_share(video));
     assert!(video["frames_expected"].as_u64().unwrap() >= 300, "{video:#}");
     assert_eq!((video["width"].as_u64(), video["height"].as_u64()), (Some(640), Some(360)));
+    // Retransmissions were asked for (and mostly arrived: what was lost for good is
+    // a small share).
+    let received = report["webrtc"]["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["direction"] == "received" && s["kind"] == "video");
+    let received = received.unwrap_or_else(|| panic!("no statistics of the received video: {report:#}"));
+    assert!(received["nacks_sent"].as_u64().unwrap() > 0, "NACKs were sent: {received:#}");
     let longest = stalls(video).iter().map(|(f, t)| t.unwrap_or(f + 10_000) - f).max().unwrap_or(0);
     assert!(longest < 2000, "the video froze for {longest} ms: {video:#}");
     let audio = stream(&report, "alice", "audio");

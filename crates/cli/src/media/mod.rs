@@ -339,9 +339,10 @@ impl MediaPlan {
         Ok(refused)
     }
 
-    /// Writes `--report`, if asked for.
-    pub fn write_report(&self) -> std::io::Result<()> {
+    /// Writes `--report`, if asked for, with the connections' WebRTC statistics.
+    pub async fn write_report(&self, room: &Room) -> std::io::Result<()> {
         let Some(path) = &self.report else { return Ok(()) };
+        let webrtc = room.media_stats().await;
         let streams = self.receiving.reports();
         let first_frame_ms =
             streams.iter().filter(|s| s.kind == TrackKind::Video).filter_map(|s| s.first_frame_ms).min();
@@ -351,6 +352,7 @@ impl MediaPlan {
             "written_at": unix_ms(),
             "published": self.publication.as_ref().map(|p| p.stream.info()),
             "streams": streams,
+            "webrtc": webrtc,
         });
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
     }

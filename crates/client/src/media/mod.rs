@@ -13,6 +13,7 @@ mod feedback;
 pub mod levels;
 mod publisher;
 pub(crate) mod session;
+pub mod stats;
 mod subscriber;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -40,6 +41,7 @@ use webrtc::peer_connection::{
 
 pub use levels::TrackLevel;
 pub use publisher::{LocalStream, LocalTrack};
+pub use stats::{MediaStats, StreamDirection, StreamStats};
 pub use subscriber::{EncodedFrame, RemoteTrack};
 
 use crate::error::{ClientError, Result};

@@ -300,6 +300,19 @@ impl Publisher {
         self.streams.iter().find(|s| s.key() == key)
     }
 
+    /// Statistics of the sent streams, and the round-trip time.
+    pub(crate) async fn stats(&self) -> (Vec<super::stats::StreamStats>, Option<f64>) {
+        let Some(conn) = &self.conn else { return (Vec::new(), None) };
+        let tracks: HashMap<u32, TrackId> = conn
+            .ssrcs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(|(ssrc, (track, _))| track.id().map(|id| (*ssrc, id)))
+            .collect();
+        super::stats::sent(&conn.pc.pc, &tracks).await
+    }
+
     /// Whether the connection exists and has been down (failed, disconnected) for now.
     pub(crate) fn is_down(&self) -> bool {
         self.conn.as_ref().is_some_and(|c| c.pc.is_down())

@@ -29,7 +29,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::levels::AudioLevels;
 use super::publisher::Publisher;
-use super::subscriber::Subscriber;
+use super::stats::MediaStats;
+use super::subscriber::{Subscriber, SubscriberView};
 use super::MediaConfig;
 use crate::event::{ConnectionState, RoomEvent};
 use crate::room::Requester;
@@ -67,6 +68,7 @@ pub(crate) struct MediaShared {
     pub publisher: tokio::sync::Mutex<Publisher>,
     pub wanted: Wanted,
     pub levels: AudioLevels,
+    pub subscriber: SubscriberView,
 }
 
 impl MediaShared {
@@ -76,7 +78,16 @@ impl MediaShared {
             publisher: tokio::sync::Mutex::new(Publisher::new(config, levels.clone())),
             wanted: Arc::default(),
             levels,
+            subscriber: SubscriberView::default(),
         })
+    }
+
+    /// Statistics of both connections.
+    pub(crate) async fn stats(&self) -> MediaStats {
+        let (mut streams, publisher_rtt_ms) = self.publisher.lock().await.stats().await;
+        let (received, subscriber_rtt_ms) = self.subscriber.stats().await;
+        streams.extend(received);
+        MediaStats { streams, publisher_rtt_ms, subscriber_rtt_ms }
     }
 
     pub(crate) fn want(&self, publisher: &ParticipantId, key: &str, options: Option<SubscriptionOptions>) {
@@ -127,7 +138,7 @@ impl MediaTask {
         snapshot: watch::Receiver<RoomSnapshot>,
         events: mpsc::UnboundedSender<RoomEvent>,
     ) -> Self {
-        let subscriber = Subscriber::new(config, events, shared.levels.clone());
+        let subscriber = Subscriber::new(config, events, shared.levels.clone(), shared.subscriber.clone());
         Self { shared, requester, snapshot, subscriber }
     }
 

@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::PeerConnection;
 
 use super::levels::AudioLevels;
 use super::{media_error, MediaConfig, Pc, PcTaps, RemoteTrackInfo};
@@ -90,11 +91,30 @@ impl RemoteTrack {
 #[derive(Default)]
 struct Expected {
     by_mid: HashMap<String, RemoteTrackInfo>,
+    /// The track each received SSRC carries, for statistics.
+    by_ssrc: HashMap<u32, TrackId>,
     /// The reader task of each track that is being received.
     readers: HashMap<TrackId, AbortHandle>,
 }
 
 type Shared = Arc<Mutex<Expected>>;
+
+/// The current subscriber connection, for the room handle's statistics.
+#[derive(Clone, Default)]
+pub(crate) struct SubscriberView(Arc<Mutex<Option<(Arc<dyn PeerConnection>, Shared)>>>);
+
+impl SubscriberView {
+    fn set(&self, view: Option<(Arc<dyn PeerConnection>, Shared)>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = view;
+    }
+
+    pub(crate) async fn stats(&self) -> (Vec<super::stats::StreamStats>, Option<f64>) {
+        let view = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some((pc, expected)) = view else { return (Vec::new(), None) };
+        let tracks = lock(&expected).by_ssrc.clone();
+        super::stats::received(&pc, &tracks).await
+    }
+}
 
 /// The subscriber connection of a room, created by the server's first offer.
 pub(crate) struct Subscriber {
@@ -103,11 +123,17 @@ pub(crate) struct Subscriber {
     expected: Shared,
     events: mpsc::UnboundedSender<RoomEvent>,
     levels: AudioLevels,
+    view: SubscriberView,
 }
 
 impl Subscriber {
-    pub(crate) fn new(config: MediaConfig, events: mpsc::UnboundedSender<RoomEvent>, levels: AudioLevels) -> Self {
-        Self { config, pc: None, expected: Arc::default(), events, levels }
+    pub(crate) fn new(
+        config: MediaConfig,
+        events: mpsc::UnboundedSender<RoomEvent>,
+        levels: AudioLevels,
+        view: SubscriberView,
+    ) -> Self {
+        Self { config, pc: None, expected: Arc::default(), events, levels, view }
     }
 
     pub(crate) fn exists(&self) -> bool {
@@ -164,6 +190,7 @@ impl Subscriber {
             };
             tokio::spawn(receiving.clone().accept_tracks(tracks_rx));
             tokio::spawn(receiving.accept_channels(channels_rx));
+            self.view.set(Some((pc.pc.clone(), self.expected.clone())));
             self.pc = Some(pc);
         }
         let pc = self.pc.as_mut().expect("set above");
@@ -180,9 +207,11 @@ impl Subscriber {
     /// Drops the connection (the server gave up on it, or the participant joined
     /// afresh); every track being received ends.
     pub(crate) async fn close(&mut self) {
+        self.view.set(None);
         {
             let mut expected = lock(&self.expected);
             expected.by_mid.clear();
+            expected.by_ssrc.clear();
             for (_, reader) in expected.readers.drain() {
                 reader.abort();
             }
@@ -222,7 +251,14 @@ impl Receiving {
             let (tx, frames) = mpsc::channel(FRAME_QUEUE);
             let reader = Reader { tx, level_ext, levels: self.levels.clone(), info: info.clone() };
             let handle = tokio::spawn(reader.read_rtp(track.clone(), codec.clone()));
-            lock(&self.expected).readers.insert(info.track_id.clone(), handle.abort_handle());
+            let ssrcs = track.ssrcs().await;
+            {
+                let mut expected = lock(&self.expected);
+                expected.readers.insert(info.track_id.clone(), handle.abort_handle());
+                for s in ssrcs {
+                    expected.by_ssrc.insert(s, info.track_id.clone());
+                }
+            }
             let remote = RemoteTrack { info, codec, frames, source: Source::Rtp { track, ssrc } };
             let _ = self.events.send(RoomEvent::TrackSubscribed { track: Box::new(remote) });
         }

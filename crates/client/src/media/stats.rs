@@ -1,0 +1,126 @@
+//! Per-stream WebRTC statistics of the room's two connections, named by track.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use confer_proto::track::{TrackId, TrackKind};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use serde::Serialize;
+use webrtc::peer_connection::{PeerConnection, RTCStatsReport, StatsSelector};
+
+/// Which way a stream goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamDirection {
+    Sent,
+    Received,
+}
+
+/// One RTP stream (one simulcast layer, for a simulcast track).
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamStats {
+    /// The track it carries, when known.
+    pub track_id: Option<TrackId>,
+    pub direction: StreamDirection,
+    pub kind: TrackKind,
+    /// The simulcast layer (`q`, `h`, `f`) of a sent stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rid: Option<String>,
+    pub ssrc: u32,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Received: packets lost (RFC 3550 cumulative count).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packets_lost: Option<i64>,
+    /// Received: interarrival jitter, milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitter_ms: Option<f64>,
+    /// Received: retransmissions and keyframes asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nacks_sent: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plis_sent: Option<u32>,
+}
+
+/// The statistics of both connections at one moment.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MediaStats {
+    pub streams: Vec<StreamStats>,
+    /// Round-trip time to the server on each connection's selected path, milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publisher_rtt_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscriber_rtt_ms: Option<f64>,
+}
+
+fn kind(kind: RtpCodecKind) -> TrackKind {
+    match kind {
+        RtpCodecKind::Audio => TrackKind::Audio,
+        _ => TrackKind::Video,
+    }
+}
+
+fn rtt_ms(report: &RTCStatsReport) -> Option<f64> {
+    report.candidate_pairs().find(|p| p.nominated).map(|p| p.current_round_trip_time * 1000.0)
+}
+
+/// The sent streams of the publisher connection; `tracks` names each SSRC's track.
+pub(crate) async fn sent(
+    pc: &Arc<dyn PeerConnection>,
+    tracks: &HashMap<u32, TrackId>,
+) -> (Vec<StreamStats>, Option<f64>) {
+    let report = pc.get_stats(Instant::now(), StatsSelector::None).await;
+    let streams = report
+        .outbound_rtp_streams()
+        .map(|s| {
+            let common = &s.sent_rtp_stream_stats.rtp_stream_stats;
+            StreamStats {
+                track_id: tracks.get(&common.ssrc).cloned(),
+                direction: StreamDirection::Sent,
+                kind: kind(common.kind),
+                rid: (!s.rid.is_empty()).then(|| s.rid.clone()),
+                ssrc: common.ssrc,
+                packets: s.sent_rtp_stream_stats.packets_sent,
+                bytes: s.sent_rtp_stream_stats.bytes_sent,
+                packets_lost: None,
+                jitter_ms: None,
+                nacks_sent: None,
+                plis_sent: None,
+            }
+        })
+        .collect();
+    (streams, rtt_ms(&report))
+}
+
+/// The received streams of the subscriber connection; `tracks` names each SSRC's track.
+pub(crate) async fn received(
+    pc: &Arc<dyn PeerConnection>,
+    tracks: &HashMap<u32, TrackId>,
+) -> (Vec<StreamStats>, Option<f64>) {
+    let report = pc.get_stats(Instant::now(), StatsSelector::None).await;
+    let streams = report
+        .inbound_rtp_streams()
+        .map(|s| {
+            let received = &s.received_rtp_stream_stats;
+            let common = &received.rtp_stream_stats;
+            let kind = kind(common.kind);
+            // Jitter is reported in RTP timestamp units.
+            let clock = if kind == TrackKind::Audio { 48.0 } else { 90.0 };
+            StreamStats {
+                track_id: tracks.get(&common.ssrc).cloned(),
+                direction: StreamDirection::Received,
+                kind,
+                rid: None,
+                ssrc: common.ssrc,
+                packets: received.packets_received,
+                bytes: s.bytes_received,
+                packets_lost: Some(received.packets_lost),
+                jitter_ms: Some(received.jitter / clock),
+                nacks_sent: Some(s.nack_count),
+                plis_sent: Some(s.pli_count),
+            }
+        })
+        .collect();
+    (streams, rtt_ms(&report))
+}
