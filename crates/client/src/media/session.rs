@@ -205,11 +205,14 @@ impl MediaTask {
             Event::SubscriptionStarted { participant_id, key, tracks } => {
                 self.subscriber.expect(&participant_id, &key, tracks);
             }
-            Event::SubscriberOffer { sdp } => {
-                if let Err(e) = self.subscriber.answer(sdp, &self.requester).await {
-                    tracing::warn!(error = %e, "cannot answer the subscriber offer");
+            Event::SubscriberOffer { sdp } => match self.subscriber.answer(sdp, &self.requester).await {
+                Ok(()) => {}
+                // The room is being left: nothing to answer for.
+                Err(e @ ClientError::Disconnected { .. }) => {
+                    tracing::debug!(error = %e, "subscriber offer not answered")
                 }
-            }
+                Err(e) => tracing::warn!(error = %e, "cannot answer the subscriber offer"),
+            },
             Event::SubscriptionEnded { participant_id, key, reason } => {
                 self.subscriber.end(&participant_id, &key);
                 match reason {
