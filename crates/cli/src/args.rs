@@ -311,6 +311,10 @@ pub struct BotArgs {
     /// Also publish a data track in stream `main`, sending a small message every 100 ms.
     #[arg(long)]
     pub data: bool,
+    /// Ask for network metrics about these participants (`all` for everyone, this bot
+    /// included); they arrive as `network_metrics` lines every 2 s.
+    #[arg(long, value_name = "all|IDENTITY,...", value_delimiter = ',')]
+    pub metrics: Vec<String>,
     /// Bind media (UDP) to this local address.
     #[arg(long, value_name = "IP")]
     pub media_ip: Option<std::net::IpAddr>,

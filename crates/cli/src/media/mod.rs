@@ -35,6 +35,8 @@ pub struct MediaPlan {
     /// `--censor`: whose tracks to censor when they appear, and for how long.
     censor: Option<(String, Option<Duration>)>,
     subscribed: Vec<(ParticipantId, String)>,
+    /// `--metrics`: whose network metrics to ask for.
+    metrics: Vec<String>,
     receiving: Arc<Receiving>,
     joined_at: Instant,
     pub join_ms: u64,
@@ -44,9 +46,11 @@ pub struct MediaPlan {
 /// The result of one step: whether the server refused something.
 type Step = std::io::Result<bool>;
 
-/// A media task on a thread of its own: encoding and decoding are CPU work that would
-/// otherwise hold up the runtime's network tasks (and delay packets, which bandwidth
-/// estimation then reads as congestion). Dropping it stops the task.
+/// A media task on a thread of its own, with a runtime of its own: encoding and
+/// decoding are CPU work that would otherwise hold up the main runtime's network tasks
+/// (and delay packets, which bandwidth estimation then reads as congestion), and the
+/// task's timers must outlive the main runtime's shutdown at exit. Dropping it stops
+/// the task.
 pub struct MediaThread {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -54,8 +58,14 @@ pub struct MediaThread {
 impl MediaThread {
     pub fn spawn(name: &str, task: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runtime = tokio::runtime::Handle::current();
         let spawned = std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start a media thread's runtime");
+                    return;
+                }
+            };
             runtime.block_on(async move {
                 tokio::select! {
                     () = task => {}
@@ -114,6 +124,7 @@ impl MediaPlan {
             actions,
             censor: args.censor.clone().map(|who| (who, args.uncensor_after)),
             subscribed: Vec::new(),
+            metrics: args.metrics.clone(),
             receiving: Arc::default(),
             joined_at,
             join_ms: 0,
@@ -139,6 +150,7 @@ impl MediaPlan {
         let mut refused = false;
         match event {
             RoomEvent::Connected { snapshot } => {
+                refused |= self.watch_metrics(room, out).await?;
                 if let Some(plan) = self.publish.clone() {
                     refused |= self.start_publishing(room, &plan, out).await?;
                 }
@@ -164,6 +176,11 @@ impl MediaPlan {
                 }
                 _ => {}
             },
+            RoomEvent::ParticipantJoined { participant } => {
+                if self.metrics.iter().any(|m| m == "all" || *m == participant.identity.0) {
+                    refused |= self.watch_metrics(room, out).await?;
+                }
+            }
             RoomEvent::TrackSubscribed { track } => {
                 let identity =
                     room.participant(&track.info.publisher).map(|p| p.identity.0).unwrap_or_else(|| "?".into());
@@ -174,6 +191,26 @@ impl MediaPlan {
             _ => {}
         }
         Ok(refused)
+    }
+
+    /// Asks for network metrics about the `--metrics` participants present now.
+    async fn watch_metrics(&mut self, room: &Room, out: &mut JsonLines<impl Write>) -> Step {
+        if self.metrics.is_empty() {
+            return Ok(false);
+        }
+        let state = room.state();
+        let ids: Vec<ParticipantId> = std::iter::once(&state.local)
+            .chain(&state.remote)
+            .filter(|p| self.metrics.iter().any(|m| m == "all" || *m == p.identity.0))
+            .map(|p| p.id.clone())
+            .collect();
+        match room.set_network_metrics(ids).await {
+            Ok(()) => Ok(false),
+            Err(e) => {
+                out.emit_event(error_line("set_network_metrics", &e))?;
+                Ok(true)
+            }
+        }
     }
 
     async fn start_publishing(&mut self, room: &Room, plan: &PublishPlan, out: &mut JsonLines<impl Write>) -> Step {
@@ -343,6 +380,15 @@ impl MediaPlan {
     pub async fn write_report(&self, room: &Room) -> std::io::Result<()> {
         let Some(path) = &self.report else { return Ok(()) };
         let webrtc = room.media_stats().await;
+        let state = room.state();
+        let levels: Vec<serde_json::Value> = room
+            .audio_levels()
+            .into_iter()
+            .map(|l| {
+                let identity = l.participant_id.as_ref().and_then(|id| state.participant(id)).map(|p| p.identity.0.clone());
+                json!({"identity": identity, "track_id": l.track_id, "level": l.level, "local": l.participant_id.is_none()})
+            })
+            .collect();
         let streams = self.receiving.reports();
         let first_frame_ms =
             streams.iter().filter(|s| s.kind == TrackKind::Video).filter_map(|s| s.first_frame_ms).min();
@@ -353,6 +399,7 @@ impl MediaPlan {
             "published": self.publication.as_ref().map(|p| p.stream.info()),
             "streams": streams,
             "webrtc": webrtc,
+            "audio_levels": levels,
         });
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
     }

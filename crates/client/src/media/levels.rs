@@ -19,7 +19,7 @@ use super::RemoteTrackInfo;
 pub const STALE: Duration = Duration::from_millis(500);
 
 /// One track's current level.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TrackLevel {
     /// `None` for a local track.
     pub participant_id: Option<ParticipantId>,

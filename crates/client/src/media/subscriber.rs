@@ -244,24 +244,40 @@ impl Receiving {
                 tracing::warn!(%track_id, "a track arrived that no subscription announced");
                 continue;
             };
-            let ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
-            let codec = track.codec(ssrc).await.map(|c| c.mime_type).unwrap_or_default();
-            let remote_sdp = self.pc.remote_description().await.map(|d| d.sdp).unwrap_or_default();
-            let level_ext = extmap_id(&remote_sdp, AUDIO_LEVEL_URI);
-            let (tx, frames) = mpsc::channel(FRAME_QUEUE);
-            let reader = Reader { tx, level_ext, levels: self.levels.clone(), info: info.clone() };
-            let handle = tokio::spawn(reader.read_rtp(track.clone(), codec.clone()));
+            let handle = tokio::spawn(self.clone().receive(track.clone(), info.clone()));
             let ssrcs = track.ssrcs().await;
-            {
-                let mut expected = lock(&self.expected);
-                expected.readers.insert(info.track_id.clone(), handle.abort_handle());
-                for s in ssrcs {
-                    expected.by_ssrc.insert(s, info.track_id.clone());
-                }
+            let mut expected = lock(&self.expected);
+            expected.readers.insert(info.track_id.clone(), handle.abort_handle());
+            for s in ssrcs {
+                expected.by_ssrc.insert(s, info.track_id.clone());
             }
-            let remote = RemoteTrack { info, codec, frames, source: Source::Rtp { track, ssrc } };
-            let _ = self.events.send(RoomEvent::TrackSubscribed { track: Box::new(remote) });
         }
+    }
+
+    /// Announces a remote track once its first packet tells its codec (a media section
+    /// offers several; the payload type says which one the publisher sends), then reads
+    /// it until its subscription ends.
+    async fn receive(self, track: Arc<dyn TrackRemote>, info: RemoteTrackInfo) {
+        let first = loop {
+            match track.poll().await {
+                Some(TrackRemoteEvent::OnRtpPacket(packet)) => break packet,
+                Some(_) => continue,
+                None => return,
+            }
+        };
+        let ssrc = first.header.ssrc;
+        let remote_sdp = self.pc.remote_description().await.map(|d| d.sdp).unwrap_or_default();
+        let codec = match rtpmap_mime(&remote_sdp, info.kind, first.header.payload_type) {
+            Some(mime) => mime,
+            None => track.codec(ssrc).await.map(|c| c.mime_type).unwrap_or_default(),
+        };
+        let level_ext = extmap_id(&remote_sdp, AUDIO_LEVEL_URI);
+        let (tx, frames) = mpsc::channel(FRAME_QUEUE);
+        let reader = Reader { tx, level_ext, levels: self.levels.clone(), info: info.clone() };
+        let remote =
+            RemoteTrack { info, codec: codec.clone(), frames, source: Source::Rtp { track: track.clone(), ssrc } };
+        let _ = self.events.send(RoomEvent::TrackSubscribed { track: Box::new(remote) });
+        reader.read_rtp(track, codec, first).await;
     }
 
     async fn accept_channels(self, mut channels: mpsc::UnboundedReceiver<Arc<dyn DataChannel>>) {
@@ -291,21 +307,21 @@ struct Reader {
 }
 
 impl Reader {
-    async fn read_rtp(self, track: Arc<dyn TrackRemote>, codec: String) {
+    async fn read_rtp(self, track: Arc<dyn TrackRemote>, codec: String, first: rtc::rtp::Packet) {
         // A frame missing a packet waits this long for its retransmission, then is given
         // up (the decoder conceals, or asks for a keyframe), so one loss never stalls
         // the frames behind it for long.
         let video_wait = Duration::from_millis(500);
         match codec.to_ascii_lowercase().as_str() {
             "video/vp8" => {
-                self.pump(track, SampleBuilder::new(512, Vp8Packet::default(), 90_000).with_max_time_delay(video_wait))
-                    .await
+                let builder = SampleBuilder::new(512, Vp8Packet::default(), 90_000).with_max_time_delay(video_wait);
+                self.pump(track, builder, Keyframes::Vp8, first).await
             }
             "video/h264" => {
-                self.pump(track, SampleBuilder::new(512, H264Packet::default(), 90_000).with_max_time_delay(video_wait))
-                    .await
+                let builder = SampleBuilder::new(512, H264Packet::default(), 90_000).with_max_time_delay(video_wait);
+                self.pump(track, builder, Keyframes::H264, first).await
             }
-            "audio/opus" => self.pump_audio(track).await,
+            "audio/opus" => self.pump_audio(track, first).await,
             _ => tracing::warn!(%codec, "cannot depacketize this codec"),
         }
     }
@@ -314,20 +330,19 @@ impl Reader {
     /// packets could not all be recovered, waits for the next one (asking the sender
     /// for it): a frame decoded against a missing reference would show garbage without
     /// the decoder noticing.
-    async fn pump<D: Depacketizer>(self, track: Arc<dyn TrackRemote>, mut builder: SampleBuilder<D>) {
+    async fn pump<D: Depacketizer>(
+        self,
+        track: Arc<dyn TrackRemote>,
+        mut builder: SampleBuilder<D>,
+        keyframes: Keyframes,
+        first: rtc::rtp::Packet,
+    ) {
         let mut level = None;
-        let codec = Keyframes::of(
-            &track
-                .codec(track.ssrcs().await.first().copied().unwrap_or(0))
-                .await
-                .map(|c| c.mime_type)
-                .unwrap_or_default(),
-        );
-        let mut waiting = codec.is_some();
+        let mut waiting = true;
         let mut last_request: Option<Instant> = None;
-        let ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
-        while let Some(event) = track.poll().await {
-            let TrackRemoteEvent::OnRtpPacket(packet) = event else { continue };
+        let ssrc = first.header.ssrc;
+        let mut next = Some(first);
+        while let Some(packet) = next_packet(&track, &mut next).await {
             if let Some(ext) = self.level_ext.and_then(|id| packet.header.get_extension(id)) {
                 if let Ok(l) = AudioLevelExtension::unmarshal(&mut ext.clone()) {
                     level = Some(l.level);
@@ -337,23 +352,21 @@ impl Reader {
             let now = Instant::now();
             builder.push(now, packet);
             while let Some((sample, ts)) = builder.pop_with_timestamp(now) {
-                if let Some(kind) = codec {
-                    if sample.prev_dropped_packets > 0 {
-                        waiting = true;
-                    }
-                    if waiting && kind.is_keyframe(&sample.data) {
-                        waiting = false;
-                    }
-                    if waiting {
-                        if last_request.is_none_or(|t| now.saturating_duration_since(t) >= KEYFRAME_REQUEST_INTERVAL) {
-                            last_request = Some(now);
-                            let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc };
-                            if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
-                                tracing::debug!(error = %e, "keyframe request failed");
-                            }
+                if sample.prev_dropped_packets > 0 {
+                    waiting = true;
+                }
+                if waiting && keyframes.is_keyframe(&sample.data) {
+                    waiting = false;
+                }
+                if waiting {
+                    if last_request.is_none_or(|t| now.saturating_duration_since(t) >= KEYFRAME_REQUEST_INTERVAL) {
+                        last_request = Some(now);
+                        let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc };
+                        if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
+                            tracing::debug!(error = %e, "keyframe request failed");
                         }
-                        continue;
                     }
+                    continue;
                 }
                 let frame = EncodedFrame {
                     data: sample.data.to_vec(),
@@ -371,10 +384,10 @@ impl Reader {
 
     /// Passes Opus packets on as they come: each is a whole frame, and the decoder
     /// conceals a lost one better than waiting for it would (a late packet is dropped).
-    async fn pump_audio(self, track: Arc<dyn TrackRemote>) {
+    async fn pump_audio(self, track: Arc<dyn TrackRemote>, first: rtc::rtp::Packet) {
         let mut last_seq: Option<u16> = None;
-        while let Some(event) = track.poll().await {
-            let TrackRemoteEvent::OnRtpPacket(packet) = event else { continue };
+        let mut next = Some(first);
+        while let Some(packet) = next_packet(&track, &mut next).await {
             let seq = packet.header.sequence_number;
             let gap = last_seq.map_or(0, |last| seq.wrapping_sub(last).wrapping_sub(1));
             if gap >= 0x8000 {
@@ -426,6 +439,39 @@ impl Reader {
     }
 }
 
+/// The packet held back in `next`, else the track's next packet; `None` once it ends.
+async fn next_packet(track: &Arc<dyn TrackRemote>, next: &mut Option<rtc::rtp::Packet>) -> Option<rtc::rtp::Packet> {
+    if let Some(packet) = next.take() {
+        return Some(packet);
+    }
+    loop {
+        match track.poll().await? {
+            TrackRemoteEvent::OnRtpPacket(packet) => return Some(packet),
+            _ => continue,
+        }
+    }
+}
+
+/// The MIME type (`video/H264`) an SDP's `a=rtpmap` gives payload type `pt`, in a
+/// media section of `kind`.
+fn rtpmap_mime(sdp: &str, kind: confer_proto::track::TrackKind, pt: u8) -> Option<String> {
+    let section = match kind {
+        confer_proto::track::TrackKind::Audio => "audio",
+        _ => "video",
+    };
+    let prefix = format!("a=rtpmap:{pt} ");
+    let mut in_kind = false;
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            in_kind = m.starts_with(section);
+        } else if let Some(map) = line.strip_prefix(&prefix).filter(|_| in_kind) {
+            let name = map.split('/').next()?;
+            return Some(format!("{section}/{name}"));
+        }
+    }
+    None
+}
+
 /// While waiting for a keyframe, ask for one at most this often.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 
@@ -437,14 +483,6 @@ enum Keyframes {
 }
 
 impl Keyframes {
-    fn of(mime: &str) -> Option<Self> {
-        match mime.to_ascii_lowercase().as_str() {
-            "video/vp8" => Some(Self::Vp8),
-            "video/h264" => Some(Self::H264),
-            _ => None,
-        }
-    }
-
     /// Whether a whole encoded frame (as depacketized) is a keyframe.
     fn is_keyframe(self, data: &[u8]) -> bool {
         match self {
@@ -489,7 +527,10 @@ mod tests {
         assert!(!Keyframes::Vp8.is_keyframe(&[0x31, 0x02, 0x00]));
         assert!(Keyframes::H264.is_keyframe(&[0, 0, 0, 1, 0x67, 0x42, 0, 0, 0, 1, 0x68, 0, 0, 0, 1, 0x65, 0x88]));
         assert!(!Keyframes::H264.is_keyframe(&[0, 0, 0, 1, 0x41, 0x9a]));
-        assert_eq!(Keyframes::of("audio/opus"), None);
+        let sdp = "m=audio 9 X 111\r\na=rtpmap:111 opus/48000/2\r\nm=video 9 X 96 108\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:108 H264/90000\r\n";
+        assert_eq!(rtpmap_mime(sdp, confer_proto::track::TrackKind::Video, 108).as_deref(), Some("video/H264"));
+        assert_eq!(rtpmap_mime(sdp, confer_proto::track::TrackKind::Audio, 111).as_deref(), Some("audio/opus"));
+        assert_eq!(rtpmap_mime(sdp, confer_proto::track::TrackKind::Video, 111), None);
     }
 
     #[test]
