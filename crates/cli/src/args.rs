@@ -47,7 +47,7 @@ pub enum Command {
     /// `connected`; each line has an `event` field. Exit status: 0 when it ran to the end
     /// (also when kicked or disconnected by the server), 1 when the connection was lost,
     /// 2 when the join was refused, 3 when a request (--send-message, --kick) was refused.
-    Bot(BotArgs),
+    Bot(Box<BotArgs>),
 }
 
 #[derive(Debug, Subcommand)]

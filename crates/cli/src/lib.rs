@@ -36,7 +36,7 @@ pub async fn run(cli: Cli, out: &mut JsonLines<impl Write>) -> Result<u8, CliErr
     let Cli { url, api_key, api_secret, command } = cli;
     if let Command::Bot(args) = command {
         // The SDK normalizes the URL itself (http or ws, with or without the path).
-        return Ok(bot::run(&url, args, out).await?.code());
+        return Ok(bot::run(&url, *args, out).await?.code());
     }
     let api = ApiClient::new(endpoint::api_base(&url)?, api_key, api_secret)?;
     match command {

@@ -109,7 +109,7 @@ impl MediaPlan {
         }
         actions.sort_by_key(|(at, _)| *at);
         Self {
-            publish: args.publish.then(|| PublishPlan {
+            publish: args.publish.then_some(PublishPlan {
                 width,
                 height,
                 fps,
@@ -169,17 +169,17 @@ impl MediaPlan {
                     // The SDK subscribes again by itself after a media failure.
                     self.subscribed.retain(|(p, k)| !(*p == participant_id && *k == key));
                 }
-                Event::SubscriptionStarted { participant_id, key, .. } => {
-                    if !self.subscribed.iter().any(|(p, k)| *p == participant_id && *k == key) {
-                        self.subscribed.push((participant_id, key));
-                    }
+                Event::SubscriptionStarted { participant_id, key, .. }
+                    if !self.subscribed.iter().any(|(p, k)| *p == participant_id && *k == key) =>
+                {
+                    self.subscribed.push((participant_id, key));
                 }
                 _ => {}
             },
-            RoomEvent::ParticipantJoined { participant } => {
-                if self.metrics.iter().any(|m| m == "all" || *m == participant.identity.0) {
-                    refused |= self.watch_metrics(room, out).await?;
-                }
+            RoomEvent::ParticipantJoined { participant }
+                if self.metrics.iter().any(|m| m == "all" || *m == participant.identity.0) =>
+            {
+                refused |= self.watch_metrics(room, out).await?;
             }
             RoomEvent::TrackSubscribed { track } => {
                 let identity =

@@ -67,9 +67,10 @@ pub async fn publish(room: &Room, plan: &PublishPlan) -> confer_client::Result<P
     Ok(Publication { stream, _feeders: feeders })
 }
 
+/// Boxed: the encoders' states are large and of very different sizes.
 enum VideoEncoder {
-    Vp8(Vp8Encoder),
-    H264(H264Encoder),
+    Vp8(Box<Vp8Encoder>),
+    H264(Box<H264Encoder>),
 }
 
 impl VideoEncoder {
@@ -77,12 +78,12 @@ impl VideoEncoder {
         // Bitrates for a clean synthetic pattern: about 0.1 bit per pixel per frame.
         let kbps = ((width * height * fps as usize) / 10_000).clamp(100, 2500) as u32;
         match codec {
-            Codec::Vp8 => {
-                Vp8Encoder::new(Vp8Config { width, height, bitrate_kbps: kbps, threads: 1 }).ok().map(Self::Vp8)
-            }
+            Codec::Vp8 => Vp8Encoder::new(Vp8Config { width, height, bitrate_kbps: kbps, threads: 1 })
+                .ok()
+                .map(|e| Self::Vp8(Box::new(e))),
             Codec::H264 => H264Encoder::new(H264Config { bitrate_kbps: kbps, max_fps: fps as f32, screen: false })
                 .ok()
-                .map(Self::H264),
+                .map(|e| Self::H264(Box::new(e))),
             Codec::Opus => None,
         }
     }

@@ -28,9 +28,12 @@ pub struct TrackLevel {
     pub level: f32,
 }
 
+/// Each track's publisher (none when local), last level (-dBov) and when it came.
+type Levels = HashMap<TrackId, (Option<ParticipantId>, u8, Instant)>;
+
 #[derive(Clone, Default)]
 pub(crate) struct AudioLevels {
-    levels: Arc<Mutex<HashMap<TrackId, (Option<ParticipantId>, u8, Instant)>>>,
+    levels: Arc<Mutex<Levels>>,
 }
 
 impl AudioLevels {

@@ -101,10 +101,13 @@ type Shared = Arc<Mutex<Expected>>;
 
 /// The current subscriber connection, for the room handle's statistics.
 #[derive(Clone, Default)]
-pub(crate) struct SubscriberView(Arc<Mutex<Option<(Arc<dyn PeerConnection>, Shared)>>>);
+pub(crate) struct SubscriberView(Arc<Mutex<Option<View>>>);
+
+/// A connection and what is known of its tracks.
+type View = (Arc<dyn PeerConnection>, Shared);
 
 impl SubscriberView {
-    fn set(&self, view: Option<(Arc<dyn PeerConnection>, Shared)>) {
+    fn set(&self, view: Option<View>) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = view;
     }
 

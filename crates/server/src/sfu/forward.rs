@@ -123,7 +123,7 @@ impl OutTrack {
     pub fn restart(&mut self) {
         if self.is_video() {
             self.needs_keyframe = true;
-            self.target = self.current.clone().or(self.target.clone());
+            self.target = self.current.or(self.target);
         }
     }
 
@@ -170,10 +170,9 @@ impl OutTrack {
             };
             budget_bps.is_none_or(|b| need <= b)
         };
-        let choice =
-            live.iter().find(|l| l.quality() <= cap && fits(l)).or_else(|| live.last()).map(|l| l.rid.clone())?;
+        let choice = live.iter().find(|l| l.quality() <= cap && fits(l)).or_else(|| live.last()).map(|l| l.rid)?;
         if choice != self.target {
-            self.target = choice.clone();
+            self.target = choice;
             if self.current != self.target {
                 return choice;
             }

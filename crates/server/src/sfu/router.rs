@@ -44,7 +44,7 @@ const STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// Work found while polling, done once the connections are polled.
 enum Work {
     /// A frame from a publisher connection (by index) to forward.
-    Media(usize, MediaData),
+    Media(usize, Box<MediaData>),
     /// A subscriber asked for a keyframe of what it receives.
     Keyframe { publisher: ParticipantId, track_id: TrackId, rid: Option<Rid> },
     /// A message on a publisher connection's data channel.
@@ -152,7 +152,7 @@ impl Router {
             }
             for w in work {
                 match w {
-                    Work::Media(idx, data) => self.forward(idx, data, now),
+                    Work::Media(idx, data) => self.forward(idx, *data, now),
                     Work::Keyframe { publisher, track_id, rid } => {
                         self.request_keyframe(&publisher, &track_id, rid, now)
                     }
@@ -333,13 +333,13 @@ impl Router {
             // str0m asks for retransmissions only of streams announced with an RTX
             // stream, and clients announce none (they retransmit on the stream itself,
             // which str0m's receive buffer takes just as well).
-            track.nack_enabled.push(data.rid.clone());
-            if let Some(stream) = publisher.rtc.direct_api().stream_rx_by_mid(data.mid, data.rid.clone()) {
+            track.nack_enabled.push(data.rid);
+            if let Some(stream) = publisher.rtc.direct_api().stream_rx_by_mid(data.mid, data.rid) {
                 stream.suppress_nack(false);
             }
         }
         let Some(track) = publisher.input_mut(data.mid) else { return };
-        track.meter(data.rid.clone()).observe(data.data.len(), now);
+        track.meter(data.rid).observe(data.data.len(), now);
         if let Some(level) = data.ext_vals.audio_level {
             track.audio_level = Some((level, data.ext_vals.voice_activity, now));
         }
@@ -380,14 +380,14 @@ impl Router {
             }
         }
         if want_keyframe {
-            self.request_keyframe(&publisher_id, &track_id, data.rid.clone(), now);
+            self.request_keyframe(&publisher_id, &track_id, data.rid, now);
         }
     }
 
     fn request_keyframe(&mut self, publisher: &ParticipantId, track_id: &TrackId, rid: Option<Rid>, now: Instant) {
         let Some(peer) = self.peer_mut(publisher, Role::Publisher) else { return };
         let Some(track) = peer.inputs.iter_mut().find(|t| &t.track_id == track_id) else { return };
-        if track.kind != TrackKind::Video || !track.take_keyframe_slot(rid.clone(), now) {
+        if track.kind != TrackKind::Video || !track.take_keyframe_slot(rid, now) {
             return;
         }
         let rid = if track.simulcast { rid } else { None };
@@ -437,7 +437,7 @@ impl Router {
                         changed = true;
                         tracing::debug!(
                             participant = %peer.participant, track = %out.track_id, %rid, ?budget,
-                            layers = ?layers.iter().map(|l| (l.rid.clone(), l.bitrate_bps)).collect::<Vec<_>>(),
+                            layers = ?layers.iter().map(|l| (l.rid, l.bitrate_bps)).collect::<Vec<_>>(),
                             "switching simulcast layer"
                         );
                         requests.push((publisher.clone(), out.track_id.clone(), Some(rid)));
@@ -446,7 +446,7 @@ impl Router {
                 }
                 let waiting = out.needs_keyframe || (out.target != out.current);
                 if waiting {
-                    requests.push((publisher.clone(), out.track_id.clone(), out.target.clone()));
+                    requests.push((publisher.clone(), out.track_id.clone(), out.target));
                 }
             }
             if changed {
@@ -558,13 +558,13 @@ fn poll(idx: usize, peer: &mut Peer, socket: &UdpSocket, work: &mut Vec<Work>) {
                 }
                 Event::ChannelClose(id) => peer.channels.retain(|_, c| *c != id),
                 Event::ChannelData(data) if peer.role == Role::Publisher => work.push(Work::Data(idx, data)),
-                Event::MediaData(data) if peer.role == Role::Publisher => work.push(Work::Media(idx, data)),
+                Event::MediaData(data) if peer.role == Role::Publisher => work.push(Work::Media(idx, Box::new(data))),
                 Event::KeyframeRequest(req) if peer.role == Role::Subscriber => {
                     if let Some(out) = peer.outputs.iter().find(|o| o.open_mid() == Some(req.mid)) {
                         work.push(Work::Keyframe {
                             publisher: out.publisher.clone(),
                             track_id: out.track_id.clone(),
-                            rid: out.current.clone().or(out.target.clone()),
+                            rid: out.current.or(out.target),
                         });
                     }
                 }
