@@ -207,6 +207,17 @@ impl Bot {
         Self::spawn_args(name, &args)
     }
 
+    /// Joins `room` as `identity` publishing its synthetic media (`--publish` plus
+    /// `extra`), and returns once the stream is published.
+    pub fn publisher(identity: &str, server: &ServerProcess, room: &str, extra: &[&str]) -> Self {
+        let t = token(server, room, identity, &[]);
+        let mut args = vec!["--publish"];
+        args.extend_from_slice(extra);
+        let mut bot = Self::spawn(identity, server, &t, &args);
+        bot.expect_event("published", Duration::from_secs(10), |_| true);
+        bot
+    }
+
     /// Runs `confer-cli` with exactly these arguments (`bot --url ... --token ...`).
     pub fn spawn_args(name: &str, args: &[&str]) -> Self {
         let mut child = Command::new(bin("confer-cli"))

@@ -13,10 +13,8 @@ fn speakers_levels_and_network_metrics() {
     let dir = temp_dir("activity-metrics");
     let server = ServerProcess::start(dir.join("db.sqlite"));
     let room = create_room(&server, "activity", &[]);
-    let t = token(&server, &room, "alice", &[]);
     let mut alice =
-        Bot::spawn("alice", &server, &t, &["--publish", "--tone", "440", "--subscribe", "none", "--duration", "14"]);
-    alice.expect_event("published", Duration::from_secs(10), |_| true);
+        Bot::publisher("alice", &server, &room, &["--tone", "440", "--subscribe", "none", "--duration", "14"]);
     let report = dir.join("bob.json");
     let t = token(&server, &room, "bob", &[]);
     let args =

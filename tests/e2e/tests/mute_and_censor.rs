@@ -24,14 +24,12 @@ fn mute_and_censor_stop_and_resume_tracks() {
     let dir = temp_dir("mute-censor");
     let server = ServerProcess::start(dir.join("db.sqlite"));
     let room = create_room(&server, "moderated", &["--manager", "carol"]);
-    let t = token(&server, &room, "alice", &[]);
-    let mut alice = Bot::spawn(
+    let mut alice = Bot::publisher(
         "alice",
         &server,
-        &t,
-        &["--publish", "--subscribe", "none", "--at", "4:mute=audio", "--at", "6:unmute=audio", "--duration", "16"],
+        &room,
+        &["--subscribe", "none", "--at", "4:mute=audio", "--at", "6:unmute=audio", "--duration", "16"],
     );
-    alice.expect_event("published", Duration::from_secs(10), |_| true);
     let report = dir.join("bob.json");
     let t = token(&server, &room, "bob", &[]);
     let mut bob = Bot::spawn("bob", &server, &t, &["--duration", "14", "--report", report.to_str().unwrap()]);

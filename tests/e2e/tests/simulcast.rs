@@ -13,14 +13,12 @@ fn a_quality_change_switches_layers_within_two_seconds() {
     let dir = temp_dir("simulcast-quality");
     let server = ServerProcess::start(dir.join("db.sqlite"));
     let room = create_room(&server, "simulcast", &[]);
-    let t = token(&server, &room, "alice", &[]);
-    let mut alice = Bot::spawn(
+    let mut alice = Bot::publisher(
         "alice",
         &server,
-        &t,
-        &["--publish", "--simulcast", "--video", "640x360@30", "--subscribe", "none", "--duration", "16"],
+        &room,
+        &["--simulcast", "--video", "640x360@30", "--subscribe", "none", "--duration", "16"],
     );
-    alice.expect_event("published", Duration::from_secs(10), |_| true);
     let report = dir.join("bob.json");
     let t = token(&server, &room, "bob", &[]);
     let mut bob = Bot::spawn(
@@ -65,14 +63,12 @@ fn a_capped_downlink_gets_a_lower_layer() {
     let dir = temp_dir("simulcast-cap");
     let (server, relay) = server_behind_relay(dir.join("db.sqlite"), &[]);
     let room = create_room(&server, "simulcast", &[]);
-    let t = token(&server, &room, "alice", &[]);
-    let mut alice = Bot::spawn(
+    let mut alice = Bot::publisher(
         "alice",
         &server,
-        &t,
-        &["--publish", "--simulcast", "--video", "640x360@30", "--subscribe", "none", "--duration", "22"],
+        &room,
+        &["--simulcast", "--video", "640x360@30", "--subscribe", "none", "--duration", "22"],
     );
-    alice.expect_event("published", Duration::from_secs(10), |_| true);
     // Carol's downlink carries 450 kbit/s: not the full layer (about 700), but the half
     // layer (about 200) with room to spare. Dave's is free.
     relay.set("127.0.0.3".parse().unwrap(), Conditions { down_kbps: Some(450), ..Conditions::default() });

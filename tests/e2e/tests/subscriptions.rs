@@ -13,9 +13,7 @@ fn flags_choose_what_flows() {
     let dir = temp_dir("subscription-flags");
     let server = ServerProcess::start(dir.join("db.sqlite"));
     let room = create_room(&server, "flags", &[]);
-    let t = token(&server, &room, "alice", &[]);
-    let mut alice = Bot::spawn("alice", &server, &t, &["--publish", "--subscribe", "none", "--duration", "16"]);
-    alice.expect_event("published", Duration::from_secs(10), |_| true);
+    let mut alice = Bot::publisher("alice", &server, &room, &["--subscribe", "none", "--duration", "16"]);
     let report = dir.join("bob.json");
     let t = token(&server, &room, "bob", &[]);
     let args = [

@@ -19,9 +19,7 @@ fn a_killed_publisher_is_removed_and_everyone_told() {
         &["--udp-addr", "127.0.0.1:0", "--resume-grace-ms", "3000"],
     );
     let room = create_room(&server, "vanish", &[]);
-    let t = token(&server, &room, "alice", &[]);
-    let mut alice = Bot::spawn("alice", &server, &t, &["--publish", "--subscribe", "none"]);
-    alice.expect_event("published", Duration::from_secs(10), |_| true);
+    let mut alice = Bot::publisher("alice", &server, &room, &["--subscribe", "none"]);
     let t = token(&server, &room, "bob", &[]);
     let mut bob = Bot::spawn("bob", &server, &t, &["--duration", "20"]);
     bob.expect_event("track_subscribed", Duration::from_secs(10), |l| l["kind"] == "video");
@@ -47,14 +45,12 @@ fn a_publisher_whose_media_path_dies_is_unpublished_then_returns() {
     let dir = temp_dir("vanish-media");
     let (server, relay) = server_behind_relay(dir.join("db.sqlite"), &[]);
     let room = create_room(&server, "vanish", &[]);
-    let t = token(&server, &room, "alice", &[]);
-    let mut alice = Bot::spawn(
+    let mut alice = Bot::publisher(
         "alice",
         &server,
-        &t,
-        &["--publish", "--media-ip", "127.0.0.2", "--subscribe", "none", "--duration", "60"],
+        &room,
+        &["--media-ip", "127.0.0.2", "--subscribe", "none", "--duration", "60"],
     );
-    alice.expect_event("published", Duration::from_secs(10), |_| true);
     let report = dir.join("bob.json");
     let t = token(&server, &room, "bob", &[]);
     let mut bob = Bot::spawn("bob", &server, &t, &["--duration", "55", "--report", report.to_str().unwrap()]);
