@@ -181,8 +181,10 @@ impl Store {
     pub async fn list_rooms(&self, skip: u32, limit: u32, sort: RoomSort) -> StoreResult<(Vec<Room>, u64)> {
         self.with(move |c| {
             let order = match sort {
-                RoomSort::CreatedAsc => "created_at ASC, id ASC",
-                RoomSort::CreatedDesc => "created_at DESC, id DESC",
+                // Rooms created in the same millisecond keep the order they were
+                // created in (rowid), not the order of their random ids.
+                RoomSort::CreatedAsc => "created_at ASC, rowid ASC",
+                RoomSort::CreatedDesc => "created_at DESC, rowid DESC",
                 RoomSort::NameAsc => "name ASC, id ASC",
                 RoomSort::NameDesc => "name DESC, id DESC",
             };
