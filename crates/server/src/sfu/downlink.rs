@@ -10,9 +10,12 @@
 //! The estimate says what the path carried, not what it could carry: while a subscriber
 //! receives little it drifts toward a small multiple of what is sent, and right after a
 //! connection starts it swings. So by itself an estimate below a layer's rate is no
-//! reason to withhold that layer. What is a reason is *congestion*, either of:
-//! - the estimate staying below what is being forwarded for [`HOLD`], once the path has
-//!   had [`SETTLE`] to carry the current rate;
+//! reason to withhold that layer, and neither is an estimate still climbing toward a rate
+//! just raised (it grows by a few percent a second). What is a reason is *congestion*,
+//! either of:
+//! - the estimate *falling* (below [`FALL_SHARE`] of its peak over [`FALL_WINDOW`], the
+//!   estimator's reaction to overuse) and staying below what is being forwarded for
+//!   [`HOLD`], once the path has had [`SETTLE`] to carry the current rate;
 //! - the receiver reporting [`CONGESTED_LOSS`] or more of the packets lost (random loss
 //!   of a few percent is not congestion: retransmissions repair it).
 //!
@@ -33,8 +36,12 @@ pub const CONGESTED_LOSS: f32 = 0.10;
 /// The first wait before trying higher layers again; it doubles up to [`MAX_BACKOFF`].
 pub const MIN_BACKOFF: Duration = Duration::from_secs(15);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(120);
-/// Congestion: the estimate below this share (percent) of the forwarded rate.
-const BELOW_SHARE: u64 = 90;
+/// Congestion: the estimate below this share (percent) of the forwarded rate (one
+/// routine back-off of the estimator, to 85% of what was delivered, stays above it)...
+const BELOW_SHARE: u64 = 80;
+/// ...after falling below this share (percent) of its peak within [`FALL_WINDOW`].
+pub const FALL_SHARE: u64 = 85;
+pub const FALL_WINDOW: Duration = Duration::from_secs(3);
 
 /// The state of one subscriber connection's path.
 #[derive(Debug, Clone)]
@@ -43,8 +50,10 @@ pub struct Downlink {
     rate_changed_at: Option<Instant>,
     /// The worst loss reported since it was last looked at.
     loss: Option<f32>,
-    /// Since when the estimate has been below the forwarded rate.
+    /// Since when the estimate has been falling and below the forwarded rate.
     below_since: Option<Instant>,
+    /// Recent estimates, to tell a falling one from one still climbing.
+    recent: std::collections::VecDeque<(Instant, u64)>,
     /// While limited: what got through, and when to try more regardless.
     limit: Option<(u64, Instant)>,
     /// A trial of higher layers is under way since then.
@@ -58,6 +67,7 @@ impl Default for Downlink {
             rate_changed_at: None,
             loss: None,
             below_since: None,
+            recent: std::collections::VecDeque::new(),
             limit: None,
             trial_since: None,
             backoff: MIN_BACKOFF,
@@ -75,8 +85,16 @@ impl Downlink {
     /// rate being forwarded on the connection, `estimate_bps` the TWCC estimate.
     pub fn budget(&mut self, forwarded_bps: u64, estimate_bps: Option<u64>, now: Instant) -> Option<u64> {
         let since_change = self.rate_changed_at.map_or(Duration::MAX, |t| now.saturating_duration_since(t));
+        if let Some(e) = estimate_bps {
+            self.recent.push_back((now, e));
+        }
+        while self.recent.front().is_some_and(|(t, _)| now.saturating_duration_since(*t) > FALL_WINDOW) {
+            self.recent.pop_front();
+        }
+        let peak = self.recent.iter().map(|(_, e)| *e).max().unwrap_or(0);
         if since_change >= SETTLE {
-            let below = estimate_bps.is_some_and(|e| e * 100 < forwarded_bps * BELOW_SHARE);
+            let below = estimate_bps
+                .is_some_and(|e| e * 100 < forwarded_bps * BELOW_SHARE && e * 100 < peak * FALL_SHARE);
             let below_for = if below {
                 now.saturating_duration_since(*self.below_since.get_or_insert(now))
             } else {
@@ -90,8 +108,12 @@ impl Downlink {
                     None => forwarded_bps,
                 };
                 let carried = estimate_bps.map_or(carried, |e| carried.min(e));
+                let before = self.limit.map(|(l, _)| l);
                 self.congested(carried, since_change >= SETTLE * 2, now);
-                tracing::debug!(?lossy, ?estimate_bps, forwarded_bps, limit = ?self.limit, "downlink congested");
+                let limit = self.limit.map(|(l, _)| l);
+                if limit != before {
+                    tracing::info!(?lossy, ?estimate_bps, forwarded_bps, ?limit, "downlink congested: limited");
+                }
             } else if self.trial_since.is_some_and(|t| now.saturating_duration_since(t) >= SETTLE * 2) {
                 tracing::debug!(forwarded_bps, "downlink carries the wanted rate");
                 self.trial_since = None;
@@ -132,6 +154,16 @@ impl Downlink {
         }
     }
 
+    /// The subscriber asked for a higher quality: a limit learned on what it received
+    /// before is tried again now rather than after the backoff (a failed trial still
+    /// doubles the backoff, so asking again and again on a poor path costs little).
+    pub fn more_wanted(&mut self, now: Instant) {
+        if self.limit.take().is_some() {
+            tracing::info!("higher quality asked for: trying the limited downlink again");
+            self.trial_since = Some(now);
+        }
+    }
+
     /// The forwarded rate is about to change (a layer switch, a new subscription); give
     /// the path time to carry the new rate before its loss and estimate count.
     pub fn rate_changed(&mut self, now: Instant) {
@@ -159,12 +191,24 @@ mod tests {
     }
 
     #[test]
-    fn an_estimate_below_the_rate_limits_the_path() {
+    fn an_estimate_climbing_toward_a_new_rate_is_not_congestion() {
         let mut d = Downlink::default();
         let t0 = Instant::now();
         d.rate_changed(t0);
-        assert_eq!(d.budget(700_000, Some(300_000), t0 + Duration::from_secs(1)), None, "not settled yet");
+        for (i, e) in [300_000, 330_000, 360_000, 400_000, 440_000, 480_000, 520_000].into_iter().enumerate() {
+            let t = t0 + Duration::from_secs(i as u64);
+            assert_eq!(d.budget(700_000, Some(e), t), None, "at {e}");
+        }
+    }
+
+    #[test]
+    fn a_falling_estimate_below_the_rate_limits_the_path() {
+        let mut d = Downlink::default();
+        let t0 = Instant::now();
+        d.rate_changed(t0);
+        assert_eq!(d.budget(700_000, Some(1_000_000), t0 + Duration::from_secs(1)), None);
         let t1 = t0 + SETTLE;
+        assert_eq!(d.budget(700_000, Some(900_000), t1 - Duration::from_millis(500)), None);
         assert_eq!(d.budget(700_000, Some(300_000), t1), None, "not for long enough yet");
         assert_eq!(d.budget(700_000, Some(300_000), t1 + HOLD), Some(300_000));
         // Probing finds more room: the estimate decides.
@@ -201,5 +245,24 @@ mod tests {
         d.rate_changed(t3 + MIN_BACKOFF * 2);
         assert_eq!(d.budget(700_000, None, t3 + MIN_BACKOFF * 2 + SETTLE * 2), None);
         assert_eq!(d.backoff, MIN_BACKOFF);
+    }
+
+    #[test]
+    fn asking_for_more_tries_a_limited_path_at_once() {
+        let mut d = Downlink::default();
+        let t0 = Instant::now();
+        d.reported_loss(0.5);
+        assert_eq!(d.budget(200_000, None, t0), Some(100_000));
+        d.more_wanted(t0 + HOLD);
+        assert_eq!(d.budget(100_000, None, t0 + HOLD), None, "tried now, not after the backoff");
+        d.rate_changed(t0 + HOLD);
+        d.reported_loss(0.5);
+        let t1 = t0 + HOLD + SETTLE;
+        assert_eq!(d.budget(700_000, None, t1), Some(350_000), "the trial failed");
+        assert_eq!(d.backoff, MIN_BACKOFF * 2);
+        // Without a limit, asking for more changes nothing.
+        let mut free = Downlink::default();
+        free.more_wanted(t0);
+        assert!(free.trial_since.is_none());
     }
 }

@@ -211,12 +211,17 @@ impl Router {
             }
             Command::UpdateSubscription { subscriber, tracks, wants } => {
                 if let Some(peer) = self.peer_mut(&subscriber, Role::Subscriber) {
+                    let mut raised = false;
                     for out in peer.outputs.iter_mut().filter(|o| tracks.contains(&o.track_id)) {
                         let was = wanted(&out.wants, out.kind);
+                        raised |= out.is_video() && wants.quality > out.wants.quality;
                         out.wants = wants;
                         if wanted(&wants, out.kind) && !was {
                             out.restart();
                         }
+                    }
+                    if raised {
+                        peer.downlink.more_wanted(now);
                     }
                 }
                 self.next_layers = now;
