@@ -10,6 +10,12 @@ packages=(
   build-essential pkg-config curl ca-certificates
   # Codecs: libvpx for VP8; cmake builds the bundled libopus
   libvpx-dev cmake
+  # Devices: ALSA for cpal; clang for the V4L2 camera bindings (bindgen); X11, GBM,
+  # Wayland and PipeWire for screen capture
+  libasound2-dev libclang-dev
+  libxcb1-dev libxcb-randr0-dev libxcb-shm0-dev libgbm-dev libwayland-dev libpipewire-0.3-dev libspa-0.2-dev
+  # Device tests: a sound server with virtual devices, and its tools
+  pulseaudio pulseaudio-utils libasound2-plugins
   # The Tauri desktop shell (WebKitGTK and friends)
   libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev
   # Running the app headless in tests: X server, session bus, window tools, screenshots

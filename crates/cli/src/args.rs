@@ -321,6 +321,37 @@ pub struct BotArgs {
     /// Write a JSON report of what was received to this file when the bot ends.
     #[arg(long, value_name = "FILE")]
     pub report: Option<std::path::PathBuf>,
+    /// Publish this microphone (`default`: the system's, followed as it changes)
+    /// instead of the synthetic tone; it goes through echo cancellation, noise
+    /// suppression and gain control.
+    #[arg(long, value_name = "DEVICE|default")]
+    pub mic: Option<String>,
+    /// Play what is received on this output (`default`: the system's).
+    #[arg(long, value_name = "DEVICE|default")]
+    pub speaker: Option<String>,
+    /// Publish this camera instead of the synthetic pattern.
+    #[arg(long, value_name = "INDEX")]
+    pub camera: Option<u32>,
+    /// Share this monitor (0 is the first) as stream `screen`.
+    #[arg(long, value_name = "MONITOR")]
+    pub screen: Option<usize>,
+    /// Frame rate of the screen share: few frames, full resolution, legible text.
+    #[arg(long, value_name = "FPS", default_value_t = 5)]
+    pub screen_fps: u32,
+    /// Microphone without echo cancellation.
+    #[arg(long)]
+    pub no_aec: bool,
+    /// Music mode: microphone without any processing.
+    #[arg(long)]
+    pub music: bool,
+    /// Report the level of these frequencies in each received audio track
+    /// (`tone_levels_db`), over its last two seconds.
+    #[arg(long, value_name = "HZ,...", value_delimiter = ',')]
+    pub probe_tones: Vec<f64>,
+    /// Write the last decoded frame of each received video track to this directory
+    /// (PPM images) when the bot ends.
+    #[arg(long, value_name = "DIR")]
+    pub snapshot: Option<std::path::PathBuf>,
 }
 
 /// A timed action of `--at`.

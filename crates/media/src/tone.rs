@@ -81,6 +81,27 @@ pub fn dominant_frequency(samples: &[i16], sample_rate: u32) -> Option<f64> {
     Some((peak as f64 + offset) * sample_rate as f64 / n as f64)
 }
 
+/// The level of the `hz` component of `samples`, in dBFS (RMS, like [`level_dbfs`]):
+/// a Hann-windowed single-bin DFT (Goertzel) at exactly that frequency. With a second of
+/// audio, components a few tens of hertz away hardly leak in.
+pub fn tone_level_dbfs(samples: &[i16], sample_rate: u32, hz: f64) -> f64 {
+    let n = samples.len();
+    if n < 64 {
+        return f64::NEG_INFINITY;
+    }
+    let w = TAU * hz / sample_rate as f64;
+    let (mut re, mut im, mut gain) = (0.0, 0.0, 0.0);
+    for (i, &s) in samples.iter().enumerate() {
+        let window = 0.5 - 0.5 * (TAU * i as f64 / (n - 1) as f64).cos();
+        let x = s as f64 / i16::MAX as f64 * window;
+        re += x * (w * i as f64).cos();
+        im -= x * (w * i as f64).sin();
+        gain += window;
+    }
+    let amplitude = 2.0 * (re * re + im * im).sqrt() / gain;
+    20.0 * (amplitude / std::f64::consts::SQRT_2).log10()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +115,19 @@ mod tests {
             let found = dominant_frequency(&block, 48_000).unwrap();
             assert!((found - hz).abs() < 1.5, "{hz} Hz detected as {found}");
         }
+    }
+
+    #[test]
+    fn the_level_of_one_tone_among_two() {
+        let mut a = ToneSource::new(440.0, 48_000);
+        let mut b = ToneSource::new(660.0, 48_000);
+        let mix: Vec<i16> =
+            a.next_block(48_000).iter().zip(b.next_block(48_000)).map(|(x, y)| x / 2 + y / 10).collect();
+        let (l440, l660) = (tone_level_dbfs(&mix, 48_000, 440.0), tone_level_dbfs(&mix, 48_000, 660.0));
+        // The tone source peaks at -6 dBFS: -9 dBFS RMS; halved -15, a tenth -29.
+        assert!((l440 - -15.0).abs() < 0.5, "{l440}");
+        assert!((l660 - -29.0).abs() < 0.5, "{l660}");
+        assert!(tone_level_dbfs(&mix, 48_000, 1000.0) < -60.0);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod devices;
 pub mod link;
 pub mod report;
 
@@ -220,8 +221,14 @@ impl Bot {
 
     /// Runs `confer-cli` with exactly these arguments (`bot --url ... --token ...`).
     pub fn spawn_args(name: &str, args: &[&str]) -> Self {
+        Self::spawn_with_env(name, args, &[])
+    }
+
+    /// [`Bot::spawn_args`] with more environment (a display, a sound server).
+    pub fn spawn_with_env(name: &str, args: &[&str], env: &[(String, String)]) -> Self {
         let mut child = Command::new(bin("confer-cli"))
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

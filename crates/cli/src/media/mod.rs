@@ -21,13 +21,18 @@ use serde_json::json;
 use crate::args::{BotAction, BotArgs, MediaKindArg, VideoCodecArg};
 use crate::bot::error_line;
 use crate::output::JsonLines;
+use confer_media::audio::{ProcessingConfig, Speaker};
 use report::Receiving;
-use source::{unix_ms, Publication, PublishPlan};
+use source::{unix_ms, AudioSource, Publication, PublishPlan, SharedFarEnd, VideoSource};
 
 /// The bot's media actions and what it received.
 pub struct MediaPlan {
     publish: Option<PublishPlan>,
-    publication: Option<Publication>,
+    publications: Vec<Publication>,
+    far_end: SharedFarEnd,
+    speaker: Option<Arc<Speaker>>,
+    probe_tones: Vec<f64>,
+    snapshot: Option<std::path::PathBuf>,
     subscribe: Vec<String>,
     options: SubscriptionOptions,
     /// Timed actions not done yet, soonest first.
@@ -108,17 +113,54 @@ impl MediaPlan {
             actions.push((joined_at + after, BotAction::Quality(quality)));
         }
         actions.sort_by_key(|(at, _)| *at);
+        let processing = if args.music {
+            ProcessingConfig::music()
+        } else {
+            ProcessingConfig { echo_cancellation: !args.no_aec, ..ProcessingConfig::default() }
+        };
+        let video = match (args.camera, args.publish) {
+            (Some(index), _) => Some(VideoSource::Camera(index)),
+            (None, true) => Some(VideoSource::Pattern),
+            (None, false) => None,
+        };
+        let audio = match (&args.mic, args.publish) {
+            (Some(device), _) => Some(AudioSource::Microphone(device.parse().unwrap_or_default(), processing)),
+            (None, true) => Some(AudioSource::Tone(args.tone)),
+            (None, false) => None,
+        };
+        let screen = args.screen.map(|m| (m, args.screen_fps));
+        let plan = (video.is_some() || audio.is_some() || screen.is_some()).then_some(PublishPlan {
+            width,
+            height,
+            fps,
+            codec,
+            simulcast: args.simulcast,
+            video,
+            audio,
+            data: args.data,
+            screen,
+        });
+        // Echo cancellation hears what the speaker plays when both run.
+        let (far_tx, far_rx) = confer_media::audio::far_end();
+        let cancel = args.mic.is_some() && args.speaker.is_some() && processing.echo_cancellation;
+        let mut far_tx = cancel.then_some(far_tx);
+        let speaker = args.speaker.as_ref().and_then(|choice| {
+            match Speaker::open(choice.parse().unwrap_or_default(), far_tx.take()) {
+                Err(e) => {
+                    tracing::error!(code = e.code(), error = %e, "no speaker: received audio is not played");
+                    None
+                }
+                Ok(s) => Some(Arc::new(s)),
+            }
+        });
+        let far_end: SharedFarEnd = Arc::new(std::sync::Mutex::new(cancel.then_some(far_rx)));
         Self {
-            publish: args.publish.then_some(PublishPlan {
-                width,
-                height,
-                fps,
-                codec,
-                simulcast: args.simulcast,
-                tone_hz: Some(args.tone),
-                data: args.data,
-            }),
-            publication: None,
+            publish: plan,
+            publications: Vec::new(),
+            far_end,
+            speaker,
+            probe_tones: args.probe_tones.clone(),
+            snapshot: args.snapshot.clone(),
             subscribe: args.subscribe.clone(),
             options: SubscriptionOptions { audio: true, video: true, quality: args.quality.into() },
             actions,
@@ -185,7 +227,13 @@ impl MediaPlan {
                 let identity =
                     room.participant(&track.info.publisher).map(|p| p.identity.0).unwrap_or_else(|| "?".into());
                 let name = format!("decode-{identity}");
-                MediaThread::spawn(&name, report::receive(*track, identity, self.joined_at, self.receiving.clone()))
+                let playback = match (&self.speaker, track.info.kind) {
+                    (Some(speaker), TrackKind::Audio) => speaker.add_stream().ok(),
+                    _ => None,
+                };
+                let keep = self.snapshot.is_some();
+                let receiving = self.receiving.clone();
+                MediaThread::spawn(&name, report::receive(*track, identity, self.joined_at, receiving, playback, keep))
                     .detach();
             }
             _ => {}
@@ -214,11 +262,13 @@ impl MediaPlan {
     }
 
     async fn start_publishing(&mut self, room: &Room, plan: &PublishPlan, out: &mut JsonLines<impl Write>) -> Step {
-        match source::publish(room, plan).await {
-            Ok(publication) => {
-                let info = publication.stream.info();
-                out.emit_event(json!({"event": "published", "key": info.key, "tracks": info.tracks}))?;
-                self.publication = Some(publication);
+        match source::publish(room, plan, &self.far_end).await {
+            Ok(publications) => {
+                for publication in publications {
+                    let info = publication.stream.info();
+                    out.emit_event(json!({"event": "published", "key": info.key, "tracks": info.tracks}))?;
+                    self.publications.push(publication);
+                }
                 Ok(false)
             }
             Err(e) => {
@@ -303,7 +353,7 @@ impl MediaPlan {
                     MediaKindArg::Audio => TrackKind::Audio,
                     MediaKindArg::Video => TrackKind::Video,
                 };
-                let track = self.publication.as_ref().and_then(|p| p.stream.track(kind).cloned());
+                let track = self.publications.iter().find_map(|p| p.stream.track(kind).cloned());
                 let Some(track) = track else {
                     out.emit_event(
                         json!({"event": "error", "request": "mute", "message": "nothing of that kind is published"}),
@@ -344,7 +394,7 @@ impl MediaPlan {
                 }
             }
             BotAction::Unpublish => {
-                if let Some(publication) = self.publication.take() {
+                for publication in std::mem::take(&mut self.publications) {
                     let key = publication.stream.key().to_owned();
                     drop(publication);
                     match room.unpublish(&key).await {
@@ -357,7 +407,7 @@ impl MediaPlan {
                 }
             }
             BotAction::Publish => {
-                if let (None, Some(plan)) = (&self.publication, self.publish.clone()) {
+                if let (true, Some(plan)) = (self.publications.is_empty(), self.publish.clone()) {
                     refused |= self.start_publishing(room, &plan, out).await?;
                 }
             }
@@ -389,14 +439,17 @@ impl MediaPlan {
                 json!({"identity": identity, "track_id": l.track_id, "level": l.level, "local": l.participant_id.is_none()})
             })
             .collect();
-        let streams = self.receiving.reports();
+        let streams = self.receiving.reports(&self.probe_tones);
+        if let Some(dir) = &self.snapshot {
+            self.receiving.write_snapshots(dir)?;
+        }
         let first_frame_ms =
             streams.iter().filter(|s| s.kind == TrackKind::Video).filter_map(|s| s.first_frame_ms).min();
         let report = json!({
             "join_ms": self.join_ms,
             "first_frame_ms": first_frame_ms,
             "written_at": unix_ms(),
-            "published": self.publication.as_ref().map(|p| p.stream.info()),
+            "published": self.publications.iter().map(|p| p.stream.info()).collect::<Vec<_>>(),
             "streams": streams,
             "webrtc": webrtc,
             "audio_levels": levels,

@@ -14,11 +14,13 @@ use std::time::Instant;
 
 use confer_client::proto::track::TrackKind;
 use confer_client::RemoteTrack;
+use confer_media::audio::RemoteAudio;
 use confer_media::h264::H264Decoder;
 use confer_media::opus::{OpusDecoder, SAMPLE_RATE};
 use confer_media::pattern::read_stamp;
-use confer_media::tone::dominant_frequency;
+use confer_media::tone::{dominant_frequency, tone_level_dbfs};
 use confer_media::vp8::Vp8Decoder;
+use confer_media::I420Frame;
 use serde::Serialize;
 
 use super::source::unix_ms;
@@ -64,6 +66,10 @@ pub struct StreamReport {
     /// Capture (pattern stamp) to decode, or data message sent to received, ms.
     pub latency_ms: Percentiles,
     pub tone_hz: Option<f64>,
+    /// `--probe-tones`: the level of each frequency (Hz as the key) over the last two
+    /// seconds, dBFS.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tone_levels_db: std::collections::BTreeMap<String, f64>,
     /// Milliseconds since the bot joined when the first frame decoded.
     pub first_frame_ms: Option<u64>,
     /// Unix milliseconds of the first and the last decoded frame.
@@ -86,6 +92,8 @@ struct StreamStats {
     first_frame_number: Option<u64>,
     last_frame_number: Option<u64>,
     pcm: Vec<i16>,
+    /// The last decoded picture (for `--snapshot`).
+    picture: Option<I420Frame>,
 }
 
 impl StreamStats {
@@ -115,7 +123,20 @@ impl StreamStats {
 }
 
 impl Receiving {
-    pub fn reports(&self) -> Vec<StreamReport> {
+    /// Writes each video stream's last picture as `IDENTITY-KEY.ppm` in `dir`.
+    pub fn write_snapshots(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        for s in streams.values() {
+            let Some(p) = &s.picture else { continue };
+            let mut ppm = format!("P6\n{} {}\n255\n", p.width, p.height).into_bytes();
+            ppm.extend(confer_media::video::convert::i420_to_rgb(p));
+            std::fs::write(dir.join(format!("{}-{}.ppm", s.report.identity, s.report.key)), ppm)?;
+        }
+        Ok(())
+    }
+
+    pub fn reports(&self, probe_tones: &[f64]) -> Vec<StreamReport> {
         let now_ms = unix_ms();
         let streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
         let mut out: Vec<StreamReport> = streams
@@ -128,6 +149,10 @@ impl Receiving {
                 r.latency_ms = Percentiles { p50: pick(0.5), p95: pick(0.95) };
                 if r.kind == TrackKind::Audio && s.pcm.len() >= SAMPLE_RATE as usize / 2 {
                     r.tone_hz = dominant_frequency(&s.pcm, SAMPLE_RATE).map(|f| (f * 10.0).round() / 10.0);
+                    for &hz in probe_tones {
+                        let db = (tone_level_dbfs(&s.pcm, SAMPLE_RATE, hz) * 10.0).round() / 10.0;
+                        r.tone_levels_db.insert(format!("{hz}"), if db.is_finite() { db } else { -200.0 });
+                    }
                 }
                 if let Some(last) = r.last_frame_at {
                     if now_ms.saturating_sub(last) >= STALL {
@@ -157,10 +182,18 @@ enum Decoder {
     None,
 }
 
-/// Decodes a remote track's frames until it ends, recording what a viewer would notice.
+/// Decodes a remote track's frames until it ends, recording what a viewer would notice
+/// (and playing audio on `playback`, keeping the last picture if `keep_picture`).
 /// A track received again (resubscribed, or republished by its sender) continues the
 /// same entry: the report is per publisher identity, stream key and kind.
-pub async fn receive(mut track: RemoteTrack, identity: String, joined_at: Instant, receiving: Arc<Receiving>) {
+pub async fn receive(
+    mut track: RemoteTrack,
+    identity: String,
+    joined_at: Instant,
+    receiving: Arc<Receiving>,
+    playback: Option<RemoteAudio>,
+    keep_picture: bool,
+) {
     let id = format!("{identity}/{}/{:?}", track.info.key, track.info.kind);
     let report = StreamReport {
         identity,
@@ -178,6 +211,7 @@ pub async fn receive(mut track: RemoteTrack, identity: String, joined_at: Instan
         frames_expected: 0,
         latency_ms: Percentiles::default(),
         tone_hz: None,
+        tone_levels_db: Default::default(),
         first_frame_ms: None,
         first_frame_at: None,
         last_frame_at: None,
@@ -190,6 +224,7 @@ pub async fn receive(mut track: RemoteTrack, identity: String, joined_at: Instan
         first_frame_number: None,
         last_frame_number: None,
         pcm: Vec::new(),
+        picture: None,
     };
     {
         let mut streams = receiving.streams.lock().unwrap_or_else(|p| p.into_inner());
@@ -216,6 +251,9 @@ pub async fn receive(mut track: RemoteTrack, identity: String, joined_at: Instan
         Decoder::None
     };
     while let Some(frame) = track.next_frame().await {
+        if let Some(p) = &playback {
+            p.push(frame.rtp_timestamp, frame.received_at, frame.data.clone());
+        }
         let mut picture = None;
         let mut pcm = None;
         let mut message = None;
@@ -251,6 +289,9 @@ pub async fn receive(mut track: RemoteTrack, identity: String, joined_at: Instan
             if let Some(stamp) = read_stamp(&p) {
                 s.numbered(u64::from(stamp.frame_number));
                 s.latencies.push(now_ms.saturating_sub(stamp.capture_ms));
+            }
+            if keep_picture {
+                s.picture = Some(p);
             }
         }
         if let Some(p) = pcm {

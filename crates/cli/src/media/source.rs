@@ -1,6 +1,7 @@
-//! What the bot publishes: a synthetic camera (the pattern, whose pixels carry each
-//! frame's number and capture time), a synthetic microphone (a sine tone) and,
-//! optionally, a data track of small numbered messages.
+//! What the bot publishes: a camera (the synthetic pattern, whose pixels carry each
+//! frame's number and capture time, or a real one), a microphone (a sine tone, or a
+//! real one through echo cancellation and the rest), optionally a data track of small
+//! numbered messages, and optionally a screen share as a second stream.
 //!
 //! Encoders make a keyframe when the first frame goes out and whenever a receiver asks
 //! for one through the SFU ([`LocalTrack::take_keyframe_request`]), never on a timer.
@@ -10,11 +11,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use confer_client::media::{Codec, TrackOptions};
 use confer_client::proto::track::{Quality, TrackKind, TrackSource};
 use confer_client::{LocalStream, LocalTrack, Room};
+use confer_media::audio::{DeviceChoice, FarEndReceiver, Microphone, ProcessingConfig};
 use confer_media::h264::{H264Config, H264Encoder};
 use confer_media::opus::{OpusConfig, OpusEncoder, FRAME_SAMPLES, SAMPLE_RATE};
 use confer_media::tone::level_dbfs;
+use confer_media::video::{Camera, ScreenCapture, ScreenSource};
 use confer_media::vp8::{Vp8Config, Vp8Encoder};
 use confer_media::{I420Frame, PatternSource, ToneSource};
+use std::sync::{Arc, Mutex};
 
 use super::MediaThread;
 
@@ -29,9 +33,27 @@ pub struct PublishPlan {
     pub fps: u32,
     pub codec: Codec,
     pub simulcast: bool,
-    pub tone_hz: Option<f64>,
+    pub video: Option<VideoSource>,
+    pub audio: Option<AudioSource>,
     pub data: bool,
+    /// A monitor to share, and at what frame rate.
+    pub screen: Option<(usize, u32)>,
 }
+
+#[derive(Debug, Clone)]
+pub enum VideoSource {
+    Pattern,
+    Camera(u32),
+}
+
+#[derive(Debug, Clone)]
+pub enum AudioSource {
+    Tone(f64),
+    Microphone(DeviceChoice, ProcessingConfig),
+}
+
+/// Echo cancellation's far end, when the bot both captures and plays.
+pub type SharedFarEnd = Arc<Mutex<Option<FarEndReceiver>>>;
 
 pub fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -43,28 +65,59 @@ pub struct Publication {
     _feeders: Vec<MediaThread>,
 }
 
-/// Publishes the synthetic camera and microphone (and data track) as stream `main` and
-/// keeps feeding them until the publication is dropped.
-pub async fn publish(room: &Room, plan: &PublishPlan) -> confer_client::Result<Publication> {
-    let mut tracks = vec![TrackOptions::new(TrackSource::Camera, plan.codec).with_simulcast(plan.simulcast)];
-    if plan.tone_hz.is_some() {
+/// Publishes the camera and microphone (and data track) as stream `main`, and the
+/// screen as stream `screen`, and keeps feeding them until the publications are dropped.
+pub async fn publish(
+    room: &Room,
+    plan: &PublishPlan,
+    far_end: &SharedFarEnd,
+) -> confer_client::Result<Vec<Publication>> {
+    let mut publications = Vec::new();
+    let mut tracks = Vec::new();
+    if plan.video.is_some() {
+        tracks.push(TrackOptions::new(TrackSource::Camera, plan.codec).with_simulcast(plan.simulcast));
+    }
+    if plan.audio.is_some() {
         tracks.push(TrackOptions::new(TrackSource::Microphone, Codec::Opus));
     }
     if plan.data {
         tracks.push(TrackOptions::data());
     }
-    let stream = room.publish("main", tracks).await?;
-    let mut feeders = Vec::new();
-    if let Some(video) = stream.track(TrackKind::Video) {
-        feeders.push(MediaThread::spawn("camera", video_loop(video.clone(), plan.clone())));
+    if !tracks.is_empty() {
+        let stream = room.publish("main", tracks).await?;
+        let mut feeders = Vec::new();
+        if let (Some(video), Some(source)) = (stream.track(TrackKind::Video), &plan.video) {
+            feeders.push(MediaThread::spawn("camera", video_loop(video.clone(), plan.clone(), source.clone())));
+        }
+        match (stream.track(TrackKind::Audio), &plan.audio) {
+            (Some(audio), Some(AudioSource::Tone(hz))) => {
+                feeders.push(MediaThread::spawn("microphone", audio_loop(audio.clone(), *hz)));
+            }
+            (Some(audio), Some(AudioSource::Microphone(device, processing))) => {
+                let far = far_end.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let mic = Microphone::open(device.clone(), *processing, far)
+                    .map_err(|e| confer_client::ClientError::Media { detail: format!("{}: {e}", e.code()) })?;
+                tracing::info!(device = ?mic.device(), processing = ?mic.processing(), "publishing a microphone");
+                feeders.push(MediaThread::spawn("microphone", mic_loop(audio.clone(), mic)));
+            }
+            _ => {}
+        }
+        if let Some(data) = stream.track(TrackKind::Data) {
+            feeders.push(MediaThread::spawn("data", data_loop(data.clone())));
+        }
+        publications.push(Publication { stream, _feeders: feeders });
     }
-    if let (Some(audio), Some(hz)) = (stream.track(TrackKind::Audio), plan.tone_hz) {
-        feeders.push(MediaThread::spawn("microphone", audio_loop(audio.clone(), hz)));
+    if let Some((monitor, fps)) = plan.screen {
+        let capture = ScreenCapture::start(ScreenSource::Monitor(monitor), fps)
+            .map_err(|e| confer_client::ClientError::Media { detail: format!("{}: {e}", e.code()) })?;
+        let stream = room.publish("screen", vec![TrackOptions::new(TrackSource::ScreenShare, plan.codec)]).await?;
+        let mut feeders = Vec::new();
+        if let Some(video) = stream.track(TrackKind::Video) {
+            feeders.push(MediaThread::spawn("screen", screen_loop(video.clone(), capture, plan.codec, fps)));
+        }
+        publications.push(Publication { stream, _feeders: feeders });
     }
-    if let Some(data) = stream.track(TrackKind::Data) {
-        feeders.push(MediaThread::spawn("data", data_loop(data.clone())));
-    }
-    Ok(Publication { stream, _feeders: feeders })
+    Ok(publications)
 }
 
 /// Boxed: the encoders' states are large and of very different sizes.
@@ -77,11 +130,22 @@ impl VideoEncoder {
     fn new(codec: Codec, width: usize, height: usize, fps: u32) -> Option<Self> {
         // Bitrates for a clean synthetic pattern: about 0.1 bit per pixel per frame.
         let kbps = ((width * height * fps as usize) / 10_000).clamp(100, 2500) as u32;
+        Self::with_bitrate(codec, width, height, fps, kbps, false)
+    }
+
+    /// A screen: every pixel of text matters more than motion. About 0.3 bit per pixel
+    /// per frame at low frame rates.
+    fn for_screen(codec: Codec, width: usize, height: usize, fps: u32) -> Option<Self> {
+        let kbps = ((width * height * fps as usize) * 3 / 10_000).clamp(500, 4000) as u32;
+        Self::with_bitrate(codec, width, height, fps, kbps, true)
+    }
+
+    fn with_bitrate(codec: Codec, width: usize, height: usize, fps: u32, kbps: u32, screen: bool) -> Option<Self> {
         match codec {
             Codec::Vp8 => Vp8Encoder::new(Vp8Config { width, height, bitrate_kbps: kbps, threads: 1 })
                 .ok()
                 .map(|e| Self::Vp8(Box::new(e))),
-            Codec::H264 => H264Encoder::new(H264Config { bitrate_kbps: kbps, max_fps: fps as f32, screen: false })
+            Codec::H264 => H264Encoder::new(H264Config { bitrate_kbps: kbps, max_fps: fps as f32, screen })
                 .ok()
                 .map(|e| Self::H264(Box::new(e))),
             Codec::Opus => None,
@@ -106,10 +170,32 @@ impl VideoEncoder {
     }
 }
 
-async fn video_loop(track: LocalTrack, plan: PublishPlan) {
-    let Ok(mut source) = PatternSource::new(plan.width, plan.height) else {
-        tracing::error!(width = plan.width, height = plan.height, "unusable video size");
-        return;
+/// Where camera frames come from.
+enum Frames {
+    Pattern(PatternSource),
+    Camera(Camera),
+}
+
+async fn video_loop(track: LocalTrack, mut plan: PublishPlan, source: VideoSource) {
+    let mut source = match source {
+        VideoSource::Pattern => match PatternSource::new(plan.width, plan.height) {
+            Ok(p) => Frames::Pattern(p),
+            Err(_) => {
+                tracing::error!(width = plan.width, height = plan.height, "unusable video size");
+                return;
+            }
+        },
+        VideoSource::Camera(index) => match Camera::open(index, plan.width as u32, plan.height as u32, plan.fps) {
+            Ok(c) => {
+                tracing::info!(index, mode = ?c.mode, "camera open");
+                (plan.width, plan.height) = (c.mode.width as usize & !1, c.mode.height as usize & !1);
+                Frames::Camera(c)
+            }
+            Err(e) => {
+                tracing::error!(index, code = e.code(), error = %e, "no camera: publishing no video");
+                return;
+            }
+        },
     };
     let mut layers: Vec<(Option<Quality>, usize, VideoEncoder)> = track
         .layers()
@@ -125,7 +211,13 @@ async fn video_loop(track: LocalTrack, plan: PublishPlan) {
     let started = Instant::now();
     loop {
         tick.tick().await;
-        let (frame, _) = source.next_frame(unix_ms());
+        let frame = match &mut source {
+            Frames::Pattern(p) => p.next_frame(unix_ms()).0,
+            Frames::Camera(c) => match c.next_frame(period * 2) {
+                Some(f) if (f.width, f.height) == (plan.width, plan.height) => f,
+                _ => continue,
+            },
+        };
         let pts = started.elapsed().as_millis() as i64;
         for (quality, factor, encoder) in &mut layers {
             let keyframe = track.take_keyframe_request(*quality);
@@ -160,6 +252,55 @@ async fn audio_loop(track: LocalTrack, hz: f64) {
         let Ok(packet) = encoder.encode(&pcm) else { continue };
         if let Err(e) = track.write(None, packet, period, Some(level)).await {
             tracing::debug!(error = %e, "audio write failed");
+        }
+    }
+}
+
+/// Encodes the microphone's processed audio in 20 ms Opus frames. A device gap (the
+/// microphone being replaced) sends nothing: receivers conceal, then play silence.
+async fn mic_loop(track: LocalTrack, mut mic: Microphone) {
+    let Ok(mut encoder) = OpusEncoder::new(OpusConfig::default()) else { return };
+    let period = Duration::from_millis(20);
+    loop {
+        let (Some(a), Some(b)) = (mic.read(Duration::from_millis(200)), mic.read(Duration::from_millis(200))) else {
+            tokio::task::yield_now().await;
+            continue;
+        };
+        let pcm = confer_media::audio::to_i16(&[a, b].concat());
+        let level = (-level_dbfs(&pcm)).clamp(0.0, 127.0) as u8;
+        let Ok(packet) = encoder.encode(&pcm) else { continue };
+        if let Err(e) = track.write(None, packet, period, Some(level)).await {
+            tracing::debug!(error = %e, "audio write failed");
+        }
+    }
+}
+
+/// Encodes the screen at full resolution; a new size (another resolution) starts a new
+/// encoder and a keyframe.
+async fn screen_loop(track: LocalTrack, capture: ScreenCapture, codec: Codec, fps: u32) {
+    let period = Duration::from_secs_f64(1.0 / f64::from(fps.max(1)));
+    let started = Instant::now();
+    let mut encoder: Option<((usize, usize), VideoEncoder)> = None;
+    loop {
+        let Some(frame) = capture.next_frame(period * 4) else {
+            tokio::task::yield_now().await;
+            continue;
+        };
+        let size = (frame.width, frame.height);
+        let mut fresh = false;
+        if encoder.as_ref().is_none_or(|(s, _)| *s != size) {
+            encoder = VideoEncoder::for_screen(codec, size.0, size.1, fps).map(|e| (size, e));
+            fresh = true;
+        }
+        let Some((_, enc)) = encoder.as_mut() else {
+            tracing::error!(?size, "cannot encode the screen");
+            return;
+        };
+        let keyframe = track.take_keyframe_request(None) || fresh;
+        for data in enc.encode(&frame, started.elapsed().as_millis() as i64, keyframe) {
+            if let Err(e) = track.write(None, data, period, None).await {
+                tracing::debug!(error = %e, "screen write failed");
+            }
         }
     }
 }

@@ -93,8 +93,8 @@ impl Downlink {
         }
         let peak = self.recent.iter().map(|(_, e)| *e).max().unwrap_or(0);
         if since_change >= SETTLE {
-            let below = estimate_bps
-                .is_some_and(|e| e * 100 < forwarded_bps * BELOW_SHARE && e * 100 < peak * FALL_SHARE);
+            let below =
+                estimate_bps.is_some_and(|e| e * 100 < forwarded_bps * BELOW_SHARE && e * 100 < peak * FALL_SHARE);
             let below_for = if below {
                 now.saturating_duration_since(*self.below_since.get_or_insert(now))
             } else {
