@@ -122,8 +122,30 @@ pub async fn publish(
 
 /// Boxed: the encoders' states are large and of very different sizes.
 enum VideoEncoder {
-    Vp8(Box<Vp8Encoder>),
+    Vp8(Box<Vp8Encoder>, RateFollower),
     H264(Box<H264Encoder>),
+}
+
+/// Keeps an encoder's bitrate at the share of its nominal rate that the path carries
+/// ([`LocalTrack::send_rate_share`]), changing it only on a real move.
+struct RateFollower {
+    nominal_kbps: u32,
+    applied: f32,
+}
+
+impl RateFollower {
+    fn new(nominal_kbps: u32) -> Self {
+        Self { nominal_kbps, applied: 1.0 }
+    }
+
+    /// The new bitrate to set, if the share moved by more than 5 %.
+    fn follow(&mut self, share: f32) -> Option<u32> {
+        if (share - self.applied).abs() <= 0.05 {
+            return None;
+        }
+        self.applied = share;
+        Some(((self.nominal_kbps as f32 * share) as u32).max(30))
+    }
 }
 
 impl VideoEncoder {
@@ -144,7 +166,7 @@ impl VideoEncoder {
         match codec {
             Codec::Vp8 => Vp8Encoder::new(Vp8Config { width, height, bitrate_kbps: kbps, threads: 1 })
                 .ok()
-                .map(|e| Self::Vp8(Box::new(e))),
+                .map(|e| Self::Vp8(Box::new(e), RateFollower::new(kbps))),
             Codec::H264 => H264Encoder::new(H264Config { bitrate_kbps: kbps, max_fps: fps as f32, screen })
                 .ok()
                 .map(|e| Self::H264(Box::new(e))),
@@ -152,9 +174,21 @@ impl VideoEncoder {
         }
     }
 
+    /// Follows the path's send-rate share (VP8; OpenH264's rate is fixed at creation).
+    fn follow_rate(&mut self, share: f32) {
+        if let VideoEncoder::Vp8(e, rate) = self {
+            if let Some(kbps) = rate.follow(share) {
+                tracing::info!(kbps, share, "video bitrate follows the path");
+                if let Err(err) = e.set_bitrate(kbps) {
+                    tracing::warn!(error = %err, "bitrate not changed");
+                }
+            }
+        }
+    }
+
     fn encode(&mut self, frame: &I420Frame, pts_ms: i64, keyframe: bool) -> Vec<Vec<u8>> {
         match self {
-            VideoEncoder::Vp8(e) => {
+            VideoEncoder::Vp8(e, _) => {
                 if keyframe {
                     e.request_keyframe();
                 }
@@ -221,6 +255,7 @@ async fn video_loop(track: LocalTrack, mut plan: PublishPlan, source: VideoSourc
         let pts = started.elapsed().as_millis() as i64;
         for (quality, factor, encoder) in &mut layers {
             let keyframe = track.take_keyframe_request(*quality);
+            encoder.follow_rate(track.send_rate_share(*quality));
             let scaled;
             let input = if *factor == 1 {
                 &frame
@@ -297,6 +332,7 @@ async fn screen_loop(track: LocalTrack, capture: ScreenCapture, codec: Codec, fp
             return;
         };
         let keyframe = track.take_keyframe_request(None) || fresh;
+        enc.follow_rate(track.send_rate_share(None));
         for data in enc.encode(&frame, started.elapsed().as_millis() as i64, keyframe) {
             if let Err(e) = track.write(None, data, period, None).await {
                 tracing::debug!(error = %e, "screen write failed");

@@ -196,7 +196,7 @@ pub(crate) struct PcTaps {
     /// Data channels the server opens (subscriber connection).
     pub channels: Option<mpsc::UnboundedSender<Arc<dyn DataChannel>>>,
     /// The SSRC of every keyframe request received (publisher connection).
-    pub keyframes: Option<mpsc::UnboundedSender<u32>>,
+    pub keyframes: Option<mpsc::UnboundedSender<feedback::Feedback>>,
 }
 
 /// A peer connection and what its handler reports.

@@ -30,6 +30,7 @@ use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::TrackLocal;
 
+use super::feedback::{Feedback, SendRate};
 use super::levels::AudioLevels;
 use super::{media_error, mid_of_track, Codec, MediaConfig, Pc, PcTaps, TrackOptions};
 use crate::error::{ClientError, Result};
@@ -100,6 +101,8 @@ struct TrackShared {
     levels: AudioLevels,
     /// Per layer (one `None` entry without simulcast): a keyframe was asked for.
     keyframe_wanted: Vec<(Option<Quality>, AtomicBool)>,
+    /// Per layer: the share of its nominal bitrate the path carries.
+    send_rates: Mutex<Vec<(Option<Quality>, SendRate)>>,
     muted: AtomicBool,
     binding: RwLock<Option<Arc<Binding>>>,
 }
@@ -130,6 +133,7 @@ impl LocalTrack {
         let muted = AtomicBool::new(options.muted);
         Self {
             shared: Arc::new(TrackShared {
+                send_rates: Mutex::new(layers.iter().map(|l| (*l, SendRate::default())).collect()),
                 keyframe_wanted: layers.into_iter().map(|l| (l, AtomicBool::new(false))).collect(),
                 options,
                 levels,
@@ -228,6 +232,25 @@ impl LocalTrack {
             .iter()
             .find(|(l, _)| *l == layer || self.shared.keyframe_wanted.len() == 1)
             .is_some_and(|(_, flag)| flag.swap(false, Ordering::Relaxed))
+    }
+
+    /// The share (0.15 to 1) of its nominal bitrate the encoder of `layer` should use
+    /// now: it falls while the server reports heavy loss of that layer's packets and
+    /// climbs back while the path is clean. Encoders apply it to their target bitrate.
+    pub fn send_rate_share(&self, layer: Option<Quality>) -> f32 {
+        let rates = self.shared.send_rates.lock().unwrap_or_else(|p| p.into_inner());
+        rates.iter().find(|(l, _)| *l == layer || rates.len() == 1).map_or(1.0, |(_, r)| r.share())
+    }
+
+    fn reported_loss(&self, layer: Option<Quality>, fraction: f32) {
+        let mut rates = self.shared.send_rates.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, r)) = rates.iter_mut().find(|(l, _)| *l == layer) {
+            let before = r.share();
+            r.on_loss(fraction);
+            if (r.share() - before).abs() > 0.01 {
+                tracing::debug!(track = ?self.id(), ?layer, fraction, share = r.share(), "send rate changed");
+            }
+        }
     }
 
     /// The simulcast layers this track expects, with each one's scale-down factor
@@ -508,13 +531,18 @@ impl Publisher {
     }
 }
 
-/// Raises the keyframe flag of the track and layer each request names.
-async fn route_keyframe_requests(mut requests: mpsc::UnboundedReceiver<u32>, ssrcs: SsrcMap) {
-    while let Some(ssrc) = requests.recv().await {
+/// Hands each receiver feedback to the track and layer its SSRC names: keyframe
+/// requests raise the layer's flag, loss reports move its send rate.
+async fn route_keyframe_requests(mut requests: mpsc::UnboundedReceiver<Feedback>, ssrcs: SsrcMap) {
+    while let Some(feedback) = requests.recv().await {
+        let ssrc = match feedback {
+            Feedback::Keyframe { ssrc } | Feedback::Loss { ssrc, .. } => ssrc,
+        };
         let target = ssrcs.lock().unwrap_or_else(|p| p.into_inner()).get(&ssrc).cloned();
-        match target {
-            Some((track, layer)) => track.request_keyframe(layer),
-            None => tracing::debug!(ssrc, "keyframe request for an unknown SSRC"),
+        match (target, feedback) {
+            (Some((track, layer)), Feedback::Keyframe { .. }) => track.request_keyframe(layer),
+            (Some((track, layer)), Feedback::Loss { fraction, .. }) => track.reported_loss(layer, fraction),
+            (None, _) => tracing::debug!(ssrc, "feedback for an unknown SSRC"),
         }
     }
 }
