@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh >/dev/null
 target="${CARGO_TARGET_DIR:-$PWD/target}"
-cargo build --release --locked -q -p confer-server -p confer-cli -p confer-e2e --bin latency-bench
+cargo build --release --locked -q -p confer-server -p confer-cli
+cargo build --release --locked -q -p confer-e2e --bin latency-bench
 cargo run --release --locked -q -p confer-media --example codec_bench -- "$@"
 "$target/release/latency-bench" --seconds "${LATENCY_SECONDS:-20}" 2>/dev/null
