@@ -48,6 +48,25 @@ pub enum Command {
     /// (also when kicked or disconnected by the server), 1 when the connection was lost,
     /// 2 when the join was refused, 3 when a request (--send-message, --kick) was refused.
     Bot(Box<BotArgs>),
+    /// List the microphones, speakers, cameras and screens this machine offers (the
+    /// names `bot --mic/--speaker/--camera/--screen` take), as one JSON document.
+    Devices(DevicesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DevicesArgs {
+    /// Play an interface sound on --speaker instead of listing (to check an output).
+    #[arg(long, value_enum)]
+    pub play: Option<SoundArg>,
+    #[arg(long, value_name = "DEVICE|default", default_value = "default")]
+    pub speaker: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SoundArg {
+    Joined,
+    Left,
+    Message,
 }
 
 #[derive(Debug, Subcommand)]

@@ -38,14 +38,45 @@ pub async fn run(cli: Cli, out: &mut JsonLines<impl Write>) -> Result<u8, CliErr
         // The SDK normalizes the URL itself (http or ws, with or without the path).
         return Ok(bot::run(&url, *args, out).await?.code());
     }
+    if let Command::Devices(args) = command {
+        return Ok(devices(&args, out)?);
+    }
     let api = ApiClient::new(endpoint::api_base(&url)?, api_key, api_secret)?;
     match command {
         Command::Room(c) => admin::room(&api, c, out).await?,
         Command::Token(c) => admin::token(&api, c, out).await?,
         Command::Invite(c) => admin::invite(&api, c, out).await?,
         Command::Session(c) => admin::session(&api, c, out).await?,
-        Command::Bot(_) => unreachable!("handled above"),
+        Command::Bot(_) | Command::Devices(_) => unreachable!("handled above"),
     }
+    Ok(0)
+}
+
+/// `devices`: the device manager's view, with screens; or one interface sound.
+fn devices(args: &args::DevicesArgs, out: &mut JsonLines<impl Write>) -> std::io::Result<u8> {
+    use confer_media::audio::{Sound, UiSounds};
+    if let Some(play) = args.play {
+        let sound = match play {
+            args::SoundArg::Joined => Sound::Joined,
+            args::SoundArg::Left => Sound::Left,
+            args::SoundArg::Message => Sound::Message,
+        };
+        let sounds = UiSounds::new(args.speaker.parse().unwrap_or_default());
+        sounds.play(sound);
+        // The sound is two notes of 90 ms, but a fresh PulseAudio stream takes up to a
+        // second to start: let it start and finish.
+        std::thread::sleep(std::time::Duration::from_millis(2000));
+        out.emit(&json!({"played": format!("{play:?}").to_lowercase(), "speaker": args.speaker}))?;
+        return Ok(0);
+    }
+    let devices = confer_media::devices::DeviceManager::new().devices();
+    let screens = confer_media::video::screen::list().unwrap_or_default();
+    out.emit(&json!({
+        "microphones": devices.microphones,
+        "speakers": devices.speakers,
+        "cameras": devices.cameras,
+        "screens": screens,
+    }))?;
     Ok(0)
 }
 

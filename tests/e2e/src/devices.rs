@@ -143,9 +143,11 @@ impl Drop for TonePlayer {
     }
 }
 
-/// Records `seconds` of what is played on a sink (mono, 48 kHz).
+/// Records `seconds` of what is played on a sink (mono, 48 kHz); less if the sink's
+/// monitor gives less within `seconds` + 5 s (an idle null sink may pause it).
 pub fn record(sink: &str, seconds: f64) -> Vec<i16> {
-    let mut child = Command::new("parec")
+    let mut child = Command::new("timeout")
+        .args([&format!("{}", seconds.ceil() as u64 + 5), "parec"])
         .args(["-d", &format!("{sink}.monitor"), "--format=s16le", "--rate=48000", "--channels=1", "--latency-msec=20"])
         .envs(pulse_env())
         .stdout(Stdio::piped())

@@ -191,3 +191,42 @@ fn pulling_out_the_microphone_keeps_the_call() {
 fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
+
+#[test]
+fn devices_are_listed_by_name_and_interface_sounds_play() {
+    let _one_at_a_time = exclusive();
+    let (_mic, _mic_sink) = devices::microphone("gina_mic");
+    let _spk = devices::speaker("gina_spk");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin("confer-cli")).args(args).envs(pulse_env()).output().unwrap();
+        assert!(out.status.success(), "confer-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let listed = run(&["devices"]);
+    let ids = |list: &str| -> Vec<String> {
+        listed[list].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap_or_default().to_owned()).collect()
+    };
+    assert!(ids("microphones").contains(&"gina_mic".to_owned()), "{listed:#}");
+    assert!(ids("speakers").contains(&"gina_spk".to_owned()), "{listed:#}");
+    assert!(listed["cameras"].is_array(), "no camera here is an empty list: {listed:#}");
+
+    // "Someone joined": 660 Hz then 880 Hz, heard on the chosen speaker.
+    let recording = std::thread::spawn(|| record("gina_spk", 3.5));
+    std::thread::sleep(Duration::from_millis(300));
+    run(&["devices", "--play", "joined", "--speaker", "gina_spk"]);
+    let recorded = recording.join().unwrap();
+    // A null sink's monitor is silent while nothing plays: look at the sound itself.
+    let loud = |s: &&i16| s.unsigned_abs() > 100;
+    let first = recorded.iter().position(|s| loud(&s)).unwrap_or(0);
+    let last = recorded.iter().rposition(|s| loud(&s)).unwrap_or(0);
+    assert!(last > first + 4800, "no sound on gina_spk ({} samples recorded)", recorded.len());
+    let heard = &recorded[first..=last];
+    let level = |hz: f64| confer_media::tone::tone_level_dbfs(heard, 48_000, hz);
+    assert!(
+        level(660.0) > -60.0 && level(880.0) > -60.0,
+        "660 Hz {:.1} dBFS, 880 Hz {:.1} dBFS",
+        level(660.0),
+        level(880.0)
+    );
+    assert!(level(440.0) < level(660.0) - 15.0, "only the sound's notes: 440 Hz at {:.1} dBFS", level(440.0));
+}
