@@ -5,16 +5,73 @@
 //! deep links and settings. Protocol and media logic stay in the `confer-*` crates so
 //! that they build and test without WebKit.
 
+mod bench;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use confer_app_core::frames::{FrameHub, FrameServer};
+use serde::Serialize;
+use tauri::Manager;
+
 /// The app's version, shown in the UI's footer.
 #[tauri::command]
 fn app_version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
 
+/// Decoded video for the view: where its frame sockets are.
+struct Frames {
+    _hub: Arc<FrameHub>,
+    server: FrameServer,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct FrameEndpoint {
+    /// `ws://127.0.0.1:PORT`; a tile is at `{base}/frames/{tile}?key={key}`.
+    base: String,
+    key: String,
+}
+
+/// Where the view reads video frames from (the key is made per launch).
+#[tauri::command]
+fn frame_endpoint(frames: tauri::State<'_, Frames>) -> FrameEndpoint {
+    FrameEndpoint { base: format!("ws://{}", frames.server.addr()), key: frames.server.secret().to_owned() }
+}
+
+/// The frame benchmark's settings, when the app runs as the benchmark.
+#[tauri::command]
+fn bench_config() -> Option<bench::BenchConfig> {
+    bench::config()
+}
+
+/// When the benchmark started, and its CPU reading then.
+struct BenchStart(Mutex<Option<(Instant, f64)>>);
+
+/// The view's measurements: print the table and quit.
+#[tauri::command]
+fn bench_report(results: Vec<bench::TileResult>, app: tauri::AppHandle, start: tauri::State<'_, BenchStart>) {
+    let (cpu, rss) = bench::process_tree_usage();
+    let (t0, cpu0) = start.0.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or((Instant::now(), cpu));
+    println!("{}", bench::table(&results, cpu - cpu0, t0.elapsed().as_secs_f64(), rss));
+    app.exit(0);
+}
+
 /// Builds and runs the app until its last window closes.
 pub fn run() {
     tauri::Builder::default()
-        .invoke_handler(tauri::generate_handler![app_version])
+        .setup(|app| {
+            let hub = FrameHub::new();
+            let server = tauri::async_runtime::block_on(FrameServer::start(hub.clone()))?;
+            if bench::config().is_some() {
+                bench::start_producers(hub.clone(), Arc::new(AtomicBool::new(false)));
+            }
+            app.manage(BenchStart(Mutex::new(Some((Instant::now(), bench::process_tree_usage().0)))));
+            app.manage(Frames { _hub: hub, server });
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![app_version, frame_endpoint, bench_config, bench_report])
         .run(tauri::generate_context!())
         .unwrap_or_else(|e| {
             eprintln!("confer: cannot start the app: {e}");

@@ -74,4 +74,21 @@ for _ in $(seq 30); do
 done
 [ -n "$ok" ] || fail "the UI did not render (background ${background:-?}, accent ${accent:-?}); see $shot"
 echo "app smoke: UI rendered (background $background, accent $accent); screenshot $shot"
-result 1 0
+kill -- "-$app_pid" 2>/dev/null
+wait "$app_pid" 2>/dev/null
+app_pid=""
+
+# Video reaches the real window: the app as the frame benchmark for 3 s must draw
+# every tile (the table's "drawn fps" column) through the binary frame path.
+bench="$artifacts/app-frames.txt"
+CONFER_BENCH_FRAMES=3 timeout 90 dbus-run-session -- "$app" >"$bench" 2>>"$artifacts/app-smoke-app.log" ||
+  { echo "app smoke: FAIL: the frame benchmark did not finish; see $bench" >&2; result 1 1; }
+drawn=$(awk -F'|' '/\| bench-/ { gsub(/ /, "", $6); print $6 }' "$bench")
+tiles=$(echo "$drawn" | grep -c . || true)
+slow=$(echo "$drawn" | awk '$1 < 5' | grep -c . || true)
+if [ "$tiles" -ne 5 ] || [ "$slow" -ne 0 ]; then
+  echo "app smoke: FAIL: tiles not drawn ($tiles tiles, $slow under 5 fps); see $bench" >&2
+  result 1 1
+fi
+echo "app smoke: 5 video tiles drawn in the window: $(echo $drawn) fps"
+result 2 0

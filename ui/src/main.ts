@@ -1,9 +1,18 @@
 import "./style.css";
 import { invoke, isTauri } from "@tauri-apps/api/core";
 import { renderHome } from "./home";
+import { runBench, type BenchConfig } from "./bench";
 
 const root = document.querySelector<HTMLDivElement>("#app");
-if (root) {
+if (root) void start(root);
+
+/** The home screen, or the frame benchmark when the app was started as one. */
+async function start(root: HTMLElement): Promise<void> {
+  const bench = isTauri() ? await invoke<BenchConfig | null>("bench_config") : null;
+  if (bench) {
+    await runBench(root, bench);
+    return;
+  }
   renderHome(root);
   void showVersion();
 }
