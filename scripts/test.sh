@@ -24,6 +24,8 @@ echo "== desktop app: build and headless smoke test"
 smoke="$artifacts/app-smoke.log"
 app_status=0
 cargo build --locked -p confer --features custom-protocol 2>&1 | tail -n 3
+# The app's own tests: the generated TypeScript bindings match the Rust commands.
+cargo test --locked -p confer --features custom-protocol --lib 2>&1 | tee -a "$log" || status=$?
 ARTIFACTS_DIR="$artifacts" bash tests/app-smoke.sh "$target/debug/confer" 2>&1 | tee "$smoke" || app_status=$?
 
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')

@@ -23,21 +23,21 @@ const TILES: [(&str, usize, usize); 5] = [
 ];
 const FPS: u64 = 30;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, specta::Type)]
 pub struct BenchConfig {
-    pub seconds: u64,
+    pub seconds: u32,
     pub tiles: Vec<String>,
 }
 
 /// What the view measured for one tile.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, specta::Type)]
 pub struct TileResult {
     pub tile: String,
     pub width: u32,
     pub height: u32,
     /// Frames that reached the view, and frames it drew.
-    pub received: u64,
-    pub frames: u64,
+    pub received: u32,
+    pub frames: u32,
     pub seconds: f64,
     pub latency_p50_ms: f64,
     pub latency_p95_ms: f64,
@@ -90,7 +90,9 @@ pub fn process_tree_usage() -> (f64, u64) {
         let cpu = (ut.parse::<f64>().unwrap_or(0.0) + st.parse::<f64>().unwrap_or(0.0)) / ticks;
         let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+            .and_then(|s| {
+                s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
             .unwrap_or(0);
         procs.push((pid, ppid.parse().unwrap_or(0), cpu, rss));
     }

@@ -6,6 +6,7 @@
 //! that they build and test without WebKit.
 
 mod bench;
+mod ipc;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,7 @@ use tauri::Manager;
 
 /// The app's version, shown in the UI's footer.
 #[tauri::command]
+#[specta::specta]
 fn app_version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
@@ -27,7 +29,7 @@ struct Frames {
     server: FrameServer,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, specta::Type)]
 struct FrameEndpoint {
     /// `ws://127.0.0.1:PORT`; a tile is at `{base}/frames/{tile}?key={key}`.
     base: String,
@@ -36,12 +38,14 @@ struct FrameEndpoint {
 
 /// Where the view reads video frames from (the key is made per launch).
 #[tauri::command]
+#[specta::specta]
 fn frame_endpoint(frames: tauri::State<'_, Frames>) -> FrameEndpoint {
     FrameEndpoint { base: format!("ws://{}", frames.server.addr()), key: frames.server.secret().to_owned() }
 }
 
 /// The frame benchmark's settings, when the app runs as the benchmark.
 #[tauri::command]
+#[specta::specta]
 fn bench_config() -> Option<bench::BenchConfig> {
     bench::config()
 }
@@ -51,6 +55,7 @@ struct BenchStart(Mutex<Option<(Instant, f64)>>);
 
 /// The view's measurements: print the table and quit.
 #[tauri::command]
+#[specta::specta]
 fn bench_report(results: Vec<bench::TileResult>, app: tauri::AppHandle, start: tauri::State<'_, BenchStart>) {
     let (cpu, rss) = bench::process_tree_usage();
     let (t0, cpu0) = start.0.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or((Instant::now(), cpu));
@@ -60,6 +65,7 @@ fn bench_report(results: Vec<bench::TileResult>, app: tauri::AppHandle, start: t
 
 /// Builds and runs the app until its last window closes.
 pub fn run() {
+    let commands = ipc::builder();
     tauri::Builder::default()
         .setup(|app| {
             let hub = FrameHub::new();
@@ -71,7 +77,7 @@ pub fn run() {
             app.manage(Frames { _hub: hub, server });
             Ok(())
         })
-        .invoke_handler(tauri::generate_handler![app_version, frame_endpoint, bench_config, bench_report])
+        .invoke_handler(commands.invoke_handler())
         .run(tauri::generate_context!())
         .unwrap_or_else(|e| {
             eprintln!("confer: cannot start the app: {e}");

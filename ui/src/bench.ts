@@ -3,13 +3,8 @@
  * time, then per-tile delivered frames and latency go back to the Rust side, which
  * prints the table (see src-tauri/bench.rs).
  */
-import { invoke } from "@tauri-apps/api/core";
-import { TileView, type FrameEndpoint } from "./video";
-
-export interface BenchConfig {
-  seconds: number;
-  tiles: string[];
-}
+import { commands, type BenchConfig, type TileResult } from "./bindings";
+import { TileView } from "./video";
 
 function percentile(values: number[], q: number): number {
   if (!values.length) return 0;
@@ -18,7 +13,7 @@ function percentile(values: number[], q: number): number {
 }
 
 export async function runBench(root: HTMLElement, config: BenchConfig): Promise<void> {
-  const endpoint = await invoke<FrameEndpoint>("frame_endpoint");
+  const endpoint = await commands.frameEndpoint();
   root.innerHTML = `<main class="bench"></main>`;
   const grid = root.querySelector<HTMLElement>(".bench")!;
   const views = config.tiles.map((tile) => {
@@ -37,7 +32,7 @@ export async function runBench(root: HTMLElement, config: BenchConfig): Promise<
   const t0 = performance.now();
   await new Promise((r) => setTimeout(r, config.seconds * 1000));
   const seconds = (performance.now() - t0) / 1000;
-  const results = views.map((v, i) => {
+  const results = views.map((v, i): TileResult => {
     const latencies = v.stats.latencies.slice(start[i].latencies);
     return {
       tile: v.tile,
@@ -52,5 +47,5 @@ export async function runBench(root: HTMLElement, config: BenchConfig): Promise<
     };
   });
   views.forEach((v) => v.close());
-  await invoke("bench_report", { results });
+  await commands.benchReport(results);
 }

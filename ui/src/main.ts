@@ -1,14 +1,15 @@
 import "./style.css";
-import { invoke, isTauri } from "@tauri-apps/api/core";
+import { isTauri } from "@tauri-apps/api/core";
+import { commands } from "./bindings";
 import { renderHome } from "./home";
-import { runBench, type BenchConfig } from "./bench";
+import { runBench } from "./bench";
 
 const root = document.querySelector<HTMLDivElement>("#app");
 if (root) void start(root);
 
 /** The home screen, or the frame benchmark when the app was started as one. */
 async function start(root: HTMLElement): Promise<void> {
-  const bench = isTauri() ? await invoke<BenchConfig | null>("bench_config") : null;
+  const bench = isTauri() ? await commands.benchConfig() : null;
   if (bench) {
     await runBench(root, bench);
     return;
@@ -26,7 +27,7 @@ async function showVersion(): Promise<void> {
     return;
   }
   try {
-    const version = await invoke<string>("app_version");
+    const version = await commands.appVersion();
     footer.textContent = `Confer ${version}`;
   } catch (e) {
     console.error("app_version failed", e);

@@ -12,10 +12,7 @@
  * then the Y, U and V planes.
  */
 
-export interface FrameEndpoint {
-  base: string;
-  key: string;
-}
+import type { FrameEndpoint } from "./bindings";
 
 export interface TileStats {
   /** Frames that reached the view. */
