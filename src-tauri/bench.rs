@@ -5,7 +5,6 @@
 //! web view's processes included), then exits. `scripts/bench-frames.sh` runs it
 //! under Xvfb.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -53,15 +52,15 @@ fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Feeds every tile at 30 fps on threads of their own until `stop`.
-pub fn start_producers(hub: Arc<FrameHub>, stop: Arc<AtomicBool>) {
+/// Feeds every tile at 30 fps on threads of their own, for the app's lifetime.
+pub fn start_producers(hub: Arc<FrameHub>) {
     for (tile, w, h) in TILES {
-        let (hub, stop) = (hub.clone(), stop.clone());
+        let hub = hub.clone();
         let spawned = std::thread::Builder::new().name(format!("bench-{tile}")).spawn(move || {
             let Ok(mut source) = PatternSource::new(w, h) else { return };
             let period = Duration::from_millis(1000 / FPS);
             let mut next = Instant::now();
-            while !stop.load(Ordering::Relaxed) {
+            loop {
                 let (picture, _) = source.next_frame(unix_ms());
                 hub.publish(tile, Arc::new(picture), unix_ms());
                 next += period;

@@ -8,8 +8,7 @@
 mod bench;
 mod ipc;
 
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use confer_app_core::frames::{FrameHub, FrameServer};
@@ -50,15 +49,15 @@ fn bench_config() -> Option<bench::BenchConfig> {
     bench::config()
 }
 
-/// When the benchmark started, and its CPU reading then.
-struct BenchStart(Mutex<Option<(Instant, f64)>>);
+/// When the benchmark started, and its CPU reading then (managed only in benchmark mode).
+struct BenchStart(Instant, f64);
 
 /// The view's measurements: print the table and quit.
 #[tauri::command]
 #[specta::specta]
-fn bench_report(results: Vec<bench::TileResult>, app: tauri::AppHandle, start: tauri::State<'_, BenchStart>) {
+fn bench_report(results: Vec<bench::TileResult>, app: tauri::AppHandle) {
     let (cpu, rss) = bench::process_tree_usage();
-    let (t0, cpu0) = start.0.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or((Instant::now(), cpu));
+    let (t0, cpu0) = app.try_state::<BenchStart>().map_or((Instant::now(), cpu), |s| (s.0, s.1));
     println!("{}", bench::table(&results, cpu - cpu0, t0.elapsed().as_secs_f64(), rss));
     app.exit(0);
 }
@@ -71,9 +70,9 @@ pub fn run() {
             let hub = FrameHub::new();
             let server = tauri::async_runtime::block_on(FrameServer::start(hub.clone()))?;
             if bench::config().is_some() {
-                bench::start_producers(hub.clone(), Arc::new(AtomicBool::new(false)));
+                app.manage(BenchStart(Instant::now(), bench::process_tree_usage().0));
+                bench::start_producers(hub.clone());
             }
-            app.manage(BenchStart(Mutex::new(Some((Instant::now(), bench::process_tree_usage().0)))));
             app.manage(Frames { _hub: hub, server });
             Ok(())
         })

@@ -37,19 +37,19 @@ pub(crate) enum Feedback {
 }
 
 /// Reports every keyframe request and reception report it sees; passes everything on.
-pub(crate) struct KeyframeTap {
+pub(crate) struct FeedbackTap {
     requests: mpsc::UnboundedSender<Feedback>,
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
 }
 
-impl KeyframeTap {
+impl FeedbackTap {
     pub(crate) fn new(requests: mpsc::UnboundedSender<Feedback>) -> Self {
         Self { requests, read: VecDeque::new(), write: VecDeque::new() }
     }
 }
 
-impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeTap {
+impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;
     type Eout = ();
@@ -132,7 +132,7 @@ impl SendRate {
     }
 }
 
-impl Interceptor for KeyframeTap {
+impl Interceptor for FeedbackTap {
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}

@@ -195,8 +195,8 @@ pub(crate) struct PcTaps {
     pub tracks: Option<mpsc::UnboundedSender<Arc<dyn webrtc::media_stream::track_remote::TrackRemote>>>,
     /// Data channels the server opens (subscriber connection).
     pub channels: Option<mpsc::UnboundedSender<Arc<dyn DataChannel>>>,
-    /// The SSRC of every keyframe request received (publisher connection).
-    pub keyframes: Option<mpsc::UnboundedSender<feedback::Feedback>>,
+    /// Keyframe requests and loss reports received, by SSRC (publisher connection).
+    pub feedback: Option<mpsc::UnboundedSender<feedback::Feedback>>,
 }
 
 /// A peer connection and what its handler reports.
@@ -265,8 +265,8 @@ impl Pc {
             )
             .map_err(media_error)?;
         let mut registry = interceptors(&mut media)?;
-        if let Some(keyframes) = taps.keyframes {
-            registry = registry.with(Slot::from(feedback::SLOT), feedback::KeyframeTap::new(keyframes));
+        if let Some(feedback) = taps.feedback {
+            registry = registry.with(Slot::from(feedback::SLOT), feedback::FeedbackTap::new(feedback));
         }
         let (gathering, gathered) = watch::channel(false);
         let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);

@@ -363,12 +363,12 @@ impl Publisher {
             self.close().await;
         }
         if self.conn.is_none() {
-            let (keyframes, requests) = mpsc::unbounded_channel();
-            let pc = Pc::new(self.config, PcTaps { keyframes: Some(keyframes), ..PcTaps::default() }).await?;
+            let (feedback, requests) = mpsc::unbounded_channel();
+            let pc = Pc::new(self.config, PcTaps { feedback: Some(feedback), ..PcTaps::default() }).await?;
             // Opened before the first offer, so that the offer has an application section.
             pc.pc.create_data_channel(CONTROL_CHANNEL, None).await.map_err(media_error)?;
             let ssrcs: SsrcMap = Arc::default();
-            tokio::spawn(route_keyframe_requests(requests, ssrcs.clone()));
+            tokio::spawn(route_feedback(requests, ssrcs.clone()));
             self.conn = Some(Connection { pc, ssrcs });
         }
         Ok(self.conn.as_mut().expect("set above"))
@@ -533,7 +533,7 @@ impl Publisher {
 
 /// Hands each receiver feedback to the track and layer its SSRC names: keyframe
 /// requests raise the layer's flag, loss reports move its send rate.
-async fn route_keyframe_requests(mut requests: mpsc::UnboundedReceiver<Feedback>, ssrcs: SsrcMap) {
+async fn route_feedback(mut requests: mpsc::UnboundedReceiver<Feedback>, ssrcs: SsrcMap) {
     while let Some(feedback) = requests.recv().await {
         let ssrc = match feedback {
             Feedback::Keyframe { ssrc } | Feedback::Loss { ssrc, .. } => ssrc,

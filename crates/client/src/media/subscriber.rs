@@ -183,7 +183,7 @@ impl Subscriber {
         if self.pc.is_none() {
             let (tracks_tx, tracks_rx) = mpsc::unbounded_channel();
             let (channels_tx, channels_rx) = mpsc::unbounded_channel();
-            let taps = PcTaps { tracks: Some(tracks_tx), channels: Some(channels_tx), keyframes: None };
+            let taps = PcTaps { tracks: Some(tracks_tx), channels: Some(channels_tx), feedback: None };
             let pc = Pc::new(self.config, taps).await?;
             let receiving = Receiving {
                 expected: self.expected.clone(),
