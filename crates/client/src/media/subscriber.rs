@@ -311,10 +311,10 @@ struct Reader {
 
 impl Reader {
     async fn read_rtp(self, track: Arc<dyn TrackRemote>, codec: String, first: rtc::rtp::Packet) {
-        // A frame missing a packet waits this long for its retransmission, then is given
-        // up (the decoder conceals, or asks for a keyframe), so one loss never stalls
-        // the frames behind it for long.
-        let video_wait = Duration::from_millis(500);
+        // A frame missing a packet waits this long for its retransmission (two NACKs,
+        // some RTTs apart), then is given up and a keyframe is asked for, so one loss
+        // never stalls the frames behind it for long.
+        let video_wait = Duration::from_millis(300);
         match codec.to_ascii_lowercase().as_str() {
             "video/vp8" => {
                 let builder = SampleBuilder::new(512, Vp8Packet::default(), 90_000).with_max_time_delay(video_wait);
@@ -378,8 +378,12 @@ impl Reader {
                     lost_before: sample.prev_dropped_packets,
                     audio_level: level,
                 };
-                if self.tx.try_send(frame).is_err() && self.tx.is_closed() {
-                    return;
+                match self.tx.try_send(frame) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    // The reader fell behind: the next frame would reference the one
+                    // dropped here, so wait for a keyframe, as after a lost packet.
+                    Err(mpsc::error::TrySendError::Full(_)) => waiting = true,
                 }
             }
         }
