@@ -1,7 +1,9 @@
 //! The desktop app's Rust side that builds and tests without Tauri.
 //!
-//! Today: [`frames`], the path decoded video takes to the web view. The call engine
-//! (devices, publishing, subscriptions, playback behind typed commands and events)
-//! joins it with the app issue.
+//! - [`call`]: the call engine behind the app's commands and events: joining, devices,
+//!   publishing, subscriptions that follow what the view shows, playback and chat.
+//! - [`publish`]: capture and encoding loops, shared with `confer-cli bot`.
+//! - [`frames`]: the path decoded video takes to the web view.
 
 pub mod frames;
+pub mod publish;

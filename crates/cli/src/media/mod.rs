@@ -6,7 +6,6 @@
 //! republishes and resubscribes); the bot only says what it wants.
 
 pub mod report;
-pub mod source;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -23,7 +22,7 @@ use crate::bot::error_line;
 use crate::output::JsonLines;
 use confer_media::audio::{ProcessingConfig, Speaker};
 use report::Receiving;
-use source::{unix_ms, AudioSource, Publication, PublishPlan, SharedFarEnd, VideoSource};
+use confer_app_core::publish::{self as source, unix_ms, AudioSource, MediaThread, Publication, PublishPlan, SharedFarEnd, VideoSource};
 
 /// The bot's media actions and what it received.
 pub struct MediaPlan {
@@ -50,55 +49,6 @@ pub struct MediaPlan {
 
 /// The result of one step: whether the server refused something.
 type Step = std::io::Result<bool>;
-
-/// A media task on a thread of its own, with a runtime of its own: encoding and
-/// decoding are CPU work that would otherwise hold up the main runtime's network tasks
-/// (and delay packets, which bandwidth estimation then reads as congestion), and the
-/// task's timers must outlive the main runtime's shutdown at exit. Dropping it stops
-/// the task.
-pub struct MediaThread {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl MediaThread {
-    pub fn spawn(name: &str, task: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let spawned = std::thread::Builder::new().name(name.to_owned()).spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start a media thread's runtime");
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                tokio::select! {
-                    () = task => {}
-                    _ = stopped => {}
-                }
-            })
-        });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start a media thread");
-        }
-        Self { stop: Some(stop) }
-    }
-
-    /// Lets the task run until it ends by itself.
-    pub fn detach(mut self) {
-        if let Some(stop) = self.stop.take() {
-            std::mem::forget(stop);
-        }
-    }
-}
-
-impl Drop for MediaThread {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
 
 impl MediaPlan {
     pub fn new(args: &BotArgs, joined_at: Instant) -> Self {

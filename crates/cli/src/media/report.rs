@@ -23,7 +23,7 @@ use confer_media::vp8::Vp8Decoder;
 use confer_media::I420Frame;
 use serde::Serialize;
 
-use super::source::unix_ms;
+use confer_app_core::publish::unix_ms;
 
 /// A gap this long without a decoded frame is a stall.
 pub const STALL: u64 = 300;

@@ -1,7 +1,7 @@
-//! What the bot publishes: a camera (the synthetic pattern, whose pixels carry each
-//! frame's number and capture time, or a real one), a microphone (a sine tone, or a
-//! real one through echo cancellation and the rest), optionally a data track of small
-//! numbered messages, and optionally a screen share as a second stream.
+//! Publishing, shared by the app and the bot: a camera (a real one, or the synthetic
+//! pattern whose pixels carry each frame's number and capture time), a microphone (a
+//! real one through echo cancellation and the rest, or a sine tone), optionally a data
+//! track of small numbered messages, and optionally a screen share as a second stream.
 //!
 //! Encoders make a keyframe when the first frame goes out and whenever a receiver asks
 //! for one through the SFU ([`LocalTrack::take_keyframe_request`]), never on a timer.
@@ -20,7 +20,55 @@ use confer_media::vp8::{Vp8Config, Vp8Encoder};
 use confer_media::{I420Frame, PatternSource, ToneSource};
 use std::sync::{Arc, Mutex};
 
-use super::MediaThread;
+
+/// A media task on a thread of its own, with a runtime of its own: encoding and
+/// decoding are CPU work that would otherwise hold up the main runtime's network tasks
+/// (and delay packets, which bandwidth estimation then reads as congestion), and the
+/// task's timers must outlive the main runtime's shutdown at exit. Dropping it stops
+/// the task.
+pub struct MediaThread {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl MediaThread {
+    pub fn spawn(name: &str, task: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start a media thread's runtime");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                tokio::select! {
+                    () = task => {}
+                    _ = stopped => {}
+                }
+            })
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a media thread");
+        }
+        Self { stop: Some(stop) }
+    }
+
+    /// Lets the task run until it ends by itself.
+    pub fn detach(mut self) {
+        if let Some(stop) = self.stop.take() {
+            std::mem::forget(stop);
+        }
+    }
+}
+
+impl Drop for MediaThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
 
 /// How often the data track sends a message.
 pub const DATA_INTERVAL: Duration = Duration::from_millis(100);
