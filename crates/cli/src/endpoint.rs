@@ -23,15 +23,7 @@ pub fn api_base(input: &str) -> Result<Url, UrlError> {
     })
 }
 
-/// `base` + `/v1/` + the given path segments, each percent-encoded.
-pub fn api_url(base: &Url, segments: &[&str]) -> Url {
-    let mut url = base.clone();
-    // `api_base` guarantees a hierarchical http(s) URL, which always has segments.
-    if let Ok(mut path) = url.path_segments_mut() {
-        path.pop_if_empty().push("v1").extend(segments);
-    }
-    url
-}
+pub use confer_client::api::api_url;
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@
 //! on stderr. The binary (`main.rs`) only wires these to the process.
 
 pub mod admin;
-pub mod api;
+pub use confer_client::api;
 pub mod args;
 pub mod bot;
 pub mod endpoint;
@@ -19,6 +19,8 @@ use serde_json::{json, Value};
 use crate::api::{ApiClient, ApiError};
 use crate::args::{Cli, Command};
 use crate::endpoint::UrlError;
+
+const USER_AGENT: &str = concat!("confer-cli/", env!("CARGO_PKG_VERSION"));
 use crate::output::JsonLines;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +43,7 @@ pub async fn run(cli: Cli, out: &mut JsonLines<impl Write>) -> Result<u8, CliErr
     if let Command::Devices(args) = command {
         return Ok(devices(&args, out)?);
     }
-    let api = ApiClient::new(endpoint::api_base(&url)?, api_key, api_secret)?;
+    let api = ApiClient::new(endpoint::api_base(&url)?, api_key, api_secret, USER_AGENT)?;
     match command {
         Command::Room(c) => admin::room(&api, c, out).await?,
         Command::Token(c) => admin::token(&api, c, out).await?,

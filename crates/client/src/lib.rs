@@ -23,8 +23,9 @@
 //! Layering: [`state`] is the pure core (events in, app events out); `connection` is one
 //! WebSocket; `engine` is the task that ties them together and reconnects; [`room`] is
 //! the handle; [`media`] holds the two WebRTC connections (publisher and subscriber) and
-//! moves encoded frames.
+//! moves encoded frames; [`api`] is the room API over HTTP (tokens, invites, rooms).
 
+pub mod api;
 mod connection;
 pub mod endpoint;
 mod engine;

@@ -1,4 +1,5 @@
-//! A small client for the room API (`/v1/...` over HTTP with Basic auth).
+//! A small client for the room API (`/v1/...` over HTTP with Basic auth), for the CLI
+//! and for apps that trade an invite for a token or host their own server.
 //!
 //! Each operation is a [`Call`]: method, path, body and whether it needs the API
 //! credentials are all decided there, in one table, so the commands cannot disagree
@@ -14,7 +15,6 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::endpoint::api_url;
 
 /// One room-API operation.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +94,16 @@ impl Call {
     }
 }
 
+/// `base` + `/v1/` + the given path segments, each percent-encoded.
+pub fn api_url(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    // `server_base` guarantees a hierarchical http(s) URL, which always has segments.
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().push("v1").extend(segments);
+    }
+    url
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The server refused; the body is the catalog error.
@@ -130,10 +140,16 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    /// `base` comes from [`crate::endpoint::api_base`]. Credentials are checked when a
-    /// call needs them, so commands that do not (refresh, exchange) work without.
-    pub fn new(base: Url, api_key: Option<String>, api_secret: Option<String>) -> Result<Self, ApiError> {
-        let http = reqwest::Client::builder().user_agent(concat!("confer-cli/", env!("CARGO_PKG_VERSION"))).build()?;
+    /// `base` comes from [`crate::endpoint::server_base`]. Credentials are checked
+    /// when a call needs them, so calls that do not (refresh, exchange) work without.
+    /// `user_agent` names the program (`confer-cli/0.1.0`).
+    pub fn new(
+        base: Url,
+        api_key: Option<String>,
+        api_secret: Option<String>,
+        user_agent: &str,
+    ) -> Result<Self, ApiError> {
+        let http = reqwest::Client::builder().user_agent(user_agent).build()?;
         let credentials = api_key.zip(api_secret);
         Ok(Self { http, base, credentials })
     }
