@@ -86,6 +86,18 @@ pub struct PublishPlan {
     pub data: bool,
     /// A monitor to share, and at what frame rate.
     pub screen: Option<(usize, u32)>,
+    /// Sees every camera frame before it is encoded (the app's self view).
+    pub tap: Option<FrameTap>,
+}
+
+/// A callback that sees captured frames.
+#[derive(Clone)]
+pub struct FrameTap(pub Arc<dyn Fn(&I420Frame) + Send + Sync>);
+
+impl std::fmt::Debug for FrameTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FrameTap")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -258,7 +270,8 @@ enum Frames {
     Camera(Camera),
 }
 
-async fn video_loop(track: LocalTrack, mut plan: PublishPlan, source: VideoSource) {
+/// Captures (or draws) and encodes the camera, every layer, until dropped.
+pub async fn video_loop(track: LocalTrack, mut plan: PublishPlan, source: VideoSource) {
     let mut source = match source {
         VideoSource::Pattern => match PatternSource::new(plan.width, plan.height) {
             Ok(p) => Frames::Pattern(p),
@@ -291,8 +304,15 @@ async fn video_loop(track: LocalTrack, mut plan: PublishPlan, source: VideoSourc
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let started = Instant::now();
+    let mut was_muted = false;
     loop {
         tick.tick().await;
+        // Muted: nothing is captured for the wire; the first frame after is a keyframe.
+        if track.is_muted() {
+            was_muted = true;
+            continue;
+        }
+        let resumed = std::mem::take(&mut was_muted);
         let frame = match &mut source {
             Frames::Pattern(p) => p.next_frame(unix_ms()).0,
             Frames::Camera(c) => match c.next_frame(period * 2) {
@@ -300,9 +320,12 @@ async fn video_loop(track: LocalTrack, mut plan: PublishPlan, source: VideoSourc
                 _ => continue,
             },
         };
+        if let Some(tap) = &plan.tap {
+            (tap.0)(&frame);
+        }
         let pts = started.elapsed().as_millis() as i64;
         for (quality, factor, encoder) in &mut layers {
-            let keyframe = track.take_keyframe_request(*quality);
+            let keyframe = track.take_keyframe_request(*quality) || resumed;
             encoder.follow_rate(track.send_rate_share(*quality));
             let scaled;
             let input = if *factor == 1 {
@@ -322,7 +345,8 @@ async fn video_loop(track: LocalTrack, mut plan: PublishPlan, source: VideoSourc
     }
 }
 
-async fn audio_loop(track: LocalTrack, hz: f64) {
+/// Encodes a sine tone of `hz` as the microphone.
+pub async fn audio_loop(track: LocalTrack, hz: f64) {
     let Ok(mut encoder) = OpusEncoder::new(OpusConfig::default()) else { return };
     let mut tone = ToneSource::new(hz, SAMPLE_RATE);
     let period = Duration::from_millis(20);
@@ -331,6 +355,9 @@ async fn audio_loop(track: LocalTrack, hz: f64) {
     loop {
         tick.tick().await;
         let pcm = tone.next_block(FRAME_SAMPLES);
+        if track.is_muted() {
+            continue;
+        }
         let level = (-level_dbfs(&pcm)).clamp(0.0, 127.0) as u8;
         let Ok(packet) = encoder.encode(&pcm) else { continue };
         if let Err(e) = track.write(None, packet, period, Some(level)).await {
@@ -341,7 +368,7 @@ async fn audio_loop(track: LocalTrack, hz: f64) {
 
 /// Encodes the microphone's processed audio in 20 ms Opus frames. A device gap (the
 /// microphone being replaced) sends nothing: receivers conceal, then play silence.
-async fn mic_loop(track: LocalTrack, mut mic: Microphone) {
+pub async fn mic_loop(track: LocalTrack, mut mic: Microphone) {
     let Ok(mut encoder) = OpusEncoder::new(OpusConfig::default()) else { return };
     let period = Duration::from_millis(20);
     loop {
@@ -349,6 +376,9 @@ async fn mic_loop(track: LocalTrack, mut mic: Microphone) {
             tokio::task::yield_now().await;
             continue;
         };
+        if track.is_muted() {
+            continue; // read and dropped: a muted microphone sends nothing
+        }
         let pcm = confer_media::audio::to_i16(&[a, b].concat());
         let level = (-level_dbfs(&pcm)).clamp(0.0, 127.0) as u8;
         let Ok(packet) = encoder.encode(&pcm) else { continue };
@@ -360,7 +390,7 @@ async fn mic_loop(track: LocalTrack, mut mic: Microphone) {
 
 /// Encodes the screen at full resolution; a new size (another resolution) starts a new
 /// encoder and a keyframe.
-async fn screen_loop(track: LocalTrack, capture: ScreenCapture, codec: Codec, fps: u32) {
+pub async fn screen_loop(track: LocalTrack, capture: ScreenCapture, codec: Codec, fps: u32) {
     let period = Duration::from_secs_f64(1.0 / f64::from(fps.max(1)));
     let started = Instant::now();
     let mut encoder: Option<((usize, usize), VideoEncoder)> = None;

@@ -149,6 +149,9 @@ impl ApiClient {
         api_secret: Option<String>,
         user_agent: &str,
     ) -> Result<Self, ApiError> {
+        // reqwest is built without a TLS provider of its own: use the SDK's (ring),
+        // unless the program installed one already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder().user_agent(user_agent).build()?;
         let credentials = api_key.zip(api_secret);
         Ok(Self { http, base, credentials })

@@ -89,6 +89,7 @@ impl MediaPlan {
             audio,
             data: args.data,
             screen,
+            tap: None,
         });
         // Echo cancellation hears what the speaker plays when both run.
         let (far_tx, far_rx) = confer_media::audio::far_end();

@@ -262,6 +262,12 @@ impl LocalTrack {
         LAYERS.iter().map(|(q, f)| (Some(*q), *f)).collect()
     }
 
+    /// Whether the track is muted ([`crate::Room::set_track_muted`]): what feeds it
+    /// should stop sending (a muted microphone must not leave the machine).
+    pub fn is_muted(&self) -> bool {
+        self.shared.muted.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn set_muted(&self, muted: bool) {
         self.shared.muted.store(muted, Ordering::Relaxed);
     }

@@ -1,0 +1,108 @@
+//! What the view is told about a call: typed once here (serde for the wire, specta for
+//! the generated TypeScript).
+
+use serde::{Deserialize, Serialize};
+
+/// The call as the view draws it, sent whole on every change (small: one entry per
+/// participant), so the view never has to patch state of its own.
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
+pub struct CallView {
+    pub room: String,
+    pub room_name: String,
+    /// The local participant's id.
+    pub me: String,
+    /// Whether the local participant may kick and censor.
+    pub moderator: bool,
+    /// Local first, then the others in join order.
+    pub participants: Vec<ParticipantView>,
+    pub active_speaker: Option<String>,
+    pub connection: Connection,
+    pub microphone: LocalDevice,
+    pub camera: LocalDevice,
+    pub sharing_screen: bool,
+    /// An invite link others can join with, when the app knows one.
+    pub invite_link: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, specta::Type)]
+#[serde(rename_all = "snake_case")]
+pub enum Connection {
+    Connected,
+    Reconnecting,
+}
+
+/// The state of the local microphone or camera.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, specta::Type)]
+#[serde(rename_all = "snake_case")]
+pub enum LocalDevice {
+    On,
+    Off,
+    /// There is none, or it could not be opened.
+    Missing,
+    /// A moderator stopped it.
+    Censored,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
+pub struct ParticipantView {
+    pub id: String,
+    pub identity: String,
+    pub name: String,
+    pub local: bool,
+    pub moderator: bool,
+    pub guest: bool,
+    /// No audio track, or muted, or censored.
+    pub mic_muted: bool,
+    pub camera_off: bool,
+    pub speaking: bool,
+    /// 1 (bad) to 5 (excellent); 0 while unknown.
+    pub network_quality: u8,
+    /// Video this participant shows: its camera tile and its screen share, when present.
+    pub tiles: Vec<TileInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
+pub struct TileInfo {
+    /// The frame socket's tile name (`/frames/{tile}`).
+    pub tile: String,
+    /// The stream key (`main`, `screen`).
+    pub key: String,
+    pub screen: bool,
+}
+
+/// A chat message, sent or received.
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
+pub struct ChatMessage {
+    pub id: String,
+    pub from_id: String,
+    pub from_name: String,
+    pub text: String,
+    /// Sent to chosen people rather than everyone.
+    pub private: bool,
+    /// The recipient of a private message this app sent.
+    pub to_name: Option<String>,
+    pub sent_at: f64,
+    pub mine: bool,
+}
+
+/// How the view shows one tile, so that the call subscribes to what is seen.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, specta::Type)]
+pub struct TileWant {
+    pub tile: String,
+    /// On screen (a tile on another page is not).
+    pub visible: bool,
+    /// Drawn large (a speaker or screen-share stage, or a grid of few tiles).
+    pub large: bool,
+}
+
+/// Something the call tells the view.
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CallEvent {
+    Updated { view: CallView },
+    Chat { message: ChatMessage },
+    /// Worth telling the user, not fatal (a device missing, a request refused).
+    Notice { code: String, message: String },
+    /// The call is over: left, kicked, ended, connection lost for good.
+    Ended { code: String, message: String },
+}
