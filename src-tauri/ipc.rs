@@ -7,7 +7,9 @@
 //! never on the message.
 
 use serde::Serialize;
-use tauri_specta::{collect_commands, Builder};
+use tauri_specta::{collect_commands, collect_events, Builder};
+
+use crate::call;
 
 /// An error as the view sees it.
 #[derive(Debug, Clone, Serialize, specta::Type, thiserror::Error)]
@@ -19,14 +21,34 @@ pub struct AppError {
     pub message: String,
 }
 
+impl AppError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { code: code.into(), message: message.into() }
+    }
+}
+
 pub fn builder() -> Builder<tauri::Wry> {
     Builder::<tauri::Wry>::new()
         .commands(collect_commands![
             super::app_version,
             super::frame_endpoint,
             super::bench_config,
-            super::bench_report
+            super::bench_report,
+            call::list_devices,
+            call::start_preview,
+            call::stop_preview,
+            call::host_meeting,
+            call::join_call,
+            call::leave_call,
+            call::set_microphone,
+            call::set_camera,
+            call::share_screen,
+            call::send_chat,
+            call::kick,
+            call::censor,
+            call::set_tiles,
         ])
+        .events(collect_events![call::CallUpdate, call::MicLevel])
         .typ::<AppError>()
 }
 

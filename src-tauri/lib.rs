@@ -6,9 +6,9 @@
 //! that they build and test without WebKit.
 
 mod bench;
+mod call;
 mod ipc;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use confer_app_core::frames::{FrameHub, FrameServer};
@@ -24,7 +24,6 @@ fn app_version() -> &'static str {
 
 /// Decoded video for the view: where its frame sockets are.
 struct Frames {
-    _hub: Arc<FrameHub>,
     server: FrameServer,
 }
 
@@ -64,22 +63,37 @@ fn bench_report(results: Vec<bench::TileResult>, app: tauri::AppHandle) {
 
 /// Builds and runs the app until its last window closes.
 pub fn run() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,webrtc=warn,rtc=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let commands = ipc::builder();
+    let events = ipc::builder();
     tauri::Builder::default()
-        .setup(|app| {
+        .setup(move |app| {
+            events.mount_events(app);
             let hub = FrameHub::new();
             let server = tauri::async_runtime::block_on(FrameServer::start(hub.clone()))?;
             if bench::config().is_some() {
                 app.manage(BenchStart(Instant::now(), bench::process_tree_usage().0));
                 bench::start_producers(hub.clone());
             }
-            app.manage(Frames { _hub: hub, server });
+            app.manage(call::CallState::new(hub));
+            app.manage(Frames { server });
             Ok(())
         })
         .invoke_handler(commands.invoke_handler())
-        .run(tauri::generate_context!())
+        .build(tauri::generate_context!())
         .unwrap_or_else(|e| {
             eprintln!("confer: cannot start the app: {e}");
             std::process::exit(1);
+        })
+        .run(|app, event| {
+            if let tauri::RunEvent::Exit = event {
+                // Say goodbye to the room, and stop a hosted server's rooms cleanly.
+                tauri::async_runtime::block_on(call::shutdown(&app.state::<call::CallState>()));
+            }
         });
 }

@@ -1,10 +1,17 @@
 /**
- * The home screen: where to meet and under which name. Joining arrives with the media
- * issues; until then the form validates and explains what is coming.
+ * The home screen: where to meet and under which name, recent rooms, and hosting a
+ * meeting on this machine.
  */
-export function renderHome(root: HTMLElement): void {
-  root.innerHTML = `
-    <main class="home">
+
+import { commands } from "./bindings";
+import type { App } from "./main";
+import { el, esc } from "./dom";
+import { openSettings } from "./settingsDialog";
+
+export function renderHome(app: App, message?: { code: string; text: string }): void {
+  const s = app.settings;
+  app.root.innerHTML = `
+    <main class="home" id="home">
       <section class="card">
         <header>
           <div class="logo" aria-hidden="true"></div>
@@ -12,33 +19,92 @@ export function renderHome(root: HTMLElement): void {
             <h1>Confer</h1>
             <p class="tagline">Video meetings on your own server</p>
           </div>
+          <button type="button" class="ghost icon-only" id="home-settings" title="Settings" aria-label="Settings">⚙</button>
         </header>
+        ${message ? `<p class="banner" id="ended-message" data-code="${esc(message.code)}">${esc(message.text)}</p>` : ""}
         <form id="join" novalidate>
-          <label>Server
-            <input name="server" type="url" value="http://127.0.0.1:7880" autocomplete="url" required />
-          </label>
           <label>Display name
-            <input name="name" type="text" placeholder="Your name" autocomplete="name" required />
+            <input id="join-name" name="name" type="text" placeholder="Your name" autocomplete="name" value="${esc(s.name)}" required />
           </label>
-          <label>Room or join link
-            <input name="room" type="text" placeholder="confer://join?… or a room id" required />
+          <label>Join link or room
+            <input id="join-link" name="link" type="text" placeholder="confer://join?… or a room name" required />
           </label>
-          <button type="submit">Join</button>
+          <label>Server (for a room name)
+            <input id="join-server" name="server" type="url" value="${esc(s.server)}" autocomplete="url" />
+          </label>
+          <button type="submit" id="join-submit">Continue</button>
           <p id="status" class="status" role="status"></p>
         </form>
+        <div class="divider"><span>or</span></div>
+        <button type="button" class="secondary" id="host">Host a meeting on this machine</button>
+        ${s.recent.length ? `<h2 class="section">Recent</h2><ul class="recent" id="recent"></ul>` : ""}
       </section>
       <footer id="version"></footer>
     </main>`;
 
-  const form = root.querySelector<HTMLFormElement>("#join");
-  const status = root.querySelector<HTMLElement>("#status");
-  form?.addEventListener("submit", (event) => {
+  const form = app.root.querySelector<HTMLFormElement>("#join")!;
+  const status = app.root.querySelector<HTMLElement>("#status")!;
+  const field = (id: string) => app.root.querySelector<HTMLInputElement>(id)!;
+
+  const recent = app.root.querySelector<HTMLUListElement>("#recent");
+  for (const r of s.recent) {
+    const item = el("li", {}, [el("button", { type: "button", class: "link" }, [r.label])]);
+    item.querySelector("button")!.addEventListener("click", () => {
+      field("#join-link").value = r.link;
+      field("#join-server").value = r.server;
+    });
+    recent?.append(item);
+  }
+
+  const name = (): string | null => {
+    const value = field("#join-name").value.trim();
+    if (!value) {
+      status.textContent = "Please enter your display name.";
+      field("#join-name").focus();
+      return null;
+    }
+    app.settings.name = value;
+    return value;
+  };
+
+  form.addEventListener("submit", (event) => {
     event.preventDefault();
-    if (!form || !status) return;
-    const data = new FormData(form);
-    const missing = ["server", "name", "room"].filter((k) => !String(data.get(k) ?? "").trim());
-    status.textContent = missing.length
-      ? `Please fill in: ${missing.join(", ")}.`
-      : "Joining calls comes with the next release of this app.";
+    if (!name()) return;
+    const link = field("#join-link").value.trim();
+    if (!link) {
+      status.textContent = "Please paste a join link or type a room name.";
+      return;
+    }
+    const server = field("#join-server").value.trim() || s.server;
+    app.settings.server = server;
+    app.showPrejoin({ server, link, label: labelOf(link) });
   });
+
+  app.root.querySelector("#host")!.addEventListener("click", async () => {
+    const who = name();
+    if (!who) return;
+    status.textContent = "Starting a meeting server on this machine…";
+    const hosted = await commands.hostMeeting(`${who}'s meeting`);
+    if (hosted.status === "error") {
+      status.textContent = hosted.error.message;
+      return;
+    }
+    status.textContent = "";
+    app.showPrejoin({ server: hosted.data.server, link: hosted.data.room, label: `${who}'s meeting (hosted here)`, invite: hosted.data.invite_link });
+  });
+
+  app.root.querySelector("#home-settings")!.addEventListener("click", () => void openSettings(app));
+  void app.showVersion();
+}
+
+/** A short name for a link in the recent list. */
+export function labelOf(link: string): string {
+  try {
+    const url = new URL(link);
+    const room = url.searchParams.get("room");
+    if (room) return `${room} · ${url.searchParams.get("server") ?? ""}`;
+  } catch {
+    // a bare room name
+  }
+  return link;
 }

@@ -45,14 +45,24 @@ export class TileView {
     readonly tile: string,
   ) {
     this.renderer = WebGlRenderer.create(canvas) ?? new Canvas2dRenderer(canvas);
-    const url = `${endpoint.base}/frames/${encodeURIComponent(tile)}?key=${endpoint.key}`;
-    this.socket = new WebSocket(url);
-    this.socket.binaryType = "arraybuffer";
-    this.socket.onopen = () => this.socket.send("next");
-    this.socket.onmessage = (event) => this.onFrame(event.data as ArrayBuffer);
-    this.socket.onclose = () => {
-      this.closed = true;
+    this.url = `${endpoint.base}/frames/${encodeURIComponent(tile)}?key=${endpoint.key}`;
+    this.socket = this.open();
+  }
+
+  private readonly url: string;
+
+  /** Connects; a tile that ends (its track stopped) is watched again, as it may return. */
+  private open(): WebSocket {
+    const socket = new WebSocket(this.url);
+    socket.binaryType = "arraybuffer";
+    socket.onopen = () => socket.send("next");
+    socket.onmessage = (event) => this.onFrame(event.data as ArrayBuffer);
+    socket.onclose = () => {
+      if (!this.closed) setTimeout(() => {
+        if (!this.closed) this.socket = this.open();
+      }, 300);
     };
+    return socket;
   }
 
   get rendererName(): string {

@@ -282,6 +282,9 @@ pub struct BotArgs {
     /// Send the message only to these identities.
     #[arg(long, value_name = "IDENTITY,...", value_delimiter = ',', requires = "send_message")]
     pub to: Vec<String>,
+    /// Answer every chat message received with "re: TEXT", to everyone.
+    #[arg(long)]
+    pub echo_messages: bool,
     /// Kick this identity once joined (after --wait-for; needs moderator rights).
     #[arg(long, value_name = "IDENTITY")]
     pub kick: Option<String>,

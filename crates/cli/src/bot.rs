@@ -87,6 +87,11 @@ pub async fn run(url: &str, args: BotArgs, out: &mut JsonLines<impl Write>) -> R
                 if event.is_final() {
                     break Some(event);
                 }
+                if let (true, RoomEvent::MessageReceived { text, from, .. }) = (args.echo_messages, &event) {
+                    if from.id != room.local_participant().id {
+                        refused |= echo(&room, text, out).await?;
+                    }
+                }
                 if plan.is_ready(&room.state()) {
                     refused |= plan.run(&room, out).await?;
                 }
@@ -121,6 +126,21 @@ pub async fn run(url: &str, args: BotArgs, out: &mut JsonLines<impl Write>) -> R
     } else {
         BotExit::Finished
     })
+}
+
+/// `--echo-messages`: answers a message with `re: TEXT`. Returns whether it was refused.
+async fn echo(room: &Room, text: &str, out: &mut JsonLines<impl Write>) -> std::io::Result<bool> {
+    let reply = format!("re: {text}");
+    match room.send_message(reply.as_str(), None).await {
+        Ok(message_id) => {
+            out.emit_event(json!({"event": "message_sent", "message_id": message_id, "text": reply}))?;
+            Ok(false)
+        }
+        Err(error) => {
+            out.emit_event(error_line("send_message", &error))?;
+            Ok(true)
+        }
+    }
 }
 
 /// The one-shot actions and when they may run.

@@ -20,9 +20,11 @@ use serde_json::json;
 use crate::args::{BotAction, BotArgs, MediaKindArg, VideoCodecArg};
 use crate::bot::error_line;
 use crate::output::JsonLines;
+use confer_app_core::publish::{
+    self as source, unix_ms, AudioSource, MediaThread, Publication, PublishPlan, SharedFarEnd, VideoSource,
+};
 use confer_media::audio::{ProcessingConfig, Speaker};
 use report::Receiving;
-use confer_app_core::publish::{self as source, unix_ms, AudioSource, MediaThread, Publication, PublishPlan, SharedFarEnd, VideoSource};
 
 /// The bot's media actions and what it received.
 pub struct MediaPlan {

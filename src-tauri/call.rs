@@ -1,0 +1,300 @@
+//! The call commands and events: a thin layer over `confer_app_core::call`, which
+//! holds the logic (and builds and tests without Tauri).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use confer_app_core::call::{Call, EventSink, HostAccess, JoinRequest, MediaSettings};
+use confer_app_core::frames::FrameHub;
+use confer_app_core::host::HostedServer;
+use confer_app_core::link::{Access, JoinTarget};
+use confer_app_core::preview::Preview;
+use confer_app_core::view::{CallEvent, CallView, ChatMessage, TileWant};
+use confer_app_core::CallError;
+use confer_media::video::ScreenSource;
+use serde::{Deserialize, Serialize};
+use tauri::Manager;
+use tauri_specta::Event;
+use tokio::sync::Mutex;
+
+use crate::ipc::AppError;
+
+impl From<CallError> for AppError {
+    fn from(e: CallError) -> Self {
+        AppError { code: e.code, message: e.message }
+    }
+}
+
+/// Everything a call needs that outlives one command.
+pub struct CallState {
+    pub hub: Arc<FrameHub>,
+    call: Mutex<Option<Call>>,
+    preview: std::sync::Mutex<Option<Preview>>,
+    host: Mutex<Option<HostedServer>>,
+    /// Meetings this app hosts: room id -> how to let its host in.
+    meetings: std::sync::Mutex<HashMap<String, HostAccess>>,
+}
+
+impl CallState {
+    pub fn new(hub: Arc<FrameHub>) -> Self {
+        Self {
+            hub,
+            call: Mutex::new(None),
+            preview: std::sync::Mutex::new(None),
+            host: Mutex::new(None),
+            meetings: std::sync::Mutex::default(),
+        }
+    }
+}
+
+/// Something happened in the call (see `CallEvent`).
+#[derive(Debug, Clone, Serialize, specta::Type, Event)]
+pub struct CallUpdate(pub CallEvent);
+
+/// The pre-join microphone meter: 0.0 (silence) to 1.0.
+#[derive(Debug, Clone, Serialize, specta::Type, Event)]
+pub struct MicLevel(pub f32);
+
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct DeviceOption {
+    pub id: String,
+    pub name: String,
+    pub is_default: bool,
+}
+
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct DeviceList {
+    pub microphones: Vec<DeviceOption>,
+    pub speakers: Vec<DeviceOption>,
+    pub cameras: Vec<DeviceOption>,
+    /// Monitors (`monitor:N`) and windows (`window:ID`) that can be shared.
+    pub screens: Vec<DeviceOption>,
+}
+
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct PreviewInfo {
+    pub camera_missing: bool,
+    pub microphone_missing: bool,
+}
+
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct HostedMeeting {
+    pub server: String,
+    pub room: String,
+    pub invite_link: String,
+}
+
+#[derive(Debug, Clone, Deserialize, specta::Type)]
+pub struct JoinForm {
+    /// The server to use when the link names none.
+    pub server: String,
+    pub name: String,
+    /// A join link, or a room id.
+    pub link: String,
+    pub media: MediaSettings,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Microphones, speakers, cameras (with the synthetic test pattern) and screens.
+#[tauri::command]
+#[specta::specta]
+pub async fn list_devices() -> DeviceList {
+    tauri::async_runtime::spawn_blocking(|| {
+        let devices = confer_media::devices::DeviceManager::new().devices();
+        let audio = |list: Vec<confer_media::audio::AudioDevice>| {
+            list.into_iter().map(|d| DeviceOption { id: d.id, name: d.name, is_default: d.is_default }).collect()
+        };
+        let mut cameras: Vec<DeviceOption> = devices
+            .cameras
+            .iter()
+            .map(|c| DeviceOption { id: c.index.to_string(), name: c.name.clone(), is_default: c.index == 0 })
+            .collect();
+        cameras.push(DeviceOption { id: "synthetic".into(), name: "Test pattern".into(), is_default: false });
+        let screens = confer_media::video::screen::list()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| {
+                let id = match s.source {
+                    ScreenSource::Monitor(i) => format!("monitor:{i}"),
+                    ScreenSource::Window(w) => format!("window:{w}"),
+                };
+                DeviceOption { id, name: format!("{} ({}x{})", s.name, s.width, s.height), is_default: s.primary }
+            })
+            .collect();
+        DeviceList { microphones: audio(devices.microphones), speakers: audio(devices.speakers), cameras, screens }
+    })
+    .await
+    .unwrap_or(DeviceList { microphones: vec![], speakers: vec![], cameras: vec![], screens: vec![] })
+}
+
+/// Starts the camera preview (tile `preview`) and the `MicLevel` meter.
+#[tauri::command]
+#[specta::specta]
+pub fn start_preview(media: MediaSettings, app: tauri::AppHandle, state: tauri::State<'_, CallState>) -> PreviewInfo {
+    let mut preview = lock(&state.preview);
+    preview.take();
+    let emitter = app.clone();
+    let (running, missing) = Preview::start(&media, state.hub.clone(), move |level| {
+        let _ = MicLevel(level).emit(&emitter);
+    });
+    *preview = Some(running);
+    PreviewInfo { camera_missing: missing.camera, microphone_missing: missing.microphone }
+}
+
+#[tauri::command]
+#[specta::specta]
+pub fn stop_preview(state: tauri::State<'_, CallState>) {
+    lock(&state.preview).take();
+}
+
+/// Starts the room server inside the app (once) and creates a meeting on it.
+#[tauri::command]
+#[specta::specta]
+pub async fn host_meeting(
+    title: String,
+    app: tauri::AppHandle,
+    state: tauri::State<'_, CallState>,
+) -> Result<HostedMeeting, AppError> {
+    let mut host = state.host.lock().await;
+    if host.is_none() {
+        let dir = app.path().app_data_dir().map_err(|e| AppError::new("host_failed", e.to_string()))?;
+        std::fs::create_dir_all(&dir).map_err(|e| AppError::new("host_failed", e.to_string()))?;
+        let db = dir.join("hosted-rooms.sqlite3").to_string_lossy().into_owned();
+        *host = Some(HostedServer::start(db).await?);
+    }
+    let server = host.as_ref().expect("started above");
+    let meeting = server.create_meeting(&title).await?;
+    let hosted =
+        HostedMeeting { server: server.url().to_owned(), room: meeting.room.clone(), invite_link: meeting.access.invite_link.clone() };
+    lock(&state.meetings).insert(meeting.room, meeting.access);
+    Ok(hosted)
+}
+
+/// Joins a call; its events arrive as `CallUpdate`.
+#[tauri::command]
+#[specta::specta]
+pub async fn join_call(
+    form: JoinForm,
+    app: tauri::AppHandle,
+    state: tauri::State<'_, CallState>,
+) -> Result<CallView, AppError> {
+    let target = JoinTarget::parse(&form.link)?;
+    let host = match target.access {
+        Access::RoomOnly => lock(&state.meetings).get(&target.room).cloned(),
+        _ => None,
+    };
+    let mut slot = state.call.lock().await;
+    if let Some(previous) = slot.take() {
+        previous.leave().await;
+    }
+    lock(&state.preview).take();
+    let emitter = app.clone();
+    let sink: EventSink = Arc::new(move |event| {
+        if let Err(e) = CallUpdate(event).emit(&emitter) {
+            tracing::warn!(error = %e, "a call event did not reach the view");
+        }
+    });
+    let request = JoinRequest { server: form.server, name: form.name, target, media: form.media, host };
+    let call = Call::join(request, state.hub.clone(), sink).await?;
+    let view = call.view();
+    *slot = Some(call);
+    Ok(view)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn leave_call(state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+    if let Some(call) = state.call.lock().await.take() {
+        call.leave().await;
+    }
+    Ok(())
+}
+
+/// Runs `f` on the current call, or says there is none.
+async fn with_call<T>(
+    state: &CallState,
+    f: impl AsyncFnOnce(&Call) -> Result<T, CallError>,
+) -> Result<T, AppError> {
+    let call = state.call.lock().await;
+    let call = call.as_ref().ok_or_else(|| AppError::new("not_in_call", "You are not in a call."))?;
+    Ok(f(call).await?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn set_microphone(on: bool, state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+    with_call(&state, async |c| c.set_microphone(on).await).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn set_camera(on: bool, state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+    with_call(&state, async |c| c.set_camera(on).await).await
+}
+
+/// Shares `monitor:N` or `window:ID`; `null` stops sharing.
+#[tauri::command]
+#[specta::specta]
+pub async fn share_screen(source: Option<String>, state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+    let source = match source.as_deref() {
+        None => None,
+        Some(s) => Some(parse_screen(s).ok_or_else(|| AppError::new("invalid_source", format!("No such screen: {s}")))?),
+    };
+    with_call(&state, async |c| c.share_screen(source).await).await
+}
+
+fn parse_screen(id: &str) -> Option<ScreenSource> {
+    let (kind, n) = id.split_once(':')?;
+    match kind {
+        "monitor" => n.parse().ok().map(ScreenSource::Monitor),
+        "window" => n.parse().ok().map(ScreenSource::Window),
+        _ => None,
+    }
+}
+
+/// Sends a chat message to everyone (`to` null) or to one participant.
+#[tauri::command]
+#[specta::specta]
+pub async fn send_chat(
+    text: String,
+    to: Option<String>,
+    state: tauri::State<'_, CallState>,
+) -> Result<ChatMessage, AppError> {
+    with_call(&state, async |c| c.send_chat(&text, to).await).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn kick(participant: String, state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+    with_call(&state, async |c| c.kick(&participant).await).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn censor(participant: String, censored: bool, state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+    with_call(&state, async |c| c.censor(&participant, censored).await).await
+}
+
+/// What the view shows, so that subscriptions follow it.
+#[tauri::command]
+#[specta::specta]
+pub async fn set_tiles(tiles: Vec<TileWant>, state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+    with_call(&state, async |c| {
+        c.set_tiles(tiles).await;
+        Ok(())
+    })
+    .await
+}
+
+/// Leaves and stops the hosted server when the app exits.
+pub async fn shutdown(state: &CallState) {
+    if let Some(call) = state.call.lock().await.take() {
+        call.leave().await;
+    }
+    if let Some(host) = state.host.lock().await.take() {
+        host.stop().await;
+    }
+}

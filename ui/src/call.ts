@@ -1,0 +1,454 @@
+/**
+ * The call screen. The Rust side sends the whole call view on every change; this file
+ * lays it out (grid with pages, speaker, or screen share), keeps one canvas per video
+ * tile alive across updates, and tells the Rust side which tiles are seen and how big,
+ * so that hidden tiles get no video and small ones the low simulcast layer.
+ */
+
+import {
+  commands,
+  events,
+  type CallView_Serialize as CallView,
+  type ChatMessage_Serialize as ChatMessage,
+  type FrameEndpoint,
+  type ParticipantView,
+  type TileWant,
+} from "./bindings";
+import type { App } from "./main";
+import { el, esc, initials } from "./dom";
+import { openSettings } from "./settingsDialog";
+import { TileView } from "./video";
+
+type Layout = "grid" | "speaker";
+
+/** One box on the stage: a participant's camera (or its avatar) or a screen share. */
+interface Slot {
+  id: string;
+  participant: ParticipantView;
+  tile: string | null;
+  screen: boolean;
+}
+
+const PAGE_SIZE = 9;
+const STRIP_SIZE = 6;
+
+const ICON = {
+  mic: `<svg viewBox="0 0 24 24"><path d="M12 14a3 3 0 0 0 3-3V5a3 3 0 0 0-6 0v6a3 3 0 0 0 3 3zm5-3a5 5 0 0 1-10 0H5a7 7 0 0 0 6 6.9V21h2v-3.1A7 7 0 0 0 19 11z"/></svg>`,
+  micOff: `<svg viewBox="0 0 24 24"><path d="M19 11h-2a5 5 0 0 1-.6 2.4l1.5 1.5A7 7 0 0 0 19 11zM15 11V5a3 3 0 0 0-5.9-.8L15 10.1zM4.3 3 3 4.3l6 6V11a3 3 0 0 0 4.3 2.7l1.6 1.6A5 5 0 0 1 7 11H5a7 7 0 0 0 6 6.9V21h2v-3.1a7 7 0 0 0 3.4-1.3l3.3 3.3 1.3-1.3z"/></svg>`,
+  cam: `<svg viewBox="0 0 24 24"><path d="M17 10.5V7a1 1 0 0 0-1-1H4a1 1 0 0 0-1 1v10a1 1 0 0 0 1 1h12a1 1 0 0 0 1-1v-3.5l4 4v-11z"/></svg>`,
+  camOff: `<svg viewBox="0 0 24 24"><path d="m21 6.5-4 4V7a1 1 0 0 0-1-1H9.8L21 17.2zM3.3 2 2 3.3 4.7 6H4a1 1 0 0 0-1 1v10a1 1 0 0 0 1 1h12l.2-.1 3.5 3.4 1.3-1.3z"/></svg>`,
+  screen: `<svg viewBox="0 0 24 24"><path d="M20 18a2 2 0 0 0 2-2V6a2 2 0 0 0-2-2H4a2 2 0 0 0-2 2v10a2 2 0 0 0 2 2H0v2h24v-2zM4 6h16v10H4z"/></svg>`,
+  chat: `<svg viewBox="0 0 24 24"><path d="M20 2H4a2 2 0 0 0-2 2v18l4-4h14a2 2 0 0 0 2-2V4a2 2 0 0 0-2-2z"/></svg>`,
+  people: `<svg viewBox="0 0 24 24"><path d="M16 11a3 3 0 1 0-3-3 3 3 0 0 0 3 3zm-8 0a3 3 0 1 0-3-3 3 3 0 0 0 3 3zm0 2c-2.3 0-7 1.2-7 3.5V19h14v-2.5C15 14.2 10.3 13 8 13zm8 0h-1a4.8 4.8 0 0 1 2 3.5V19h6v-2.5c0-2.3-4.7-3.5-7-3.5z"/></svg>`,
+  leave: `<svg viewBox="0 0 24 24"><path d="M12 9c-1.6 0-3.1.3-4.6.7v3.1c0 .4-.2.7-.6.9a11 11 0 0 0-2.6 1.8.9.9 0 0 1-1.3 0L.3 13.1a.9.9 0 0 1 0-1.3A16.9 16.9 0 0 1 12 7a16.9 16.9 0 0 1 11.7 4.8.9.9 0 0 1 0 1.3l-2.5 2.4a.9.9 0 0 1-1.3 0 11 11 0 0 0-2.6-1.8.9.9 0 0 1-.6-.9V9.7C15.1 9.3 13.6 9 12 9z"/></svg>`,
+};
+
+export class CallScreen {
+  private view: CallView;
+  private layout: Layout = "grid";
+  private page = 0;
+  /** Live canvases by tile name. */
+  private tiles = new Map<string, { box: HTMLElement; video: TileView | null }>();
+  private unlisten: (() => void) | null = null;
+  private lastWants = "";
+  private chatTo: string | null = null;
+  private unread = 0;
+  private panel: "chat" | "people" | null = null;
+
+  constructor(
+    private readonly app: App,
+    initial: CallView,
+    private readonly endpoint: FrameEndpoint | null,
+  ) {
+    this.view = initial;
+  }
+
+  async start(): Promise<void> {
+    this.app.root.innerHTML = `
+      <main class="call" id="call">
+        <div class="topbar">
+          <span class="room-name" id="room-name"></span>
+          <span class="banner reconnecting" id="reconnecting" hidden>Connection lost — reconnecting…</span>
+          <span class="spacer"></span>
+          <button type="button" class="ghost" id="copy-invite" hidden>Copy invite link</button>
+          <div class="segmented" role="group" aria-label="Layout">
+            <button type="button" id="layout-grid" class="on">Grid</button>
+            <button type="button" id="layout-speaker">Speaker</button>
+          </div>
+        </div>
+        <div class="body">
+          <section class="stage-area">
+            <div class="stage" id="stage"></div>
+            <div class="strip" id="strip"></div>
+            <div class="pager" id="pager" hidden>
+              <button type="button" class="ghost" id="page-prev">‹</button>
+              <span id="page-label"></span>
+              <button type="button" class="ghost" id="page-next">›</button>
+            </div>
+          </section>
+          <aside class="panel" id="panel" hidden></aside>
+        </div>
+        <div class="toasts" id="toasts"></div>
+        <nav class="controls">
+          <button type="button" class="control" id="mic-toggle" title="Microphone"></button>
+          <button type="button" class="control" id="camera-toggle" title="Camera"></button>
+          <button type="button" class="control" id="screen-toggle" title="Share screen">${ICON.screen}</button>
+          <button type="button" class="control" id="chat-toggle" title="Chat">${ICON.chat}<span class="badge" id="chat-badge" hidden></span></button>
+          <button type="button" class="control" id="people-toggle" title="Participants">${ICON.people}</button>
+          <button type="button" class="control" id="settings-toggle" title="Settings">⚙</button>
+          <button type="button" class="control danger" id="leave" title="Leave">${ICON.leave}</button>
+        </nav>
+      </main>`;
+    this.buildPanel();
+    const q = (id: string) => this.app.root.querySelector<HTMLButtonElement>(id)!;
+    q("#mic-toggle").addEventListener("click", () => this.act(commands.setMicrophone(this.view.microphone !== "on")));
+    q("#camera-toggle").addEventListener("click", () => this.act(commands.setCamera(this.view.camera !== "on")));
+    q("#screen-toggle").addEventListener("click", () => void this.toggleScreen());
+    q("#chat-toggle").addEventListener("click", () => this.showPanel(this.panel === "chat" ? null : "chat"));
+    q("#people-toggle").addEventListener("click", () => this.showPanel(this.panel === "people" ? null : "people"));
+    q("#settings-toggle").addEventListener("click", () => void openSettings(this.app));
+    q("#leave").addEventListener("click", () => void this.leave());
+    q("#layout-grid").addEventListener("click", () => this.setLayout("grid"));
+    q("#layout-speaker").addEventListener("click", () => this.setLayout("speaker"));
+    q("#page-prev").addEventListener("click", () => this.turn(-1));
+    q("#page-next").addEventListener("click", () => this.turn(1));
+    q("#copy-invite").addEventListener("click", async () => {
+      if (!this.view.invite_link) return;
+      try {
+        await navigator.clipboard.writeText(this.view.invite_link);
+        this.toast("Invite link copied.");
+      } catch {
+        this.toast(this.view.invite_link);
+      }
+    });
+    this.unlisten = await events.callUpdate.listen((e) => {
+      const event = e.payload;
+      switch (event.type) {
+        case "updated":
+          this.view = event.view;
+          this.render();
+          break;
+        case "chat":
+          this.addChat(event.message);
+          break;
+        case "notice":
+          this.toast(event.message, event.code);
+          break;
+        case "ended":
+          this.close();
+          this.app.showHome({ code: event.code, text: event.message });
+          break;
+      }
+    });
+    window.addEventListener("resize", this.onResize);
+    this.render();
+  }
+
+  private onResize = () => this.render();
+
+  private act(request: Promise<{ status: "ok" } | { status: "error"; error: { code: string; message: string } }>): void {
+    void request.then((r) => {
+      if (r.status === "error") this.toast(r.error.message, r.error.code);
+    });
+  }
+
+  private close(): void {
+    this.unlisten?.();
+    this.unlisten = null;
+    window.removeEventListener("resize", this.onResize);
+    for (const t of this.tiles.values()) t.video?.close();
+    this.tiles.clear();
+    document.querySelectorAll("dialog").forEach((d) => d.remove());
+  }
+
+  private async leave(): Promise<void> {
+    this.close();
+    await commands.leaveCall();
+    this.app.showHome();
+  }
+
+  private setLayout(layout: Layout): void {
+    this.layout = layout;
+    this.app.root.querySelector("#layout-grid")!.classList.toggle("on", layout === "grid");
+    this.app.root.querySelector("#layout-speaker")!.classList.toggle("on", layout === "speaker");
+    this.render();
+  }
+
+  private turn(by: number): void {
+    this.page += by;
+    this.render();
+  }
+
+  /** Everything that can be on the stage, in order: screens, then people. */
+  private slots(): Slot[] {
+    const slots: Slot[] = [];
+    for (const p of this.view.participants) {
+      for (const t of p.tiles.filter((t) => t.screen)) slots.push({ id: t.tile, participant: p, tile: t.tile, screen: true });
+    }
+    for (const p of this.view.participants) {
+      const camera = p.tiles.find((t) => !t.screen);
+      slots.push({ id: `person:${p.id}`, participant: p, tile: camera && !p.camera_off ? camera.tile : null, screen: false });
+    }
+    return slots;
+  }
+
+  private render(): void {
+    const v = this.view;
+    const root = this.app.root;
+    root.querySelector("#room-name")!.textContent = v.room_name || v.room;
+    root.querySelector<HTMLElement>("#reconnecting")!.hidden = v.connection !== "reconnecting";
+    root.querySelector<HTMLElement>("#copy-invite")!.hidden = !v.invite_link;
+    this.renderControls();
+
+    const slots = this.slots();
+    const screens = slots.filter((s) => s.screen);
+    const people = slots.filter((s) => !s.screen);
+    let stage: Slot[];
+    let strip: Slot[] = [];
+    let pages = 1;
+    if (screens.length > 0) {
+      // Screen share: the (first remote) screen large, people in the strip.
+      const main = screens.find((s) => !s.participant.local) ?? screens[0];
+      stage = [main];
+      strip = [...screens.filter((s) => s !== main), ...people].slice(0, STRIP_SIZE);
+    } else if (this.layout === "speaker" && people.length > 1) {
+      const others = people.filter((s) => !s.participant.local);
+      const speaker = others.find((s) => s.participant.id === v.active_speaker) ?? others[0];
+      stage = [speaker];
+      strip = people.filter((s) => s !== speaker).slice(0, STRIP_SIZE);
+    } else {
+      pages = Math.max(1, Math.ceil(people.length / PAGE_SIZE));
+      this.page = Math.min(Math.max(this.page, 0), pages - 1);
+      stage = people.slice(this.page * PAGE_SIZE, (this.page + 1) * PAGE_SIZE);
+    }
+    const pager = root.querySelector<HTMLElement>("#pager")!;
+    pager.hidden = pages <= 1;
+    root.querySelector("#page-label")!.textContent = `${this.page + 1} / ${pages}`;
+    root.querySelector<HTMLButtonElement>("#page-prev")!.disabled = this.page === 0;
+    root.querySelector<HTMLButtonElement>("#page-next")!.disabled = this.page >= pages - 1;
+
+    const stageEl = root.querySelector<HTMLElement>("#stage")!;
+    const stripEl = root.querySelector<HTMLElement>("#strip")!;
+    stageEl.className = `stage n${Math.min(stage.length, 9)} ${screens.length ? "screen" : this.layout}`;
+    stripEl.hidden = strip.length === 0;
+    const shown = new Set<string>();
+    const place = (container: HTMLElement, list: Slot[]) => {
+      list.forEach((slot, i) => {
+        const box = this.box(slot);
+        shown.add(slot.id);
+        if (container.children[i] !== box) container.insertBefore(box, container.children[i] ?? null);
+      });
+      while (container.children.length > list.length) container.lastElementChild!.remove();
+    };
+    place(stageEl, stage);
+    place(stripEl, strip);
+    for (const [id, t] of this.tiles) {
+      if (!shown.has(id)) {
+        t.video?.close();
+        t.box.remove();
+        this.tiles.delete(id);
+      }
+    }
+    // Subscriptions follow what is seen.
+    const large = stage.length <= 4;
+    const wants: TileWant[] = [];
+    for (const s of slots) {
+      const camera = s.participant.tiles.find((t) => !t.screen);
+      const tile = s.screen ? s.id : camera?.tile;
+      if (!tile || s.participant.local) continue;
+      wants.push({ tile, visible: shown.has(s.id), large: stage.includes(s) && large });
+    }
+    const key = JSON.stringify(wants);
+    if (key !== this.lastWants) {
+      this.lastWants = key;
+      this.act(commands.setTiles(wants));
+    }
+    if (this.panel === "people") this.renderPeople();
+    this.renderRecipients();
+  }
+
+  /** The box for a slot, created once and updated in place. */
+  private box(slot: Slot): HTMLElement {
+    let entry = this.tiles.get(slot.id);
+    if (!entry) {
+      const box = el("div", { class: "tile", "data-slot": slot.id });
+      box.innerHTML = `<canvas width="640" height="360"></canvas><div class="avatar"></div><div class="label"><span class="mic"></span><span class="name"></span><span class="quality"></span></div>`;
+      entry = { box, video: null };
+      this.tiles.set(slot.id, entry);
+    }
+    const p = slot.participant;
+    const box = entry.box;
+    const wantTile = slot.tile;
+    if (entry.video && entry.video.tile !== wantTile) {
+      entry.video.close();
+      entry.video = null;
+    }
+    if (!entry.video && wantTile && this.endpoint) {
+      entry.video = new TileView(box.querySelector("canvas")!, this.endpoint, wantTile);
+    }
+    box.dataset.tile = wantTile ?? "";
+    box.dataset.participant = p.id;
+    box.classList.toggle("remote", !p.local);
+    box.classList.toggle("local", p.local);
+    box.classList.toggle("screen", slot.screen);
+    box.classList.toggle("no-video", !wantTile);
+    box.classList.toggle("speaking", p.speaking && !slot.screen);
+    box.querySelector(".avatar")!.textContent = initials(p.name);
+    box.querySelector(".name")!.textContent = slot.screen ? `${p.name} (screen)` : p.local ? `${p.name} (you)` : p.name;
+    box.querySelector(".mic")!.innerHTML = p.mic_muted ? ICON.micOff : "";
+    box.querySelector(".mic")!.classList.toggle("muted", p.mic_muted);
+    const q = box.querySelector<HTMLElement>(".quality")!;
+    q.dataset.score = String(p.network_quality);
+    q.title = p.network_quality ? `Network quality ${p.network_quality}/5` : "Network quality unknown";
+    q.innerHTML = [1, 2, 3].map((b) => `<i class="${p.network_quality >= b * 2 - 1 ? "on" : ""}"></i>`).join("");
+    return box;
+  }
+
+  private renderControls(): void {
+    const v = this.view;
+    const set = (id: string, state: string, on: string, off: string, title: string) => {
+      const b = this.app.root.querySelector<HTMLButtonElement>(id)!;
+      b.dataset.state = state;
+      b.classList.toggle("off", state !== "on");
+      b.disabled = state === "missing" || state === "censored";
+      b.innerHTML = state === "on" ? on : off;
+      b.title = state === "missing" ? `No ${title.toLowerCase()}` : state === "censored" ? `${title} stopped by a moderator` : title;
+    };
+    set("#mic-toggle", v.microphone, ICON.mic, ICON.micOff, "Microphone");
+    set("#camera-toggle", v.camera, ICON.cam, ICON.camOff, "Camera");
+    const screen = this.app.root.querySelector<HTMLButtonElement>("#screen-toggle")!;
+    screen.classList.toggle("active", v.sharing_screen);
+    screen.title = v.sharing_screen ? "Stop sharing" : "Share screen";
+  }
+
+  private async toggleScreen(): Promise<void> {
+    if (this.view.sharing_screen) {
+      this.act(commands.shareScreen(null));
+      return;
+    }
+    const devices = await commands.listDevices();
+    if (devices.screens.length === 0) {
+      this.toast("There is no screen or window to share.", "screen_unavailable");
+      return;
+    }
+    const dialog = document.createElement("dialog");
+    dialog.className = "dialog";
+    dialog.id = "screen-picker";
+    dialog.innerHTML = `<form method="dialog"><h2>Share your screen</h2><div class="sources">${devices.screens
+      .map((s) => `<button value="${esc(s.id)}" class="source">${s.id.startsWith("monitor") ? "🖥" : "🗔"} ${esc(s.name)}</button>`)
+      .join("")}</div><menu><button value="" class="secondary">Cancel</button></menu></form>`;
+    document.body.append(dialog);
+    dialog.addEventListener("close", () => {
+      const choice = dialog.returnValue;
+      dialog.remove();
+      if (choice) this.act(commands.shareScreen(choice));
+    });
+    dialog.showModal();
+  }
+
+  private buildPanel(): void {
+    const panel = this.app.root.querySelector<HTMLElement>("#panel")!;
+    panel.innerHTML = `
+      <div class="panel-chat" id="chat">
+        <h2>Chat</h2>
+        <ol class="messages" id="chat-messages"></ol>
+        <form id="chat-form" class="chat-form">
+          <select id="chat-to" aria-label="Send to"></select>
+          <div class="row"><input id="chat-input" autocomplete="off" placeholder="Message" maxlength="2000" /><button id="chat-send">Send</button></div>
+        </form>
+      </div>
+      <div class="panel-people" id="people"><h2>Participants</h2><ul id="people-list"></ul></div>`;
+    panel.querySelector("#chat-form")!.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const input = panel.querySelector<HTMLInputElement>("#chat-input")!;
+      const text = input.value.trim();
+      if (!text) return;
+      const sent = await commands.sendChat(text, this.chatTo);
+      if (sent.status === "error") {
+        this.toast(sent.error.message, sent.error.code);
+        return;
+      }
+      input.value = "";
+      this.addChat(sent.data);
+    });
+    panel.querySelector<HTMLSelectElement>("#chat-to")!.addEventListener("change", (e) => {
+      this.chatTo = (e.target as HTMLSelectElement).value || null;
+    });
+  }
+
+  private showPanel(which: "chat" | "people" | null): void {
+    this.panel = which;
+    const panel = this.app.root.querySelector<HTMLElement>("#panel")!;
+    panel.hidden = which === null;
+    panel.dataset.show = which ?? "";
+    this.app.root.querySelector("#chat-toggle")!.classList.toggle("active", which === "chat");
+    this.app.root.querySelector("#people-toggle")!.classList.toggle("active", which === "people");
+    if (which === "chat") {
+      this.unread = 0;
+      this.app.root.querySelector<HTMLElement>("#chat-badge")!.hidden = true;
+      panel.querySelector<HTMLInputElement>("#chat-input")!.focus();
+    }
+    if (which === "people") this.renderPeople();
+  }
+
+  private renderRecipients(): void {
+    const select = this.app.root.querySelector<HTMLSelectElement>("#chat-to");
+    if (!select) return;
+    const others = this.view.participants.filter((p) => !p.local);
+    if (this.chatTo && !others.some((p) => p.id === this.chatTo)) this.chatTo = null;
+    const html = `<option value="">Everyone</option>${others
+      .map((p) => `<option value="${esc(p.id)}" ${p.id === this.chatTo ? "selected" : ""}>${esc(p.name)} (private)</option>`)
+      .join("")}`;
+    if (select.innerHTML !== html) select.innerHTML = html;
+  }
+
+  private addChat(m: ChatMessage): void {
+    const list = this.app.root.querySelector<HTMLOListElement>("#chat-messages");
+    if (!list) return;
+    const time = new Date(m.sent_at ?? Date.now()).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    const who = m.mine ? (m.to_name ? `You → ${m.to_name}` : "You") : m.private ? `${m.from_name} (privately)` : m.from_name;
+    const item = el("li", { class: `chat-message${m.mine ? " mine" : ""}${m.private ? " private" : ""}`, "data-from": m.from_name }, [
+      el("div", { class: "meta" }, [`${who} · ${time}`]),
+      el("div", { class: "text" }, [m.text]),
+    ]);
+    list.append(item);
+    list.scrollTop = list.scrollHeight;
+    if (this.panel !== "chat" && !m.mine) {
+      this.unread += 1;
+      const badge = this.app.root.querySelector<HTMLElement>("#chat-badge")!;
+      badge.hidden = false;
+      badge.textContent = String(this.unread);
+      this.toast(`${m.from_name}: ${m.text}`, "chat");
+    }
+  }
+
+  private renderPeople(): void {
+    const list = this.app.root.querySelector<HTMLUListElement>("#people-list");
+    if (!list) return;
+    list.innerHTML = "";
+    for (const p of this.view.participants) {
+      const row = el("li", { class: "person", "data-participant": p.id });
+      row.innerHTML = `<span class="avatar small">${esc(initials(p.name))}</span>
+        <span class="who">${esc(p.name)}${p.local ? " (you)" : ""}${p.moderator ? ' <em>moderator</em>' : ""}${p.guest ? ' <em>guest</em>' : ""}</span>
+        <span class="state">${p.mic_muted ? ICON.micOff : ICON.mic}${p.camera_off ? ICON.camOff : ICON.cam}</span>`;
+      if (this.view.moderator && !p.local) {
+        const censor = el("button", { type: "button", class: "ghost small censor" }, ["Stop media"]);
+        censor.addEventListener("click", () => this.act(commands.censor(p.id, true)));
+        const kick = el("button", { type: "button", class: "ghost small danger kick" }, ["Remove"]);
+        kick.addEventListener("click", () => {
+          if (confirm(`Remove ${p.name} from the call?`)) this.act(commands.kick(p.id));
+        });
+        row.append(censor, kick);
+      }
+      list.append(row);
+    }
+  }
+
+  private toast(text: string, code = "info"): void {
+    const box = this.app.root.querySelector<HTMLElement>("#toasts");
+    if (!box) return;
+    const t = el("div", { class: "toast", "data-code": code }, [text]);
+    box.append(t);
+    setTimeout(() => t.remove(), 6000);
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * Pre-join: see yourself, watch the microphone meter move, pick devices, choose to
+ * start muted or with the camera off, then join.
+ */
+
+import { commands, events, type FrameEndpoint } from "./bindings";
+import type { App, Destination } from "./main";
+import { esc } from "./dom";
+import { deviceFields } from "./settingsDialog";
+import { remember, saveSettings } from "./settings";
+import { TileView } from "./video";
+
+export async function renderPrejoin(app: App, dest: Destination, error?: { code: string; message: string }): Promise<void> {
+  const media = app.settings.media;
+  app.root.innerHTML = `
+    <main class="prejoin" id="prejoin">
+      <section class="card wide">
+        <h2>Ready to join?</h2>
+        <p class="tagline">${esc(dest.label)}</p>
+        <div class="preview">
+          <canvas id="preview-video" width="640" height="360"></canvas>
+          <p class="preview-missing" id="preview-missing" hidden>No camera</p>
+        </div>
+        <div class="meter" title="Microphone level"><div id="mic-meter"></div></div>
+        <form id="prejoin-form" class="devices"><p class="hint">Looking for devices…</p></form>
+        <label class="check"><input type="checkbox" id="start-muted" ${media.start_muted ? "checked" : ""}/> Join with the microphone muted</label>
+        <label class="check"><input type="checkbox" id="start-camera-off" ${media.start_camera_off ? "checked" : ""}/> Join with the camera off</label>
+        <div class="row">
+          <button type="button" class="secondary" id="prejoin-back">Back</button>
+          <button type="button" id="prejoin-join">Join now</button>
+        </div>
+        <p id="status" class="status" role="status" ${error ? `data-code="${esc(error.code)}"` : ""}>${esc(error?.message ?? "")}</p>
+      </section>
+    </main>`;
+  const status = app.root.querySelector<HTMLElement>("#status")!;
+  const meter = app.root.querySelector<HTMLElement>("#mic-meter")!;
+  const unlisten = await events.micLevel.listen((e) => {
+    meter.style.width = `${Math.round((e.payload ?? 0) * 100)}%`;
+  });
+  let tile: TileView | null = null;
+  const endpoint: FrameEndpoint | null = await app.endpoint();
+  const startPreview = async () => {
+    const info = await commands.startPreview(app.settings.media);
+    app.root.querySelector<HTMLElement>("#preview-missing")!.hidden = !info.camera_missing;
+    if (info.microphone_missing) status.textContent = "No microphone found: the others will not hear you.";
+    if (!tile && endpoint) tile = new TileView(app.root.querySelector("#preview-video")!, endpoint, "preview");
+  };
+  const leave = async () => {
+    tile?.close();
+    unlisten();
+    await commands.stopPreview();
+  };
+
+  void commands.listDevices().then((devices) => {
+    const form = app.root.querySelector<HTMLFormElement>("#prejoin-form")!;
+    form.innerHTML = deviceFields(devices, app.settings.media);
+    form.addEventListener("change", () => {
+      const data = new FormData(form);
+      const pick = (k: string) => (String(data.get(k) ?? "") || null);
+      app.settings.media = { ...app.settings.media, microphone: pick("microphone"), speaker: pick("speaker"), camera: pick("camera") };
+      saveSettings(app.settings);
+      void startPreview();
+    });
+  });
+  void startPreview();
+
+  app.root.querySelector("#prejoin-back")!.addEventListener("click", async () => {
+    await leave();
+    app.showHome();
+  });
+  app.root.querySelector("#prejoin-join")!.addEventListener("click", async (event) => {
+    (event.currentTarget as HTMLButtonElement).disabled = true;
+    status.textContent = "Joining…";
+    app.settings.media = {
+      ...app.settings.media,
+      start_muted: app.root.querySelector<HTMLInputElement>("#start-muted")!.checked,
+      start_camera_off: app.root.querySelector<HTMLInputElement>("#start-camera-off")!.checked,
+    };
+    saveSettings(app.settings);
+    await leave();
+    const joined = await commands.joinCall({ server: dest.server, name: app.settings.name, link: dest.link, media: app.settings.media });
+    if (joined.status === "error") {
+      await renderPrejoin(app, dest, joined.error);
+      return;
+    }
+    remember(app.settings, { server: dest.server, link: dest.invite ?? dest.link, label: dest.label });
+    app.showCall(joined.data);
+  });
+}
