@@ -20,6 +20,8 @@ packages=(
   libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev
   # Running the app headless in tests: X server, session bus, window tools, screenshots
   xvfb xauth dbus dbus-x11 xdotool x11-utils imagemagick
+  # The app's UI test: WebKitGTK's WebDriver (tauri-driver, below, drives it)
+  webkit2gtk-driver
   # Browser interop test: a real Chromium driven by playwright-core
   chromium
 )
@@ -59,5 +61,10 @@ npm --prefix ui run build --silent >/dev/null
 if [ ! -d tests/browser/node_modules ] || [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then
   npm --prefix tests/browser ci --no-audit --no-fund --loglevel=error 2>/dev/null ||
     npm --prefix tests/browser install --no-audit --no-fund --loglevel=error
+fi
+# tauri-driver: the WebDriver server that starts the app for the UI test.
+if ! command -v tauri-driver >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tauri-driver" ]; then
+  echo "setup: installing tauri-driver"
+  cargo install tauri-driver --locked --quiet
 fi
 echo "setup: ready"

@@ -27,6 +27,11 @@ cargo build --locked -p confer --features custom-protocol 2>&1 | tail -n 3
 # The app's own tests: the generated TypeScript bindings match the Rust commands.
 cargo test --locked -p confer --features custom-protocol --lib 2>&1 | tee -a "$log" || status=$?
 ARTIFACTS_DIR="$artifacts" bash tests/app-smoke.sh "$target/debug/confer" 2>&1 | tee "$smoke" || app_status=$?
+# The app driven through its window (tauri-driver): joining, video tiles, mute, chat,
+# leave, kick. Ignored by the plain cargo test above, as it needs the app built.
+echo "== desktop app: end-to-end through the window"
+CONFER_APP="$target/debug/confer" ARTIFACTS_DIR="$artifacts" \
+  cargo test --locked -p confer-e2e --test app_ui -- --ignored 2>&1 | tee -a "$log" || status=$?
 
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '^test result: .* ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')

@@ -167,8 +167,11 @@ pub async fn host_meeting(
     }
     let server = host.as_ref().expect("started above");
     let meeting = server.create_meeting(&title).await?;
-    let hosted =
-        HostedMeeting { server: server.url().to_owned(), room: meeting.room.clone(), invite_link: meeting.access.invite_link.clone() };
+    let hosted = HostedMeeting {
+        server: server.url().to_owned(),
+        room: meeting.room.clone(),
+        invite_link: meeting.access.invite_link.clone(),
+    };
     lock(&state.meetings).insert(meeting.room, meeting.access);
     Ok(hosted)
 }
@@ -214,10 +217,7 @@ pub async fn leave_call(state: tauri::State<'_, CallState>) -> Result<(), AppErr
 }
 
 /// Runs `f` on the current call, or says there is none.
-async fn with_call<T>(
-    state: &CallState,
-    f: impl AsyncFnOnce(&Call) -> Result<T, CallError>,
-) -> Result<T, AppError> {
+async fn with_call<T>(state: &CallState, f: impl AsyncFnOnce(&Call) -> Result<T, CallError>) -> Result<T, AppError> {
     let call = state.call.lock().await;
     let call = call.as_ref().ok_or_else(|| AppError::new("not_in_call", "You are not in a call."))?;
     Ok(f(call).await?)
@@ -241,7 +241,9 @@ pub async fn set_camera(on: bool, state: tauri::State<'_, CallState>) -> Result<
 pub async fn share_screen(source: Option<String>, state: tauri::State<'_, CallState>) -> Result<(), AppError> {
     let source = match source.as_deref() {
         None => None,
-        Some(s) => Some(parse_screen(s).ok_or_else(|| AppError::new("invalid_source", format!("No such screen: {s}")))?),
+        Some(s) => {
+            Some(parse_screen(s).ok_or_else(|| AppError::new("invalid_source", format!("No such screen: {s}")))?)
+        }
     };
     with_call(&state, async |c| c.share_screen(source).await).await
 }

@@ -65,7 +65,8 @@ fn bench_report(results: Vec<bench::TileResult>, app: tauri::AppHandle) {
 pub fn run() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,webrtc=warn,rtc=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,webrtc=error,rtc=error,rtc_ice=error,rtc_dtls=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -69,6 +69,7 @@ export class CallScreen {
         <div class="topbar">
           <span class="room-name" id="room-name"></span>
           <span class="banner reconnecting" id="reconnecting" hidden>Connection lost — reconnecting…</span>
+          <span class="banner sharing" id="sharing" hidden>You are sharing your screen</span>
           <span class="spacer"></span>
           <button type="button" class="ghost" id="copy-invite" hidden>Copy invite link</button>
           <div class="segmented" role="group" aria-label="Layout">
@@ -198,6 +199,7 @@ export class CallScreen {
     root.querySelector("#room-name")!.textContent = v.room_name || v.room;
     root.querySelector<HTMLElement>("#reconnecting")!.hidden = v.connection !== "reconnecting";
     root.querySelector<HTMLElement>("#copy-invite")!.hidden = !v.invite_link;
+    root.querySelector<HTMLElement>("#sharing")!.hidden = !v.sharing_screen;
     this.renderControls();
 
     const slots = this.slots();

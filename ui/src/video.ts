@@ -99,6 +99,8 @@ export class TileView {
     const v = new Uint8Array(data, HEADER + width * height + cw * ch, cw * ch);
     this.renderer.draw(width, height, y, u, v);
     this.stats.frames += 1;
+    // For tests and for people inspecting the view: how many frames this canvas drew.
+    if (this.stats.frames % 10 === 1) this.canvas.dataset.frames = String(this.stats.frames);
     this.stats.width = width;
     this.stats.height = height;
     if (captureMs > 0) this.stats.latencies.push(Date.now() - captureMs);

@@ -256,7 +256,9 @@ impl Call {
         let track = {
             let local = lock(&self.inner.local);
             match local.mic_state {
-                LocalDevice::Missing => return Err(CallError::new("no_microphone", "There is no microphone to unmute.")),
+                LocalDevice::Missing => {
+                    return Err(CallError::new("no_microphone", "There is no microphone to unmute."))
+                }
                 LocalDevice::Censored => {
                     return Err(CallError::new("censored", "A moderator turned your microphone off."))
                 }
@@ -766,14 +768,24 @@ impl Inner {
                 p.streams.iter().filter(|s| s.key == "main").flat_map(|s| &s.tracks).find(|t| t.kind == kind)
             };
             let off = |kind: TrackKind| track(kind).is_none_or(|t| t.muted || t.censored);
-            let mut tiles = Vec::new();
-            for s in &p.streams {
-                let has_video = s.tracks.iter().any(|t| t.kind == TrackKind::Video);
-                if has_video {
-                    let tile = if is_local && s.key == "main" { LOCAL_TILE.to_owned() } else { tile_of(&p.id, &s.key) };
-                    tiles.push(TileInfo { tile, key: s.key.clone(), screen: is_screen(s) });
-                }
-            }
+            let (mic_muted, camera_off, tiles) = if is_local {
+                // What this app publishes, as it knows it (its own screen is not shown
+                // back to it: the view says "you are sharing" instead).
+                let has_camera = local.main.as_ref().is_some_and(|s| s.track(TrackKind::Video).is_some());
+                let tiles = has_camera
+                    .then(|| TileInfo { tile: LOCAL_TILE.to_owned(), key: "main".into(), screen: false })
+                    .into_iter()
+                    .collect();
+                (local.mic_state != LocalDevice::On, local.camera_state != LocalDevice::On, tiles)
+            } else {
+                let tiles = p
+                    .streams
+                    .iter()
+                    .filter(|s| s.tracks.iter().any(|t| t.kind == TrackKind::Video))
+                    .map(|s| TileInfo { tile: tile_of(&p.id, &s.key), key: s.key.clone(), screen: is_screen(s) })
+                    .collect();
+                (off(TrackKind::Audio), off(TrackKind::Video), tiles)
+            };
             ParticipantView {
                 speaking: remote.speaking.contains(&id),
                 network_quality: remote.quality.get(&id).copied().unwrap_or(0),
@@ -782,8 +794,8 @@ impl Inner {
                 local: is_local,
                 moderator: p.role == Role::Manager,
                 guest: p.role == Role::Guest,
-                mic_muted: off(TrackKind::Audio),
-                camera_off: off(TrackKind::Video),
+                mic_muted,
+                camera_off,
                 tiles,
                 id,
             }
@@ -839,11 +851,17 @@ fn ended(reason: DisconnectReason) -> CallEvent {
     let (code, message) = match reason {
         DisconnectReason::Left => ("left", "You left the call."),
         DisconnectReason::Kicked => ("kicked", "A moderator removed you from the call."),
-        DisconnectReason::TokenExpired => ("token_expired", "Your access to this meeting expired. Join again with a fresh link."),
-        DisconnectReason::Replaced => ("replaced", "You joined this meeting from somewhere else, so this window left it."),
+        DisconnectReason::TokenExpired => {
+            ("token_expired", "Your access to this meeting expired. Join again with a fresh link.")
+        }
+        DisconnectReason::Replaced => {
+            ("replaced", "You joined this meeting from somewhere else, so this window left it.")
+        }
         DisconnectReason::SessionEnded => ("session_ended", "The meeting was ended for everyone."),
         DisconnectReason::RoomDeleted => ("room_deleted", "The meeting's room was deleted."),
-        DisconnectReason::ProtocolViolation => ("protocol_violation", "The server closed the connection after an error in this app."),
+        DisconnectReason::ProtocolViolation => {
+            ("protocol_violation", "The server closed the connection after an error in this app.")
+        }
         DisconnectReason::ServerShutdown => ("server_shutdown", "The server shut down."),
     };
     CallEvent::Ended { code: code.into(), message: message.into() }

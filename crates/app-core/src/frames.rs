@@ -161,6 +161,7 @@ impl FrameServer {
 
     /// The URL of one tile.
     pub fn url(&self, tile: &str) -> String {
+        let tile = percent_encoding::utf8_percent_encode(tile, percent_encoding::NON_ALPHANUMERIC);
         format!("ws://{}/frames/{tile}?key={}", self.addr, self.secret)
     }
 }
@@ -180,8 +181,10 @@ fn same(a: &str, b: &str) -> bool {
 fn authorize(request: &Request, secret: &str) -> Option<String> {
     let uri = request.uri();
     let tile = uri.path().strip_prefix("/frames/").filter(|t| !t.is_empty() && !t.contains('/'))?;
+    // The view percent-encodes tile names (`PA_x:main` arrives as `PA_x%3Amain`).
+    let tile = percent_encoding::percent_decode_str(tile).decode_utf8().ok()?;
     let key = uri.query()?.split('&').find_map(|kv| kv.strip_prefix("key="))?;
-    same(key, secret).then(|| tile.to_owned())
+    same(key, secret).then(|| tile.into_owned())
 }
 
 // tungstenite's handshake callback returns its (large) refusal response by value.
@@ -284,16 +287,16 @@ mod tests {
         let hub = FrameHub::new();
         let server = FrameServer::start(hub.clone()).await.unwrap();
         for luma in [10, 20, 30] {
-            hub.publish("alice", picture(64, 48, luma), 0);
+            hub.publish("PA_alice:main", picture(64, 48, luma), 0);
         }
-        let (mut ws, _) = connect_async(server.url("alice")).await.unwrap();
+        let (mut ws, _) = connect_async(server.url("PA_alice:main")).await.unwrap();
         let f = next(&mut ws).await.unwrap();
         assert_eq!((f.seq, f.picture.y[0]), (3, 30), "the newest, not the first");
         let publisher = {
             let hub = hub.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                hub.publish("alice", picture(64, 48, 40), 99);
+                hub.publish("PA_alice:main", picture(64, 48, 40), 99);
             })
         };
         let f = next(&mut ws).await.unwrap();

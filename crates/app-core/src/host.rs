@@ -61,7 +61,8 @@ impl HostedServer {
         let server = self.server.as_ref().ok_or_else(|| CallError::new("host_failed", "The server is stopped."))?;
         let (key, secret) = (server.api_key().to_owned(), server.api_secret().to_owned());
         let base = confer_client::endpoint::server_base(&server.url()).map_err(|e| failed(&e))?;
-        let api = ApiClient::new(base, Some(key.clone()), Some(secret.clone()), "confer-app").map_err(|e| failed(&e))?;
+        let api =
+            ApiClient::new(base, Some(key.clone()), Some(secret.clone()), "confer-app").map_err(|e| failed(&e))?;
         let room = format!("meeting-{}", unix_ms() % 1_000_000_000);
         let create = CreateRoom {
             id: Some(room.as_str().into()),
@@ -89,7 +90,10 @@ fn failed(e: &dyn std::fmt::Display) -> CallError {
 }
 
 /// `preferred` when it is free, else any free port.
-fn free_port(preferred: u16, bind: impl Fn(u16) -> std::io::Result<std::io::Result<SocketAddr>>) -> Result<u16, CallError> {
+fn free_port(
+    preferred: u16,
+    bind: impl Fn(u16) -> std::io::Result<std::io::Result<SocketAddr>>,
+) -> Result<u16, CallError> {
     for port in [preferred, 0] {
         if let Ok(Ok(addr)) = bind(port) {
             return Ok(addr.port());

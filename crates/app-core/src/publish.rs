@@ -20,7 +20,6 @@ use confer_media::vp8::{Vp8Config, Vp8Encoder};
 use confer_media::{I420Frame, PatternSource, ToneSource};
 use std::sync::{Arc, Mutex};
 
-
 /// A media task on a thread of its own, with a runtime of its own: encoding and
 /// decoding are CPU work that would otherwise hold up the main runtime's network tasks
 /// (and delay packets, which bandwidth estimation then reads as congestion), and the

@@ -99,10 +99,20 @@ pub struct TileWant {
 #[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CallEvent {
-    Updated { view: CallView },
-    Chat { message: ChatMessage },
+    Updated {
+        view: CallView,
+    },
+    Chat {
+        message: ChatMessage,
+    },
     /// Worth telling the user, not fatal (a device missing, a request refused).
-    Notice { code: String, message: String },
+    Notice {
+        code: String,
+        message: String,
+    },
     /// The call is over: left, kicked, ended, connection lost for good.
-    Ended { code: String, message: String },
+    Ended {
+        code: String,
+        message: String,
+    },
 }

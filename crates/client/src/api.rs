@@ -15,7 +15,6 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-
 /// One room-API operation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Call {

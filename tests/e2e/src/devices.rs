@@ -176,8 +176,8 @@ pub struct Display {
 }
 
 impl Display {
-    /// Starts a `width`x`height` display showing `picture` (packed RGB) on its root window.
-    pub fn showing(width: usize, height: usize, picture: &[u8], dir: &std::path::Path) -> Self {
+    /// Starts an empty `width`x`height` display.
+    pub fn blank(width: usize, height: usize) -> Self {
         // A display number nobody holds (an X server leaves a lock file while it runs).
         let number = (90 + std::process::id() % 100..400)
             .find(|n| !std::path::Path::new(&format!("/tmp/.X{n}-lock")).exists())
@@ -188,11 +188,7 @@ impl Display {
             .stderr(Stdio::null())
             .spawn()
             .expect("Xvfb is installed (scripts/setup.sh)");
-        let mut display = Self { child, name, viewer: None };
-        let ppm = dir.join("screen.ppm");
-        let mut data = format!("P6\n{width} {height}\n255\n").into_bytes();
-        data.extend_from_slice(picture);
-        std::fs::write(&ppm, data).unwrap();
+        let display = Self { child, name, viewer: None };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !Command::new("xdpyinfo")
             .args(["-display", &display.name])
@@ -204,6 +200,16 @@ impl Display {
             assert!(Instant::now() < deadline, "Xvfb {} did not start", display.name);
             std::thread::sleep(Duration::from_millis(100));
         }
+        display
+    }
+
+    /// Starts a `width`x`height` display showing `picture` (packed RGB) on its root window.
+    pub fn showing(width: usize, height: usize, picture: &[u8], dir: &std::path::Path) -> Self {
+        let mut display = Self::blank(width, height);
+        let ppm = dir.join("screen.ppm");
+        let mut data = format!("P6\n{width} {height}\n255\n").into_bytes();
+        data.extend_from_slice(picture);
+        std::fs::write(&ppm, data).unwrap();
         // A borderless window at the origin as large as the screen (no window manager
         // to decorate or move it), kept open while the display lives.
         display.viewer = Some(
