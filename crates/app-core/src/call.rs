@@ -130,6 +130,8 @@ impl MediaSettings {
 /// The API credentials of the app's own hosted server.
 #[derive(Debug, Clone)]
 pub struct HostAccess {
+    /// The hosted server's address.
+    pub server: String,
     pub api_key: String,
     pub api_secret: String,
     pub invite_link: String,
@@ -202,7 +204,11 @@ impl Call {
         if name.is_empty() || name.len() > 100 {
             return Err(CallError::new("invalid_name", "Enter a display name (up to 100 characters)."));
         }
-        let server = request.target.server.clone().unwrap_or_else(|| request.server.clone());
+        let server = match (&request.target.server, &request.host) {
+            (Some(s), _) => s.clone(),
+            (None, Some(host)) => host.server.clone(),
+            (None, None) => request.server.clone(),
+        };
         let token = join_token(&server, &name, &request).await?;
         let options = RoomOptions::default().with_name(name);
         let (room, events) = Room::connect(&server, &token, options).await.map_err(|e| client_error(&server, &e))?;

@@ -114,6 +114,12 @@ impl FrameHub {
         self.tiles.lock().unwrap_or_else(|p| p.into_inner()).remove(tile);
     }
 
+    /// The newest frame of `tile`, if it has one.
+    pub fn latest(&self, tile: &str) -> Option<Frame> {
+        let tiles = self.tiles.lock().unwrap_or_else(|p| p.into_inner());
+        tiles.get(tile).and_then(|slot| slot.borrow().clone())
+    }
+
     fn watch(&self, tile: &str) -> watch::Receiver<Option<Frame>> {
         self.slot(tile, |slot| slot.subscribe())
     }

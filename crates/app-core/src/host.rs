@@ -74,7 +74,10 @@ impl HostedServer {
             .send_as(&ApiCall::CreateInvite(room.as_str().into(), CreateInvite::default()))
             .await
             .map_err(|e| failed(&e))?;
-        Ok(Meeting { room, access: HostAccess { api_key: key, api_secret: secret, invite_link: invite.link } })
+        Ok(Meeting {
+            room,
+            access: HostAccess { server: self.url.clone(), api_key: key, api_secret: secret, invite_link: invite.link },
+        })
     }
 
     pub async fn stop(mut self) {

@@ -163,10 +163,12 @@ fn save_screenshot(driver: &Driver, name: &str) {
     assert!(status.success(), "screenshot {name} failed");
 }
 
-/// The pattern stamp shown by a tile's canvas, read from an element screenshot.
-async fn stamp_of(c: &Client, css: &str) -> Option<confer_media::pattern::Stamp> {
+/// The pattern stamp shown by a tile's canvas, read from an element screenshot (kept
+/// in `last_tile` for a failure's artifact).
+async fn stamp_of(c: &Client, css: &str, last_tile: &mut Vec<u8>) -> Option<confer_media::pattern::Stamp> {
     let canvas = within(&format!("find {css}"), c.find(Locator::Css(css))).await.ok()?;
     let png = within(&format!("screenshot {css}"), canvas.screenshot()).await.ok()?;
+    *last_tile = png.clone();
     let decoder = png::Decoder::new(std::io::Cursor::new(png));
     let mut reader = decoder.read_info().ok()?;
     let mut buf = vec![0; reader.output_buffer_size()?];
@@ -200,8 +202,8 @@ async fn the_app_joins_shows_two_videos_mutes_chats_leaves_and_is_kicked() {
     let invite = cli_json(&server, &["invite", "create", "--room", &room]);
     let link = invite["link"].as_str().expect("an invite link").to_owned();
     let mut alice =
-        Bot::publisher("alice", &server, &room, &["--echo-messages", "--tone", "440", "--video", "384x216@15"]);
-    let mut bob = Bot::publisher("bob", &server, &room, &["--tone", "660", "--video", "384x216@15"]);
+        Bot::publisher("alice", &server, &room, &["--echo-messages", "--tone", "440", "--video", "640x360@15"]);
+    let mut bob = Bot::publisher("bob", &server, &room, &["--tone", "660", "--video", "640x360@15"]);
 
     let driver = Driver::start(&dir);
     let c = driver.session().await;
@@ -296,13 +298,16 @@ fn alice_or_bob_id(alice: &mut Bot, bob: &mut Bot, who: &str) -> String {
     line["participant_id"].as_str().expect("the bot's participant id").to_owned()
 }
 
-/// A tile's stamp, trying a few screenshots (one may catch a frame mid-draw).
+/// A tile's stamp, trying a few screenshots (one may catch a frame mid-draw); the
+/// last screenshot is kept as `app-tile-failure.png` when none can be read.
 async fn poll_stamp(c: &Client, css: &str) -> Option<confer_media::pattern::Stamp> {
-    for _ in 0..10 {
-        if let Some(s) = stamp_of(c, css).await {
+    let mut last = Vec::new();
+    for _ in 0..20 {
+        if let Some(s) = stamp_of(c, css, &mut last).await {
             return Some(s);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    std::fs::write(artifacts_dir().join("app-tile-failure.png"), last).unwrap();
     None
 }

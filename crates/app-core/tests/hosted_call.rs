@@ -1,0 +1,175 @@
+//! The call engine without the window: one app hosts a meeting on its own server, a
+//! second joins with the invite link, and each sees and decodes the other's camera
+//! (the synthetic pattern, its stamps read back from the decoded pictures). Chat goes
+//! both ways, a muted microphone shows as muted on the other side, and the host's kick
+//! ends the guest's call with `kicked`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use confer_app_core::call::{Call, EventSink, JoinRequest, MediaSettings, LOCAL_TILE};
+use confer_app_core::frames::FrameHub;
+use confer_app_core::host::HostedServer;
+use confer_app_core::link::JoinTarget;
+use confer_app_core::view::{CallEvent, CallView};
+use confer_media::pattern::read_stamp;
+
+/// A call and everything it told its view.
+struct App {
+    call: Call,
+    hub: Arc<FrameHub>,
+    events: Arc<Mutex<Vec<CallEvent>>>,
+}
+
+impl App {
+    async fn join(name: &str, link: &str, host: Option<confer_app_core::call::HostAccess>) -> App {
+        let hub = FrameHub::new();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let seen = events.clone();
+        let sink: EventSink = Arc::new(move |e| seen.lock().unwrap().push(e));
+        let media = MediaSettings { camera: Some("synthetic".into()), ..MediaSettings::default() };
+        let request = JoinRequest {
+            server: "http://127.0.0.1:1".into(),
+            name: name.into(),
+            target: JoinTarget::parse(link).unwrap(),
+            media,
+            host,
+        };
+        let call = Call::join(request, hub.clone(), sink).await.unwrap_or_else(|e| panic!("{name} joins: {e}"));
+        App { call, hub, events }
+    }
+
+    fn view(&self) -> CallView {
+        self.call.view()
+    }
+
+    /// Waits until `pred` holds for the call's view.
+    async fn until(&self, what: &str, pred: impl Fn(&CallView) -> bool) -> CallView {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = self.view();
+            if pred(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {v:#?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn until_event(&self, what: &str, pred: impl Fn(&CallEvent) -> bool) -> CallEvent {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(e) = self.events.lock().unwrap().iter().find(|e| pred(e)) {
+                return e.clone();
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The pattern stamps of `tile`'s newest decoded pictures, a second apart.
+    async fn playing(&self, tile: &str) -> (u32, u32) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let stamp = || self.hub.latest(tile).and_then(|f| read_stamp(&f.picture)).map(|s| s.frame_number);
+        let first = loop {
+            if let Some(n) = stamp() {
+                break n;
+            }
+            assert!(Instant::now() < deadline, "no pattern in tile {tile}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let later = stamp().expect("the tile keeps a picture");
+        (first, later)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosted_meeting_is_joined_by_invite_and_both_sides_see_each_other() {
+    let host = HostedServer::start(":memory:".into()).await.unwrap();
+    let meeting = host.create_meeting("Planning").await.unwrap();
+    let owner = App::join("Olivia", &meeting.room, Some(meeting.access.clone())).await;
+    assert!(owner.view().moderator, "the host is the meeting's moderator");
+    assert_eq!(owner.view().invite_link.as_deref(), Some(meeting.access.invite_link.as_str()));
+
+    let guest = App::join("Gus", &meeting.access.invite_link, None).await;
+    let gus = guest.view().me;
+    let olivia = owner.view().me;
+
+    // Each decodes the other's camera: the pattern, moving.
+    let v =
+        guest.until("the host's tile", |v| v.participants.iter().any(|p| p.id == olivia && !p.tiles.is_empty())).await;
+    let tile = v.participants.iter().find(|p| p.id == olivia).unwrap().tiles[0].tile.clone();
+    let (a, b) = guest.playing(&tile).await;
+    assert!(b > a, "the host's video moves at the guest: frame {a} then {b}");
+    let v =
+        owner.until("the guest's tile", |v| v.participants.iter().any(|p| p.id == gus && !p.tiles.is_empty())).await;
+    let tile = v.participants.iter().find(|p| p.id == gus).unwrap().tiles[0].tile.clone();
+    let (a, b) = owner.playing(&tile).await;
+    assert!(b > a, "the guest's video moves at the host: frame {a} then {b}");
+    // The self view shows the local camera.
+    assert!(owner.hub.latest(LOCAL_TILE).is_some());
+
+    // The guest turns the camera off: the host's view says so.
+    guest.call.set_camera(false).await.unwrap();
+    owner.until("the guest's camera off", |v| v.participants.iter().any(|p| p.id == gus && p.camera_off)).await;
+
+    // Chat both ways.
+    guest.call.send_chat("hi Olivia", None).await.unwrap();
+    owner
+        .until_event("the guest's message", |e| matches!(e, CallEvent::Chat { message } if message.text == "hi Olivia"))
+        .await;
+    owner.call.send_chat("welcome", Some(gus.clone())).await.unwrap();
+    let CallEvent::Chat { message } = guest
+        .until_event(
+            "the host's private answer",
+            |e| matches!(e, CallEvent::Chat { message } if message.text == "welcome"),
+        )
+        .await
+    else {
+        unreachable!()
+    };
+    assert!(message.private && message.from_name == "Olivia");
+
+    // The host removes the guest: the guest's call ends, saying why.
+    owner.call.kick(&gus).await.unwrap();
+    let ended = guest.until_event("the end of the guest's call", |e| matches!(e, CallEvent::Ended { .. })).await;
+    assert!(matches!(&ended, CallEvent::Ended { code, .. } if code == "kicked"), "{ended:?}");
+    owner.until("the guest gone", |v| v.participants.iter().all(|p| p.id != gus)).await;
+
+    owner.call.leave().await;
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn joining_fails_with_codes_a_person_can_act_on() {
+    let sink: EventSink = Arc::new(|_| {});
+    let join = |link: &str| JoinRequest {
+        server: "http://127.0.0.1:1".into(),
+        name: "Ann".into(),
+        target: JoinTarget::parse(link).unwrap(),
+        media: MediaSettings { camera: Some("synthetic".into()), ..MediaSettings::default() },
+        host: None,
+    };
+    // Nothing listens on port 1.
+    let e = Call::join(
+        join("confer://join?server=http%3A%2F%2F127.0.0.1%3A1&room=r&invite=x"),
+        FrameHub::new(),
+        sink.clone(),
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert_eq!(e.code, "server_unreachable", "{e}");
+
+    let host = HostedServer::start(":memory:".into()).await.unwrap();
+    let meeting = host.create_meeting("Planning").await.unwrap();
+    let forged = meeting.access.invite_link.replace("invite=", "invite=x");
+    let e = Call::join(join(&forged), FrameHub::new(), sink.clone()).await.err().expect("refused");
+    assert_eq!(e.code, "invalid_invite", "{e}");
+    assert!(e.message.contains("invalid or has expired"), "{e}");
+
+    let e = Call::join(join("some-room"), FrameHub::new(), sink).await.err().expect("refused");
+    assert_eq!(e.code, "link_needed", "{e}");
+    host.stop().await;
+}
