@@ -32,11 +32,16 @@ ARTIFACTS_DIR="$artifacts" bash tests/app-smoke.sh "$target/debug/confer" 2>&1 |
 echo "== desktop app: end-to-end through the window"
 CONFER_APP="$target/debug/confer" ARTIFACTS_DIR="$artifacts" \
   cargo test --locked -p confer-e2e --test app_ui -- --ignored 2>&1 | tee -a "$log" || status=$?
+echo "== desktop app: the Debian package (Tauri bundler)"
+deb="$artifacts/deb-check.log"
+ARTIFACTS_DIR="$artifacts" bash tests/deb-check.sh 2>&1 | tee "$deb" || app_status=$?
 
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '^test result: .* ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
-passed=$((passed + $(grep -Eo '[0-9]+ passed' "$smoke" | tail -n1 | grep -Eo '[0-9]+' || echo 0)))
-failed=$((failed + $(grep -Eo '[0-9]+ failed' "$smoke" | tail -n1 | grep -Eo '[0-9]+' || echo 0)))
+for extra in "$smoke" "$deb"; do
+  passed=$((passed + $(grep -Eo '[0-9]+ passed' "$extra" | tail -n1 | grep -Eo '[0-9]+' || echo 0)))
+  failed=$((failed + $(grep -Eo '[0-9]+ failed' "$extra" | tail -n1 | grep -Eo '[0-9]+' || echo 0)))
+done
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 if [ "$app_status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 echo "total: $passed passed, $failed failed"

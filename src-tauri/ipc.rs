@@ -9,7 +9,7 @@
 use serde::Serialize;
 use tauri_specta::{collect_commands, collect_events, Builder};
 
-use crate::call;
+use crate::{call, links, settings};
 
 /// An error as the view sees it.
 #[derive(Debug, Clone, Serialize, specta::Type, thiserror::Error)]
@@ -47,8 +47,11 @@ pub fn builder() -> Builder<tauri::Wry> {
             call::kick,
             call::censor,
             call::set_tiles,
+            settings::get_settings,
+            settings::set_settings,
+            links::take_launch_link,
         ])
-        .events(collect_events![call::CallUpdate, call::MicLevel])
+        .events(collect_events![call::CallUpdate, call::MicLevel, links::LinkOpened])
         .typ::<AppError>()
 }
 

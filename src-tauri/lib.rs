@@ -8,6 +8,8 @@
 mod bench;
 mod call;
 mod ipc;
+mod links;
+mod settings;
 
 use std::time::Instant;
 
@@ -73,8 +75,27 @@ pub fn run() {
     let commands = ipc::builder();
     let events = ipc::builder();
     tauri::Builder::default()
+        // First: a second start hands its arguments (a join link) to this instance and
+        // exits; the deep-link feature passes the link on to `links`.
+        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
+            if let Some(window) = app.get_webview_window("main") {
+                let _ = window.show();
+                let _ = window.unminimize();
+                let _ = window.set_focus();
+            }
+        }))
+        .plugin(tauri_plugin_deep_link::init())
+        .plugin(tauri_plugin_store::Builder::new().build())
+        .manage(links::LaunchLink::default())
+        .on_window_event(|window, event| {
+            if let tauri::WindowEvent::CloseRequested { .. } = event {
+                settings::remember_window(window);
+            }
+        })
         .setup(move |app| {
             events.mount_events(app);
+            links::setup(app);
+            settings::restore_window(app.handle());
             let hub = FrameHub::new();
             let server = tauri::async_runtime::block_on(FrameServer::start(hub.clone()))?;
             if bench::config().is_some() {

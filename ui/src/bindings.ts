@@ -35,11 +35,18 @@ export const commands = {
 	censor: (participant: string, censored: boolean) => typedError<null, AppError>(__TAURI_INVOKE("censor", { participant, censored })),
 	/**  What the view shows, so that subscriptions follow it. */
 	setTiles: (tiles: TileWant[]) => typedError<null, AppError>(__TAURI_INVOKE("set_tiles", { tiles })),
+	/**  The user's settings. */
+	getSettings: () => __TAURI_INVOKE<AppSettings_Serialize>("get_settings"),
+	/**  Replaces the user's settings (and writes them to disk at once). */
+	setSettings: (settings: AppSettings_Deserialize) => typedError<null, AppError>(__TAURI_INVOKE("set_settings", { settings })),
+	/**  The link the app was started with, once. */
+	takeLaunchLink: () => __TAURI_INVOKE<string | null>("take_launch_link"),
 };
 
 /** Events */
 export const events = {
 	callUpdate: makeEvent<CallUpdate_Serialize, CallUpdate_Deserialize>("call-update"),
+	linkOpened: makeEvent<LinkOpened, LinkOpened>("link-opened"),
 	micLevel: makeEvent<MicLevel, MicLevel>("mic-level"),
 };
 
@@ -52,6 +59,28 @@ export type AppError = {
 	 */
 	code: string,
 	message: string,
+};
+
+export type AppSettings = AppSettings_Serialize | AppSettings_Deserialize;
+
+export type AppSettings_Deserialize = {
+	/**  The server for a bare room name. */
+	server?: string,
+	/**  The display name others see. */
+	name?: string,
+	media?: MediaSettings_Deserialize,
+	/**  Newest first. */
+	recent?: RecentRoom[],
+};
+
+export type AppSettings_Serialize = {
+	/**  The server for a bare room name. */
+	server: string,
+	/**  The display name others see. */
+	name: string,
+	media: MediaSettings_Serialize,
+	/**  Newest first. */
+	recent: RecentRoom[],
 };
 
 export type BenchConfig = {
@@ -214,6 +243,9 @@ export type JoinForm_Serialize = {
 	media: MediaSettings_Serialize,
 };
 
+/**  A join link opened while the app runs. */
+export type LinkOpened = string;
+
 /**  The state of the local microphone or camera. */
 export type LocalDevice = "on" | "off" | 
 /**  There is none, or it could not be opened. */
@@ -277,6 +309,15 @@ export type ParticipantView = {
 export type PreviewInfo = {
 	camera_missing: boolean,
 	microphone_missing: boolean,
+};
+
+export type RecentRoom = {
+	server: string,
+	/**  The join link (or room name) that got the user in. */
+	link: string,
+	label: string,
+	/**  Unix milliseconds. */
+	at: number | null,
 };
 
 export type TileInfo = {

@@ -142,6 +142,7 @@ export class CallScreen {
       }
     });
     window.addEventListener("resize", this.onResize);
+    this.app.inCall = (text) => this.toast(text, "link");
     this.render();
   }
 
@@ -154,6 +155,7 @@ export class CallScreen {
   }
 
   private close(): void {
+    this.app.inCall = null;
     this.unlisten?.();
     this.unlisten = null;
     window.removeEventListener("resize", this.onResize);

@@ -8,7 +8,7 @@ import type { App } from "./main";
 import { el, esc } from "./dom";
 import { openSettings } from "./settingsDialog";
 
-export function renderHome(app: App, message?: { code: string; text: string }): void {
+export function renderHome(app: App, message?: { code: string; text: string }, link?: string): void {
   const s = app.settings;
   app.root.innerHTML = `
     <main class="home" id="home">
@@ -27,7 +27,7 @@ export function renderHome(app: App, message?: { code: string; text: string }): 
             <input id="join-name" name="name" type="text" placeholder="Your name" autocomplete="name" value="${esc(s.name)}" required />
           </label>
           <label>Join link or room
-            <input id="join-link" name="link" type="text" placeholder="confer://join?… or a room name" required />
+            <input id="join-link" name="link" type="text" placeholder="confer://join?… or a room name" value="${esc(link ?? "")}" required />
           </label>
           <label>Server (for a room name)
             <input id="join-server" name="server" type="url" value="${esc(s.server)}" autocomplete="url" />
@@ -37,7 +37,7 @@ export function renderHome(app: App, message?: { code: string; text: string }): 
         </form>
         <div class="divider"><span>or</span></div>
         <button type="button" class="secondary" id="host">Host a meeting on this machine</button>
-        ${s.recent.length ? `<h2 class="section">Recent</h2><ul class="recent" id="recent"></ul>` : ""}
+        ${s.recent?.length ? `<h2 class="section">Recent</h2><ul class="recent" id="recent"></ul>` : ""}
       </section>
       <footer id="version"></footer>
     </main>`;
@@ -47,7 +47,7 @@ export function renderHome(app: App, message?: { code: string; text: string }): 
   const field = (id: string) => app.root.querySelector<HTMLInputElement>(id)!;
 
   const recent = app.root.querySelector<HTMLUListElement>("#recent");
-  for (const r of s.recent) {
+  for (const r of s.recent ?? []) {
     const item = el("li", {}, [el("button", { type: "button", class: "link" }, [r.label])]);
     item.querySelector("button")!.addEventListener("click", () => {
       field("#join-link").value = r.link;

@@ -1,7 +1,7 @@
 import "./style.css";
 import { isTauri } from "@tauri-apps/api/core";
-import { commands, type CallView_Serialize as CallView, type FrameEndpoint } from "./bindings";
-import { renderHome } from "./home";
+import { commands, events, type CallView_Serialize as CallView, type FrameEndpoint } from "./bindings";
+import { labelOf, renderHome } from "./home";
 import { renderPrejoin } from "./prejoin";
 import { CallScreen } from "./call";
 import { runBench } from "./bench";
@@ -18,19 +18,39 @@ export interface Destination {
 
 /** The app's screens and what they share. */
 export class App {
-  readonly settings: Settings = loadSettings();
   private frames: Promise<FrameEndpoint | null> | null = null;
+  /** Set while the call screen is up. */
+  inCall: ((text: string) => void) | null = null;
 
-  constructor(readonly root: HTMLElement) {}
+  constructor(
+    readonly root: HTMLElement,
+    readonly settings: Settings,
+  ) {}
+
+  /** A join link from the desktop: the pre-join screen for it (home first when no name is known yet). */
+  openLink(link: string): void {
+    if (this.inCall) {
+      this.inCall(`Leave this call to join ${labelOf(link)}: the link is in Recent on the home screen.`);
+      this.settings.recent = [{ server: this.settings.server, link, label: labelOf(link), at: Date.now() }, ...(this.settings.recent ?? [])];
+      saveSettings(this.settings);
+      return;
+    }
+    if (!this.settings.name.trim()) {
+      this.showHome(undefined, link);
+      return;
+    }
+    this.showPrejoin({ server: this.settings.server, link, label: labelOf(link) });
+  }
 
   endpoint(): Promise<FrameEndpoint | null> {
     this.frames ??= isTauri() ? commands.frameEndpoint() : Promise.resolve(null);
     return this.frames;
   }
 
-  showHome(message?: { code: string; text: string }): void {
+  showHome(message?: { code: string; text: string }, link?: string): void {
+    this.inCall = null;
     saveSettings(this.settings);
-    renderHome(this, message);
+    renderHome(this, message, link);
   }
 
   showPrejoin(dest: Destination): void {
@@ -68,5 +88,9 @@ async function start(root: HTMLElement): Promise<void> {
     await runBench(root, bench);
     return;
   }
-  new App(root).showHome();
+  const app = new App(root, await loadSettings());
+  const launch = isTauri() ? await commands.takeLaunchLink() : null;
+  if (launch) app.openLink(launch);
+  else app.showHome();
+  if (isTauri()) await events.linkOpened.listen((e) => app.openLink(e.payload));
 }

@@ -7,8 +7,11 @@
 //!   pattern stamp (frame number and capture time, CRC-checked), advancing over time.
 //! - The microphone button makes the bots see `track_disabled`, then `track_enabled`.
 //! - A chat message typed in the UI reaches a bot, and the bot's answer shows in the UI.
-//! - Leaving returns home; after joining again, a moderator bot's kick ends the call
-//!   with a message that says so.
+//! - Leaving returns home. A join link opened on the desktop while the app runs goes
+//!   to this instance (the second start exits) and leads to the pre-join screen; back
+//!   in, a moderator bot's kick ends the call with a message that says so.
+//!
+//! - Settings survive a restart: the next start shows the name and the recent room.
 //!
 //! Screenshots are kept in test-artifacts/ (`app-in-call.png` shows two remote videos).
 //!
@@ -32,6 +35,18 @@ struct Driver {
     child: Child,
     port: u16,
     display: Display,
+    app: PathBuf,
+    data: PathBuf,
+}
+
+/// The app binary under test.
+fn app_binary() -> PathBuf {
+    std::env::var_os("CONFER_APP").map(PathBuf::from).unwrap_or_else(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+        target.join("debug/confer")
+    })
 }
 
 impl Driver {
@@ -71,16 +86,48 @@ impl Driver {
             assert!(Instant::now() < deadline, "tauri-driver did not listen");
             std::thread::sleep(Duration::from_millis(100));
         }
-        Self { child, port, display }
+        Self { child, port, display, app: app_binary(), data: data.to_owned() }
+    }
+
+    /// Starts the app a second time, as the desktop does for a clicked link, in the
+    /// first instance's session (its bus and display), and waits for it to exit.
+    fn open_link(&self, link: &str) -> std::process::ExitStatus {
+        let first = Command::new("pgrep").args(["-o", "-x", "confer"]).output().unwrap();
+        let pid = String::from_utf8_lossy(&first.stdout).trim().to_owned();
+        assert!(!pid.is_empty(), "the app runs");
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let bus = environ
+            .split(|b| *b == 0)
+            .filter_map(|kv| std::str::from_utf8(kv).ok())
+            .find_map(|kv| kv.strip_prefix("DBUS_SESSION_BUS_ADDRESS="))
+            .expect("the app's session bus")
+            .to_owned();
+        let mut second = Command::new(&self.app)
+            .arg(link)
+            .env("DISPLAY", &self.display.name)
+            .env("DBUS_SESSION_BUS_ADDRESS", bus)
+            .env("XDG_DATA_HOME", self.data.join("data"))
+            .env("XDG_CONFIG_HOME", self.data.join("config"))
+            .env("XDG_CACHE_HOME", self.data.join("cache"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + T;
+        loop {
+            if let Some(status) = second.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = second.kill();
+                panic!("a second instance stayed up instead of handing the link over");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     async fn session(&self) -> Client {
-        let app = std::env::var_os("CONFER_APP").map(PathBuf::from).unwrap_or_else(|| {
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-            target.join("debug/confer")
-        });
+        let app = &self.app;
         assert!(app.exists(), "no app at {} (cargo build -p confer --features custom-protocol)", app.display());
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("wry"));
@@ -262,8 +309,14 @@ async fn the_app_joins_shows_two_videos_mutes_chats_leaves_and_is_kicked() {
         .expect("home after leaving");
     bob.expect_event("participant_left", T, |v| v["identity"] == app_identity.as_str());
 
-    // Back in, then removed by a moderator.
-    join(&c, &link).await;
+    // Back in through a link opened on the desktop: a second start hands it to this
+    // instance and exits; this one shows the pre-join screen for it.
+    let status = driver.open_link(&link);
+    assert!(status.success(), "the second instance exited with {status}");
+    click(&c, "#prejoin-join").await;
+    within("the call screen", c.wait().at_most(T).for_element(Locator::Css("#call"))).await.expect("in the call");
+
+    // Then removed by a moderator.
     let again = alice
         .expect_event("participant_joined", T, |v| v["name"] == "Tester" && v["identity"] != app_identity.as_str())
         ["identity"]
@@ -284,6 +337,12 @@ async fn the_app_joins_shows_two_videos_mutes_chats_leaves_and_is_kicked() {
     assert!(message.as_str().unwrap().contains("removed you"), "{message}");
     save_screenshot(&driver, "app-kicked.png");
 
+    // Settings survive a restart: a new app process shows the name and the room.
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.close()).await;
+    let c = driver.session().await;
+    let name = until(&c, "the stored name", "return document.querySelector('#join-name')?.value").await;
+    assert_eq!(name, "Tester");
+    until(&c, "the room among the recent ones", "return document.querySelectorAll('#recent li').length > 0").await;
     let _ = tokio::time::timeout(Duration::from_secs(5), c.close()).await;
     drop(driver);
     alice.kill();
