@@ -130,18 +130,26 @@ pub async fn list_devices() -> DeviceList {
     .unwrap_or(DeviceList { microphones: vec![], speakers: vec![], cameras: vec![], screens: vec![] })
 }
 
-/// Starts the camera preview (tile `preview`) and the `MicLevel` meter.
+/// Starts the camera preview (tile `preview`) and the `MicLevel` meter. Opening the
+/// devices blocks for a moment, so it runs off the main thread.
 #[tauri::command]
 #[specta::specta]
-pub fn start_preview(media: MediaSettings, app: tauri::AppHandle, state: tauri::State<'_, CallState>) -> PreviewInfo {
-    let mut preview = lock(&state.preview);
-    preview.take();
-    let emitter = app.clone();
-    let (running, missing) = Preview::start(&media, state.hub.clone(), move |level| {
-        let _ = MicLevel(level).emit(&emitter);
-    });
-    *preview = Some(running);
-    PreviewInfo { camera_missing: missing.camera, microphone_missing: missing.microphone }
+pub async fn start_preview(
+    media: MediaSettings,
+    app: tauri::AppHandle,
+    state: tauri::State<'_, CallState>,
+) -> Result<PreviewInfo, AppError> {
+    lock(&state.preview).take();
+    let (emitter, hub) = (app.clone(), state.hub.clone());
+    let (running, missing) = tauri::async_runtime::spawn_blocking(move || {
+        Preview::start(&media, hub, move |level| {
+            let _ = MicLevel(level).emit(&emitter);
+        })
+    })
+    .await
+    .map_err(|e| AppError::new("preview_failed", e.to_string()))?;
+    *lock(&state.preview) = Some(running);
+    Ok(PreviewInfo { camera_missing: missing.camera, microphone_missing: missing.microphone })
 }
 
 #[tauri::command]

@@ -17,8 +17,11 @@ export const commands = {
 	benchReport: (results: TileResult[]) => __TAURI_INVOKE<void>("bench_report", { results }),
 	/**  Microphones, speakers, cameras (with the synthetic test pattern) and screens. */
 	listDevices: () => __TAURI_INVOKE<DeviceList>("list_devices"),
-	/**  Starts the camera preview (tile `preview`) and the `MicLevel` meter. */
-	startPreview: (media: MediaSettings_Deserialize) => __TAURI_INVOKE<PreviewInfo>("start_preview", { media }),
+	/**
+	 *  Starts the camera preview (tile `preview`) and the `MicLevel` meter. Opening the
+	 *  devices blocks for a moment, so it runs off the main thread.
+	 */
+	startPreview: (media: MediaSettings_Deserialize) => typedError<PreviewInfo, AppError>(__TAURI_INVOKE("start_preview", { media })),
 	stopPreview: () => __TAURI_INVOKE<void>("stop_preview"),
 	/**  Starts the room server inside the app (once) and creates a meeting on it. */
 	hostMeeting: (title: string) => typedError<HostedMeeting, AppError>(__TAURI_INVOKE("host_meeting", { title })),

@@ -40,9 +40,13 @@ export async function renderPrejoin(app: App, dest: Destination, error?: { code:
   let tile: TileView | null = null;
   const endpoint: FrameEndpoint | null = await app.endpoint();
   const startPreview = async () => {
-    const info = await commands.startPreview(app.settings.media);
-    app.root.querySelector<HTMLElement>("#preview-missing")!.hidden = !info.camera_missing;
-    if (info.microphone_missing) status.textContent = "No microphone found: the others will not hear you.";
+    const started = await commands.startPreview(app.settings.media);
+    if (started.status === "error") {
+      status.textContent = started.error.message;
+      return;
+    }
+    app.root.querySelector<HTMLElement>("#preview-missing")!.hidden = !started.data.camera_missing;
+    if (started.data.microphone_missing) status.textContent = "No microphone found: the others will not hear you.";
     if (!tile && endpoint) tile = new TileView(app.root.querySelector("#preview-video")!, endpoint, "preview");
   };
   const leave = async () => {

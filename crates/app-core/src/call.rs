@@ -217,7 +217,11 @@ impl Call {
         let (far_tx, far_rx) = far_end();
         let media = request.media.clone();
         let cancel = media.echo_cancellation;
-        let speaker = match Speaker::open(media.speaker_choice(), cancel.then_some(far_tx)) {
+        // Opening an audio device blocks for a moment: not on the runtime's threads.
+        let choice = media.speaker_choice();
+        let opened = tokio::task::spawn_blocking(move || Speaker::open(choice, cancel.then_some(far_tx))).await;
+        let opened = opened.map_err(|e| CallError::new("speaker_failed", e.to_string()))?;
+        let speaker = match opened {
             Ok(s) => Some(Arc::new(s)),
             Err(e) => {
                 tracing::warn!(code = e.code(), error = %e, "no speaker: the call is silent");
@@ -426,19 +430,22 @@ impl Inner {
     async fn publish_main(self: &Arc<Self>, far: Option<FarEndReceiver>) {
         let media = &self.media;
         let fake_tone = std::env::var("CONFER_FAKE_MICROPHONE").ok().and_then(|v| v.parse::<f64>().ok());
-        let mic = match fake_tone {
+        let (choice, processing) = (media.microphone_choice(), media.processing());
+        let opened = match fake_tone {
             Some(_) => None,
-            None => match Microphone::open(media.microphone_choice(), media.processing(), far) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    tracing::warn!(code = e.code(), error = %e, "no microphone");
-                    (self.sink)(CallEvent::Notice {
-                        code: "no_microphone".into(),
-                        message: "No microphone could be opened: the others cannot hear you.".into(),
-                    });
-                    None
-                }
-            },
+            None => tokio::task::spawn_blocking(move || Microphone::open(choice, processing, far)).await.ok(),
+        };
+        let mic = match opened {
+            None => None,
+            Some(Ok(m)) => Some(m),
+            Some(Err(e)) => {
+                tracing::warn!(code = e.code(), error = %e, "no microphone");
+                (self.sink)(CallEvent::Notice {
+                    code: "no_microphone".into(),
+                    message: "No microphone could be opened: the others cannot hear you.".into(),
+                });
+                None
+            }
         };
         let has_audio = mic.is_some() || fake_tone.is_some();
         let video = media.video_source();

@@ -142,6 +142,10 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // What the window showed when the test failed.
+            save_screenshot(self, "app-failure.png");
+        }
         // The group: dbus, tauri-driver, WebKitWebDriver and the app.
         let _ = Command::new("kill").args(["--", &format!("-{}", self.child.id())]).status();
         let _ = self.child.wait();
