@@ -46,11 +46,12 @@ pub fn open<R: Runtime>(app: &tauri::AppHandle<R>, url: String) {
     }
 }
 
-/// Registers the scheme with the desktop (for builds run without an installer; the
-/// packages register it themselves), keeps the launch link, and forwards links that
-/// arrive later.
+/// Registers the scheme with the desktop (for development builds, run without an
+/// installer; the packages register it themselves, and an installed app should not
+/// rewrite a desktop entry at every start), keeps the launch link, and forwards links
+/// that arrive later.
 pub fn setup<R: Runtime>(app: &tauri::App<R>) {
-    #[cfg(any(target_os = "linux", all(debug_assertions, windows)))]
+    #[cfg(all(debug_assertions, any(target_os = "linux", windows)))]
     if std::env::var_os("CONFER_NO_SCHEME_REGISTRATION").is_none() {
         if let Err(e) = app.deep_link().register_all() {
             tracing::debug!(error = %e, "confer:// not registered with the desktop");
