@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 export CARGO_TERM_COLOR=never
+# A test run builds once: incremental caches would only double the target's size on disk.
+export CARGO_INCREMENTAL=0
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 artifacts="${ARTIFACTS_DIR:-$PWD/test-artifacts}"
 mkdir -p "$artifacts"
