@@ -2,6 +2,7 @@
 //! holds the logic (and builds and tests without Tauri).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use confer_app_core::call::{Call, EventSink, HostAccess, JoinRequest, MediaSettings};
@@ -30,6 +31,9 @@ pub struct CallState {
     pub hub: Arc<FrameHub>,
     call: Mutex<Option<Call>>,
     preview: std::sync::Mutex<Option<Preview>>,
+    /// Bumped by every start and stop of the preview: a preview whose devices finish
+    /// opening after a newer start or a stop is closed at once, not kept.
+    preview_turn: AtomicU64,
     host: Mutex<Option<HostedServer>>,
     /// Meetings this app hosts: room id -> how to let its host in.
     meetings: std::sync::Mutex<HashMap<String, HostAccess>>,
@@ -41,6 +45,7 @@ impl CallState {
             hub,
             call: Mutex::new(None),
             preview: std::sync::Mutex::new(None),
+            preview_turn: AtomicU64::new(0),
             host: Mutex::new(None),
             meetings: std::sync::Mutex::default(),
         }
@@ -139,7 +144,10 @@ pub async fn start_preview(
     app: tauri::AppHandle,
     state: tauri::State<'_, CallState>,
 ) -> Result<PreviewInfo, AppError> {
-    lock(&state.preview).take();
+    let (turn, previous) = stop(&state);
+    if let Some(previous) = previous {
+        close_in_background(previous);
+    }
     let (emitter, hub) = (app.clone(), state.hub.clone());
     let (running, missing) = tauri::async_runtime::spawn_blocking(move || {
         Preview::start(&media, hub, move |level| {
@@ -148,14 +156,34 @@ pub async fn start_preview(
     })
     .await
     .map_err(|e| AppError::new("preview_failed", e.to_string()))?;
-    *lock(&state.preview) = Some(running);
+    let mut slot = lock(&state.preview);
+    if state.preview_turn.load(Ordering::SeqCst) == turn {
+        *slot = Some(running);
+    } else {
+        drop(slot);
+        close_in_background(running);
+    }
     Ok(PreviewInfo { camera_missing: missing.camera, microphone_missing: missing.microphone })
+}
+
+/// Ends the preview's turn (a start still opening its devices will not be kept) and
+/// takes the running preview; returns the new turn.
+fn stop(state: &CallState) -> (u64, Option<Preview>) {
+    let mut slot = lock(&state.preview);
+    (state.preview_turn.fetch_add(1, Ordering::SeqCst) + 1, slot.take())
+}
+
+/// Closing devices takes a moment: not on the caller's (maybe the main) thread.
+fn close_in_background(preview: Preview) {
+    tauri::async_runtime::spawn_blocking(move || drop(preview));
 }
 
 #[tauri::command]
 #[specta::specta]
 pub fn stop_preview(state: tauri::State<'_, CallState>) {
-    lock(&state.preview).take();
+    if let (_, Some(preview)) = stop(&state) {
+        close_in_background(preview);
+    }
 }
 
 /// Starts the room server inside the app (once) and creates a meeting on it.
@@ -201,9 +229,13 @@ pub async fn join_call(
     if let Some(previous) = slot.take() {
         previous.leave().await;
     }
-    lock(&state.preview).take();
+    // The call opens the same devices: the preview lets go of them first.
+    if let Some(preview) = stop(&state).1 {
+        let _ = tauri::async_runtime::spawn_blocking(move || drop(preview)).await;
+    }
     let emitter = app.clone();
     let sink: EventSink = Arc::new(move |event| {
+        crate::desktop::call_event(&emitter, &event);
         if let Err(e) = CallUpdate(event).emit(&emitter) {
             tracing::warn!(error = %e, "a call event did not reach the view");
         }
@@ -212,20 +244,36 @@ pub async fn join_call(
     let call = Call::join(request, state.hub.clone(), sink).await?;
     let view = call.view();
     *slot = Some(call);
+    crate::desktop::call_started(&app, &view);
     Ok(view)
 }
 
 #[tauri::command]
 #[specta::specta]
-pub async fn leave_call(state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+pub async fn leave_call(app: tauri::AppHandle, state: tauri::State<'_, CallState>) -> Result<(), AppError> {
     if let Some(call) = state.call.lock().await.take() {
         call.leave().await;
     }
+    crate::desktop::call_ended(&app);
     Ok(())
 }
 
+/// Leaves the call from outside the view (the tray); the view is told it ended.
+pub async fn leave_from_outside(app: &tauri::AppHandle) {
+    let Some(call) = app.state::<CallState>().call.lock().await.take() else { return };
+    call.leave().await;
+    let ended = CallEvent::Ended { code: "left".into(), message: "You left the call.".into() };
+    crate::desktop::call_event(app, &ended);
+    if let Err(e) = CallUpdate(ended).emit(app) {
+        tracing::warn!(error = %e, "the view was not told the call ended");
+    }
+}
+
 /// Runs `f` on the current call, or says there is none.
-async fn with_call<T>(state: &CallState, f: impl AsyncFnOnce(&Call) -> Result<T, CallError>) -> Result<T, AppError> {
+pub(crate) async fn with_call<T>(
+    state: &CallState,
+    f: impl AsyncFnOnce(&Call) -> Result<T, CallError>,
+) -> Result<T, AppError> {
     let call = state.call.lock().await;
     let call = call.as_ref().ok_or_else(|| AppError::new("not_in_call", "You are not in a call."))?;
     Ok(f(call).await?)

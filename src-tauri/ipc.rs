@@ -9,7 +9,7 @@
 use serde::Serialize;
 use tauri_specta::{collect_commands, collect_events, Builder};
 
-use crate::{call, links, settings};
+use crate::{call, desktop, links, settings};
 
 /// An error as the view sees it.
 #[derive(Debug, Clone, Serialize, specta::Type, thiserror::Error)]
@@ -50,8 +50,15 @@ pub fn builder() -> Builder<tauri::Wry> {
             settings::get_settings,
             settings::set_settings,
             links::take_launch_link,
+            desktop::quit_app,
         ])
-        .events(collect_events![call::CallUpdate, call::MicLevel, links::LinkOpened])
+        .events(collect_events![
+            call::CallUpdate,
+            call::MicLevel,
+            links::LinkOpened,
+            desktop::QuickJoin,
+            desktop::QuitRequested
+        ])
         .typ::<AppError>()
 }
 

@@ -7,6 +7,7 @@
 
 mod bench;
 mod call;
+mod desktop;
 mod ipc;
 mod links;
 mod settings;
@@ -77,23 +78,24 @@ pub fn run() {
     tauri::Builder::default()
         // First: a second start hands its arguments (a join link) to this instance and
         // exits; the deep-link feature passes the link on to `links`.
-        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
-            if let Some(window) = app.get_webview_window("main") {
-                let _ = window.show();
-                let _ = window.unminimize();
-                let _ = window.set_focus();
-            }
-        }))
+        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| desktop::show_window(app)))
         .plugin(tauri_plugin_deep_link::init())
         .plugin(tauri_plugin_store::Builder::new().build())
+        .plugin(tauri_plugin_notification::init())
+        .plugin(desktop::shortcut_plugin())
         .manage(links::LaunchLink::default())
         .on_window_event(|window, event| {
-            if let tauri::WindowEvent::CloseRequested { .. } = event {
+            if let tauri::WindowEvent::CloseRequested { api, .. } = event {
                 settings::remember_window(window);
+                // During a call the window hides and the call goes on (the tray says so).
+                if desktop::keep_call_running(window) {
+                    api.prevent_close();
+                }
             }
         })
         .setup(move |app| {
             events.mount_events(app);
+            desktop::setup(app);
             links::setup(app);
             settings::restore_window(app.handle());
             let hub = FrameHub::new();

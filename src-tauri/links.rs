@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 
 use serde::Serialize;
-use tauri::{Manager, Runtime};
+use tauri::Manager;
 use tauri_plugin_deep_link::DeepLinkExt;
 use tauri_specta::Event;
 
@@ -30,17 +30,13 @@ fn is_join_link(url: &str) -> bool {
 }
 
 /// Sends a link to the view and brings the window forward.
-pub fn open<R: Runtime>(app: &tauri::AppHandle<R>, url: String) {
+pub fn open(app: &tauri::AppHandle, url: String) {
     if !is_join_link(&url) {
         tracing::warn!(url, "ignoring a link that is not confer://");
         return;
     }
     tracing::info!("join link opened");
-    if let Some(window) = app.get_webview_window("main") {
-        let _ = window.show();
-        let _ = window.unminimize();
-        let _ = window.set_focus();
-    }
+    crate::desktop::show_window(app);
     if let Err(e) = LinkOpened(url).emit(app) {
         tracing::warn!(error = %e, "the link did not reach the view");
     }
@@ -50,7 +46,7 @@ pub fn open<R: Runtime>(app: &tauri::AppHandle<R>, url: String) {
 /// installer; the packages register it themselves, and an installed app should not
 /// rewrite a desktop entry at every start), keeps the launch link, and forwards links
 /// that arrive later.
-pub fn setup<R: Runtime>(app: &tauri::App<R>) {
+pub fn setup(app: &tauri::App) {
     #[cfg(all(debug_assertions, any(target_os = "linux", windows)))]
     if std::env::var_os("CONFER_NO_SCHEME_REGISTRATION").is_none() {
         if let Err(e) = app.deep_link().register_all() {

@@ -1,5 +1,6 @@
 //! Settings that outlive the app: who the user is, where they meet, their devices,
-//! audio processing and video quality, recent rooms, and the window's size and place.
+//! audio processing and video quality, the mute shortcut, recent and saved rooms, and
+//! the window's size and place.
 //! Kept with tauri-plugin-store in `settings.json` in the app's data directory.
 
 use confer_app_core::call::MediaSettings;
@@ -12,8 +13,10 @@ use crate::ipc::AppError;
 const FILE: &str = "settings.json";
 const KEY: &str = "settings";
 const WINDOW: &str = "window";
-/// At most this many recent rooms are kept.
+/// At most this many recent rooms are kept (saved ones are kept whatever their number).
 const RECENT: usize = 8;
+/// The mute shortcut until the user picks another.
+pub const DEFAULT_MUTE_SHORTCUT: &str = "CommandOrControl+Shift+M";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
 #[serde(default)]
@@ -23,8 +26,11 @@ pub struct AppSettings {
     /// The display name others see.
     pub name: String,
     pub media: MediaSettings,
-    /// Newest first.
+    /// Newest first; saved rooms among them.
     pub recent: Vec<RecentRoom>,
+    /// Mutes and unmutes the microphone during a call, whichever application has the
+    /// focus (`Ctrl+Alt+M`, `CommandOrControl+Shift+M`; empty: none).
+    pub mute_shortcut: String,
 }
 
 impl Default for AppSettings {
@@ -34,6 +40,7 @@ impl Default for AppSettings {
             name: String::new(),
             media: MediaSettings::default(),
             recent: vec![],
+            mute_shortcut: DEFAULT_MUTE_SHORTCUT.into(),
         }
     }
 }
@@ -46,6 +53,18 @@ pub struct RecentRoom {
     pub label: String,
     /// Unix milliseconds.
     pub at: f64,
+    /// Kept for quick-join from the tray, however many rooms come after it.
+    #[serde(default)]
+    pub saved: bool,
+}
+
+/// Keeps every saved room and the newest of the others.
+fn trim_rooms(rooms: &mut Vec<RecentRoom>) {
+    let mut unsaved = 0;
+    rooms.retain(|r| {
+        unsaved += usize::from(!r.saved);
+        r.saved || unsaved <= RECENT
+    });
 }
 
 /// The window's last size and place (physical pixels).
@@ -63,7 +82,7 @@ pub fn load<R: Runtime>(app: &tauri::AppHandle<R>) -> AppSettings {
     let Ok(store) = app.store(FILE) else { return AppSettings::default() };
     match store.get(KEY).map(serde_json::from_value::<AppSettings>) {
         Some(Ok(mut s)) => {
-            s.recent.truncate(RECENT);
+            trim_rooms(&mut s.recent);
             s
         }
         Some(Err(e)) => {
@@ -87,13 +106,18 @@ pub fn get_settings(app: tauri::AppHandle) -> AppSettings {
     load(&app)
 }
 
-/// Replaces the user's settings (and writes them to disk at once).
+/// Replaces the user's settings (and writes them to disk at once). A mute shortcut
+/// that is not a key combination is refused with `invalid_shortcut`.
 #[tauri::command]
 #[specta::specta]
 pub fn set_settings(mut settings: AppSettings, app: tauri::AppHandle) -> Result<(), AppError> {
-    settings.recent.truncate(RECENT);
+    trim_rooms(&mut settings.recent);
+    settings.mute_shortcut = settings.mute_shortcut.trim().to_owned();
+    crate::desktop::parse_shortcut(&settings.mute_shortcut)?;
     let value = serde_json::to_value(&settings).map_err(|e| AppError::new("settings_not_saved", e.to_string()))?;
-    save(&app, KEY, value)
+    save(&app, KEY, value)?;
+    crate::desktop::settings_changed(&app, &settings);
+    Ok(())
 }
 
 /// Puts the main window where it was last time.
@@ -124,5 +148,32 @@ pub fn remember_window<R: Runtime>(window: &tauri::Window<R>) {
         .and_then(|v| save(window.app_handle(), WINDOW, v))
     {
         tracing::warn!(error = %e, "the window's place was not saved");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(n: usize, saved: bool) -> RecentRoom {
+        RecentRoom { server: "s".into(), link: format!("r{n}"), label: format!("r{n}"), at: n as f64, saved }
+    }
+
+    #[test]
+    fn saved_rooms_outlive_the_recent_limit() {
+        let mut rooms: Vec<_> = (0..12).map(|n| room(n, n == 10)).collect();
+        trim_rooms(&mut rooms);
+        let links: Vec<_> = rooms.iter().map(|r| r.link.as_str()).collect();
+        assert_eq!(links, ["r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r10"]);
+    }
+
+    #[test]
+    fn settings_from_an_older_version_get_the_new_fields_defaults() {
+        let old = serde_json::json!({"server": "http://h:1", "name": "Ann", "recent": [
+            {"server": "http://h:1", "link": "standup", "label": "standup", "at": 1.0}
+        ]});
+        let s: AppSettings = serde_json::from_value(old).unwrap();
+        assert_eq!(s.mute_shortcut, DEFAULT_MUTE_SHORTCUT);
+        assert!(!s.recent[0].saved);
     }
 }

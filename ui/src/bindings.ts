@@ -40,10 +40,15 @@ export const commands = {
 	setTiles: (tiles: TileWant[]) => typedError<null, AppError>(__TAURI_INVOKE("set_tiles", { tiles })),
 	/**  The user's settings. */
 	getSettings: () => __TAURI_INVOKE<AppSettings_Serialize>("get_settings"),
-	/**  Replaces the user's settings (and writes them to disk at once). */
+	/**
+	 *  Replaces the user's settings (and writes them to disk at once). A mute shortcut
+	 *  that is not a key combination is refused with `invalid_shortcut`.
+	 */
 	setSettings: (settings: AppSettings_Deserialize) => typedError<null, AppError>(__TAURI_INVOKE("set_settings", { settings })),
 	/**  The link the app was started with, once. */
 	takeLaunchLink: () => __TAURI_INVOKE<string | null>("take_launch_link"),
+	/**  Leaves the call, if any, and quits (the view's answer to [`QuitRequested`]). */
+	quitApp: () => __TAURI_INVOKE<void>("quit_app"),
 };
 
 /** Events */
@@ -51,6 +56,8 @@ export const events = {
 	callUpdate: makeEvent<CallUpdate_Serialize, CallUpdate_Deserialize>("call-update"),
 	linkOpened: makeEvent<LinkOpened, LinkOpened>("link-opened"),
 	micLevel: makeEvent<MicLevel, MicLevel>("mic-level"),
+	quickJoin: makeEvent<QuickJoin_Serialize, QuickJoin_Deserialize>("quick-join"),
+	quitRequested: makeEvent<QuitRequested, QuitRequested>("quit-requested"),
 };
 
 /* Types */
@@ -72,8 +79,13 @@ export type AppSettings_Deserialize = {
 	/**  The display name others see. */
 	name?: string,
 	media?: MediaSettings_Deserialize,
-	/**  Newest first. */
-	recent?: RecentRoom[],
+	/**  Newest first; saved rooms among them. */
+	recent?: RecentRoom_Deserialize[],
+	/**
+	 *  Mutes and unmutes the microphone during a call, whichever application has the
+	 *  focus (`Ctrl+Alt+M`, `CommandOrControl+Shift+M`; empty: none).
+	 */
+	mute_shortcut?: string,
 };
 
 export type AppSettings_Serialize = {
@@ -82,8 +94,13 @@ export type AppSettings_Serialize = {
 	/**  The display name others see. */
 	name: string,
 	media: MediaSettings_Serialize,
-	/**  Newest first. */
-	recent: RecentRoom[],
+	/**  Newest first; saved rooms among them. */
+	recent: RecentRoom_Serialize[],
+	/**
+	 *  Mutes and unmutes the microphone during a call, whichever application has the
+	 *  focus (`Ctrl+Alt+M`, `CommandOrControl+Shift+M`; empty: none).
+	 */
+	mute_shortcut: string,
 };
 
 export type BenchConfig = {
@@ -314,13 +331,49 @@ export type PreviewInfo = {
 	microphone_missing: boolean,
 };
 
-export type RecentRoom = {
+/**
+ *  The tray asked to join a saved or recent room straight away (with the stored name
+ *  and devices; the view shows the call, or why it failed).
+ */
+export type QuickJoin = QuickJoin_Serialize | QuickJoin_Deserialize;
+
+/**
+ *  The tray asked to join a saved or recent room straight away (with the stored name
+ *  and devices; the view shows the call, or why it failed).
+ */
+export type QuickJoin_Deserialize = RecentRoom_Deserialize;
+
+/**
+ *  The tray asked to join a saved or recent room straight away (with the stored name
+ *  and devices; the view shows the call, or why it failed).
+ */
+export type QuickJoin_Serialize = RecentRoom_Serialize;
+
+/**  The user asked to quit during a call: the view asks whether to leave and quit. */
+export type QuitRequested = null;
+
+export type RecentRoom = RecentRoom_Serialize | RecentRoom_Deserialize;
+
+export type RecentRoom_Deserialize = {
 	server: string,
 	/**  The join link (or room name) that got the user in. */
 	link: string,
 	label: string,
 	/**  Unix milliseconds. */
 	at: number | null,
+	/**  Kept for quick-join from the tray, however many rooms come after it. */
+	saved?: boolean,
+};
+
+export type RecentRoom_Serialize = {
+	server: string,
+	/**  The join link (or room name) that got the user in. */
+	link: string,
+	label: string,
+	/**  Unix milliseconds. */
+	at: number | null,
+	/**  Kept for quick-join from the tray, however many rooms come after it. */
+	saved: boolean,
 };
 
 export type TileInfo = {

@@ -137,11 +137,13 @@ export class CallScreen {
           break;
         case "ended":
           this.close();
-          this.app.showHome({ code: event.code, text: event.message });
+          // Left from the tray: home, as after the leave button.
+          this.app.showHome(event.code === "left" ? undefined : { code: event.code, text: event.message });
           break;
       }
     });
     window.addEventListener("resize", this.onResize);
+    document.addEventListener("visibilitychange", this.onResize);
     this.app.inCall = (text) => this.toast(text, "link");
     this.render();
   }
@@ -159,6 +161,7 @@ export class CallScreen {
     this.unlisten?.();
     this.unlisten = null;
     window.removeEventListener("resize", this.onResize);
+    document.removeEventListener("visibilitychange", this.onResize);
     for (const t of this.tiles.values()) t.video?.close();
     this.tiles.clear();
     document.querySelectorAll("dialog").forEach((d) => d.remove());
@@ -260,7 +263,8 @@ export class CallScreen {
       const camera = s.participant.tiles.find((t) => !t.screen);
       const tile = s.screen ? s.id : camera?.tile;
       if (!tile || s.participant.local) continue;
-      wants.push({ tile, visible: shown.has(s.id), large: stage.includes(s) && large });
+      // A closed (hidden) window shows nothing: no video is received for it.
+      wants.push({ tile, visible: shown.has(s.id) && !document.hidden, large: stage.includes(s) && large });
     }
     const key = JSON.stringify(wants);
     if (key !== this.lastWants) {
@@ -297,21 +301,30 @@ export class CallScreen {
     box.classList.toggle("screen", slot.screen);
     box.classList.toggle("no-video", !wantTile);
     box.classList.toggle("speaking", p.speaking && !slot.screen);
-    box.querySelector(".avatar")!.textContent = initials(p.name);
-    box.querySelector(".name")!.textContent = slot.screen ? `${p.name} (screen)` : p.local ? `${p.name} (you)` : p.name;
-    box.querySelector(".mic")!.innerHTML = p.mic_muted ? ICON.micOff : "";
-    box.querySelector(".mic")!.classList.toggle("muted", p.mic_muted);
+    setText(box.querySelector(".avatar")!, initials(p.name));
+    setText(box.querySelector(".name")!, slot.screen ? `${p.name} (screen)` : p.local ? `${p.name} (you)` : p.name);
+    const mic = box.querySelector<HTMLElement>(".mic")!;
+    if (mic.classList.contains("muted") !== p.mic_muted || !mic.dataset.drawn) {
+      mic.dataset.drawn = "1";
+      mic.innerHTML = p.mic_muted ? ICON.micOff : "";
+      mic.classList.toggle("muted", p.mic_muted);
+    }
     const q = box.querySelector<HTMLElement>(".quality")!;
-    q.dataset.score = String(p.network_quality);
-    q.title = p.network_quality ? `Network quality ${p.network_quality}/5` : "Network quality unknown";
-    q.innerHTML = [1, 2, 3].map((b) => `<i class="${p.network_quality >= b * 2 - 1 ? "on" : ""}"></i>`).join("");
+    if (q.dataset.score !== String(p.network_quality)) {
+      q.dataset.score = String(p.network_quality);
+      q.title = p.network_quality ? `Network quality ${p.network_quality}/5` : "Network quality unknown";
+      q.innerHTML = [1, 2, 3].map((b) => `<i class="${p.network_quality >= b * 2 - 1 ? "on" : ""}"></i>`).join("");
+    }
     return box;
   }
 
   private renderControls(): void {
     const v = this.view;
+    // Rendered on every update (several a second while people speak): a button is only
+    // touched when its state changed, or a click landing mid-update would be lost.
     const set = (id: string, state: string, on: string, off: string, title: string) => {
       const b = this.app.root.querySelector<HTMLButtonElement>(id)!;
+      if (b.dataset.state === state) return;
       b.dataset.state = state;
       b.classList.toggle("off", state !== "on");
       b.disabled = state === "missing" || state === "censored";
@@ -429,6 +442,10 @@ export class CallScreen {
   private renderPeople(): void {
     const list = this.app.root.querySelector<HTMLUListElement>("#people-list");
     if (!list) return;
+    // Rebuilt only when what it shows changed (a click on kick must not be lost to an update).
+    const key = JSON.stringify([this.view.moderator, this.view.participants.map((p) => [p.id, p.name, p.moderator, p.guest, p.mic_muted, p.camera_off])]);
+    if (list.dataset.key === key) return;
+    list.dataset.key = key;
     list.innerHTML = "";
     for (const p of this.view.participants) {
       const row = el("li", { class: "person", "data-participant": p.id });
@@ -455,4 +472,9 @@ export class CallScreen {
     box.append(t);
     setTimeout(() => t.remove(), 6000);
   }
+}
+
+/** Sets an element's text only when it differs (no needless DOM churn). */
+function setText(node: Element, text: string): void {
+  if (node.textContent !== text) node.textContent = text;
 }

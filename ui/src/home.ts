@@ -7,6 +7,7 @@ import { commands } from "./bindings";
 import type { App } from "./main";
 import { el, esc } from "./dom";
 import { openSettings } from "./settingsDialog";
+import { saveSettings } from "./settings";
 
 export function renderHome(app: App, message?: { code: string; text: string }, link?: string): void {
   const s = app.settings;
@@ -46,14 +47,22 @@ export function renderHome(app: App, message?: { code: string; text: string }, l
   const status = app.root.querySelector<HTMLElement>("#status")!;
   const field = (id: string) => app.root.querySelector<HTMLInputElement>(id)!;
 
+  // Saved rooms first; a star saves a room for quick-join from the tray.
   const recent = app.root.querySelector<HTMLUListElement>("#recent");
-  for (const r of s.recent ?? []) {
-    const item = el("li", {}, [el("button", { type: "button", class: "link" }, [r.label])]);
-    item.querySelector("button")!.addEventListener("click", () => {
+  for (const r of [...s.recent.filter((r) => r.saved), ...s.recent.filter((r) => !r.saved)]) {
+    const star = el("button", { type: "button", class: "ghost icon-only save", title: r.saved ? "Saved: shown in the tray. Click to forget." : "Save for quick-join from the tray", "aria-pressed": String(r.saved) }, [r.saved ? "★" : "☆"]);
+    const pick = el("button", { type: "button", class: "link" }, [r.label]);
+    pick.addEventListener("click", () => {
       field("#join-link").value = r.link;
       field("#join-server").value = r.server;
     });
-    recent?.append(item);
+    star.addEventListener("click", () => {
+      r.saved = !r.saved;
+      star.textContent = r.saved ? "★" : "☆";
+      star.setAttribute("aria-pressed", String(r.saved));
+      void saveSettings(app.settings);
+    });
+    recent?.append(el("li", {}, [star, pick]));
   }
 
   const name = (): string | null => {

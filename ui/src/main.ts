@@ -5,7 +5,8 @@ import { labelOf, renderHome } from "./home";
 import { renderPrejoin } from "./prejoin";
 import { CallScreen } from "./call";
 import { runBench } from "./bench";
-import { loadSettings, saveSettings, type Settings } from "./settings";
+import { loadSettings, remember, saveSettings, type Settings } from "./settings";
+import type { RecentRoom } from "./bindings";
 
 /** Where the user is going: a server and a link or room. */
 export interface Destination {
@@ -21,6 +22,8 @@ export class App {
   private frames: Promise<FrameEndpoint | null> | null = null;
   /** Set while the call screen is up. */
   inCall: ((text: string) => void) | null = null;
+  /** A quick-join from the tray is under way. */
+  private joining = false;
 
   constructor(
     readonly root: HTMLElement,
@@ -31,8 +34,7 @@ export class App {
   openLink(link: string): void {
     if (this.inCall) {
       this.inCall(`Leave this call to join ${labelOf(link)}: the link is in Recent on the home screen.`);
-      this.settings.recent = [{ server: this.settings.server, link, label: labelOf(link), at: Date.now() }, ...(this.settings.recent ?? [])];
-      saveSettings(this.settings);
+      remember(this.settings, { server: this.settings.server, link, label: labelOf(link) });
       return;
     }
     if (!this.settings.name.trim()) {
@@ -42,6 +44,52 @@ export class App {
     this.showPrejoin({ server: this.settings.server, link, label: labelOf(link) });
   }
 
+  /** A room picked in the tray: straight into the call with the stored name and devices. */
+  async quickJoin(room: RecentRoom): Promise<void> {
+    if (this.inCall || this.joining) return;
+    const dest = { server: room.server, link: room.link, label: room.label };
+    if (!this.settings.name.trim()) {
+      this.showHome(undefined, room.link);
+      return;
+    }
+    this.joining = true;
+    try {
+      const joined = await commands.joinCall({ server: dest.server, name: this.settings.name, link: dest.link, media: this.settings.media });
+      if (joined.status === "error") {
+        this.showHome({ code: joined.error.code, text: joined.error.message }, room.link);
+        return;
+      }
+      remember(this.settings, dest);
+      this.showCall(joined.data);
+    } finally {
+      this.joining = false;
+    }
+  }
+
+  /** Quitting during a call: leave and quit, or stay. */
+  confirmQuit(): void {
+    if (document.querySelector("#quit-dialog")) return;
+    const dialog = document.createElement("dialog");
+    dialog.className = "dialog";
+    dialog.id = "quit-dialog";
+    dialog.innerHTML = `
+      <form method="dialog">
+        <h2>Quit Confer?</h2>
+        <p>You are in a call. Quitting leaves it.</p>
+        <menu>
+          <button value="" class="secondary" id="quit-cancel">Stay in the call</button>
+          <button value="quit" class="danger" id="quit-confirm">Leave and quit</button>
+        </menu>
+      </form>`;
+    document.body.append(dialog);
+    dialog.addEventListener("close", () => {
+      const quit = dialog.returnValue === "quit";
+      dialog.remove();
+      if (quit) void commands.quitApp();
+    });
+    dialog.showModal();
+  }
+
   endpoint(): Promise<FrameEndpoint | null> {
     this.frames ??= isTauri() ? commands.frameEndpoint() : Promise.resolve(null);
     return this.frames;
@@ -49,12 +97,12 @@ export class App {
 
   showHome(message?: { code: string; text: string }, link?: string): void {
     this.inCall = null;
-    saveSettings(this.settings);
+    void saveSettings(this.settings);
     renderHome(this, message, link);
   }
 
   showPrejoin(dest: Destination): void {
-    saveSettings(this.settings);
+    void saveSettings(this.settings);
     void renderPrejoin(this, dest);
   }
 
@@ -92,5 +140,8 @@ async function start(root: HTMLElement): Promise<void> {
   const launch = isTauri() ? await commands.takeLaunchLink() : null;
   if (launch) app.openLink(launch);
   else app.showHome();
-  if (isTauri()) await events.linkOpened.listen((e) => app.openLink(e.payload));
+  if (!isTauri()) return;
+  await events.linkOpened.listen((e) => app.openLink(e.payload));
+  await events.quickJoin.listen((e) => void app.quickJoin(e.payload));
+  await events.quitRequested.listen(() => app.confirmQuit());
 }

@@ -34,39 +34,33 @@ export async function renderPrejoin(app: App, dest: Destination, error?: { code:
     </main>`;
   const status = app.root.querySelector<HTMLElement>("#status")!;
   const meter = app.root.querySelector<HTMLElement>("#mic-meter")!;
-  const unlisten = await events.micLevel.listen((e) => {
+  // The buttons answer from the moment they are on screen; what they need is set up
+  // meanwhile (a click before that waits for it, instead of being lost).
+  const listening = events.micLevel.listen((e) => {
     meter.style.width = `${Math.round((e.payload ?? 0) * 100)}%`;
   });
+  const endpoint: Promise<FrameEndpoint | null> = app.endpoint();
   let tile: TileView | null = null;
-  const endpoint: FrameEndpoint | null = await app.endpoint();
+  let left = false;
   const startPreview = async () => {
+    if (left) return;
     const started = await commands.startPreview(app.settings.media);
+    if (left) return;
     if (started.status === "error") {
       status.textContent = started.error.message;
       return;
     }
     app.root.querySelector<HTMLElement>("#preview-missing")!.hidden = !started.data.camera_missing;
     if (started.data.microphone_missing) status.textContent = "No microphone found: the others will not hear you.";
-    if (!tile && endpoint) tile = new TileView(app.root.querySelector("#preview-video")!, endpoint, "preview");
+    const frames = await endpoint;
+    if (!tile && frames && !left) tile = new TileView(app.root.querySelector("#preview-video")!, frames, "preview");
   };
   const leave = async () => {
+    left = true;
     tile?.close();
-    unlisten();
+    (await listening)();
     await commands.stopPreview();
   };
-
-  void commands.listDevices().then((devices) => {
-    const form = app.root.querySelector<HTMLFormElement>("#prejoin-form")!;
-    form.innerHTML = deviceFields(devices, app.settings.media);
-    form.addEventListener("change", () => {
-      const data = new FormData(form);
-      const pick = (k: string) => (String(data.get(k) ?? "") || null);
-      app.settings.media = { ...app.settings.media, microphone: pick("microphone"), speaker: pick("speaker"), camera: pick("camera") };
-      saveSettings(app.settings);
-      void startPreview();
-    });
-  });
-  void startPreview();
 
   app.root.querySelector("#prejoin-back")!.addEventListener("click", async () => {
     await leave();
@@ -80,7 +74,7 @@ export async function renderPrejoin(app: App, dest: Destination, error?: { code:
       start_muted: app.root.querySelector<HTMLInputElement>("#start-muted")!.checked,
       start_camera_off: app.root.querySelector<HTMLInputElement>("#start-camera-off")!.checked,
     };
-    saveSettings(app.settings);
+    void saveSettings(app.settings);
     await leave();
     const joined = await commands.joinCall({ server: dest.server, name: app.settings.name, link: dest.link, media: app.settings.media });
     if (joined.status === "error") {
@@ -90,4 +84,18 @@ export async function renderPrejoin(app: App, dest: Destination, error?: { code:
     remember(app.settings, { server: dest.server, link: dest.invite ?? dest.link, label: dest.label });
     app.showCall(joined.data);
   });
+
+  void commands.listDevices().then((devices) => {
+    if (left) return;
+    const form = app.root.querySelector<HTMLFormElement>("#prejoin-form")!;
+    form.innerHTML = deviceFields(devices, app.settings.media);
+    form.addEventListener("change", () => {
+      const data = new FormData(form);
+      const pick = (k: string) => (String(data.get(k) ?? "") || null);
+      app.settings.media = { ...app.settings.media, microphone: pick("microphone"), speaker: pick("speaker"), camera: pick("camera") };
+      void saveSettings(app.settings);
+      void startPreview();
+    });
+  });
+  void startPreview();
 }

@@ -1,12 +1,13 @@
 /**
- * Settings: devices, audio processing and video quality. Changes are saved at once and
- * apply to the next preview or call.
+ * Settings: devices, audio processing, video quality and the mute shortcut. Changes are
+ * saved at once; devices and quality apply to the next preview or call, the shortcut at
+ * once.
  */
 
 import { commands, type DeviceList, type DeviceOption } from "./bindings";
 import type { App } from "./main";
 import { esc } from "./dom";
-import { saveSettings } from "./settings";
+import { DEFAULT_MUTE_SHORTCUT, saveSettings } from "./settings";
 
 export async function openSettings(app: App, onChange?: () => void): Promise<void> {
   const devices = await commands.listDevices();
@@ -31,11 +32,33 @@ export async function openSettings(app: App, onChange?: () => void): Promise<voi
         </select>
       </label>
       <p class="hint">Device and quality changes apply to the next call.</p>
+      <label>Mute shortcut (works in any application during a call)
+        <span class="shortcut-row">
+          <input type="text" name="mute_shortcut" id="setting-mute-shortcut" value="${esc(app.settings.mute_shortcut)}"
+            placeholder="None" autocomplete="off" spellcheck="false" />
+          <button type="button" class="secondary" id="shortcut-default">Default</button>
+        </span>
+      </label>
+      <p class="hint" id="shortcut-status" role="status">Press the keys here, or type them (Ctrl+Alt+M); empty turns it off.</p>
       <menu><button value="done" id="settings-done">Done</button></menu>
     </form>`;
   document.body.append(dialog);
   const form = dialog.querySelector("form")!;
-  form.addEventListener("change", () => {
+  const shortcut = dialog.querySelector<HTMLInputElement>("#setting-mute-shortcut")!;
+  const shortcutStatus = dialog.querySelector<HTMLElement>("#shortcut-status")!;
+  // A combination pressed in the field is written down, not typed.
+  shortcut.addEventListener("keydown", (event) => {
+    const combination = accelerator(event);
+    if (!combination) return;
+    event.preventDefault();
+    shortcut.value = combination;
+    form.dispatchEvent(new Event("change"));
+  });
+  dialog.querySelector("#shortcut-default")!.addEventListener("click", () => {
+    shortcut.value = DEFAULT_MUTE_SHORTCUT;
+    form.dispatchEvent(new Event("change"));
+  });
+  form.addEventListener("change", async () => {
     const data = new FormData(form);
     const pick = (k: string) => {
       const v = String(data.get(k) ?? "");
@@ -51,7 +74,19 @@ export async function openSettings(app: App, onChange?: () => void): Promise<voi
       gain_control: data.has("gain_control"),
       video_quality: (pick("video_quality") ?? "standard") as "high" | "standard" | "low",
     };
-    saveSettings(app.settings);
+    const previous = app.settings.mute_shortcut;
+    app.settings.mute_shortcut = shortcut.value.trim();
+    const refused = await saveSettings(app.settings);
+    if (refused) {
+      // Only the shortcut can be refused: keep the rest, and say what is wrong with it.
+      app.settings.mute_shortcut = previous;
+      shortcutStatus.textContent = refused.message;
+      shortcutStatus.dataset.code = refused.code;
+      void saveSettings(app.settings);
+    } else {
+      shortcutStatus.textContent = app.settings.mute_shortcut ? `Mute shortcut: ${app.settings.mute_shortcut}` : "No mute shortcut.";
+      delete shortcutStatus.dataset.code;
+    }
     onChange?.();
   });
   dialog.addEventListener("close", () => dialog.remove());
@@ -78,4 +113,18 @@ export function deviceFields(
     select("speaker", "Speaker", devices.speakers, media.speaker, "System default") +
     select("camera", "Camera", devices.cameras, media.camera, devices.cameras.length > 1 ? "First camera" : "No camera found")
   );
+}
+
+/** The accelerator for a key press with Ctrl, Alt or Super held (`Ctrl+Shift+M`), or null. */
+function accelerator(event: KeyboardEvent): string | null {
+  if (!(event.ctrlKey || event.altKey || event.metaKey)) return null;
+  const code = event.code;
+  let key: string | null = null;
+  if (/^Key[A-Z]$/.test(code)) key = code.slice(3);
+  else if (/^Digit[0-9]$/.test(code)) key = code.slice(5);
+  else if (/^F([1-9]|1[0-9]|2[0-4])$/.test(code)) key = code;
+  else if (["Space", "Backquote", "Minus", "Equal", "BracketLeft", "BracketRight", "Backslash", "Semicolon", "Quote", "Comma", "Period", "Slash"].includes(code)) key = code;
+  if (!key) return null;
+  const mods = [event.ctrlKey && "Ctrl", event.altKey && "Alt", event.shiftKey && "Shift", event.metaKey && "Super"].filter(Boolean);
+  return [...mods, key].join("+");
 }

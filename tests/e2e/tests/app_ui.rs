@@ -13,6 +13,17 @@
 //!
 //! - Settings survive a restart: the next start shows the name and the recent room.
 //!
+//! And the app on the desktop, beyond its window (a tray host and a notification server
+//! of the test's own on the session bus, see `desktop`):
+//!
+//! - A mute shortcut set in the settings works while the window is not there; so do the
+//!   tray's microphone, show, leave and quit entries.
+//! - Closing the window during the call hides it and the call goes on: a participant who
+//!   joins then receives the app's video (decoded, pattern stamps advancing) and its
+//!   tone; the tray and a notification say so, and the join and a chat message are
+//!   notified.
+//! - A saved room is joined from the tray in one click; quitting during a call asks first.
+//!
 //! Screenshots are kept in test-artifacts/ (`app-in-call.png` shows two remote videos).
 //!
 //! Needs the app built (`cargo build -p confer --features custom-protocol`) and
@@ -23,16 +34,23 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod desktop;
+
 use confer_e2e::devices::{pulse, pulse_env, Display};
 use confer_e2e::{artifacts_dir, cli_json, create_room, free_port, temp_dir, token, Bot, ServerProcess};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(20);
+/// The app's synthetic microphone plays this tone (Hz).
+const APP_TONE: f64 = 880.0;
 
 /// tauri-driver in a session bus of its own, on an Xvfb display; it starts the app.
 struct Driver {
     child: Child,
+    bus_daemon: Child,
+    /// The session bus's address.
+    bus: String,
     port: u16,
     display: Display,
     app: PathBuf,
@@ -60,15 +78,17 @@ impl Driver {
                 .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
             home.join("bin/tauri-driver")
         });
-        let child = Command::new("dbus-run-session")
-            .arg("--")
-            .arg(&driver)
+        let (bus_daemon, bus) = session_bus();
+        let child = Command::new(&driver)
             .args(["--port", &port.to_string(), "--native-port", &native.to_string()])
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus)
             .env("DISPLAY", &display.name)
             // WebKitGTK draws a blank window under Xvfb with compositing on.
             .env("WEBKIT_DISABLE_COMPOSITING_MODE", "1")
-            // The synthetic camera, as Chromium's fake device: these machines have none.
+            // The synthetic camera and microphone, as Chromium's fake devices: these
+            // machines have none.
             .env("CONFER_FAKE_CAMERA", "1")
+            .env("CONFER_FAKE_MICROPHONE", APP_TONE.to_string())
             // A fresh profile: settings and recent rooms start empty.
             .env("XDG_DATA_HOME", data.join("data"))
             .env("XDG_CONFIG_HOME", data.join("config"))
@@ -86,26 +106,16 @@ impl Driver {
             assert!(Instant::now() < deadline, "tauri-driver did not listen");
             std::thread::sleep(Duration::from_millis(100));
         }
-        Self { child, port, display, app: app_binary(), data: data.to_owned() }
+        Self { child, bus_daemon, bus, port, display, app: app_binary(), data: data.to_owned() }
     }
 
     /// Starts the app a second time, as the desktop does for a clicked link, in the
     /// first instance's session (its bus and display), and waits for it to exit.
     fn open_link(&self, link: &str) -> std::process::ExitStatus {
-        let first = Command::new("pgrep").args(["-o", "-x", "confer"]).output().unwrap();
-        let pid = String::from_utf8_lossy(&first.stdout).trim().to_owned();
-        assert!(!pid.is_empty(), "the app runs");
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-        let bus = environ
-            .split(|b| *b == 0)
-            .filter_map(|kv| std::str::from_utf8(kv).ok())
-            .find_map(|kv| kv.strip_prefix("DBUS_SESSION_BUS_ADDRESS="))
-            .expect("the app's session bus")
-            .to_owned();
         let mut second = Command::new(&self.app)
             .arg(link)
             .env("DISPLAY", &self.display.name)
-            .env("DBUS_SESSION_BUS_ADDRESS", bus)
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
             .env("XDG_DATA_HOME", self.data.join("data"))
             .env("XDG_CONFIG_HOME", self.data.join("config"))
             .env("XDG_CACHE_HOME", self.data.join("cache"))
@@ -143,13 +153,46 @@ impl Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            // What the window showed when the test failed.
+            // What the window showed when the test failed, and where the app's threads were.
             save_screenshot(self, "app-failure.png");
+            save_app_stacks(self.child.id());
         }
-        // The group: dbus, tauri-driver, WebKitWebDriver and the app.
+        // The group: tauri-driver, WebKitWebDriver and the app; then the bus.
         let _ = Command::new("kill").args(["--", &format!("-{}", self.child.id())]).status();
         let _ = self.child.wait();
+        let _ = self.bus_daemon.kill();
+        let _ = self.bus_daemon.wait();
     }
+}
+
+/// The app's thread stacks (gdb, when installed) in `test-artifacts/app-stacks.txt`:
+/// a failure that is the app hanging shows where.
+fn save_app_stacks(group: u32) {
+    let Ok(pids) = Command::new("pgrep").args(["-g", &group.to_string(), "-x", "confer"]).output() else { return };
+    let Some(pid) = String::from_utf8_lossy(&pids.stdout).split_whitespace().next().map(str::to_owned) else {
+        eprintln!("app_ui: no app process left in group {group}");
+        return;
+    };
+    if let Ok(out) = Command::new("gdb").args(["-p", &pid, "-batch", "-ex", "thread apply all bt 30"]).output() {
+        let _ = std::fs::write(artifacts_dir().join("app-stacks.txt"), [out.stdout, out.stderr].concat());
+    }
+}
+
+/// A session bus of the test's own, and its address.
+fn session_bus() -> (Child, String) {
+    let mut daemon = Command::new("dbus-daemon")
+        .args(["--session", "--nofork", "--print-address=1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .process_group(0)
+        .spawn()
+        .expect("dbus-daemon is installed (scripts/setup.sh)");
+    let mut address = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(daemon.stdout.take().unwrap()), &mut address)
+        .expect("the bus's address");
+    let address = address.trim().to_owned();
+    assert!(!address.is_empty(), "dbus-daemon printed no address");
+    (daemon, address)
 }
 
 async fn click(c: &Client, css: &str) {
@@ -234,6 +277,13 @@ async fn stamp_of(c: &Client, css: &str, last_tile: &mut Vec<u8>) -> Option<conf
     confer_media::pattern::read_stamp(&frame)
 }
 
+/// A new room, and an invite link to it.
+fn room_with_invite(server: &ServerProcess, name: &str) -> (String, String) {
+    let room = create_room(server, name, &[]);
+    let invite = cli_json(server, &["invite", "create", "--room", &room]);
+    (room, invite["link"].as_str().expect("an invite link").to_owned())
+}
+
 /// Home, then pre-join, then in the call.
 async fn join(c: &Client, link: &str) {
     type_into(c, "#join-name", "Tester").await;
@@ -249,9 +299,7 @@ async fn the_app_joins_shows_two_videos_mutes_chats_leaves_and_is_kicked() {
     pulse();
     let dir = temp_dir("app-ui");
     let server = ServerProcess::start(dir.join("db.sqlite3"));
-    let room = create_room(&server, "Design review", &[]);
-    let invite = cli_json(&server, &["invite", "create", "--room", &room]);
-    let link = invite["link"].as_str().expect("an invite link").to_owned();
+    let (room, link) = room_with_invite(&server, "Design review");
     let mut alice =
         Bot::publisher("alice", &server, &room, &["--echo-messages", "--tone", "440", "--video", "640x360@15"]);
     let mut bob = Bot::publisher("bob", &server, &room, &["--tone", "660", "--video", "640x360@15"]);
@@ -373,4 +421,149 @@ async fn poll_stamp(c: &Client, css: &str) -> Option<confer_media::pattern::Stam
     }
     std::fs::write(artifacts_dir().join("app-tile-failure.png"), last).unwrap();
     None
+}
+
+/// Types into a settings field and leaves it (the dialog saves on change).
+async fn set_field(c: &Client, css: &str, text: &str) {
+    type_into(c, css, text).await;
+    let field = c.find(Locator::Css(css)).await.unwrap();
+    field.send_keys(&fantoccini::key::Key::Tab.to_string()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the desktop app and tauri-driver: scripts/test.sh runs it"]
+async fn the_call_goes_on_with_the_window_closed_and_the_tray_and_shortcut_reach_it() {
+    pulse();
+    let dir = temp_dir("app-desktop");
+    let server = ServerProcess::start(dir.join("db.sqlite3"));
+    let (room, link) = room_with_invite(&server, "Standup");
+    let mut alice = Bot::publisher("alice", &server, &room, &["--tone", "440", "--video", "640x360@15"]);
+
+    let driver = Driver::start(&dir);
+    let shell = desktop::Shell::start(&driver.bus).await;
+    let c = driver.session().await;
+    let tray = shell.tray_owner(T).await;
+    shell.menu_entry("quit entry", T, |l| l == "Quit Confer").await;
+
+    // A mute shortcut of the user's choice; one without Ctrl, Alt or Super is refused.
+    click(&c, "#home-settings").await;
+    set_field(&c, "#setting-mute-shortcut", "Shift+M").await;
+    until(
+        &c,
+        "the refused shortcut",
+        r#"return document.querySelector('#shortcut-status')?.dataset.code === 'invalid_shortcut';"#,
+    )
+    .await;
+    set_field(&c, "#setting-mute-shortcut", "Ctrl+Alt+K").await;
+    until(
+        &c,
+        "the new shortcut",
+        r#"return document.querySelector('#shortcut-status')?.textContent.includes('Ctrl+Alt+K');"#,
+    )
+    .await;
+    click(&c, "#settings-done").await;
+
+    join(&c, &link).await;
+    let joined = alice.expect_event("participant_joined", T, |v| v["name"] == "Tester");
+    let app_identity = joined["identity"].as_str().unwrap().to_owned();
+    let app_id = joined["participant_id"].as_str().unwrap().to_owned();
+    let app_audio = |v: &serde_json::Value| v["participant_id"] == app_id.as_str() && v["kind"] == "audio";
+
+    // The tray's microphone entry, then the shortcut, with the window in front.
+    shell.click("Mute microphone", T).await;
+    alice.expect_event("track_disabled", T, app_audio);
+    shell.menu_entry("unmute entry", T, |l| l == "Unmute microphone").await;
+    desktop::press_keys(&driver.display.name, "ctrl+alt+k");
+    alice.expect_event("track_enabled", T, app_audio);
+
+    // Closing the window: it hides, the call goes on, and the tray and a notification say so.
+    let window = desktop::AppWindow::find(&driver.display.name, "Confer", T);
+    window.close();
+    window.wait_shown(false, T);
+    shell.notification("that the call goes on", T, |n| n.summary.contains("still in your call")).await;
+    shell.menu_entry("status saying the call goes on", T, |l| l.contains("the call goes on")).await;
+
+    // Someone joins and writes while the window is closed: they get the app's video and
+    // tone, and the app notifies the join and the message.
+    let report = dir.join("carol-report.json");
+    let carol_token = token(&server, &room, "carol", &["--name", "Carol"]);
+    let mut carol = Bot::spawn(
+        "carol",
+        &server,
+        &carol_token,
+        &[
+            "--send-message",
+            "are you there?",
+            "--duration",
+            "8",
+            "--report",
+            report.to_str().unwrap(),
+            "--probe-tones",
+            &APP_TONE.to_string(),
+        ],
+    );
+    shell.notification("of Carol's join", T, |n| n.summary == "Carol joined").await;
+    shell.notification("of Carol's message", T, |n| n.summary == "Carol" && n.body == "are you there?").await;
+    assert_eq!(carol.wait_exit(T), 0, "carol ends after her 8 s");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let from_app = |kind: &str| {
+        report["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["identity"] == app_identity.as_str() && s["kind"] == kind)
+            .unwrap_or_else(|| panic!("carol received no {kind} from the app: {report}"))
+            .clone()
+    };
+    let video = from_app("video");
+    eprintln!("carol, from the app with its window closed: video {video}");
+    assert!(video["frames_decoded"].as_u64().unwrap() >= 30, "too few frames: {video}");
+    assert!(video["frames_expected"].as_u64().unwrap() >= 30, "the pattern stamps did not advance: {video}");
+    let audio = from_app("audio");
+    let tone = audio["tone_hz"].as_f64().unwrap_or(0.0);
+    assert!((tone - APP_TONE).abs() < 20.0, "carol did not hear the app's {APP_TONE} Hz tone: {audio}");
+
+    // The shortcut works with the window closed.
+    desktop::press_keys(&driver.display.name, "ctrl+alt+k");
+    alice.expect_event("track_disabled", T, app_audio);
+
+    // Back from the tray: the window shows the call, muted by the shortcut.
+    shell.click("Show Confer", T).await;
+    window.wait_shown(true, T);
+    within("the muted call", c.wait().at_most(T).for_element(Locator::Css("#call #mic-toggle[data-state='off']")))
+        .await
+        .expect("the call screen, muted");
+
+    // Leaving from the tray returns home; a saved room is one click away in the tray.
+    shell.click("Leave call", T).await;
+    alice.expect_event("participant_left", T, |v| v["identity"] == app_identity.as_str());
+    within("home", c.wait().at_most(T).for_element(Locator::Css("#home"))).await.expect("home after leaving");
+    click(&c, "#recent .save[aria-pressed='false']").await;
+    let saved = shell.menu_entry("saved room", T, |l| l.starts_with("Join ★")).await;
+    shell.click(&saved.label, T).await;
+    within("the call screen", c.wait().at_most(T).for_element(Locator::Css("#call"))).await.expect("quick-joined");
+    let again = alice
+        .expect_event("participant_joined", T, |v| v["name"] == "Tester" && v["identity"] != app_identity.as_str())
+        ["identity"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Quitting during the call asks first; leaving and quitting ends the app.
+    shell.click("Quit Confer", T).await;
+    within("the quit question", c.wait().at_most(T).for_element(Locator::Css("#quit-dialog[open]")))
+        .await
+        .expect("the app asks before quitting during a call");
+    save_screenshot(&driver, "app-quit-asks.png");
+    // The app may be gone before WebDriver answers the click.
+    let confirm = c.find(Locator::Css("#quit-confirm")).await.expect("the quit button");
+    let _ = tokio::time::timeout(T, confirm.click()).await;
+    alice.expect_event("participant_left", T, |v| v["identity"] == again.as_str());
+    let deadline = Instant::now() + T;
+    while shell.has_owner(&tray).await {
+        assert!(Instant::now() < deadline, "the app is still running after quitting");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(driver);
+    alice.kill();
 }
