@@ -17,7 +17,8 @@
 //! of the test's own on the session bus, see `desktop`):
 //!
 //! - A mute shortcut set in the settings works while the window is not there; so do the
-//!   tray's microphone, show, leave and quit entries.
+//!   tray's microphone, show, leave and quit entries, and a click on a notification
+//!   brings the window back.
 //! - Closing the window during the call hides it and the call goes on: a participant who
 //!   joins then receives the app's video (decoded, pattern stamps advancing) and its
 //!   tone; the tray and a notification say so, and the join and a chat message are
@@ -503,7 +504,8 @@ async fn the_call_goes_on_with_the_window_closed_and_the_tray_and_shortcut_reach
         ],
     );
     shell.notification("of Carol's join", T, |n| n.summary == "Carol joined").await;
-    shell.notification("of Carol's message", T, |n| n.summary == "Carol" && n.body == "are you there?").await;
+    let message =
+        shell.notification("of Carol's message", T, |n| n.summary == "Carol" && n.body == "are you there?").await;
     assert_eq!(carol.wait_exit(T), 0, "carol ends after her 8 s");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let from_app = |kind: &str| {
@@ -527,7 +529,12 @@ async fn the_call_goes_on_with_the_window_closed_and_the_tray_and_shortcut_reach
     desktop::press_keys(&driver.display.name, "ctrl+alt+k");
     alice.expect_event("track_disabled", T, app_audio);
 
-    // Back from the tray: the window shows the call, muted by the shortcut.
+    // A click on the message's notification brings the window back; closed again, the
+    // tray's "Show Confer" does too, and the window shows the call, muted by the shortcut.
+    shell.click_notification(&message).await;
+    window.wait_shown(true, T);
+    window.close();
+    window.wait_shown(false, T);
     shell.click("Show Confer", T).await;
     window.wait_shown(true, T);
     within("the muted call", c.wait().at_most(T).for_element(Locator::Css("#call #mic-toggle[data-state='off']")))

@@ -17,8 +17,11 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 /// A notification the app showed.
 #[derive(Debug, Clone)]
 pub struct Notification {
+    pub id: u32,
     pub summary: String,
     pub body: String,
+    /// The connection that sent it (where its signals go).
+    sender: String,
 }
 
 #[derive(Default)]
@@ -75,6 +78,7 @@ impl Notifications {
     #[allow(clippy::too_many_arguments)]
     async fn notify(
         &self,
+        #[zbus(header)] header: zbus::message::Header<'_>,
         _app_name: String,
         _replaces_id: u32,
         _app_icon: String,
@@ -85,8 +89,10 @@ impl Notifications {
         _expire_timeout: i32,
     ) -> u32 {
         eprintln!("desktop: notification: {summary}: {body}");
-        self.seen.lock().unwrap().notifications.push(Notification { summary, body });
-        self.next.fetch_add(1, Ordering::Relaxed) + 1
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let sender = header.sender().map(|s| s.to_string()).unwrap_or_default();
+        self.seen.lock().unwrap().notifications.push(Notification { id, summary, body, sender });
+        id
     }
 
     async fn close_notification(&self, _id: u32) {}
@@ -215,6 +221,22 @@ impl Shell {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+impl Shell {
+    /// Clicks a notification, as the notification server reports it (its `default` action).
+    pub async fn click_notification(&self, notification: &Notification) {
+        self.conn
+            .emit_signal(
+                Some(notification.sender.as_str()),
+                "/org/freedesktop/Notifications",
+                "org.freedesktop.Notifications",
+                "ActionInvoked",
+                &(notification.id, "default"),
+            )
+            .await
+            .expect("the click is signalled");
     }
 }
 
