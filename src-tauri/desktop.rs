@@ -320,7 +320,7 @@ pub fn keep_call_running(window: &tauri::Window) -> bool {
     notify(
         app,
         "Confer is still in your call",
-        "Closing the window did not leave the call. Use Confer's tray icon to come back, mute or leave.",
+        "Closing the window did not leave the call. Use Confer's tray icon (or open Confer again) to come back, mute or leave.",
     );
     true
 }
@@ -437,20 +437,21 @@ pub fn call_started(app: &AppHandle, view: &CallView) {
     });
 }
 
-/// The call is over (left, kicked, lost). With the window closed, it comes back to say
-/// why.
+/// The call is over: left in the view.
 pub fn call_ended(app: &AppHandle) {
-    on_main(app, end_call);
+    on_main(app, |app| end_call(app, false));
 }
 
-fn end_call(app: &AppHandle) {
+/// Out of the call. With `reveal`, a closed window comes back to say why it ended (a
+/// kick, the meeting's end, a lost connection; not leaving from the tray on purpose).
+fn end_call(app: &AppHandle, reveal: bool) {
     let was_hidden = {
         let desktop = app.state::<Desktop>();
         let mut state = lock(&desktop);
         state.call = None;
         state.known.clear();
         release_shortcut(app, &mut state);
-        std::mem::take(&mut state.hidden)
+        state.hidden && reveal
     };
     if was_hidden {
         show_window(app);
@@ -496,10 +497,11 @@ fn on_call_event(app: &AppHandle, event: &CallEvent) {
                 if message.private { format!("{} (to you)", message.from_name) } else { message.from_name.clone() };
             notify(app, &title, &message.text);
         }
-        CallEvent::Ended { message, .. } => {
+        CallEvent::Ended { code, message } => {
             let hidden = lock(&app.state::<Desktop>()).hidden;
-            end_call(app);
-            if hidden {
+            let on_purpose = code == "left";
+            end_call(app, !on_purpose);
+            if hidden && !on_purpose {
                 notify(app, "The call ended", message);
             }
         }
