@@ -24,6 +24,9 @@ packages=(
   webkit2gtk-driver
   # Browser interop test: a real Chromium driven by playwright-core
   chromium
+  # Real networks in the tests: coturn as the TURN relay, nftables and iproute2 for
+  # network namespaces, NAT and firewalls built by each test
+  coturn nftables iproute2
 )
 
 missing=()

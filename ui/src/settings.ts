@@ -21,6 +21,7 @@ export const DEFAULT_MEDIA: MediaSettings = {
   video_quality: "standard",
   start_muted: false,
   start_camera_off: false,
+  force_relay: false,
 };
 
 /** Mutes and unmutes during a call, whichever application has the focus. */

@@ -31,7 +31,12 @@ export async function openSettings(app: App, onChange?: () => void): Promise<voi
             .join("")}
         </select>
       </label>
-      <p class="hint">Device and quality changes apply to the next call.</p>
+      <fieldset>
+        <legend>Network</legend>
+        <label class="check"><input type="checkbox" name="force_relay" ${app.settings.media.force_relay ? "checked" : ""}/> Relay media through the server's TURN relay only</label>
+        <p class="hint">For networks that allow nothing else out, or to keep this computer's addresses private. Needs a server with a TURN relay.</p>
+      </fieldset>
+      <p class="hint">Device, quality and network changes apply to the next call.</p>
       <label>Mute shortcut (works in any application during a call)
         <span class="shortcut-row">
           <input type="text" name="mute_shortcut" id="setting-mute-shortcut" value="${esc(app.settings.mute_shortcut)}"
@@ -72,6 +77,7 @@ export async function openSettings(app: App, onChange?: () => void): Promise<voi
       echo_cancellation: data.has("echo_cancellation"),
       noise_suppression: data.has("noise_suppression"),
       gain_control: data.has("gain_control"),
+      force_relay: data.has("force_relay"),
       video_quality: (pick("video_quality") ?? "standard") as "high" | "standard" | "low",
     };
     const previous = app.settings.mute_shortcut;

@@ -59,6 +59,9 @@ pub struct MediaSettings {
     pub video_quality: VideoQuality,
     pub start_muted: bool,
     pub start_camera_off: bool,
+    /// Media through the server's TURN relays only, never a direct path (networks that
+    /// allow nothing else out, or to keep this machine's addresses from the server).
+    pub force_relay: bool,
 }
 
 impl Default for MediaSettings {
@@ -73,6 +76,7 @@ impl Default for MediaSettings {
             video_quality: VideoQuality::Standard,
             start_muted: false,
             start_camera_off: false,
+            force_relay: false,
         }
     }
 }
@@ -209,9 +213,14 @@ impl Call {
             (None, Some(host)) => host.server.clone(),
             (None, None) => request.server.clone(),
         };
-        let token = join_token(&server, &name, &request).await?;
-        let options = RoomOptions::default().with_name(name);
-        let (room, events) = Room::connect(&server, &token, options).await.map_err(|e| client_error(&server, &e))?;
+        let access = join_token(&server, &name, &request).await?;
+        let mut options = RoomOptions::default().with_name(name).with_force_relay(request.media.force_relay);
+        // Renewed for as long as the call lasts: join tokens live minutes, calls hours.
+        if let Some(refresh_token) = access.refresh_token {
+            options = options.with_refresh_token(refresh_token);
+        }
+        let (room, events) =
+            Room::connect(&server, &access.token, options).await.map_err(|e| client_error(&server, &e))?;
         tracing::info!(room = %request.target.room, server, "joined");
 
         let (far_tx, far_rx) = far_end();
@@ -880,18 +889,31 @@ fn ended(reason: DisconnectReason) -> CallEvent {
     CallEvent::Ended { code: code.into(), message: message.into() }
 }
 
+/// A join token, and the refresh token that renews it when there is one.
+struct Credentials {
+    token: String,
+    refresh_token: Option<String>,
+}
+
+impl From<TokenPair> for Credentials {
+    fn from(pair: TokenPair) -> Self {
+        Self { token: pair.token, refresh_token: Some(pair.refresh_token) }
+    }
+}
+
 /// A join token for the request: the link's token, an invite traded for one, or one
-/// minted by the app's own server.
-async fn join_token(server: &str, name: &str, request: &JoinRequest) -> Result<String, CallError> {
+/// minted by the app's own server. A token from a link comes without a refresh token
+/// (the call ends when it expires, and the message says so).
+async fn join_token(server: &str, name: &str, request: &JoinRequest) -> Result<Credentials, CallError> {
     let base = confer_client::endpoint::server_base(server)
         .map_err(|_| CallError::new("invalid_server", format!("{server:?} is not a server address.")))?;
     match (&request.target.access, &request.host) {
-        (Access::Token { token }, _) => Ok(token.clone()),
+        (Access::Token { token }, _) => Ok(Credentials { token: token.clone(), refresh_token: None }),
         (Access::Invite { invite }, _) => {
             let api = ApiClient::new(base, None, None, USER_AGENT).map_err(|e| api_error(server, e))?;
             let exchange = ApiCall::ExchangeInvite(ExchangeInvite { invite: invite.clone(), name: name.to_owned() });
             let pair: TokenPair = api.send_as(&exchange).await.map_err(|e| api_error(server, e))?;
-            Ok(pair.token)
+            Ok(pair.into())
         }
         (Access::RoomOnly, Some(host)) => {
             let api = ApiClient::new(base, Some(host.api_key.clone()), Some(host.api_secret.clone()), USER_AGENT)
@@ -900,11 +922,12 @@ async fn join_token(server: &str, name: &str, request: &JoinRequest) -> Result<S
                 room: request.target.room.as_str().into(),
                 identity: format!("host-{}", unix_ms()).as_str().into(),
                 name: Some(name.to_owned()),
-                ttl: Some(86_400),
+                // The server's lifetime; the refresh token renews it.
+                ttl: None,
                 grants: Grants { moderator: true, ..Grants::default() },
             });
             let pair: TokenPair = api.send_as(&mint).await.map_err(|e| api_error(server, e))?;
-            Ok(pair.token)
+            Ok(pair.into())
         }
         (Access::RoomOnly, None) => Err(CallError::new(
             "link_needed",

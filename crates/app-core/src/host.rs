@@ -31,6 +31,12 @@ pub struct Meeting {
 impl HostedServer {
     /// Starts the server with its rooms in `db` (a SQLite path, or `:memory:`).
     pub async fn start(db: String) -> Result<Self, CallError> {
+        Self::start_with(db, confer_server::ServerConfig::default().token_ttl_secs).await
+    }
+
+    /// [`HostedServer::start`] with join tokens that live `token_ttl_secs` (calls renew
+    /// them with their refresh tokens).
+    pub async fn start_with(db: String, token_ttl_secs: u64) -> Result<Self, CallError> {
         let ip = lan_address();
         let http_port = free_port(7880, |p| TcpListener::bind((Ipv4Addr::UNSPECIFIED, p)).map(|l| l.local_addr()))?;
         let udp_port = free_port(7881, |p| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, p)).map(|s| s.local_addr()))?;
@@ -41,6 +47,7 @@ impl HostedServer {
             public_url: Some(url.clone()),
             udp_addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, udp_port)),
             advertise_addr: Some(SocketAddr::new(ip, udp_port)),
+            token_ttl_secs,
             ..ServerConfig::default()
         };
         let server = Server::start(config).await.map_err(|e| {

@@ -340,6 +340,13 @@ pub struct BotArgs {
     /// Bind media (UDP) to this local address.
     #[arg(long, value_name = "IP")]
     pub media_ip: Option<std::net::IpAddr>,
+    /// Renew the join token with this refresh token (from `token create --json` or an
+    /// invite exchange) for as long as the bot runs.
+    #[arg(long, value_name = "TOKEN", env = "CONFER_REFRESH_TOKEN", hide_env_values = true)]
+    pub refresh_token: Option<String>,
+    /// Media through the server's TURN relays only (relay candidates), never directly.
+    #[arg(long)]
+    pub force_relay: bool,
     /// Write a JSON report of what was received to this file when the bot ends.
     #[arg(long, value_name = "FILE")]
     pub report: Option<std::path::PathBuf>,

@@ -60,6 +60,10 @@ pub async fn run(url: &str, args: BotArgs, out: &mut JsonLines<impl Write>) -> R
     if let Some(ip) = args.media_ip {
         options = options.with_media_ip(ip);
     }
+    if let Some(refresh_token) = &args.refresh_token {
+        options = options.with_refresh_token(refresh_token.as_str());
+    }
+    options = options.with_force_relay(args.force_relay);
     let connect_started = Instant::now();
     let (room, mut events) = match Room::connect(url, &args.token, options).await {
         Ok(joined) => joined,
@@ -260,6 +264,13 @@ pub fn describe(event: &RoomEvent) -> Value {
             json!({"event": name, "error": error.name(), "message": error.to_string()})
         }
         RoomEvent::Reconnecting { attempt } => json!({"event": name, "attempt": attempt}),
+        RoomEvent::TokenRenewed { expires_at } => json!({"event": name, "expires_at": expires_at}),
+        RoomEvent::TokenRenewalFailed { error } => {
+            json!({"event": name, "error": error.name(), "message": error.to_string()})
+        }
+        RoomEvent::MediaPathFailed { connection, error } => {
+            json!({"event": name, "connection": connection, "error": error.name(), "message": error.to_string()})
+        }
         RoomEvent::Reconnected { resumed } => json!({"event": name, "resumed": resumed}),
         RoomEvent::TrackSubscribed { track } => json!({
             "event": name,

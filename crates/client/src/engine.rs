@@ -370,10 +370,11 @@ impl Engine {
             Some(Pending::Caller { reply, new_token }) => {
                 let result = match outcome {
                     Outcome::Result(answer) => {
-                        if let (Some(token), Reply::TokenUpdated { expires_at }) = (new_token, &answer) {
+                        if let (Some(token), Reply::TokenUpdated { expires_at, ice_servers }) = (new_token, &answer) {
                             self.token = token;
-                            self.state.set_token_expiry(*expires_at);
+                            self.state.set_token(*expires_at, ice_servers.clone());
                             self.publish();
+                            self.emit(RoomEvent::TokenRenewed { expires_at: *expires_at });
                         }
                         Ok(answer)
                     }
@@ -442,6 +443,11 @@ impl Engine {
     fn on_command_while_away(&mut self, command: Option<Command>) -> bool {
         match command {
             Some(Command::Request { request, reply }) => {
+                // A renewed token is what the next attempt must join with: the one it
+                // replaces may run out before the connection is back.
+                if let Request::UpdateToken { token } = &request {
+                    self.token = token.clone();
+                }
                 self.queued.push((request, reply));
                 false
             }

@@ -45,6 +45,11 @@ pub enum ClientError {
     #[error("media: {detail}")]
     Media { detail: String },
 
+    /// No path for media can be made as configured: relay-only without a usable TURN
+    /// relay, or every candidate path failed. `detail` says what was tried and failed.
+    #[error("no media path: {detail}")]
+    NoMediaPath { detail: String },
+
     /// The connection dropped while the request was in flight: it may or may not have
     /// taken effect. Not retried automatically, because requests are not idempotent.
     #[error("the connection dropped before the answer arrived")]
@@ -88,6 +93,7 @@ impl ClientError {
             ClientError::Timeout(_) => "timeout",
             ClientError::Protocol { .. } => "protocol",
             ClientError::Media { .. } => "media",
+            ClientError::NoMediaPath { .. } => "no_media_path",
             ClientError::Interrupted => "interrupted",
             ClientError::Disconnected { .. } => "disconnected",
             ClientError::Closed => "closed",
@@ -104,7 +110,7 @@ impl ClientError {
             ClientError::Server(body) => {
                 matches!(body.code, ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::Unavailable)
             }
-            ClientError::InvalidUrl { .. } | ClientError::Tls(_) => false,
+            ClientError::InvalidUrl { .. } | ClientError::Tls(_) | ClientError::NoMediaPath { .. } => false,
             ClientError::Transport(_)
             | ClientError::Timeout(_)
             | ClientError::Protocol { .. }

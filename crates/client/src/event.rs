@@ -82,6 +82,21 @@ pub enum RoomEvent {
     Media { event: Box<Event> },
     /// A subscribed track's media started arriving; read its frames.
     TrackSubscribed { track: Box<RemoteTrack> },
+    /// The join token was renewed (through the refresh token or the app's
+    /// [`crate::TokenSource`]); the server accepted it and keeps the participant until
+    /// `expires_at`.
+    TokenRenewed { expires_at: UnixMillis },
+    /// Renewing the join token failed and will not be retried (the refresh token was
+    /// refused: revoked, used elsewhere, its room deleted). The server ends the call
+    /// with `token_expired` when the current token runs out, unless the app calls
+    /// [`crate::Room::update_token`] before then. Failures that may pass (the server
+    /// unreachable for a moment) are retried with backoff and not reported.
+    TokenRenewalFailed { error: ClientError },
+    /// One of the media connections (`publisher` or `subscriber`) found no path to the
+    /// server: every direct and relayed candidate failed. Media does not flow until the
+    /// network changes; the SDK keeps trying. Sent once per connection until it
+    /// connects.
+    MediaPathFailed { connection: &'static str, error: ClientError },
 }
 
 impl RoomEvent {
@@ -103,6 +118,9 @@ impl RoomEvent {
             RoomEvent::ConnectionLost { .. } => "connection_lost",
             RoomEvent::Media { event } => event.name(),
             RoomEvent::TrackSubscribed { .. } => "track_subscribed",
+            RoomEvent::TokenRenewed { .. } => "token_renewed",
+            RoomEvent::TokenRenewalFailed { .. } => "token_renewal_failed",
+            RoomEvent::MediaPathFailed { .. } => "media_path_failed",
         }
     }
 

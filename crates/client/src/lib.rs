@@ -33,6 +33,7 @@ pub mod error;
 pub mod event;
 pub mod media;
 pub mod reconnect;
+pub mod renewal;
 pub mod room;
 pub mod state;
 
@@ -40,6 +41,7 @@ pub use error::{ClientError, Result};
 pub use event::{ConnectionState, RoomEvent};
 pub use media::{Codec, EncodedFrame, LocalStream, LocalTrack, RemoteTrack, TrackOptions};
 pub use reconnect::{Backoff, ReconnectPolicy};
+pub use renewal::{TokenRenewal, TokenSource};
 pub use room::{Room, RoomOptions};
 pub use state::RoomSnapshot;
 

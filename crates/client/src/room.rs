@@ -25,6 +25,7 @@ use crate::event::{ConnectionState, RoomEvent};
 use crate::media::session::{MediaShared, MediaTask};
 use crate::media::{LocalStream, LocalTrack, MediaConfig, MediaStats, TrackLevel, TrackOptions};
 use crate::reconnect::ReconnectPolicy;
+use crate::renewal::{TokenRenewal, TokenSource};
 use crate::state::RoomSnapshot;
 
 /// How to join and stay in a room. Build it from [`RoomOptions::default`] and the
@@ -47,6 +48,15 @@ pub struct RoomOptions {
     /// The local address media (UDP) binds to; `None` for every interface. For hosts
     /// with several networks, or firewalls that allow one address.
     pub media_ip: Option<IpAddr>,
+    /// Send and receive media through the server's TURN relays only, never directly
+    /// (to hide this machine's addresses, or where only the relay is allowed out).
+    /// Without relays in the join response, media fails with
+    /// [`ClientError::NoMediaPath`].
+    pub force_relay: bool,
+    /// How the join token is renewed before it expires; `None`: it is not, and the
+    /// server ends the call when it runs out unless the app calls
+    /// [`Room::update_token`].
+    pub renewal: Option<TokenRenewal>,
 }
 
 impl Default for RoomOptions {
@@ -58,6 +68,8 @@ impl Default for RoomOptions {
             context: serde_json::Value::Null,
             request_timeout: Duration::from_secs(10),
             media_ip: None,
+            force_relay: false,
+            renewal: None,
         }
     }
 }
@@ -90,6 +102,25 @@ impl RoomOptions {
 
     pub fn with_media_ip(mut self, ip: IpAddr) -> Self {
         self.media_ip = Some(ip);
+        self
+    }
+
+    pub fn with_force_relay(mut self, force_relay: bool) -> Self {
+        self.force_relay = force_relay;
+        self
+    }
+
+    /// Renews the join token with this refresh token (from `POST /v1/tokens`, an
+    /// invite exchange or a refresh) at the room's server, for as long as the call
+    /// lasts.
+    pub fn with_refresh_token(mut self, refresh_token: impl Into<String>) -> Self {
+        self.renewal = Some(TokenRenewal::RefreshToken(refresh_token.into()));
+        self
+    }
+
+    /// Renews the join token with tokens from the app.
+    pub fn with_token_source(mut self, source: Arc<dyn TokenSource>) -> Self {
+        self.renewal = Some(TokenRenewal::Source(source));
         self
     }
 }
@@ -167,11 +198,16 @@ impl Room {
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (snapshot_tx, snapshot_rx) = watch::channel(snapshot.clone());
-        let config = MediaConfig { bind_ip: options.media_ip };
+        let config =
+            MediaConfig { bind_ip: options.media_ip, force_relay: options.force_relay, room: snapshot_rx.clone() };
+        let renewal = options.renewal.clone().map(|r| r.source(&url)).transpose()?;
         let joined = Joined { url, token: token.to_owned(), options, snapshot, resume_token, last_request_id: JOIN_ID };
         let (media_tx, media_rx) = mpsc::unbounded_channel();
         let requester = Requester { commands: commands_tx.downgrade(), timeout: request_timeout };
-        let media = MediaShared::new(config);
+        let media = MediaShared::new(config.clone());
+        if let Some(source) = renewal {
+            tokio::spawn(crate::renewal::run(source, requester.clone(), snapshot_rx.clone(), events_tx.clone()));
+        }
         let task = MediaTask::new(media.clone(), config, requester, snapshot_rx.clone(), events_tx.clone());
         tokio::spawn(task.run(media_rx));
         let engine = Engine::new(joined, commands_rx, snapshot_tx, events_tx, media_tx);
@@ -225,7 +261,7 @@ impl Room {
     /// new expiry; later reconnections use the new token.
     pub async fn update_token(&self, token: impl Into<String>) -> Result<UnixMillis> {
         match self.request(Request::UpdateToken { token: token.into() }).await? {
-            Reply::TokenUpdated { expires_at } => Ok(expires_at),
+            Reply::TokenUpdated { expires_at, .. } => Ok(expires_at),
             other => Err(unexpected("update_token", other)),
         }
     }

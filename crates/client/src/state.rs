@@ -90,8 +90,12 @@ impl RoomState {
         &self.snapshot
     }
 
-    pub(crate) fn set_token_expiry(&mut self, expires_at: UnixMillis) {
+    /// A renewed token's expiry, and the relay credentials that came with it.
+    pub(crate) fn set_token(&mut self, expires_at: UnixMillis, ice_servers: Vec<IceServer>) {
         self.snapshot.token_expires_at = expires_at;
+        if !ice_servers.is_empty() {
+            self.snapshot.ice_servers = ice_servers;
+        }
     }
 
     /// Moves to `state`; returns the event to emit if that is a change.

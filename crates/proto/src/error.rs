@@ -78,6 +78,11 @@ catalog! {
     NotAMember = 2005, "not_a_member", 403, "not a member of this room";
     /// The invite is unknown, expired or used up.
     InvalidInvite = 2006, "invalid_invite", 401, "the invite is invalid or has expired";
+    /// The refresh token was taken out of use because its holder was kicked from the room.
+    TokenRevoked = 2007, "token_revoked", 401, "the token was revoked";
+    /// The refresh token was exchanged already (by a concurrent or earlier request); use
+    /// the one that request returned.
+    RefreshTokenUsed = 2008, "refresh_token_used", 409, "the refresh token was used already";
     /// No room with that id.
     RoomNotFound = 3000, "room_not_found", 404, "room not found";
     /// A room with that id exists already.

@@ -209,6 +209,10 @@ pub enum Reply {
     },
     TokenUpdated {
         expires_at: UnixMillis,
+        /// The relays again, with credentials that expire with the new token (for
+        /// connections made from now on; relays in use keep working).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<IceServer>,
     },
     /// The publisher connection's answer and the stream as the others see it.
     Published {

@@ -1,12 +1,14 @@
 //! Server configuration: defaults, then a TOML file, then environment variables, then
 //! command-line flags, each overriding the one before.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::Parser;
 use confer_proto::signal::SignalLimits;
 use serde::Deserialize;
+
+use crate::turn::{TurnConfig, TurnUrl, TurnUrlError};
 
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
@@ -26,9 +28,23 @@ pub struct ServerConfig {
     pub backlog: usize,
     /// The one UDP socket every media connection uses.
     pub udp_addr: SocketAddr,
-    /// The address put in SDP as the server's only ICE candidate; defaults to
-    /// `udp_addr` (which then must not be unspecified).
+    /// The address put in SDP as the server's UDP candidate, port included (for a port
+    /// forwarded to another number); defaults to `udp_addr` or `advertise_ips`.
     pub advertise_addr: Option<SocketAddr>,
+    /// Addresses clients reach the media ports at (IPv4 and IPv6; a cloud VM's public
+    /// address beside its private one). Each becomes a UDP and a TCP candidate. Empty:
+    /// the bound address.
+    pub advertise_ips: Vec<IpAddr>,
+    /// ICE over TCP (RFC 6544 passive, RFC 4571 framing): `None` means the UDP port's
+    /// number on the UDP address.
+    pub tcp_addr: Option<SocketAddr>,
+    /// Whether to offer ICE over TCP at all.
+    pub ice_tcp: bool,
+    /// Lifetime of join tokens minted by the API (when the request names none), by
+    /// invite exchange and by refresh, in seconds.
+    pub token_ttl_secs: u64,
+    /// TURN relays handed to participants, with credentials.
+    pub turn: Option<TurnConfig>,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +66,11 @@ impl Default for ServerConfig {
             backlog: 1024,
             udp_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise_addr: None,
+            advertise_ips: Vec::new(),
+            tcp_addr: None,
+            ice_tcp: true,
+            token_ttl_secs: confer_proto::token::DEFAULT_TOKEN_TTL_SECS,
+            turn: None,
         }
     }
 }
@@ -96,9 +117,36 @@ pub struct Args {
     /// UDP address for all media (ICE-lite, one port) [default: 127.0.0.1:7882].
     #[arg(long, env = "CONFER_UDP_ADDR")]
     pub udp_addr: Option<SocketAddr>,
-    /// Address announced to clients as the media candidate [default: --udp-addr].
+    /// Address and port announced to clients as the UDP media candidate [default:
+    /// --udp-addr].
     #[arg(long, env = "CONFER_ADVERTISE_ADDR")]
     pub advertise_addr: Option<SocketAddr>,
+    /// Addresses clients reach the media ports at, IPv4 or IPv6 (repeatable, or
+    /// comma-separated); each is announced with the UDP and the TCP port [default: the
+    /// address of --udp-addr].
+    #[arg(long = "advertise-ip", env = "CONFER_ADVERTISE_IPS", value_delimiter = ',')]
+    pub advertise_ip: Option<Vec<IpAddr>>,
+    /// TCP address for ICE over TCP, for clients whose networks drop UDP [default: the
+    /// UDP address and port number].
+    #[arg(long, env = "CONFER_TCP_ADDR")]
+    pub tcp_addr: Option<SocketAddr>,
+    /// Offer no ICE-over-TCP candidate (media over UDP and TURN only).
+    #[arg(long, env = "CONFER_NO_ICE_TCP")]
+    #[serde(default)]
+    pub no_ice_tcp: bool,
+    /// Lifetime of the join tokens the server mints (API, invites, refresh), in seconds
+    /// [default: 600].
+    #[arg(long, env = "CONFER_TOKEN_TTL")]
+    pub token_ttl: Option<u64>,
+    /// A TURN relay for clients (repeatable, or comma-separated):
+    /// turn:HOST:3478?transport=udp, turn:HOST:3478?transport=tcp,
+    /// turns:HOST:443?transport=tcp. Needs --turn-secret.
+    #[arg(long = "turn-url", env = "CONFER_TURN_URLS", value_delimiter = ',')]
+    pub turn_url: Option<Vec<String>>,
+    /// The secret shared with the TURN server (coturn's static-auth-secret); each
+    /// participant gets credentials signed with it that expire with its join token.
+    #[arg(long, env = "CONFER_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,8 +159,16 @@ pub enum ConfigError {
     HalfCredentials,
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
-    #[error("--udp-addr {0} is unspecified; set --advertise-addr to the address clients reach")]
+    #[error("--udp-addr {0} is unspecified; set --advertise-ip to the address clients reach")]
     NoAdvertiseAddr(SocketAddr),
+    #[error(transparent)]
+    TurnUrl(#[from] TurnUrlError),
+    #[error("--turn-url needs --turn-secret (coturn's static-auth-secret), and --turn-secret needs a --turn-url")]
+    HalfTurn,
+    #[error("--advertise-ip {0} is unspecified; name the address clients reach")]
+    UnspecifiedAdvertiseIp(IpAddr),
+    #[error("--token-ttl must be 1 to 86400 seconds")]
+    TokenTtl,
 }
 
 impl Args {
@@ -152,6 +208,25 @@ impl Args {
         if let Some(v) = self.advertise_addr.or(file.advertise_addr) {
             c.advertise_addr = Some(v);
         }
+        layer!(advertise_ip => c.advertise_ips);
+        if let Some(v) = self.tcp_addr.or(file.tcp_addr) {
+            c.tcp_addr = Some(v);
+        }
+        c.ice_tcp = !(self.no_ice_tcp || file.no_ice_tcp);
+        layer!(token_ttl => c.token_ttl_secs);
+        if !(1..=86_400).contains(&c.token_ttl_secs) {
+            return Err(ConfigError::TokenTtl);
+        }
+        if let Some(ip) = c.advertise_ips.iter().find(|ip| ip.is_unspecified()) {
+            return Err(ConfigError::UnspecifiedAdvertiseIp(*ip));
+        }
+        let turn_urls = self.turn_url.or(file.turn_url).unwrap_or_default();
+        let turn_urls = turn_urls.iter().map(|u| TurnUrl::parse(u.trim())).collect::<Result<Vec<_>, _>>()?;
+        c.turn = match (turn_urls.is_empty(), self.turn_secret.or(file.turn_secret)) {
+            (true, None) => None,
+            (false, Some(secret)) if !secret.is_empty() => Some(TurnConfig::new(turn_urls, secret)),
+            _ => return Err(ConfigError::HalfTurn),
+        };
         if c.api_key.is_some() != c.api_secret.is_some() {
             return Err(ConfigError::HalfCredentials);
         }
@@ -165,7 +240,7 @@ impl Args {
                 return Err(ConfigError::Zero(name));
             }
         }
-        if c.advertise_addr.is_none() && c.udp_addr.ip().is_unspecified() {
+        if c.advertise_addr.is_none() && c.advertise_ips.is_empty() && c.udp_addr.ip().is_unspecified() {
             return Err(ConfigError::NoAdvertiseAddr(c.udp_addr));
         }
         Ok(c)
@@ -199,6 +274,36 @@ mod tests {
     fn half_credentials_are_refused() {
         let args = Args::parse_from(["confer-server", "--api-key", "k"]);
         assert!(matches!(args.resolve(), Err(ConfigError::HalfCredentials)));
+    }
+
+    #[test]
+    fn turn_and_advertised_addresses_are_read_and_checked() {
+        let c = Args::parse_from([
+            "confer-server",
+            "--turn-url",
+            "turn:10.0.0.1:3478?transport=udp,turn:10.0.0.1:3478?transport=tcp",
+            "--turn-url",
+            "turns:relay.example.com:443?transport=tcp",
+            "--turn-secret",
+            "s",
+            "--advertise-ip",
+            "203.0.113.5,2001:db8::5",
+            "--udp-addr",
+            "0.0.0.0:7882",
+            "--token-ttl",
+            "30",
+        ])
+        .resolve()
+        .unwrap();
+        assert_eq!(c.turn.unwrap().urls.len(), 3);
+        assert_eq!(c.advertise_ips.len(), 2);
+        assert_eq!(c.token_ttl_secs, 30);
+        let bad = Args::parse_from(["confer-server", "--turn-url", "turn:x:99999", "--turn-secret", "s"]).resolve();
+        assert!(matches!(bad, Err(ConfigError::TurnUrl(_))), "{bad:?}");
+        let half = Args::parse_from(["confer-server", "--turn-url", "turn:x"]).resolve();
+        assert!(matches!(half, Err(ConfigError::HalfTurn)));
+        let ttl = Args::parse_from(["confer-server", "--token-ttl", "0"]).resolve();
+        assert!(matches!(ttl, Err(ConfigError::TokenTtl)));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod limit;
 pub mod sfu;
 mod signal;
 pub mod store;
+pub mod turn;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -34,6 +35,8 @@ pub struct ServerState {
     pub hub: Arc<Hub>,
     pub credentials: Credentials,
     pub public_url: String,
+    /// Lifetime of the join tokens the server mints, in seconds.
+    pub token_ttl_secs: u64,
     next_conn_id: AtomicU64,
 }
 
@@ -56,11 +59,29 @@ impl Server {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http_addr))?;
         let http_addr = listener.local_addr()?;
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
-        let sfu =
-            sfu::Sfu::start(&sfu::SfuConfig { udp_addr: config.udp_addr, advertise_addr: config.advertise_addr })?;
+        let sfu = sfu::Sfu::start(&sfu::SfuConfig {
+            udp_addr: config.udp_addr,
+            advertise_addr: config.advertise_addr,
+            advertise_ips: config.advertise_ips.clone(),
+            tcp_addr: config.tcp_addr,
+            ice_tcp: config.ice_tcp,
+        })?;
         let udp_addr = sfu.handle.local_addr();
-        let hub = Hub::new(HubConfig { limits: config.limits.clone(), backlog: config.backlog }, sfu.handle.clone());
-        let state = Arc::new(ServerState { store, hub, credentials, public_url, next_conn_id: AtomicU64::new(1) });
+        if let Some(turn) = &config.turn {
+            tracing::info!(urls = ?turn.urls.iter().map(ToString::to_string).collect::<Vec<_>>(), "TURN relays handed to clients");
+        }
+        let hub = Hub::new(
+            HubConfig { limits: config.limits.clone(), backlog: config.backlog, turn: config.turn.clone() },
+            sfu.handle.clone(),
+        );
+        let state = Arc::new(ServerState {
+            store,
+            hub,
+            credentials,
+            public_url,
+            token_ttl_secs: config.token_ttl_secs,
+            next_conn_id: AtomicU64::new(1),
+        });
         let (stop, stopped) = watch::channel(false);
 
         let app = http::router(state.clone());
@@ -85,6 +106,16 @@ impl Server {
     /// The media UDP address (ICE-lite, one port for everyone).
     pub fn udp_addr(&self) -> SocketAddr {
         self.udp_addr
+    }
+
+    /// The media ICE-TCP address, if listening.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.sfu.tcp_addr()
+    }
+
+    /// The media candidates announced to clients.
+    pub fn media_addrs(&self) -> &sfu::MediaAddrs {
+        self.sfu.addrs()
     }
 
     pub fn http_addr(&self) -> SocketAddr {

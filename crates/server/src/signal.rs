@@ -260,13 +260,15 @@ impl Connection {
                 Ok(Reply::MessageSent { message_id })
             }
             Request::Kick { participant_id } => {
-                hub.kick(&me.room, Some(&me.participant), &participant_id, Now::system())?;
+                let identity = hub.kick(&me.room, Some(&me.participant), &participant_id, Now::system())?;
+                crate::http::revoke_after_kick(&self.state, &me.room, &identity).await;
                 Ok(Reply::Ok)
             }
             Request::UpdateToken { token } => {
                 let token = self.state.credentials.verify(&token, Now::system().unix_secs())?;
+                let ice_servers = hub.ice_servers(&token);
                 let expires_at = hub.update_token(&me.room, &me.participant, token)?;
-                Ok(Reply::TokenUpdated { expires_at })
+                Ok(Reply::TokenUpdated { expires_at, ice_servers })
             }
             Request::Ping => Ok(Reply::Pong),
             Request::Publish { key, tracks, sdp } => {

@@ -29,8 +29,9 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(
-        "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    Migrations::new(vec![
+        M::up(
+            "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
          CREATE TABLE rooms (
              id TEXT PRIMARY KEY,
              name TEXT NOT NULL,
@@ -60,7 +61,19 @@ fn migrations() -> Migrations<'static> {
              grants TEXT NOT NULL,
              expires_at INTEGER NOT NULL
          );",
-    )])
+        ),
+        // Refresh tokens remember the lifetime their join tokens were minted with, and a
+        // refresh token that can no longer be used says why: used already (a second,
+        // concurrent or replayed use), its holder kicked, or its room deleted.
+        M::up(
+            "ALTER TABLE refresh_tokens ADD COLUMN ttl INTEGER;
+             CREATE TABLE spent_refresh_tokens (
+                 hash TEXT PRIMARY KEY,
+                 reason TEXT NOT NULL,
+                 expires_at INTEGER NOT NULL
+             );",
+        ),
+    ])
 }
 
 /// What a refresh token stands for.
@@ -70,6 +83,44 @@ pub struct RefreshGrant {
     pub identity: Identity,
     pub name: String,
     pub grants: Grants,
+    /// The join-token lifetime it was first minted with; `None`: the server's default.
+    pub ttl: Option<u64>,
+}
+
+/// Outcome of trying to use a refresh token.
+#[derive(Debug)]
+pub enum RefreshUse {
+    Granted(RefreshGrant),
+    /// Never issued (or purged long after it expired).
+    Unknown,
+    Expired,
+    /// Cannot be used again, and why.
+    Spent(SpentReason),
+}
+
+/// Why a refresh token was taken out of use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpentReason {
+    /// Exchanged already: this use is a second one (concurrent, or replayed).
+    Used,
+    /// Its holder was kicked from the room.
+    Kicked,
+    /// Its room was deleted.
+    RoomDeleted,
+}
+
+impl SpentReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            SpentReason::Used => "used",
+            SpentReason::Kicked => "kicked",
+            SpentReason::RoomDeleted => "room_deleted",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [SpentReason::Used, SpentReason::Kicked, SpentReason::RoomDeleted].into_iter().find(|r| r.as_str() == s)
+    }
 }
 
 /// Outcome of trying to use an invite.
@@ -239,10 +290,30 @@ impl Store {
         .await
     }
 
-    /// Deletes a room with its invites and refresh tokens; `false` if there was none.
+    /// Deletes a room with its invites and refresh tokens (remembered as spent, so that
+    /// their holders learn why); `false` if there was none.
     pub async fn delete_room(&self, id: &RoomId) -> StoreResult<bool> {
         let id = id.clone();
-        self.with(move |c| Ok(c.execute("DELETE FROM rooms WHERE id = ?1", [id.0])? == 1)).await
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            spend(&tx, "room = ?1", params![id.0], SpentReason::RoomDeleted)?;
+            let deleted = tx.execute("DELETE FROM rooms WHERE id = ?1", [id.0])? == 1;
+            tx.commit()?;
+            Ok(deleted)
+        })
+        .await
+    }
+
+    /// Takes every refresh token of `identity` in `room` out of use (it was kicked).
+    pub async fn revoke_refresh(&self, room: &RoomId, identity: &Identity) -> StoreResult<usize> {
+        let (room, identity) = (room.clone(), identity.clone());
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let n = spend(&tx, "room = ?1 AND identity = ?2", params![room.0, identity.0], SpentReason::Kicked)?;
+            tx.commit()?;
+            Ok(n)
+        })
+        .await
     }
 
     pub async fn insert_invite(
@@ -299,15 +370,16 @@ impl Store {
     pub async fn insert_refresh(&self, hash: String, grant: RefreshGrant, expires_at: UnixMillis) -> StoreResult<()> {
         self.with(move |c| {
             c.execute(
-                "INSERT INTO refresh_tokens (hash, room, identity, name, grants, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO refresh_tokens (hash, room, identity, name, grants, expires_at, ttl)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     hash,
                     grant.room.0,
                     grant.identity.0,
                     grant.name,
                     serde_json::to_string(&grant.grants)?,
-                    expires_at as i64
+                    expires_at as i64,
+                    grant.ttl.map(|t| t as i64),
                 ],
             )?;
             Ok(())
@@ -315,27 +387,45 @@ impl Store {
         .await
     }
 
-    /// Removes the refresh token with this hash and returns what it stood for, if it was
-    /// still valid at `now`. Refresh tokens are single-use: the caller issues a new one.
-    pub async fn take_refresh(&self, hash: String, now: UnixMillis) -> StoreResult<Option<RefreshGrant>> {
+    /// Uses the refresh token with this hash: returns what it stood for if it was still
+    /// good at `now`, and marks it spent. Refresh tokens are single-use (the caller
+    /// issues a new one); of two concurrent uses exactly one is granted.
+    pub async fn take_refresh(&self, hash: String, now: UnixMillis) -> StoreResult<RefreshUse> {
         self.with(move |c| {
-            let row: Option<(String, String, String, String, i64)> = c
+            let tx = c.transaction()?;
+            type Row = (String, String, String, String, i64, Option<i64>);
+            let row: Option<Row> = tx
                 .query_row(
                     "DELETE FROM refresh_tokens WHERE hash = ?1
-                     RETURNING room, identity, name, grants, expires_at",
-                    [hash],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                     RETURNING room, identity, name, grants, expires_at, ttl",
+                    [&hash],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
                 )
                 .optional()?;
-            let Some((room, identity, name, grants, expires_at)) = row else { return Ok(None) };
+            let Some((room, identity, name, grants, expires_at, ttl)) = row else {
+                let spent: Option<String> = tx
+                    .query_row("SELECT reason FROM spent_refresh_tokens WHERE hash = ?1", [&hash], |r| r.get(0))
+                    .optional()?;
+                return Ok(match spent.as_deref().and_then(SpentReason::parse) {
+                    Some(reason) => RefreshUse::Spent(reason),
+                    None => RefreshUse::Unknown,
+                });
+            };
             if (expires_at as u64) <= now {
-                return Ok(None);
+                tx.commit()?;
+                return Ok(RefreshUse::Expired);
             }
-            Ok(Some(RefreshGrant {
+            tx.execute(
+                "INSERT OR REPLACE INTO spent_refresh_tokens (hash, reason, expires_at) VALUES (?1, ?2, ?3)",
+                params![hash, SpentReason::Used.as_str(), expires_at],
+            )?;
+            tx.commit()?;
+            Ok(RefreshUse::Granted(RefreshGrant {
                 room: RoomId(room),
                 identity: Identity(identity),
                 name,
                 grants: serde_json::from_str(&grants)?,
+                ttl: ttl.map(|t| t as u64),
             }))
         })
         .await
@@ -346,10 +436,29 @@ impl Store {
         self.with(move |c| {
             let a = c.execute("DELETE FROM invites WHERE expires_at <= ?1", [now as i64])?;
             let b = c.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?1", [now as i64])?;
+            c.execute("DELETE FROM spent_refresh_tokens WHERE expires_at <= ?1", [now as i64])?;
             Ok(a + b)
         })
         .await
     }
+}
+
+/// Moves the refresh tokens matching `filter` to the spent ones, with `reason`.
+fn spend(
+    tx: &rusqlite::Transaction<'_>,
+    filter: &str,
+    args: impl rusqlite::Params + Copy,
+    reason: SpentReason,
+) -> StoreResult<usize> {
+    tx.execute(
+        &format!(
+            "INSERT OR REPLACE INTO spent_refresh_tokens (hash, reason, expires_at)
+             SELECT hash, '{}', expires_at FROM refresh_tokens WHERE {filter}",
+            reason.as_str()
+        ),
+        args,
+    )?;
+    Ok(tx.execute(&format!("DELETE FROM refresh_tokens WHERE {filter}"), args)?)
 }
 
 const ROOM_SELECT: &str = "SELECT id, name, members, managers, public_meta, private_meta, policy, \
@@ -454,13 +563,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn refresh_tokens_are_single_use() {
+    async fn refresh_tokens_are_single_use_and_say_why_they_are_spent() {
         let store = Store::open(":memory:").unwrap();
         store.insert_room(room("r1", "a", 1)).await.unwrap();
-        let grant =
-            RefreshGrant { room: "r1".into(), identity: "bob".into(), name: "Bob".into(), grants: Grants::default() };
-        store.insert_refresh("h".into(), grant, 100).await.unwrap();
-        assert!(store.take_refresh("h".into(), 10).await.unwrap().is_some());
-        assert!(store.take_refresh("h".into(), 10).await.unwrap().is_none());
+        let grant = |identity: &str| RefreshGrant {
+            room: "r1".into(),
+            identity: identity.into(),
+            name: "Bob".into(),
+            grants: Grants::default(),
+            ttl: Some(30),
+        };
+        store.insert_refresh("h".into(), grant("bob"), 100).await.unwrap();
+        let RefreshUse::Granted(g) = store.take_refresh("h".into(), 10).await.unwrap() else { panic!("not granted") };
+        assert_eq!(g.ttl, Some(30));
+        assert!(matches!(store.take_refresh("h".into(), 10).await.unwrap(), RefreshUse::Spent(SpentReason::Used)));
+        assert!(matches!(store.take_refresh("nope".into(), 10).await.unwrap(), RefreshUse::Unknown));
+
+        store.insert_refresh("old".into(), grant("bob"), 100).await.unwrap();
+        assert!(matches!(store.take_refresh("old".into(), 100).await.unwrap(), RefreshUse::Expired));
+
+        store.insert_refresh("k".into(), grant("carol"), 100).await.unwrap();
+        store.insert_refresh("d".into(), grant("dave"), 100).await.unwrap();
+        assert_eq!(store.revoke_refresh(&"r1".into(), &"carol".into()).await.unwrap(), 1);
+        assert!(matches!(store.take_refresh("k".into(), 10).await.unwrap(), RefreshUse::Spent(SpentReason::Kicked)));
+        assert!(store.delete_room(&"r1".into()).await.unwrap());
+        assert!(matches!(
+            store.take_refresh("d".into(), 10).await.unwrap(),
+            RefreshUse::Spent(SpentReason::RoomDeleted)
+        ));
     }
 }

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 pub mod devices;
 pub mod link;
+pub mod netns;
 pub mod report;
 
 pub const KEY: &str = "e2e-key";
@@ -78,8 +79,22 @@ impl ServerProcess {
 
     /// Starts the server on HTTP `port` with extra arguments (media addresses, ...).
     pub fn start_with(db: PathBuf, port: u16, extra: &[&str]) -> Self {
+        Self::start_at(db, std::net::Ipv4Addr::LOCALHOST, port, extra)
+    }
+
+    /// A server that listens on every address and is announced (HTTP and media) at
+    /// `ip`: one reached from the test's network namespaces.
+    pub fn start_public(db: PathBuf, ip: std::net::Ipv4Addr, extra: &[&str]) -> Self {
+        let advertise = ip.to_string();
+        let mut args = vec!["--udp-addr", "0.0.0.0:0", "--advertise-ip", &advertise];
+        args.extend_from_slice(extra);
+        Self::start_at(db, ip, free_port(), &args)
+    }
+
+    fn start_at(db: PathBuf, ip: std::net::Ipv4Addr, port: u16, extra: &[&str]) -> Self {
+        let listen = if ip.is_loopback() { format!("{ip}:{port}") } else { format!("0.0.0.0:{port}") };
         let mut child = Command::new(bin("confer-server"))
-            .args(["--db", db.to_str().unwrap(), "--http-addr", &format!("127.0.0.1:{port}")])
+            .args(["--db", db.to_str().unwrap(), "--http-addr", &listen])
             .args(["--api-key", KEY, "--api-secret", SECRET])
             .args(extra)
             .stdout(Stdio::piped())
@@ -103,7 +118,11 @@ impl ServerProcess {
                 Err(_) => panic!("confer-server did not report listening on port {port}"),
             }
         }
-        Self { child, url: format!("http://127.0.0.1:{port}"), db, port }
+        Self { child, url: format!("http://{ip}:{port}"), db, port }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// The HTTP (and signaling) address.
@@ -147,7 +166,8 @@ pub fn server_behind_relay(db: PathBuf, extra: &[&str]) -> (ServerProcess, link:
     let relay = link::MediaRelay::start(std::net::SocketAddr::from(([127, 0, 0, 1], udp)));
     let udp_addr = format!("127.0.0.1:{udp}");
     let advertise = relay.addr().to_string();
-    let mut args = vec!["--udp-addr", &udp_addr, "--advertise-addr", &advertise];
+    // No ICE over TCP: it would reach the server around the relay.
+    let mut args = vec!["--udp-addr", &udp_addr, "--advertise-addr", &advertise, "--no-ice-tcp"];
     args.extend_from_slice(extra);
     (ServerProcess::start_with(db, free_port(), &args), relay)
 }
@@ -226,9 +246,19 @@ impl Bot {
 
     /// [`Bot::spawn_args`] with more environment (a display, a sound server).
     pub fn spawn_with_env(name: &str, args: &[&str], env: &[(String, String)]) -> Self {
-        let mut child = Command::new(bin("confer-cli"))
+        let mut command = Command::new(bin("confer-cli"));
+        command.envs(env.iter().map(|(k, v)| (k, v)));
+        Self::spawn_command(name, command, args)
+    }
+
+    /// A bot inside a network namespace: `confer-cli` with exactly these arguments.
+    pub fn spawn_in(name: &str, ns: &netns::Netns, args: &[&str]) -> Self {
+        Self::spawn_command(name, ns.command(&bin("confer-cli")), args)
+    }
+
+    fn spawn_command(name: &str, mut command: Command, args: &[&str]) -> Self {
+        let mut child = command
             .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

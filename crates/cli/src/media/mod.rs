@@ -47,6 +47,11 @@ pub struct MediaPlan {
     joined_at: Instant,
     pub join_ms: u64,
     report: Option<std::path::PathBuf>,
+    /// Join tokens renewed during the call.
+    token_renewals: u32,
+    /// Why media could not reach the server, as the SDK said (`media_path_failed`,
+    /// `token_renewal_failed`).
+    errors: Vec<serde_json::Value>,
 }
 
 /// The result of one step: whether the server refused something.
@@ -124,6 +129,8 @@ impl MediaPlan {
             joined_at,
             join_ms: 0,
             report: args.report.clone(),
+            token_renewals: 0,
+            errors: Vec::new(),
         }
     }
 
@@ -189,6 +196,13 @@ impl MediaPlan {
                 MediaThread::spawn(&name, report::receive(*track, identity, self.joined_at, receiving, playback, keep))
                     .detach();
             }
+            RoomEvent::TokenRenewed { .. } => self.token_renewals += 1,
+            RoomEvent::MediaPathFailed { connection, error } => self.errors.push(json!({
+                "event": "media_path_failed", "connection": connection, "error": error.name(), "message": error.to_string(),
+            })),
+            RoomEvent::TokenRenewalFailed { error } => self.errors.push(json!({
+                "event": "token_renewal_failed", "error": error.name(), "message": error.to_string(),
+            })),
             _ => {}
         }
         Ok(refused)
@@ -404,6 +418,9 @@ impl MediaPlan {
             "written_at": unix_ms(),
             "published": self.publications.iter().map(|p| p.stream.info()).collect::<Vec<_>>(),
             "streams": streams,
+            "media_path": { "publisher": webrtc.publisher_path, "subscriber": webrtc.subscriber_path },
+            "token_renewals": self.token_renewals,
+            "errors": self.errors,
             "webrtc": webrtc,
             "audio_levels": levels,
         });

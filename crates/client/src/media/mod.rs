@@ -12,6 +12,7 @@
 mod feedback;
 pub mod levels;
 mod publisher;
+pub mod relay;
 pub(crate) mod session;
 pub mod stats;
 mod subscriber;
@@ -29,7 +30,8 @@ use rtc::peer_connection::configuration::interceptor_registry::{
 };
 use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::{RTCConfiguration, RTCConfigurationBuilder, RTCIceTransportPolicy};
+use webrtc::peer_connection::RTCIceCandidateInit;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
@@ -41,7 +43,8 @@ use webrtc::peer_connection::{
 
 pub use levels::TrackLevel;
 pub use publisher::{LocalStream, LocalTrack};
-pub use stats::{MediaStats, StreamDirection, StreamStats};
+pub use stats::{CandidatePath, MediaStats, StreamDirection, StreamStats};
+use relay::Relays;
 pub use subscriber::{EncodedFrame, RemoteTrack};
 
 use crate::error::{ClientError, Result};
@@ -149,10 +152,21 @@ impl TrackOptions {
 }
 
 /// How the SDK's peer connections are set up (from [`crate::RoomOptions`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MediaConfig {
+#[derive(Debug, Clone)]
+pub(crate) struct MediaConfig {
     /// The local address media sockets bind to; `None` binds every interface.
     pub bind_ip: Option<IpAddr>,
+    /// Use relay candidates only (TURN), never a direct path.
+    pub force_relay: bool,
+    /// The room state, for the ICE servers the server handed out (renewed with the
+    /// join token).
+    pub room: watch::Receiver<crate::state::RoomSnapshot>,
+}
+
+impl MediaConfig {
+    fn ice_servers(&self) -> Vec<confer_proto::signal::IceServer> {
+        self.room.borrow().ice_servers.clone()
+    }
 }
 
 /// Connection state and ICE gathering of one peer connection, as its handler saw them.
@@ -205,6 +219,10 @@ pub(crate) struct Pc {
     pub gathered: watch::Receiver<bool>,
     gathering: watch::Sender<bool>,
     pub state: watch::Receiver<RTCPeerConnectionState>,
+    /// The relays this connection was set up with (and their TCP bridges).
+    relays: Relays,
+    config: MediaConfig,
+    created: std::time::Instant,
 }
 
 /// webrtc-rs's default interceptors (NACK both ways, RTCP reports, TWCC feedback,
@@ -278,17 +296,82 @@ impl Pc {
         });
         let bind = SocketAddr::new(config.bind_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), 0);
         let settings = SettingEngineBuilder::new().with_include_loopback_candidate(bind.ip().is_loopback()).build();
+        let relays = Relays::prepare(&config.ice_servers()).await;
+        let rtc_config = rtc_configuration(&relays, config.force_relay)?;
+        // ICE over TCP (active, toward the server's passive candidate) beside UDP, for
+        // networks that drop UDP; never when only relays may be used.
+        let tcp = if config.force_relay { Vec::new() } else { vec![bind] };
         let pc = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_configuration(rtc_config)
             .with_media_engine(media)
             .with_setting_engine(settings)
             .with_interceptor_registry(registry)
             .with_handler(handler)
             .with_udp_addrs(vec![bind])
+            .with_tcp_addrs(tcp)
             .build()
             .await
             .map_err(media_error)?;
-        Ok(Pc { pc: Arc::new(pc), gathered, gathering, state })
+        Ok(Pc { pc: Arc::new(pc), gathered, gathering, state, relays, config, created: std::time::Instant::now() })
+    }
+
+    /// Takes the latest ICE servers (their credentials are renewed with the join token)
+    /// before an ICE restart gathers again.
+    pub(crate) async fn refresh_ice_servers(&mut self) -> Result<()> {
+        let relays = Relays::prepare(&self.config.ice_servers()).await;
+        let rtc_config = rtc_configuration(&relays, self.config.force_relay)?;
+        self.pc.set_configuration(rtc_config).await.map_err(media_error)?;
+        self.relays = relays;
+        Ok(())
+    }
+
+    /// Hands the server's passive TCP candidates in `sdp` to ICE: webrtc-rs dials a
+    /// remote TCP candidate only when it is added on its own, not from a description.
+    pub(crate) async fn add_tcp_candidates(&self, sdp: &str) {
+        if self.config.force_relay {
+            return;
+        }
+        for candidate in tcp_candidates(sdp) {
+            let init = RTCIceCandidateInit {
+                candidate: candidate.to_owned(),
+                sdp_mid: Some(first_mid(sdp).unwrap_or_default()),
+                sdp_mline_index: Some(0),
+                ..Default::default()
+            };
+            if let Err(e) = self.pc.add_ice_candidate(init).await {
+                tracing::debug!(error = %e, %candidate, "TCP candidate not taken");
+            }
+        }
+    }
+
+    /// `Some(why)` when this connection never found a path to the server within
+    /// `limit` of being made: every candidate pair failed (UDP and TCP blocked, the relay
+    /// down or refusing its credentials).
+    pub(crate) fn no_path(&self, limit: Duration) -> Option<ClientError> {
+        let state = *self.state.borrow();
+        if matches!(state, RTCPeerConnectionState::Connected) || self.created.elapsed() < limit {
+            return None;
+        }
+        if !matches!(state, RTCPeerConnectionState::New | RTCPeerConnectionState::Connecting | RTCPeerConnectionState::Failed)
+        {
+            return None;
+        }
+        let mut tried = Vec::new();
+        if !self.config.force_relay {
+            tried.push("a direct path over UDP and over TCP".to_owned());
+        }
+        if self.relays.has_relay() {
+            tried.push("the TURN relays the server named".to_owned());
+        }
+        let mut detail = format!("no connection to the media server after {:?}; tried {}", limit, tried.join(" and "));
+        if !self.relays.has_relay() {
+            detail.push_str("; the server names no TURN relay");
+        }
+        let failures = self.relays.health.failures();
+        if !failures.is_empty() {
+            detail.push_str(&format!("; {}", failures.join("; ")));
+        }
+        Some(ClientError::NoMediaPath { detail })
     }
 
     /// Forgets that gathering completed, before a new local description (an ICE restart
@@ -306,6 +389,11 @@ impl Pc {
         Ok(desc.sdp)
     }
 
+    /// The path ICE chose (`None` before one is chosen).
+    pub(crate) async fn selected_path(&self) -> Option<stats::CandidatePath> {
+        stats::selected_path(&self.pc).await
+    }
+
     pub(crate) fn is_down(&self) -> bool {
         matches!(
             *self.state.borrow(),
@@ -316,6 +404,46 @@ impl Pc {
     pub(crate) async fn close(&self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.pc.close()).await;
     }
+}
+
+/// The peer connection's configuration: the relays, and whether only they may be used.
+fn rtc_configuration(relays: &Relays, force_relay: bool) -> Result<RTCConfiguration> {
+    let mut builder = RTCConfigurationBuilder::new().with_ice_servers(relays.servers.clone());
+    if force_relay {
+        if !relays.has_relay() {
+            let trouble = relays.health.failures().join("; ");
+            return Err(ClientError::NoMediaPath {
+                detail: if trouble.is_empty() {
+                    "relay-only was asked for, but the server offers no TURN relay".to_owned()
+                } else {
+                    format!("relay-only was asked for, but no TURN relay can be used: {trouble}")
+                },
+            });
+        }
+        builder = builder.with_ice_transport_policy(RTCIceTransportPolicy::Relay);
+    }
+    Ok(builder.build())
+}
+
+/// The `a=candidate:` values (without `a=`) of passive TCP candidates in `sdp`.
+fn tcp_candidates(sdp: &str) -> Vec<&str> {
+    let mut seen = Vec::new();
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(c) = line.strip_prefix("a=") {
+            let fields: Vec<&str> = c.split_whitespace().collect();
+            let passive = fields.windows(2).any(|w| w == ["tcptype", "passive"]);
+            if c.starts_with("candidate:") && fields.get(2).is_some_and(|p| p.eq_ignore_ascii_case("tcp")) && passive {
+                if !seen.contains(&c) {
+                    seen.push(c);
+                }
+            }
+        }
+    }
+    seen
+}
+
+fn first_mid(sdp: &str) -> Option<String> {
+    sdp.lines().find_map(|l| l.trim_end().strip_prefix("a=mid:").map(str::to_owned))
 }
 
 pub(crate) fn media_error(e: impl std::fmt::Display) -> ClientError {
@@ -368,5 +496,20 @@ mod tests {
         assert_eq!(mid_of_track(sdp, "mic").as_deref(), Some("0"));
         assert_eq!(mid_of_track(sdp, "cam").as_deref(), Some("1"));
         assert_eq!(mid_of_track(sdp, "screen"), None);
+    }
+
+    #[test]
+    fn finds_the_passive_tcp_candidates() {
+        let sdp = "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\n\
+                   a=candidate:1 1 udp 2130706175 10.0.0.1 7882 typ host\r\n\
+                   a=candidate:2 1 tcp 1526725887 10.0.0.1 7882 typ host tcptype passive ufrag u\r\n\
+                   a=candidate:3 1 tcp 1526725887 10.0.0.1 9 typ host tcptype active\r\n\
+                   m=video 9 X 96\r\na=mid:1\r\n\
+                   a=candidate:2 1 tcp 1526725887 10.0.0.1 7882 typ host tcptype passive ufrag u\r\n";
+        assert_eq!(
+            tcp_candidates(sdp),
+            vec!["candidate:2 1 tcp 1526725887 10.0.0.1 7882 typ host tcptype passive ufrag u"]
+        );
+        assert_eq!(first_mid(sdp).as_deref(), Some("0"));
     }
 }

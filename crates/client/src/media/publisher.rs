@@ -347,6 +347,18 @@ impl Publisher {
         self.conn.as_ref().is_some_and(|c| c.pc.is_down())
     }
 
+    /// See [`Pc::no_path`].
+    pub(crate) fn no_path(&self, limit: Duration) -> Option<ClientError> {
+        self.conn.as_ref().and_then(|c| c.pc.no_path(limit))
+    }
+
+    pub(crate) async fn path(&self) -> Option<super::stats::CandidatePath> {
+        match &self.conn {
+            Some(c) => c.pc.selected_path().await,
+            None => None,
+        }
+    }
+
     pub(crate) async fn close(&mut self) {
         if let Some(conn) = self.conn.take() {
             conn.pc.close().await;
@@ -370,7 +382,7 @@ impl Publisher {
         }
         if self.conn.is_none() {
             let (feedback, requests) = mpsc::unbounded_channel();
-            let pc = Pc::new(self.config, PcTaps { feedback: Some(feedback), ..PcTaps::default() }).await?;
+            let pc = Pc::new(self.config.clone(), PcTaps { feedback: Some(feedback), ..PcTaps::default() }).await?;
             // Opened before the first offer, so that the offer has an application section.
             pc.pc.create_data_channel(CONTROL_CHANNEL, None).await.map_err(media_error)?;
             let ssrcs: SsrcMap = Arc::default();
@@ -431,6 +443,9 @@ impl Publisher {
     /// server no longer has the connection; then [`Publisher::republish`].
     pub(crate) async fn restart_ice(&mut self, requester: &Requester) -> Result<()> {
         let Some(conn) = self.conn.as_mut() else { return Ok(()) };
+        if let Err(e) = conn.pc.refresh_ice_servers().await {
+            tracing::warn!(error = %e, "cannot take the renewed relays; restarting with the old ones");
+        }
         let offer = conn.pc.pc.create_offer(Some(RTCOfferOptions { ice_restart: true })).await.map_err(media_error)?;
         conn.pc.expect_gathering();
         conn.pc.pc.set_local_description(offer).await.map_err(media_error)?;
@@ -438,8 +453,10 @@ impl Publisher {
         let Reply::PublisherAnswer { sdp: answer } = requester.request(Request::PublisherOffer { sdp }).await? else {
             return Err(ClientError::Protocol { detail: "unexpected answer to publisher_offer".into() });
         };
-        let answer = RTCSessionDescription::answer(answer).map_err(media_error)?;
-        conn.pc.pc.set_remote_description(answer).await.map_err(media_error)?;
+        conn.pc.pc.set_remote_description(RTCSessionDescription::answer(answer.clone()).map_err(media_error)?)
+            .await
+            .map_err(media_error)?;
+        conn.pc.add_tcp_candidates(&answer).await;
         tracing::info!("publisher connection restarted ICE");
         Ok(())
     }
@@ -511,8 +528,10 @@ impl Publisher {
         let Reply::Published { stream: info, sdp: answer } = reply else {
             return Err(ClientError::Protocol { detail: format!("unexpected answer to publish: {reply:?}") });
         };
-        let answer = RTCSessionDescription::answer(answer).map_err(media_error)?;
-        conn.pc.pc.set_remote_description(answer).await.map_err(media_error)?;
+        conn.pc.pc.set_remote_description(RTCSessionDescription::answer(answer.clone()).map_err(media_error)?)
+            .await
+            .map_err(media_error)?;
+        conn.pc.add_tcp_candidates(&answer).await;
         let local_sdp = conn.pc.pc.local_description().await.map(|d| d.sdp).unwrap_or_default();
         let mut ssrcs = conn.ssrcs.lock().unwrap_or_else(|p| p.into_inner());
         for ((a, local), info) in added.into_iter().zip(stream.tracks()).zip(info.tracks) {

@@ -43,6 +43,9 @@ pub const DOWN_BEFORE_RESTART: Duration = Duration::from_secs(2);
 const RESTART_INTERVAL: Duration = Duration::from_secs(5);
 /// How often connection health is checked.
 const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
+/// A connection that has not connected this long after it was made has no path: ICE
+/// gives up on a pair after about as long, and a relay allocation takes seconds.
+const PATH_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What the engine tells the media task.
 #[derive(Debug)]
@@ -85,9 +88,11 @@ impl MediaShared {
     /// Statistics of both connections.
     pub(crate) async fn stats(&self) -> MediaStats {
         let (mut streams, publisher_rtt_ms) = self.publisher.lock().await.stats().await;
+        let publisher_path = self.publisher.lock().await.path().await;
         let (received, subscriber_rtt_ms) = self.subscriber.stats().await;
+        let subscriber_path = self.subscriber.path().await;
         streams.extend(received);
-        MediaStats { streams, publisher_rtt_ms, subscriber_rtt_ms }
+        MediaStats { streams, publisher_path, subscriber_path, publisher_rtt_ms, subscriber_rtt_ms }
     }
 
     pub(crate) fn want(&self, publisher: &ParticipantId, key: &str, options: Option<SubscriptionOptions>) {
@@ -128,6 +133,7 @@ pub(crate) struct MediaTask {
     pub requester: Requester,
     pub snapshot: watch::Receiver<RoomSnapshot>,
     pub subscriber: Subscriber,
+    events: mpsc::UnboundedSender<RoomEvent>,
 }
 
 impl MediaTask {
@@ -138,14 +144,16 @@ impl MediaTask {
         snapshot: watch::Receiver<RoomSnapshot>,
         events: mpsc::UnboundedSender<RoomEvent>,
     ) -> Self {
-        let subscriber = Subscriber::new(config, events, shared.levels.clone(), shared.subscriber.clone());
-        Self { shared, requester, snapshot, subscriber }
+        let subscriber = Subscriber::new(config, events.clone(), shared.levels.clone(), shared.subscriber.clone());
+        Self { shared, requester, snapshot, subscriber, events }
     }
 
     pub(crate) async fn run(mut self, mut signals: mpsc::UnboundedReceiver<MediaSignal>) {
         let mut health = tokio::time::interval(HEALTH_INTERVAL);
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut publisher_health, mut subscriber_health) = (Health::default(), Health::default());
+        // Each connection's missing path is reported once.
+        let (mut publisher_told, mut subscriber_told) = (false, false);
         loop {
             tokio::select! {
                 signal = signals.recv() => match signal {
@@ -164,6 +172,10 @@ impl MediaTask {
                     if subscriber_health.due(self.subscriber.is_down(), now) {
                         self.restart_subscriber().await;
                     }
+                    let publisher_trouble = self.shared.publisher.lock().await.no_path(PATH_TIMEOUT);
+                    self.tell_no_path("publisher", publisher_trouble, &mut publisher_told);
+                    let subscriber_trouble = self.subscriber.no_path(PATH_TIMEOUT);
+                    self.tell_no_path("subscriber", subscriber_trouble, &mut subscriber_told);
                 }
             }
         }
@@ -241,6 +253,19 @@ impl MediaTask {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Tells the app, once per connection, that media cannot reach the server.
+    fn tell_no_path(&self, connection: &'static str, trouble: Option<ClientError>, told: &mut bool) {
+        match trouble {
+            Some(error) if !*told => {
+                *told = true;
+                tracing::error!(connection, %error, "no media path");
+                let _ = self.events.send(RoomEvent::MediaPathFailed { connection, error });
+            }
+            Some(_) => {}
+            None => *told = false,
         }
     }
 

@@ -7,6 +7,7 @@ use std::time::Instant;
 use confer_proto::track::{TrackId, TrackKind};
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use serde::Serialize;
+use rtc::statistics::report::RTCStatsReportEntry;
 use webrtc::peer_connection::{PeerConnection, RTCStatsReport, StatsSelector};
 
 /// Which way a stream goes.
@@ -43,10 +44,27 @@ pub struct StreamStats {
     pub plis_sent: Option<u32>,
 }
 
+/// The network path ICE chose for a connection, as this side sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CandidatePath {
+    /// The local candidate's type: `host`, `srflx`, `prflx` or `relay`.
+    pub local_type: String,
+    /// `udp` or `tcp` (ICE over TCP to the server). A relay candidate says `udp`: the
+    /// relay's leg to the server; the leg to the relay may run over TCP or TLS.
+    pub protocol: String,
+    /// The local candidate's address (for a relay, the address the relay sends from).
+    pub address: String,
+}
+
 /// The statistics of both connections at one moment.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MediaStats {
     pub streams: Vec<StreamStats>,
+    /// The path each connection uses, once ICE chose one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publisher_path: Option<CandidatePath>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscriber_path: Option<CandidatePath>,
     /// Round-trip time to the server on each connection's selected path, milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub publisher_rtt_ms: Option<f64>,
@@ -63,6 +81,27 @@ fn kind(kind: RtpCodecKind) -> TrackKind {
 
 fn rtt_ms(report: &RTCStatsReport) -> Option<f64> {
     report.candidate_pairs().find(|p| p.nominated).map(|p| p.current_round_trip_time * 1000.0)
+}
+
+/// The selected candidate pair's local side, from the statistics.
+pub(crate) async fn selected_path(pc: &Arc<dyn PeerConnection>) -> Option<CandidatePath> {
+    let report = pc.get_stats(Instant::now(), StatsSelector::None).await;
+    let selected = report.transport().map(|t| t.selected_candidate_pair_id.clone()).filter(|id| !id.is_empty());
+    let pair = report
+        .candidate_pairs()
+        .find(|p| selected.as_deref() == Some(p.stats.id.as_str()))
+        .or_else(|| report.candidate_pairs().find(|p| p.nominated))?;
+    // Pairs name local candidates by their raw id; the entries are prefixed.
+    let id = &pair.local_candidate_id;
+    let local = [format!("RTCLocalIceCandidate_{id}"), id.clone()].into_iter().find_map(|key| match report.get(&key) {
+        Some(RTCStatsReportEntry::LocalCandidate(c)) => Some(c),
+        _ => None,
+    })?;
+    Some(CandidatePath {
+        local_type: local.candidate_type.to_string(),
+        protocol: local.protocol.to_ascii_lowercase(),
+        address: format!("{}:{}", local.address.clone().unwrap_or_default(), local.port),
+    })
 }
 
 /// The sent streams of the publisher connection; `tracks` names each SSRC's track.

@@ -117,6 +117,21 @@ impl SubscriberView {
         let tracks = lock(&expected).by_ssrc.clone();
         super::stats::received(&pc, &tracks).await
     }
+
+    pub(crate) async fn path(&self) -> Option<super::stats::CandidatePath> {
+        let view = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (pc, _) = view?;
+        super::stats::selected_path(&pc).await
+    }
+}
+
+/// Whether `offer` changes the ICE credentials of the connection (an ICE restart).
+async fn is_ice_restart(pc: &Pc, offer: &str) -> bool {
+    let ufrag = |sdp: &str| sdp.lines().find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:").map(str::to_owned));
+    match pc.pc.remote_description().await {
+        Some(current) => ufrag(&current.sdp) != ufrag(offer),
+        None => false,
+    }
 }
 
 /// The subscriber connection of a room, created by the server's first offer.
@@ -184,7 +199,7 @@ impl Subscriber {
             let (tracks_tx, tracks_rx) = mpsc::unbounded_channel();
             let (channels_tx, channels_rx) = mpsc::unbounded_channel();
             let taps = PcTaps { tracks: Some(tracks_tx), channels: Some(channels_tx), feedback: None };
-            let pc = Pc::new(self.config, taps).await?;
+            let pc = Pc::new(self.config.clone(), taps).await?;
             let receiving = Receiving {
                 expected: self.expected.clone(),
                 events: self.events.clone(),
@@ -197,14 +212,26 @@ impl Subscriber {
             self.pc = Some(pc);
         }
         let pc = self.pc.as_mut().expect("set above");
-        let offer = RTCSessionDescription::offer(offer).map_err(media_error)?;
-        pc.pc.set_remote_description(offer).await.map_err(media_error)?;
+        if is_ice_restart(pc, &offer).await {
+            if let Err(e) = pc.refresh_ice_servers().await {
+                tracing::warn!(error = %e, "cannot take the renewed relays; restarting with the old ones");
+            }
+        }
+        pc.pc.set_remote_description(RTCSessionDescription::offer(offer.clone()).map_err(media_error)?)
+            .await
+            .map_err(media_error)?;
         let answer = pc.pc.create_answer(None).await.map_err(media_error)?;
         pc.expect_gathering();
         pc.pc.set_local_description(answer).await.map_err(media_error)?;
         let sdp = pc.gathered_local_sdp().await?;
         requester.request(Request::SubscriberAnswer { sdp }).await?;
+        pc.add_tcp_candidates(&offer).await;
         Ok(())
+    }
+
+    /// See [`Pc::no_path`].
+    pub(crate) fn no_path(&self, limit: std::time::Duration) -> Option<crate::ClientError> {
+        self.pc.as_ref().and_then(|pc| pc.no_path(limit))
     }
 
     /// Drops the connection (the server gave up on it, or the participant joined

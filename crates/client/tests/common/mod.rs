@@ -112,6 +112,11 @@ impl TestServer {
     }
 
     pub async fn token_with(&self, room: &str, identity: &str, grants: Grants) -> String {
+        self.token_pair(room, identity, grants).await.token
+    }
+
+    /// A join token and its refresh token.
+    pub async fn token_pair(&self, room: &str, identity: &str, grants: Grants) -> TokenPair {
         let body = CreateToken { room: room.into(), identity: identity.into(), name: None, ttl: None, grants };
         let resp = self
             .http
@@ -122,7 +127,24 @@ impl TestServer {
             .await
             .expect("token request");
         assert!(resp.status().is_success(), "mint token: {}", resp.status());
-        resp.json::<TokenPair>().await.expect("token pair").token
+        resp.json::<TokenPair>().await.expect("token pair")
+    }
+
+    pub async fn delete_room(&self, id: &str) {
+        let url = format!("{}/v1/rooms/{id}", self.url);
+        let resp = self.http.delete(&url).basic_auth(&self.key, Some(&self.secret)).send().await.expect("delete room");
+        assert!(resp.status().is_success(), "delete room: {}", resp.status());
+    }
+
+    /// `POST /v1/tokens/refresh`: the new pair, or the catalog error.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, confer_client::proto::ErrorBody> {
+        let body = serde_json::json!({ "refresh_token": refresh_token });
+        let resp = self.http.post(format!("{}/v1/tokens/refresh", self.url)).json(&body).send().await.expect("refresh");
+        if resp.status().is_success() {
+            Ok(resp.json().await.expect("token pair"))
+        } else {
+            Err(resp.json().await.expect("error body"))
+        }
     }
 
     /// Joins `room` as `identity` straight at the server.

@@ -43,6 +43,7 @@ pub async fn kick(
     State(state): State<Arc<ServerState>>,
     ApiPath((room, participant)): ApiPath<(RoomId, ParticipantId)>,
 ) -> ApiResult<StatusCode> {
-    state.hub.kick(&room, None, &participant, Now::system())?;
+    let identity = state.hub.kick(&room, None, &participant, Now::system())?;
+    super::revoke_after_kick(&state, &room, &identity).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::Json;
 use confer_proto::token::{
     CreateInvite, CreateToken, ExchangeInvite, Grants, Invite, RefreshToken, TokenPair, DEFAULT_REFRESH_TTL_SECS,
-    DEFAULT_TOKEN_TTL_SECS,
 };
 use confer_proto::{ErrorCode, Identity, RoomId};
 
@@ -14,7 +13,7 @@ use super::{ApiAuth, ApiJson, ApiPath};
 use crate::auth::{hash_secret, random_secret};
 use crate::error::{ApiError, ApiResult};
 use crate::hub::Now;
-use crate::store::{InviteUse, RefreshGrant};
+use crate::store::{InviteUse, RefreshGrant, RefreshUse, SpentReason};
 use crate::ServerState;
 
 const MAX_TOKEN_TTL_SECS: u64 = 24 * 3600;
@@ -26,8 +25,7 @@ pub async fn create(
     State(state): State<Arc<ServerState>>,
     ApiJson(req): ApiJson<CreateToken>,
 ) -> ApiResult<Json<TokenPair>> {
-    let ttl = req.ttl.unwrap_or(DEFAULT_TOKEN_TTL_SECS);
-    if ttl == 0 || ttl > MAX_TOKEN_TTL_SECS {
+    if req.ttl.is_some_and(|ttl| ttl == 0 || ttl > MAX_TOKEN_TTL_SECS) {
         return Err(ApiError::new(
             ErrorCode::MalformedRequest,
             format!("ttl must be 1..={MAX_TOKEN_TTL_SECS} seconds"),
@@ -40,8 +38,9 @@ pub async fn create(
         name: req.name.unwrap_or_else(|| req.identity.0.clone()),
         identity: req.identity,
         grants: req.grants,
+        ttl: req.ttl,
     };
-    Ok(Json(issue(&state, grant, ttl).await?))
+    Ok(Json(issue(&state, grant).await?))
 }
 
 pub async fn refresh(
@@ -49,16 +48,23 @@ pub async fn refresh(
     ApiJson(req): ApiJson<RefreshToken>,
 ) -> ApiResult<Json<TokenPair>> {
     let now = Now::system();
-    let grant = state
-        .store
-        .take_refresh(hash_secret(&req.refresh_token), now.unix_ms)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "unknown, used or expired refresh token"))?;
+    let grant = match state.store.take_refresh(hash_secret(&req.refresh_token), now.unix_ms).await? {
+        RefreshUse::Granted(grant) => grant,
+        RefreshUse::Unknown => return Err(ApiError::new(ErrorCode::InvalidToken, "unknown refresh token")),
+        RefreshUse::Expired => return Err(ApiError::new(ErrorCode::TokenExpired, "the refresh token has expired")),
+        RefreshUse::Spent(SpentReason::Used) => return Err(ErrorCode::RefreshTokenUsed.into()),
+        RefreshUse::Spent(SpentReason::Kicked) => {
+            return Err(ApiError::new(ErrorCode::TokenRevoked, "you were removed from this room"))
+        }
+        RefreshUse::Spent(SpentReason::RoomDeleted) => {
+            return Err(ApiError::new(ErrorCode::RoomNotFound, "the room was deleted"))
+        }
+    };
     let room = state.store.room(&grant.room).await?.ok_or(ErrorCode::RoomNotFound)?;
     if grant.grants.guest && !room.policy.allow_guests {
         return Err(ApiError::new(ErrorCode::DisabledByPolicy, "this room no longer admits guests"));
     }
-    Ok(Json(issue(&state, grant, DEFAULT_TOKEN_TTL_SECS).await?))
+    Ok(Json(issue(&state, grant).await?))
 }
 
 pub async fn create_invite(
@@ -114,13 +120,16 @@ pub async fn exchange_invite(
         identity: Identity(format!("guest-{}", random_secret(6))),
         name: name.to_owned(),
         grants: Grants { guest: true, moderator: false, ..Grants::default() },
+        ttl: None,
     };
-    Ok(Json(issue(&state, grant, DEFAULT_TOKEN_TTL_SECS).await?))
+    Ok(Json(issue(&state, grant).await?))
 }
 
-/// Mints a join token and stores a fresh refresh token for the same grant.
-async fn issue(state: &ServerState, grant: RefreshGrant, ttl: u64) -> ApiResult<TokenPair> {
+/// Mints a join token (with the grant's lifetime, else the server's) and stores a fresh
+/// refresh token for the same grant.
+async fn issue(state: &ServerState, grant: RefreshGrant) -> ApiResult<TokenPair> {
     let now = Now::system();
+    let ttl = grant.ttl.unwrap_or(state.token_ttl_secs);
     let token = state.credentials.mint(&grant.room, &grant.identity, &grant.name, &grant.grants, now.unix_secs(), ttl);
     let refresh_token = random_secret(24);
     let refresh_expires_at = now.unix_ms + DEFAULT_REFRESH_TTL_SECS * 1000;

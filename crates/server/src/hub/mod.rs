@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use confer_proto::room::Room;
 use confer_proto::session::SessionInfo;
 use confer_proto::signal::{
-    DisconnectReason, Event, JoinRequest, JoinSnapshot, LeaveReason, Outcome, ParticipantInfo, Reply, ServerMessage,
-    SignalLimits,
+    DisconnectReason, Event, IceServer, JoinRequest, JoinSnapshot, LeaveReason, Outcome, ParticipantInfo, Reply,
+    ServerMessage, SignalLimits,
 };
 use confer_proto::{ErrorCode, ParticipantId, RoomId, UnixMillis};
 
@@ -35,6 +35,8 @@ pub struct HubConfig {
     pub limits: SignalLimits,
     /// Events kept per participant for replay on resume.
     pub backlog: usize,
+    /// TURN relays: each participant gets credentials that expire with its join token.
+    pub turn: Option<crate::turn::TurnConfig>,
 }
 
 /// The current time, as the hub needs it.
@@ -194,13 +196,14 @@ impl Hub {
             streams: Vec::new(),
         };
         let resume_token = random_secret(24);
+        let ice_servers = self.ice_servers(&token);
         let snapshot = JoinSnapshot {
             room: session.room.info(),
             participant: info.clone(),
             participants: session.participants.iter().map(|p| p.info.clone()).collect(),
             resume_token: resume_token.clone(),
             token_expires_at: token.expires_at * 1000,
-            ice_servers: Vec::new(),
+            ice_servers,
             limits: self.config.limits.clone(),
         };
         let mut participant =
@@ -271,7 +274,14 @@ impl Hub {
     }
 
     /// `by` (a participant, or `None` for the room API) removes `target` from the session.
-    pub fn kick(&self, room: &RoomId, by: Option<&ParticipantId>, target: &ParticipantId, now: Now) -> ApiResult<()> {
+    /// Returns the identity removed, whose refresh tokens the caller revokes.
+    pub fn kick(
+        &self,
+        room: &RoomId,
+        by: Option<&ParticipantId>,
+        target: &ParticipantId,
+        now: Now,
+    ) -> ApiResult<confer_proto::Identity> {
         let mut sessions = self.lock();
         let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
         if let Some(by) = by {
@@ -284,9 +294,10 @@ impl Hub {
             return Err(ApiError::new(ErrorCode::MalformedRequest, "to leave, send leave"));
         }
         let idx = session.position(target).ok_or(ErrorCode::ParticipantNotFound)?;
+        let identity = session.participants[idx].info.identity.clone();
         session.remove(idx, Some(LeaveReason::Kicked), DisconnectReason::Kicked, now.mono);
         drop_if_empty(&mut sessions, room);
-        Ok(())
+        Ok(identity)
     }
 
     /// Sends a text message from `from` to everyone else or to the listed participants.
@@ -335,6 +346,11 @@ impl Hub {
             }
         }
         Ok(message_id)
+    }
+
+    /// The TURN relays for the holder of `token`, with credentials valid as long as it.
+    pub fn ice_servers(&self, token: &JoinToken) -> Vec<IceServer> {
+        self.config.turn.as_ref().map(|t| t.ice_servers(&token.identity, token.expires_at)).unwrap_or_default()
     }
 
     /// Replaces a participant's join token (same room and identity); returns its expiry.

@@ -1,5 +1,5 @@
 //! The selective forwarding unit: every participant's media connections, on one UDP
-//! port, in one thread.
+//! port (and one TCP port for networks that drop UDP), in one thread.
 //!
 //! Each participant has up to two WebRTC connections to the server: a *publisher*
 //! connection (the client offers, the server answers) that carries what it sends, and a
@@ -22,8 +22,9 @@ mod metrics;
 mod negotiation;
 mod peer;
 mod router;
+mod tcp;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use confer_proto::track::{AudioLevel, NetworkMetrics, Quality, SubscribedTrack, TrackId, TrackKind};
 use confer_proto::{ParticipantId, RoomId};
@@ -35,8 +36,54 @@ use crate::error::ApiError;
 #[derive(Debug, Clone)]
 pub struct SfuConfig {
     pub udp_addr: SocketAddr,
-    /// The candidate address put in SDP; `None` means the bound address.
+    /// The UDP candidate put in SDP, port included; `None` means the bound address (or
+    /// `advertise_ips` with the bound port).
     pub advertise_addr: Option<SocketAddr>,
+    /// Addresses announced with the UDP and TCP ports; empty means the bound address.
+    pub advertise_ips: Vec<IpAddr>,
+    /// ICE-TCP listener; `None` means the UDP address's IP and port number.
+    pub tcp_addr: Option<SocketAddr>,
+    /// Whether to listen for ICE over TCP at all.
+    pub ice_tcp: bool,
+}
+
+/// The candidates every media connection offers: host UDP ones and passive TCP ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaAddrs {
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+}
+
+impl MediaAddrs {
+    /// What to announce, given the bound sockets.
+    fn announced(config: &SfuConfig, udp_bound: SocketAddr, tcp_bound: Option<SocketAddr>) -> Self {
+        let mut ips = config.advertise_ips.clone();
+        if ips.is_empty() {
+            ips.push(config.advertise_addr.map_or(udp_bound.ip(), |a| a.ip()));
+        }
+        let mut udp: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, udp_bound.port())).collect();
+        if let Some(a) = config.advertise_addr {
+            // An explicit address and port (a forwarded port) replaces its IP's entry.
+            udp.retain(|u| u.ip() != a.ip());
+            udp.insert(0, a);
+        }
+        let tcp = match tcp_bound {
+            Some(t) => ips.iter().map(|ip| SocketAddr::new(*ip, t.port())).collect(),
+            None => Vec::new(),
+        };
+        Self { udp, tcp }
+    }
+
+    /// The announced address a packet from `source`, received on a socket bound to
+    /// `local`, was sent to: the one on the same IP, else the first of the same family.
+    /// (str0m answers a connectivity check only if this names one of its candidates.)
+    pub fn destination(list: &[SocketAddr], source: SocketAddr, local: Option<IpAddr>) -> Option<SocketAddr> {
+        list.iter()
+            .find(|a| Some(a.ip()) == local)
+            .or_else(|| list.iter().find(|a| a.is_ipv4() == source.is_ipv4()))
+            .or(list.first())
+            .copied()
+    }
 }
 
 /// A track to be received on a publisher connection.
@@ -170,6 +217,8 @@ pub enum SfuEvent {
 pub struct SfuHandle {
     commands: mpsc::UnboundedSender<Command>,
     local_addr: SocketAddr,
+    tcp_addr: Option<SocketAddr>,
+    addrs: MediaAddrs,
 }
 
 impl SfuHandle {
@@ -184,6 +233,16 @@ impl SfuHandle {
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
+
+    /// The bound ICE-TCP address, if listening.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// The candidates announced to clients.
+    pub fn addrs(&self) -> &MediaAddrs {
+        &self.addrs
+    }
 }
 
 /// A running media thread. Dropping every [`SfuHandle`] stops it.
@@ -194,7 +253,7 @@ pub struct Sfu {
 }
 
 impl Sfu {
-    /// Binds the UDP socket and starts the media thread.
+    /// Binds the UDP socket and the TCP listener and starts the media thread.
     pub fn start(config: &SfuConfig) -> anyhow::Result<Sfu> {
         // Idempotent; the first provider installed in the process wins.
         str0m::crypto::from_feature_flags().install_process_default();
@@ -202,9 +261,12 @@ impl Sfu {
             .map_err(|e| anyhow::anyhow!("cannot bind media UDP {}: {e}", config.udp_addr))?;
         socket.set_nonblocking(true)?;
         let local_addr = socket.local_addr()?;
-        let advertise = config.advertise_addr.unwrap_or(local_addr);
+        let tcp = bind_tcp(config, local_addr)?;
+        let tcp_addr = tcp.as_ref().map(|l| l.local_addr()).transpose()?;
+        let addrs = MediaAddrs::announced(config, local_addr, tcp_addr);
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
+        let router_addrs = addrs.clone();
         let thread = std::thread::Builder::new().name("confer-sfu".into()).spawn(move || {
             let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(r) => r,
@@ -214,13 +276,85 @@ impl Sfu {
                 }
             };
             runtime.block_on(async move {
-                match tokio::net::UdpSocket::from_std(socket) {
-                    Ok(socket) => router::Router::new(socket, advertise, event_tx).run(command_rx).await,
-                    Err(e) => tracing::error!(error = %e, "cannot register the media socket"),
+                let socket = match tokio::net::UdpSocket::from_std(socket) {
+                    Ok(s) => s,
+                    Err(e) => return tracing::error!(error = %e, "cannot register the media socket"),
+                };
+                // Packets from TCP clients wait here when the router is busy; the
+                // readers then stop reading, which TCP's flow control turns into
+                // back-pressure on those clients alone.
+                let (tcp_tx, tcp_rx) = mpsc::channel(1024);
+                if let Some(listener) = tcp {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => {
+                            tokio::spawn(tcp::accept(l, tcp_tx));
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot register the media TCP listener"),
+                    }
                 }
+                router::Router::new(socket, router_addrs, event_tx).run(command_rx, tcp_rx).await
             });
         })?;
-        tracing::info!(udp = %local_addr, %advertise, "media (SFU) listening");
-        Ok(Sfu { handle: SfuHandle { commands, local_addr }, events, thread })
+        tracing::info!(udp = %local_addr, tcp = ?tcp_addr, announced_udp = ?addrs.udp, announced_tcp = ?addrs.tcp, "media (SFU) listening");
+        Ok(Sfu { handle: SfuHandle { commands, local_addr, tcp_addr, addrs }, events, thread })
+    }
+}
+
+/// The ICE-TCP listener: as configured, or on the UDP port's number (falling back to
+/// any free port when that number is taken, as it may be when the UDP port was chosen
+/// by the system).
+fn bind_tcp(config: &SfuConfig, udp: SocketAddr) -> anyhow::Result<Option<std::net::TcpListener>> {
+    if !config.ice_tcp {
+        return Ok(None);
+    }
+    let listener = match config.tcp_addr {
+        Some(addr) => std::net::TcpListener::bind(addr)
+            .map_err(|e| anyhow::anyhow!("cannot listen for media over TCP on {addr}: {e}"))?,
+        None => match std::net::TcpListener::bind(udp) {
+            Ok(l) => l,
+            Err(e) if config.udp_addr.port() == 0 => {
+                tracing::debug!(error = %e, port = udp.port(), "the UDP port's number is taken for TCP; using another");
+                std::net::TcpListener::bind(SocketAddr::new(udp.ip(), 0))?
+            }
+            Err(e) => return Err(anyhow::anyhow!("cannot listen for media over TCP on {udp}: {e} (set --tcp-addr)")),
+        },
+    };
+    listener.set_nonblocking(true)?;
+    Ok(Some(listener))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(ips: &[&str], advertise: Option<&str>) -> SfuConfig {
+        SfuConfig {
+            udp_addr: "0.0.0.0:7882".parse().unwrap(),
+            advertise_addr: advertise.map(|a| a.parse().unwrap()),
+            advertise_ips: ips.iter().map(|i| i.parse().unwrap()).collect(),
+            tcp_addr: None,
+            ice_tcp: true,
+        }
+    }
+
+    #[test]
+    fn every_advertised_ip_gets_a_udp_and_a_tcp_candidate() {
+        let bound: SocketAddr = "0.0.0.0:7882".parse().unwrap();
+        let a = MediaAddrs::announced(&config(&["203.0.113.5", "2001:db8::5"], None), bound, Some(bound));
+        assert_eq!(a.udp, vec!["203.0.113.5:7882".parse().unwrap(), "[2001:db8::5]:7882".parse().unwrap()]);
+        assert_eq!(a.tcp, vec!["203.0.113.5:7882".parse().unwrap(), "[2001:db8::5]:7882".parse().unwrap()]);
+        let a = MediaAddrs::announced(&config(&[], Some("198.51.100.1:40000")), bound, Some(bound));
+        assert_eq!(a.udp, vec!["198.51.100.1:40000".parse().unwrap()]);
+        assert_eq!(a.tcp, vec!["198.51.100.1:7882".parse().unwrap()]);
+    }
+
+    #[test]
+    fn a_packet_is_matched_to_the_candidate_of_its_family() {
+        let list: Vec<SocketAddr> = vec!["203.0.113.5:1".parse().unwrap(), "[2001:db8::5]:1".parse().unwrap()];
+        let v6: SocketAddr = "[2001:db8::9]:5".parse().unwrap();
+        let v4: SocketAddr = "192.0.2.9:5".parse().unwrap();
+        assert_eq!(MediaAddrs::destination(&list, v6, None), Some(list[1]));
+        assert_eq!(MediaAddrs::destination(&list, v4, None), Some(list[0]));
+        assert_eq!(MediaAddrs::destination(&list, v4, Some("2001:db8::5".parse().unwrap())), Some(list[1]));
     }
 }

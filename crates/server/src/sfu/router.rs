@@ -1,14 +1,14 @@
-//! The media thread's loop: one UDP socket, every connection, all forwarding.
+//! The media thread's loop: one UDP socket, the ICE-TCP connections, every media
+//! connection, all forwarding.
 //!
-//! Each turn of [`Router::run`] waits for whichever comes first: a datagram (handed to
-//! the connection whose ICE credentials it matches), a command from the hub, or the
-//! earliest timer any connection asked for. Then [`Router::drive`] polls every
+//! Each turn of [`Router::run`] waits for whichever comes first: a datagram or a packet
+//! from a TCP connection (handed to the media connection whose ICE credentials it
+//! matches), a command from the hub, or the earliest timer any connection asked for. Then [`Router::drive`] polls every
 //! connection until it has nothing more to say, forwards the frames that came out of
 //! publisher connections into subscriber connections, and repeats until quiet.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use confer_proto::track::{TrackId, TrackKind};
@@ -17,7 +17,7 @@ use str0m::bwe::{Bitrate, BweKind};
 use str0m::channel::ChannelData;
 use str0m::format::CodecExtra;
 use str0m::media::{KeyframeRequestKind, MediaData, Rid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -25,7 +25,8 @@ use tokio::sync::mpsc;
 use super::audio_level::{self, Speakers};
 use super::forward::{LayerMeter, OutState};
 use super::peer::{wanted, Peer, Role, CONNECT_TIMEOUT};
-use super::{Command, SfuEvent};
+use super::tcp::{self, TcpInput};
+use super::{Command, MediaAddrs, SfuEvent};
 
 /// How often simulcast layers are re-chosen and pending keyframes re-requested.
 const LAYER_INTERVAL: Duration = Duration::from_millis(250);
@@ -54,12 +55,44 @@ enum Work {
 enum Wake {
     Command(Option<Command>),
     Datagram(std::io::Result<(usize, SocketAddr)>),
+    Tcp(TcpInput),
     Timer,
 }
 
+/// The sockets media leaves by.
+struct Net {
+    udp: UdpSocket,
+    /// Open ICE-TCP connections by the client's address: each one's send queue.
+    tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    addrs: MediaAddrs,
+}
+
+impl Net {
+    fn send(&self, t: &Transmit) {
+        match t.proto {
+            Protocol::Udp => {
+                if let Err(e) = self.udp.try_send_to(&t.contents, t.destination) {
+                    // UDP: a full send buffer drops the datagram, as the network would.
+                    tracing::trace!(error = %e, "media send dropped");
+                }
+            }
+            Protocol::Tcp => match self.tcp.get(&t.destination) {
+                // A full queue is a client reading slower than it receives: drop, as
+                // UDP would, rather than wait for it.
+                Some(queue) => {
+                    if let Err(e) = queue.try_send(t.contents.to_vec()) {
+                        tracing::trace!(destination = %t.destination, error = %e, "media TCP send dropped");
+                    }
+                }
+                None => tracing::trace!(destination = %t.destination, "no TCP connection for this media"),
+            },
+            other => tracing::debug!(?other, "media send over an unsupported transport"),
+        }
+    }
+}
+
 pub struct Router {
-    socket: Arc<UdpSocket>,
-    advertise: SocketAddr,
+    net: Net,
     pub(super) events: mpsc::UnboundedSender<SfuEvent>,
     pub(super) peers: Vec<Peer>,
     pub(super) speakers: HashMap<RoomId, Speakers>,
@@ -70,11 +103,10 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(socket: UdpSocket, advertise: SocketAddr, events: mpsc::UnboundedSender<SfuEvent>) -> Self {
+    pub fn new(socket: UdpSocket, addrs: MediaAddrs, events: mpsc::UnboundedSender<SfuEvent>) -> Self {
         let now = Instant::now();
         Self {
-            socket: Arc::new(socket),
-            advertise,
+            net: Net { udp: socket, tcp: HashMap::new(), addrs },
             events,
             peers: Vec::new(),
             speakers: HashMap::new(),
@@ -85,8 +117,11 @@ impl Router {
         }
     }
 
-    pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let socket = self.socket.clone();
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut tcp_input: mpsc::Receiver<TcpInput>,
+    ) {
         let mut buf = vec![0u8; 2048];
         loop {
             let now = Instant::now();
@@ -103,13 +138,31 @@ impl Router {
             let wake = tokio::select! {
                 biased;
                 c = commands.recv() => Wake::Command(c),
-                r = socket.recv_from(&mut buf) => Wake::Datagram(r),
+                r = self.net.udp.recv_from(&mut buf) => Wake::Datagram(r),
+                Some(t) = tcp_input.recv() => Wake::Tcp(t),
                 _ = tokio::time::sleep_until(deadline.into()) => Wake::Timer,
             };
             match wake {
                 Wake::Command(None | Some(Command::Stop)) => break,
                 Wake::Command(Some(c)) => self.command(c, Instant::now()),
-                Wake::Datagram(Ok((n, source))) => self.receive(&buf[..n], source, Instant::now()),
+                Wake::Datagram(Ok((n, source))) => {
+                    let source = tcp::canonical(source);
+                    let local = self.net.udp.local_addr().ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
+                    if let Some(destination) = MediaAddrs::destination(&self.net.addrs.udp, source, local) {
+                        self.receive(Protocol::Udp, &buf[..n], source, destination, Instant::now());
+                    }
+                }
+                Wake::Tcp(TcpInput::Opened { remote, sender, .. }) => {
+                    self.net.tcp.insert(remote, sender);
+                }
+                Wake::Tcp(TcpInput::Packet { remote, local, data }) => {
+                    if let Some(destination) = MediaAddrs::destination(&self.net.addrs.tcp, remote, Some(local.ip())) {
+                        self.receive(Protocol::Tcp, &data, remote, destination, Instant::now());
+                    }
+                }
+                Wake::Tcp(TcpInput::Closed { remote }) => {
+                    self.net.tcp.remove(&remote);
+                }
                 // ICMP errors from earlier sends (port unreachable) surface here on some
                 // systems; they concern one peer, which times out on its own.
                 Wake::Datagram(Err(e)) => tracing::debug!(error = %e, "media socket receive"),
@@ -122,13 +175,12 @@ impl Router {
         tracing::info!("media thread stopped");
     }
 
-    fn receive(&mut self, data: &[u8], source: SocketAddr, now: Instant) {
+    fn receive(&mut self, proto: Protocol, data: &[u8], source: SocketAddr, destination: SocketAddr, now: Instant) {
         let Ok(contents) = data.try_into() else {
-            tracing::trace!(%source, "unrecognised datagram");
+            tracing::trace!(%source, ?proto, "unrecognised packet");
             return;
         };
-        let input =
-            Input::Receive(now, Receive { proto: Protocol::Udp, source, destination: self.advertise, contents });
+        let input = Input::Receive(now, Receive { proto, source, destination, contents });
         match self.peers.iter_mut().find(|p| p.rtc.accepts(&input)) {
             Some(peer) => feed(peer, input),
             None => tracing::trace!(%source, "datagram for no connection"),
@@ -145,7 +197,7 @@ impl Router {
         loop {
             let mut work = Vec::new();
             for (idx, peer) in self.peers.iter_mut().enumerate() {
-                poll(idx, peer, &self.socket, &mut work);
+                poll(idx, peer, &self.net, &mut work);
             }
             if work.is_empty() {
                 break;
@@ -272,11 +324,20 @@ impl Router {
             // receiver's decoder conceals it), so the packets behind it are not held.
             .set_reordering_size_audio(AUDIO_REORDERING)
             .build(now);
-        match Candidate::host(self.advertise, "udp") {
-            Ok(c) => {
-                rtc.add_local_candidate(c);
+        let udp = self.net.addrs.udp.iter().map(|a| (*a, Candidate::host(*a, "udp")));
+        let tcp = self
+            .net
+            .addrs
+            .tcp
+            .iter()
+            .map(|a| (*a, Candidate::builder().tcp().host(*a).tcptype(TcpType::Passive).build()));
+        for (addr, candidate) in udp.chain(tcp) {
+            match candidate {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => tracing::error!(error = %e, %addr, "bad media candidate address"),
             }
-            Err(e) => tracing::error!(error = %e, addr = %self.advertise, "bad media candidate address"),
         }
         rtc
     }
@@ -507,7 +568,7 @@ fn feed(peer: &mut Peer, input: Input) {
 }
 
 /// Drains one connection's output: datagrams go out, events become work.
-fn poll(idx: usize, peer: &mut Peer, socket: &UdpSocket, work: &mut Vec<Work>) {
+fn poll(idx: usize, peer: &mut Peer, net: &Net, work: &mut Vec<Work>) {
     while peer.rtc.is_alive() {
         let output = match peer.rtc.poll_output() {
             Ok(o) => o,
@@ -522,12 +583,7 @@ fn poll(idx: usize, peer: &mut Peer, socket: &UdpSocket, work: &mut Vec<Work>) {
                 peer.deadline = t;
                 return;
             }
-            Output::Transmit(t) => {
-                if let Err(e) = socket.try_send_to(&t.contents, t.destination) {
-                    // UDP: a full send buffer drops the datagram, as the network would.
-                    tracing::trace!(error = %e, "media send dropped");
-                }
-            }
+            Output::Transmit(t) => net.send(&t),
             Output::Event(event) => match event {
                 Event::Connected => {
                     peer.connected = true;

@@ -1,0 +1,245 @@
+//! Meetings on networks built inside the test (issue 12): clients in network namespaces
+//! whose firewalls drop UDP or let out only a TURN server's TCP port, clients behind
+//! masquerading NAT routers, relay-only media through coturn, and a call that outlives
+//! several join-token lifetimes. The real server, coturn and bots, judged by the bots'
+//! reports: the path ICE chose (from their WebRTC statistics) and the frames decoded.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use confer_e2e::netns::{self, Coturn, Netns};
+use confer_e2e::report::*;
+use confer_e2e::*;
+use serde_json::Value;
+
+/// Video small enough that two bots on two shared cores keep their frame rate.
+const VIDEO: &str = "320x180@15";
+
+fn skip_without_netns() -> bool {
+    if netns::available() {
+        return false;
+    }
+    // CI and these machines run as root; elsewhere the test cannot build networks.
+    assert!(std::env::var_os("CI").is_none(), "network namespaces are needed in CI (root, iproute2, nftables)");
+    eprintln!("skipped: no network namespaces here (needs root, ip and nft)");
+    true
+}
+
+/// A bot that publishes video and a tone and receives everyone, writing `report`.
+fn bot_args<'a>(server: &'a ServerProcess, token: &'a str, tone: &'a str, secs: &'a str, report: &'a PathBuf) -> Vec<&'a str> {
+    vec![
+        "bot",
+        "--url",
+        &server.url,
+        "--token",
+        token,
+        "--publish",
+        "--video",
+        VIDEO,
+        "--tone",
+        tone,
+        "--subscribe",
+        "all",
+        "--duration",
+        secs,
+        "--report",
+        report.to_str().unwrap(),
+    ]
+}
+
+/// `who`'s report says it decoded ≥ 95 % of `from`'s frames and heard its tone.
+fn assert_received(report: &Value, who: &str, from: &str, hz: f64) {
+    let video = stream(report, from, "video");
+    let share = decoded_share(video);
+    assert!(video["frames_expected"].as_u64().unwrap_or(0) >= 60, "{who} <- {from}: too little video: {video:#}");
+    assert!(share >= 0.95, "{who} <- {from}: {:.1} % of frames decoded: {video:#}", share * 100.0);
+    let audio = stream(report, from, "audio");
+    let tone = audio["tone_hz"].as_f64().unwrap_or(0.0);
+    assert!((tone - hz).abs() < 15.0, "{who} <- {from}: heard {tone} Hz, not {hz}: {audio:#}");
+}
+
+fn path(report: &Value, connection: &str) -> (String, String) {
+    let p = &report["media_path"][connection];
+    let text = |k: &str| p[k].as_str().unwrap_or_else(|| panic!("no {k} in the {connection} path: {report:#}")).to_owned();
+    (text("local_type"), text("protocol"))
+}
+
+#[test]
+fn a_client_whose_network_drops_udp_meets_over_ice_tcp() {
+    if skip_without_netns() {
+        return;
+    }
+    let _one_at_a_time = exclusive();
+    let dir = temp_dir("net-udp-blocked");
+    let office = Netns::client("tcp");
+    office.drop_udp();
+    let server = ServerProcess::start_public(dir.join("db.sqlite"), office.host_ip(), &[]);
+    let room = create_room(&server, "tcp", &[]);
+    let (inside, outside) = (dir.join("inside.json"), dir.join("outside.json"));
+    let t_in = token(&server, &room, "inside", &[]);
+    let t_out = token(&server, &room, "outside", &[]);
+    let mut a = Bot::spawn_in("inside", &office, &bot_args(&server, &t_in, "440", "15", &inside));
+    let mut b = Bot::spawn_args("outside", &bot_args(&server, &t_out, "660", "15", &outside));
+    assert_eq!(a.wait_exit(Duration::from_secs(60)), 0, "the bot behind the firewall exits cleanly");
+    assert_eq!(b.wait_exit(Duration::from_secs(60)), 0);
+    let (inside, outside) = (read_report(&inside), read_report(&outside));
+    for connection in ["publisher", "subscriber"] {
+        assert_eq!(path(&inside, connection), ("host".into(), "tcp".into()), "{connection} over ICE-TCP");
+    }
+    assert_received(&inside, "inside", "outside", 660.0);
+    assert_received(&outside, "outside", "inside", 440.0);
+}
+
+#[test]
+fn a_client_that_reaches_only_the_relays_tcp_port_meets_through_turn() {
+    if skip_without_netns() {
+        return;
+    }
+    let _one_at_a_time = exclusive();
+    let dir = temp_dir("net-turn-tcp");
+    let hotel = Netns::client("turn");
+    let turn = Coturn::start(hotel.host_ip(), &dir);
+    let turn_args = turn.server_args();
+    let turn_args: Vec<&str> = turn_args.iter().map(String::as_str).collect();
+    let server = ServerProcess::start_public(dir.join("db.sqlite"), hotel.host_ip(), &turn_args);
+    // Signaling and the relay's TCP port, nothing else: no UDP, no ICE-TCP to the SFU.
+    hotel.allow_only_tcp(&[server.port(), turn.port]);
+    let room = create_room(&server, "turn", &[]);
+    let (inside, outside) = (dir.join("inside.json"), dir.join("outside.json"));
+    let t_in = token(&server, &room, "inside", &[]);
+    let t_out = token(&server, &room, "outside", &[]);
+    let mut a = Bot::spawn_in("inside", &hotel, &bot_args(&server, &t_in, "440", "15", &inside));
+    let mut b = Bot::spawn_args("outside", &bot_args(&server, &t_out, "660", "15", &outside));
+    assert_eq!(a.wait_exit(Duration::from_secs(60)), 0);
+    assert_eq!(b.wait_exit(Duration::from_secs(60)), 0);
+    let (inside, outside) = (read_report(&inside), read_report(&outside));
+    for connection in ["publisher", "subscriber"] {
+        assert_eq!(path(&inside, connection).0, "relay", "{connection} through the relay: {:#}", inside["media_path"]);
+    }
+    assert_received(&inside, "inside", "outside", 660.0);
+    assert_received(&outside, "outside", "inside", 440.0);
+}
+
+#[test]
+fn force_relay_sends_media_through_coturn() {
+    if skip_without_netns() {
+        return;
+    }
+    let _one_at_a_time = exclusive();
+    let dir = temp_dir("net-force-relay");
+    let lan = Netns::client("relay");
+    let turn = Coturn::start(lan.host_ip(), &dir);
+    let turn_args = turn.server_args();
+    let turn_args: Vec<&str> = turn_args.iter().map(String::as_str).collect();
+    let server = ServerProcess::start_public(dir.join("db.sqlite"), lan.host_ip(), &turn_args);
+    let room = create_room(&server, "relay", &[]);
+    let (relayed, direct) = (dir.join("relayed.json"), dir.join("direct.json"));
+    let t_a = token(&server, &room, "relayed", &[]);
+    let t_b = token(&server, &room, "direct", &[]);
+    let mut args = bot_args(&server, &t_a, "440", "15", &relayed);
+    args.push("--force-relay");
+    let mut a = Bot::spawn_in("relayed", &lan, &args);
+    let mut b = Bot::spawn_args("direct", &bot_args(&server, &t_b, "660", "15", &direct));
+    assert_eq!(a.wait_exit(Duration::from_secs(60)), 0);
+    assert_eq!(b.wait_exit(Duration::from_secs(60)), 0);
+    let (relayed, direct) = (read_report(&relayed), read_report(&direct));
+    for connection in ["publisher", "subscriber"] {
+        assert_eq!(path(&relayed, connection), ("relay".into(), "udp".into()), "{connection} is a relay pair");
+        assert_eq!(path(&direct, connection).0, "host", "the other bot is not forced");
+    }
+    assert_received(&relayed, "relayed", "direct", 660.0);
+    assert_received(&direct, "direct", "relayed", 440.0);
+}
+
+#[test]
+fn two_clients_behind_nat_see_and_hear_each_other() {
+    if skip_without_netns() {
+        return;
+    }
+    let _one_at_a_time = exclusive();
+    let dir = temp_dir("net-nat");
+    let home = Netns::behind_nat("home");
+    let office = Netns::behind_nat("office");
+    let server = ServerProcess::start_public(dir.join("db.sqlite"), home.host_ip(), &[]);
+    let room = create_room(&server, "nat", &[]);
+    let (ann, bo) = (dir.join("ann.json"), dir.join("bo.json"));
+    let t_ann = token(&server, &room, "ann", &[]);
+    let t_bo = token(&server, &room, "bo", &[]);
+    let mut a = Bot::spawn_in("ann", &home, &bot_args(&server, &t_ann, "440", "15", &ann));
+    let mut b = Bot::spawn_in("bo", &office, &bot_args(&server, &t_bo, "660", "15", &bo));
+    assert_eq!(a.wait_exit(Duration::from_secs(60)), 0);
+    assert_eq!(b.wait_exit(Duration::from_secs(60)), 0);
+    let (ann, bo) = (read_report(&ann), read_report(&bo));
+    assert_received(&ann, "ann", "bo", 660.0);
+    assert_received(&bo, "bo", "ann", 440.0);
+    // Media went through the NAT over UDP: the bots' own addresses are private to them.
+    assert_eq!(path(&ann, "publisher").1, "udp");
+}
+
+#[test]
+fn relay_only_with_the_relay_down_says_there_is_no_media_path() {
+    if skip_without_netns() {
+        return;
+    }
+    let _one_at_a_time = exclusive();
+    let dir = temp_dir("net-relay-down");
+    let lan = Netns::client("down");
+    // A relay that is named but not running.
+    let dead = free_port().to_string();
+    let udp = format!("turn:{}:{dead}?transport=udp", lan.host_ip());
+    let tcp = format!("turn:{}:{dead}?transport=tcp", lan.host_ip());
+    let args = ["--turn-url", &udp, "--turn-url", &tcp, "--turn-secret", "s"];
+    let server = ServerProcess::start_public(dir.join("db.sqlite"), lan.host_ip(), &args);
+    let room = create_room(&server, "down", &[]);
+    let t = token(&server, &room, "stuck", &[]);
+    let report = dir.join("stuck.json");
+    let mut args = bot_args(&server, &t, "440", "40", &report);
+    args.push("--force-relay");
+    let mut bot = Bot::spawn_in("stuck", &lan, &args);
+    let failed = bot.expect_event("media_path_failed", Duration::from_secs(40), |_| true);
+    assert_eq!(failed["error"], "no_media_path", "{failed}");
+    let message = failed["message"].as_str().unwrap();
+    assert!(message.contains("TURN") && message.contains(&dead), "the message names the relay: {message}");
+    bot.kill();
+}
+
+#[test]
+fn a_call_outlives_six_join_token_lifetimes() {
+    let _one_at_a_time = exclusive();
+    let dir = temp_dir("net-token-renewal");
+    let server = ServerProcess::start_with(
+        dir.join("db.sqlite"),
+        free_port(),
+        &["--udp-addr", "127.0.0.1:0", "--token-ttl", "30"],
+    );
+    let room = create_room(&server, "long", &[]);
+    let pair = |who: &str| cli_json(&server, &["token", "create", "--room", &room, "--identity", who, "--json"]);
+    let (a, b) = (pair("ann"), pair("bo"));
+    for p in [&a, &b] {
+        assert!(p["token"].is_string() && p["refresh_token"].is_string(), "token create --json: {p}");
+    }
+    let (ann, bo) = (dir.join("ann.json"), dir.join("bo.json"));
+    let spawn = |who: &str, p: &Value, tone: &'static str, report: &PathBuf| {
+        let mut args = bot_args(&server, p["token"].as_str().unwrap(), tone, "180", report);
+        args.extend(["--refresh-token", p["refresh_token"].as_str().unwrap()]);
+        Bot::spawn_args(who, &args)
+    };
+    let mut x = spawn("ann", &a, "440", &ann);
+    let mut y = spawn("bo", &b, "660", &bo);
+    assert_eq!(x.wait_exit(Duration::from_secs(240)), 0, "ann stays to the end");
+    assert_eq!(y.wait_exit(Duration::from_secs(240)), 0, "bo stays to the end");
+    for bot in [&x, &y] {
+        assert!(!bot.seen.iter().any(|l| l["event"] == "disconnected" && l["reason"] == "token_expired"));
+    }
+    let (ann, bo) = (read_report(&ann), read_report(&bo));
+    for (who, report, from, hz) in [("ann", &ann, "bo", 660.0), ("bo", &bo, "ann", 440.0)] {
+        let renewals = report["token_renewals"].as_u64().unwrap_or(0);
+        assert!(renewals >= 5, "{who} renewed its 30 s token {renewals} times in 3 minutes");
+        assert_received(report, who, from, hz);
+        let video = stream(report, from, "video");
+        // Media never stopped: no stall longer than a second.
+        let long: Vec<_> =
+            stalls(video).into_iter().filter(|(f, t)| t.is_none_or(|t| t.saturating_sub(*f) > 1_000)).collect();
+        assert!(long.is_empty(), "{who} <- {from}: video stalled {long:?}");
+    }
+}
