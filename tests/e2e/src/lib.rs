@@ -85,8 +85,10 @@ impl ServerProcess {
     /// A server that listens on every address and is announced (HTTP and media) at
     /// `ip`: one reached from the test's network namespaces.
     pub fn start_public(db: PathBuf, ip: std::net::Ipv4Addr, extra: &[&str]) -> Self {
-        let advertise = ip.to_string();
-        let mut args = vec!["--udp-addr", "0.0.0.0:0", "--advertise-ip", &advertise];
+        // Media bound to that one address: a socket on every address answers from
+        // whichever the route picks, which a NAT on the way does not recognise.
+        let udp = format!("{ip}:0");
+        let mut args = vec!["--udp-addr", &udp];
         args.extend_from_slice(extra);
         Self::start_at(db, ip, free_port(), &args)
     }

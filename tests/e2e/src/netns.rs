@@ -50,7 +50,7 @@ impl Netns {
         let router = Self::linked(&format!("{label}r"), None);
         run(&["ip", "netns", "exec", &router.name, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
         router.nft(&format!(
-            "table ip nat {{ chain post {{ type nat hook postrouting priority 100; oifname \"{}\" masquerade; }} }}",
+            "table ip nat {{\n  chain post {{\n    type nat hook postrouting priority 100;\n    oifname \"{}\" masquerade\n  }}\n}}\n",
             router.dev
         ));
         Self::linked(label, Some(router))

@@ -13,7 +13,7 @@ use confer_e2e::*;
 use serde_json::Value;
 
 /// Video small enough that two bots on two shared cores keep their frame rate.
-const VIDEO: &str = "320x180@15";
+const VIDEO: &str = "320x240@15";
 
 fn skip_without_netns() -> bool {
     if netns::available() {
@@ -65,6 +65,7 @@ fn path(report: &Value, connection: &str) -> (String, String) {
 }
 
 #[test]
+#[ignore = "the SDK's ICE-TCP is off: webrtc-rs 0.21 cannot complete checks on an active TCP candidate (media::ICE_TCP)"]
 fn a_client_whose_network_drops_udp_meets_over_ice_tcp() {
     if skip_without_netns() {
         return;
@@ -205,6 +206,8 @@ fn relay_only_with_the_relay_down_says_there_is_no_media_path() {
 
 #[test]
 fn a_call_outlives_six_join_token_lifetimes() {
+    // Alone: with the other tests' bots beside it on two cores, frames go undecoded for
+    // want of CPU, not of tokens.
     let _one_at_a_time = exclusive();
     let dir = temp_dir("net-token-renewal");
     let server = ServerProcess::start_with(
