@@ -289,6 +289,8 @@ export type MediaSettings_Deserialize = {
 	video_quality?: VideoQuality,
 	start_muted?: boolean,
 	start_camera_off?: boolean,
+	/**  Media through the server's TURN relays only, never a direct path. */
+	force_relay?: boolean,
 };
 
 /**  What the user picked for devices and quality (the settings screen). */
@@ -304,6 +306,8 @@ export type MediaSettings_Serialize = {
 	video_quality: VideoQuality,
 	start_muted: boolean,
 	start_camera_off: boolean,
+	/**  Media through the server's TURN relays only, never a direct path. */
+	force_relay: boolean,
 };
 
 /**  The pre-join microphone meter: 0.0 (silence) to 1.0. */

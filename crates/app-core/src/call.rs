@@ -59,8 +59,9 @@ pub struct MediaSettings {
     pub video_quality: VideoQuality,
     pub start_muted: bool,
     pub start_camera_off: bool,
-    /// Media through the server's TURN relays only, never a direct path (networks that
-    /// allow nothing else out, or to keep this machine's addresses from the server).
+    /// Media through the server's TURN relays only, never a direct path.
+    // For networks that allow nothing else out, or to keep this machine's addresses
+    // from the server.
     pub force_relay: bool,
 }
 
