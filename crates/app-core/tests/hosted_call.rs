@@ -145,7 +145,6 @@ async fn a_hosted_meeting_is_joined_by_invite_and_both_sides_see_each_other() {
 /// still in the call after three minutes, seeing the host's video move the whole time
 /// (the call renews its token with the refresh token from the invite exchange).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "written, not yet run to completion: run with --ignored (issue 12, next session)"]
 async fn a_guest_stays_in_a_call_much_longer_than_a_join_token_lives() {
     let host = HostedServer::start_with(":memory:".into(), 30).await.unwrap();
     let meeting = host.create_meeting("All hands").await.unwrap();

@@ -65,7 +65,6 @@ fn path(report: &Value, connection: &str) -> (String, String) {
 }
 
 #[test]
-#[ignore = "the SDK's ICE-TCP is off: webrtc-rs 0.21 cannot complete checks on an active TCP candidate (media::ICE_TCP)"]
 fn a_client_whose_network_drops_udp_meets_over_ice_tcp() {
     if skip_without_netns() {
         return;

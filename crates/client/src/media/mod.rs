@@ -17,6 +17,7 @@ pub(crate) mod session;
 pub mod stats;
 mod subscriber;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -223,6 +224,8 @@ pub(crate) struct Pc {
     relays: Relays,
     config: MediaConfig,
     created: std::time::Instant,
+    /// Loopback stand-ins for the server's ICE-TCP candidates, by their address.
+    tcp_bridges: tokio::sync::Mutex<HashMap<SocketAddr, relay::TcpBridge>>,
 }
 
 /// webrtc-rs's default interceptors (NACK both ways, RTCP reports, TWCC feedback,
@@ -298,9 +301,6 @@ impl Pc {
         let settings = SettingEngineBuilder::new().with_include_loopback_candidate(bind.ip().is_loopback()).build();
         let relays = Relays::prepare(&config.ice_servers()).await;
         let rtc_config = rtc_configuration(&relays, config.force_relay)?;
-        // ICE over TCP (active, toward the server's passive candidate) beside UDP, for
-        // networks that drop UDP; never when only relays may be used.
-        let tcp = if config.force_relay || !ICE_TCP { Vec::new() } else { vec![bind] };
         let pc = PeerConnectionBuilder::new()
             .with_configuration(rtc_config)
             .with_media_engine(media)
@@ -308,11 +308,19 @@ impl Pc {
             .with_interceptor_registry(registry)
             .with_handler(handler)
             .with_udp_addrs(vec![bind])
-            .with_tcp_addrs(tcp)
             .build()
             .await
             .map_err(media_error)?;
-        Ok(Pc { pc: Arc::new(pc), gathered, gathering, state, relays, config, created: std::time::Instant::now() })
+        Ok(Pc {
+            pc: Arc::new(pc),
+            gathered,
+            gathering,
+            state,
+            relays,
+            config,
+            created: std::time::Instant::now(),
+            tcp_bridges: tokio::sync::Mutex::default(),
+        })
     }
 
     /// Takes the latest ICE servers (their credentials are renewed with the join token)
@@ -325,21 +333,38 @@ impl Pc {
         Ok(())
     }
 
-    /// Hands the server's passive TCP candidates in `sdp` to ICE: webrtc-rs dials a
-    /// remote TCP candidate only when it is added on its own, not from a description.
+    /// Offers ICE a path to each of the server's passive TCP candidates in `sdp`, for
+    /// networks that drop UDP: a loopback UDP candidate whose packets a
+    /// [`relay::TcpBridge`] carries over TCP (RFC 4571), with the priority of a TCP
+    /// candidate so that a direct UDP path wins where there is one. Never when only
+    /// relays may be used.
     pub(crate) async fn add_tcp_candidates(&self, sdp: &str) {
-        if self.config.force_relay || !ICE_TCP {
+        if self.config.force_relay {
             return;
         }
+        let mut bridges = self.tcp_bridges.lock().await;
         for candidate in tcp_candidates(sdp) {
+            let Some(server) = candidate_addr(candidate) else { continue };
+            if !bridges.contains_key(&server) {
+                match relay::TcpBridge::to_ice_tcp(server, self.relays.health.clone()).await {
+                    Ok(b) => {
+                        bridges.insert(server, b);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, %server, "cannot bridge to the server's TCP candidate");
+                        continue;
+                    }
+                }
+            }
+            let local = bridges[&server].local;
             let init = RTCIceCandidateInit {
-                candidate: candidate.to_owned(),
+                candidate: format!("candidate:tcp{} 1 udp {TCP_PRIORITY} {} {} typ host", local.port(), local.ip(), local.port()),
                 sdp_mid: Some(first_mid(sdp).unwrap_or_default()),
                 sdp_mline_index: Some(0),
                 ..Default::default()
             };
             if let Err(e) = self.pc.add_ice_candidate(init).await {
-                tracing::debug!(error = %e, %candidate, "TCP candidate not taken");
+                tracing::debug!(error = %e, %server, "the TCP path was not taken");
             }
         }
     }
@@ -406,13 +431,6 @@ impl Pc {
     }
 }
 
-/// Whether the SDK dials the server's ICE-TCP candidates. Off for now: against str0m's
-/// passive candidate, webrtc-rs 0.21's active TCP candidate sends its checks and gets
-/// the answers, but files them under no candidate pair ("Success response from invalid
-/// candidate pair"), so the pair never succeeds. Browsers use the server's TCP
-/// candidate; the SDK's way there is a loopback bridge like the TURN one (next step).
-const ICE_TCP: bool = false;
-
 /// The peer connection's configuration: the relays, and whether only they may be used.
 fn rtc_configuration(relays: &Relays, force_relay: bool) -> Result<RTCConfiguration> {
     let mut builder = RTCConfigurationBuilder::new().with_ice_servers(relays.servers.clone());
@@ -430,6 +448,18 @@ fn rtc_configuration(relays: &Relays, force_relay: bool) -> Result<RTCConfigurat
         builder = builder.with_ice_transport_policy(RTCIceTransportPolicy::Relay);
     }
     Ok(builder.build())
+}
+
+/// The priority of the bridged TCP path: what a host TCP candidate would have (type
+/// preference 90 of 126), so that a direct UDP path is preferred.
+const TCP_PRIORITY: u32 = (90 << 24) | (65535 << 8) | 255;
+
+/// The address of an `a=candidate:` value.
+fn candidate_addr(candidate: &str) -> Option<SocketAddr> {
+    let fields: Vec<&str> = candidate.split_whitespace().collect();
+    let ip: IpAddr = fields.get(4)?.parse().ok()?;
+    let port: u16 = fields.get(5)?.parse().ok()?;
+    Some(SocketAddr::new(ip, port))
 }
 
 /// The `a=candidate:` values (without `a=`) of passive TCP candidates in `sdp`.
@@ -518,5 +548,6 @@ mod tests {
             vec!["candidate:2 1 tcp 1526725887 10.0.0.1 7882 typ host tcptype passive ufrag u"]
         );
         assert_eq!(first_mid(sdp).as_deref(), Some("0"));
+        assert_eq!(candidate_addr(tcp_candidates(sdp)[0]), Some("10.0.0.1:7882".parse().unwrap()));
     }
 }

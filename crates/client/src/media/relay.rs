@@ -1,9 +1,10 @@
-//! TURN relays as the peer connections use them, including TURN over TCP and TLS.
+//! TURN relays as the peer connections use them, including TURN over TCP and TLS, and
+//! ICE over TCP to the server.
 //!
 //! webrtc-rs 0.21 allocates relays only over UDP: it skips `turn:…?transport=tcp` and
 //! `turns:` URLs (with a log line and nothing else). A network that drops UDP is exactly
 //! the one that needs TURN over TCP, so the SDK carries those itself: for each such URL a
-//! [`TcpTurnBridge`] listens on a loopback UDP port, and webrtc-rs is pointed at that
+//! [`TcpBridge`] listens on a loopback UDP port, and webrtc-rs is pointed at that
 //! port as an ordinary UDP TURN server. The bridge opens one TCP (or TLS) connection to
 //! the real TURN server per local socket that talks to it, and moves STUN messages and
 //! ChannelData between the datagrams and the stream (RFC 8656 §12: over TCP each
@@ -11,6 +12,13 @@
 //! delimited by their own length). The allocation is still a UDP relay toward the SFU
 //! (what RFC 8656 calls TURN over TCP with `REQUESTED-TRANSPORT` UDP): only the
 //! client's leg rides TCP.
+//!
+//! The server's own ICE-TCP candidate (RFC 6544 passive) is reached the same way, with
+//! RFC 4571 framing (a two-byte length before each packet): webrtc-rs 0.21 has active TCP
+//! candidates, but it files the answers from a remote whose TCP and UDP candidates share
+//! an address and port (the server's default) under the UDP candidate, so its TCP pair
+//! never succeeds. The bridge gives it a loopback UDP candidate instead, which ICE checks
+//! like any other and prefers less than a direct UDP path.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -106,7 +114,7 @@ impl RelayHealth {
 pub(crate) struct Relays {
     pub servers: Vec<rtc::peer_connection::transport::RTCIceServer>,
     /// Kept alive as long as the peer connection.
-    _bridges: Vec<TcpTurnBridge>,
+    _bridges: Vec<TcpBridge>,
     pub health: RelayHealth,
 }
 
@@ -121,7 +129,7 @@ impl Relays {
             let mut urls = Vec::new();
             for url in &server.urls {
                 match TurnTarget::parse(url) {
-                    Some(target) if target.tcp => match TcpTurnBridge::start(target, health.clone()).await {
+                    Some(target) if target.tcp => match TcpBridge::start(target, health.clone()).await {
                         Ok(bridge) => {
                             urls.push(format!("turn:{}?transport=udp", bridge.local));
                             bridges.push(bridge);
@@ -145,29 +153,67 @@ impl Relays {
     }
 }
 
-/// A loopback UDP port standing in for a TURN server reached over TCP or TLS.
-pub(crate) struct TcpTurnBridge {
+/// How packets are delimited on the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// TURN over TCP: STUN messages and padded ChannelData, each self-delimiting.
+    Turn,
+    /// ICE over TCP (RFC 4571): a two-byte length before each packet.
+    Rfc4571,
+}
+
+/// A loopback UDP port whose datagrams travel to a TCP (or TLS) peer and back.
+pub(crate) struct TcpBridge {
     pub local: SocketAddr,
+    framing: Framing,
     task: JoinHandle<()>,
 }
 
-impl Drop for TcpTurnBridge {
+impl Drop for TcpBridge {
     fn drop(&mut self) {
         self.task.abort();
+        if self.framing == Framing::Rfc4571 {
+            ice_tcp_bridges().retain(|a| *a != self.local);
+        }
     }
 }
 
-impl TcpTurnBridge {
+/// The loopback addresses standing in for ICE-TCP candidates in this process, so that
+/// statistics can say that a path through one of them is TCP.
+fn ice_tcp_bridges() -> std::sync::MutexGuard<'static, Vec<SocketAddr>> {
+    static BRIDGES: Mutex<Vec<SocketAddr>> = Mutex::new(Vec::new());
+    BRIDGES.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether `addr` (`ip:port`) is a loopback stand-in for the server's ICE-TCP candidate.
+pub(crate) fn is_ice_tcp_bridge(addr: &str) -> bool {
+    addr.parse::<SocketAddr>().is_ok_and(|a| ice_tcp_bridges().contains(&a))
+}
+
+impl TcpBridge {
     pub(crate) async fn start(target: TurnTarget, health: RelayHealth) -> std::io::Result<Self> {
+        Self::open(target, Framing::Turn, health).await
+    }
+
+    /// A bridge to the server's passive ICE-TCP candidate at `server`.
+    pub(crate) async fn to_ice_tcp(server: SocketAddr, health: RelayHealth) -> std::io::Result<Self> {
+        let target = TurnTarget { secure: false, host: server.ip().to_string(), port: server.port(), tcp: true };
+        Self::open(target, Framing::Rfc4571, health).await
+    }
+
+    async fn open(target: TurnTarget, framing: Framing, health: RelayHealth) -> std::io::Result<Self> {
         let socket = Arc::new(UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)).await?);
         let local = socket.local_addr()?;
-        let task = tokio::spawn(bridge(socket, target, health));
-        Ok(Self { local, task })
+        let task = tokio::spawn(bridge(socket, target, framing, health));
+        if framing == Framing::Rfc4571 {
+            ice_tcp_bridges().push(local);
+        }
+        Ok(Self { local, framing, task })
     }
 }
 
 /// Datagrams from each local socket go down that socket's own stream.
-async fn bridge(socket: Arc<UdpSocket>, target: TurnTarget, health: RelayHealth) {
+async fn bridge(socket: Arc<UdpSocket>, target: TurnTarget, framing: Framing, health: RelayHealth) {
     let mut streams: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
     loop {
@@ -178,11 +224,19 @@ async fn bridge(socket: Arc<UdpSocket>, target: TurnTarget, health: RelayHealth)
                 continue;
             }
         };
-        let datagram = pad_channel_data(&buf[..n]);
+        let datagram = match framing {
+            Framing::Turn => pad_channel_data(&buf[..n]),
+            Framing::Rfc4571 => {
+                let mut framed = Vec::with_capacity(n + 2);
+                framed.extend_from_slice(&(n as u16).to_be_bytes());
+                framed.extend_from_slice(&buf[..n]);
+                framed
+            }
+        };
         streams.retain(|_, s| !s.is_closed());
         let stream = streams.entry(from).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(256);
-            tokio::spawn(carry(socket.clone(), from, rx, target.clone(), health.clone()));
+            tokio::spawn(carry(socket.clone(), from, rx, target.clone(), framing, health.clone()));
             tx
         });
         if stream.try_send(datagram).is_err() {
@@ -197,14 +251,20 @@ async fn carry(
     peer: SocketAddr,
     rx: mpsc::Receiver<Vec<u8>>,
     target: TurnTarget,
+    framing: Framing,
     health: RelayHealth,
 ) {
-    let scheme = if target.secure { "turns" } else { "turn" };
+    let scheme = match (framing, target.secure) {
+        (Framing::Rfc4571, _) => "ICE-TCP",
+        (Framing::Turn, true) => "turns",
+        (Framing::Turn, false) => "turn",
+    };
+    let what = if framing == Framing::Turn { "TURN server" } else { "media server" };
     let authority = target.authority();
     let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&authority)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return health.failed(format!("the TURN server {scheme}:{authority} (TCP) is unreachable: {e}")),
-        Err(_) => return health.failed(format!("the TURN server {scheme}:{authority} (TCP) did not answer in time")),
+        Ok(Err(e)) => return health.failed(format!("the {what} {scheme}:{authority} (TCP) is unreachable: {e}")),
+        Err(_) => return health.failed(format!("the {what} {scheme}:{authority} (TCP) did not answer in time")),
     };
     if let Err(e) = tcp.set_nodelay(true) {
         tracing::debug!(error = %e, "TCP_NODELAY");
@@ -212,14 +272,14 @@ async fn carry(
     tracing::debug!(%peer, %authority, secure = target.secure, "TURN over TCP connected");
     if !target.secure {
         let (read, write) = tcp.into_split();
-        return pump(socket, peer, rx, read, write).await;
+        return pump(socket, peer, rx, read, write, framing).await;
     }
     let tls = match tls_connect(&target.host, tcp).await {
         Ok(s) => s,
         Err(e) => return health.failed(format!("TLS to the TURN server {scheme}:{authority} failed: {e}")),
     };
     let (read, write) = tokio::io::split(tls);
-    pump(socket, peer, rx, read, write).await;
+    pump(socket, peer, rx, read, write, framing).await;
 }
 
 async fn tls_connect(
@@ -239,6 +299,7 @@ async fn pump(
     mut rx: mpsc::Receiver<Vec<u8>>,
     mut read: impl AsyncRead + Unpin,
     mut write: impl AsyncWrite + Unpin,
+    framing: Framing,
 ) {
     let up = async {
         while let Some(message) = rx.recv().await {
@@ -249,7 +310,11 @@ async fn pump(
     };
     let down = async {
         loop {
-            match read_message(&mut read).await {
+            let message = match framing {
+                Framing::Turn => read_message(&mut read).await,
+                Framing::Rfc4571 => read_rfc4571(&mut read).await,
+            };
+            match message {
                 Ok(message) => {
                     if let Err(e) = socket.send_to(&message, peer).await {
                         tracing::debug!(error = %e, "TURN bridge send");
@@ -286,6 +351,15 @@ async fn read_message(read: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Ve
     read.read_exact(&mut message[4..]).await?;
     message.truncate(keep);
     Ok(message)
+}
+
+/// Reads one RFC 4571 packet: a two-byte length, then that many bytes.
+async fn read_rfc4571(read: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 2];
+    read.read_exact(&mut len).await?;
+    let mut packet = vec![0u8; u16::from_be_bytes(len) as usize];
+    read.read_exact(&mut packet).await?;
+    Ok(packet)
 }
 
 /// A datagram as it goes on a stream: ChannelData padded to a multiple of four bytes.

@@ -49,11 +49,15 @@ pub struct StreamStats {
 pub struct CandidatePath {
     /// The local candidate's type: `host`, `srflx`, `prflx` or `relay`.
     pub local_type: String,
-    /// `udp` or `tcp` (ICE over TCP to the server). A relay candidate says `udp`: the
-    /// relay's leg to the server; the leg to the relay may run over TCP or TLS.
+    /// `udp`, or `tcp` for ICE over TCP to the server (through the SDK's bridge). A
+    /// relay candidate says `udp`: the relay's leg to the server; the leg to the relay
+    /// may run over TCP or TLS.
     pub protocol: String,
     /// The local candidate's address (for a relay, the address the relay sends from).
     pub address: String,
+    /// The remote candidate's address, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 /// The statistics of both connections at one moment.
@@ -97,10 +101,19 @@ pub(crate) async fn selected_path(pc: &Arc<dyn PeerConnection>) -> Option<Candid
         Some(RTCStatsReportEntry::LocalCandidate(c)) => Some(c),
         _ => None,
     })?;
+    let rid = &pair.remote_candidate_id;
+    let remote = [format!("RTCRemoteIceCandidate_{rid}"), rid.clone()].into_iter().find_map(|key| match report.get(&key) {
+        Some(RTCStatsReportEntry::RemoteCandidate(c)) => Some(format!("{}:{}", c.address.clone().unwrap_or_default(), c.port)),
+        _ => None,
+    });
+    // A path through the SDK's loopback bridge to the server's TCP candidate is ICE
+    // over TCP, whatever webrtc-rs thinks of it.
+    let bridged = remote.as_deref().is_some_and(super::relay::is_ice_tcp_bridge);
     Some(CandidatePath {
         local_type: local.candidate_type.to_string(),
-        protocol: local.protocol.to_ascii_lowercase(),
+        protocol: if bridged { "tcp".to_owned() } else { local.protocol.to_ascii_lowercase() },
         address: format!("{}:{}", local.address.clone().unwrap_or_default(), local.port),
+        remote,
     })
 }
 
