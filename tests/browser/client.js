@@ -37,10 +37,13 @@ class Signal {
 }
 
 /** Resolves once the connection has gathered all its candidates: the server is
- * ICE-lite and takes no trickled ones, so descriptions go out complete. */
-function gathered(pc) {
+ * ICE-lite and takes no trickled ones, so descriptions go out complete. A relay that
+ * does not answer can hold gathering up for tens of seconds: after `limitMs` the
+ * description goes out with what was gathered by then. */
+function gathered(pc, limitMs = 5000) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
+  const limit = new Promise((resolve) => setTimeout(resolve, limitMs));
+  return Promise.race([limit, new Promise((resolve) => {
     const check = () => {
       if (pc.iceGatheringState === "complete") {
         pc.removeEventListener("icegatheringstatechange", check);
@@ -48,11 +51,13 @@ function gathered(pc) {
       }
     };
     pc.addEventListener("icegatheringstatechange", check);
-  });
+  })]);
 }
 
 export class ConferClient {
-  constructor(serverUrl, token, log = () => {}) {
+  /** `relayOnly`: media through the TURN relays of the join response only. */
+  constructor(serverUrl, token, log = () => {}, { relayOnly = false } = {}) {
+    this.relayOnly = relayOnly;
     const ws = serverUrl.replace(/^http/, "ws").replace(/\/$/, "");
     this.signal = new Signal(`${ws}/v1/signal`);
     this.token = token;
@@ -70,6 +75,8 @@ export class ConferClient {
     this.signal.onEvent = (e) => this.onEvent(e);
     const joined = await this.signal.request({ type: "join", token: this.token });
     this.me = joined.participant;
+    // The relays the server names, with credentials that expire with the join token.
+    this.iceServers = joined.ice_servers;
     for (const p of joined.participants) this.participants.set(p.id, p);
     this.log(`joined as ${this.me.id} with ${joined.participants.length} others`);
     return joined;
@@ -78,7 +85,7 @@ export class ConferClient {
   /** Publishes the camera and microphone as stream `main`. */
   async publish(constraints = { audio: true, video: { width: 640, height: 480 } }) {
     this.local = await navigator.mediaDevices.getUserMedia(constraints);
-    const pc = new RTCPeerConnection();
+    const pc = new RTCPeerConnection(this.rtcConfig());
     this.publisher = pc;
     // An application section from the start: later data tracks need no renegotiation.
     pc.createDataChannel("confer");
@@ -98,6 +105,12 @@ export class ConferClient {
     await pc.setRemoteDescription({ type: "answer", sdp: published.sdp });
     this.log(`published ${published.stream.tracks.map((t) => `${t.kind}:${t.codec}`).join(", ")}`);
     return published.stream;
+  }
+
+  /** The peer connections' configuration: the server's relays, relay-only if asked. */
+  rtcConfig() {
+    const iceServers = (this.iceServers || []).map((s) => ({ urls: s.urls, username: s.username, credential: s.credential }));
+    return { iceServers, iceTransportPolicy: this.relayOnly ? "relay" : "all" };
   }
 
   /** Subscribes to every stream published now and later. */
@@ -139,7 +152,7 @@ export class ConferClient {
 
   async answer(sdp) {
     if (!this.subscriber) {
-      this.subscriber = new RTCPeerConnection();
+      this.subscriber = new RTCPeerConnection(this.rtcConfig());
       this.subscriber.ontrack = (t) => this.onTrack(t);
     }
     const pc = this.subscriber;
@@ -197,6 +210,18 @@ export class ConferClient {
         if (s.type === "outbound-rtp") outbound.push({ kind: s.kind, packets_sent: s.packetsSent, frames_encoded: s.framesEncoded });
       });
     }
+    const path = async (pc) => {
+      if (!pc) return null;
+      const stats = await pc.getStats();
+      let pair = null;
+      stats.forEach((s) => {
+        if (s.type === "transport" && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
+      });
+      if (!pair) stats.forEach((s) => { if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s; });
+      const local = pair && stats.get(pair.localCandidateId);
+      return local ? { local_type: local.candidateType, protocol: local.protocol, relay_protocol: local.relayProtocol } : null;
+    };
+    const media_path = { publisher: await path(this.publisher), subscriber: await path(this.subscriber) };
     const elements = this.remote.map((r) => ({
       kind: r.track.kind,
       track_id: r.info.track_id,
@@ -212,6 +237,7 @@ export class ConferClient {
       subscriber_state: this.subscriber?.connectionState,
       inbound,
       outbound,
+      media_path,
       elements,
       events: this.events,
     };

@@ -151,6 +151,53 @@ fn force_relay_sends_media_through_coturn() {
     assert_received(&direct, "direct", "relayed", 440.0);
 }
 
+/// Chromium, running the plain-JavaScript client with `iceTransportPolicy: "relay"` and
+/// the join response's ICE servers, meets a bot through coturn.
+#[test]
+fn chromium_relay_only_meets_a_bot_through_coturn() {
+    if skip_without_netns() {
+        return;
+    }
+    let chromium = std::env::var("CONFER_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let browser = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../browser");
+    assert!(browser.join("node_modules/playwright-core").exists(), "run scripts/setup.sh (tests/browser npm ci)");
+    let _one_at_a_time = exclusive();
+    let dir = temp_dir("net-chromium-relay");
+    let lan = Netns::client("chrome");
+    let turn = Coturn::start(lan.host_ip(), &dir);
+    let turn_args = turn.server_args();
+    let turn_args: Vec<&str> = turn_args.iter().map(String::as_str).collect();
+    let server = ServerProcess::start_public(dir.join("db.sqlite"), lan.host_ip(), &turn_args);
+    let room = create_room(&server, "chromium", &[]);
+    let bot_report = dir.join("bot.json");
+    let t_bot = token(&server, &room, "bot", &[]);
+    let mut bot = Bot::spawn_args("bot", &bot_args(&server, &t_bot, "440", "30", &bot_report));
+    bot.expect_event("published", Duration::from_secs(10), |_| true);
+    let page_report = dir.join("chromium.json");
+    let t = token(&server, &room, "chromium", &[]);
+    let out = lan
+        .command(std::path::Path::new("node"))
+        .arg(browser.join("run.mjs"))
+        .args(["--url", &server.url, "--token", &t, "--seconds", "15", "--tone", "660", "--chromium", &chromium])
+        .args(["--relay", "1", "--out", page_report.to_str().unwrap()])
+        .output()
+        .expect("node runs");
+    eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the browser client failed");
+    assert_eq!(bot.wait_exit(Duration::from_secs(60)), 0);
+    let page: Value = serde_json::from_str(&std::fs::read_to_string(&page_report).unwrap()).unwrap();
+    for connection in ["publisher", "subscriber"] {
+        assert_eq!(page["media_path"][connection]["local_type"], "relay", "{connection}: {:#}", page["media_path"]);
+    }
+    let video = page["inbound"].as_array().unwrap().iter().find(|s| s["kind"] == "video").cloned().unwrap_or_default();
+    assert!(video["frames_decoded"].as_u64().unwrap_or(0) >= 100, "Chromium decoded the bot's video: {page:#}");
+    let report = read_report(&bot_report);
+    let from_chromium = stream(&report, "chromium", "video");
+    assert!(from_chromium["frames_decoded"].as_u64().unwrap_or(0) >= 100, "the bot decoded Chromium: {from_chromium:#}");
+    let tone = stream(&report, "chromium", "audio")["tone_hz"].as_f64().unwrap_or(0.0);
+    assert!((tone - 660.0).abs() < 15.0, "the bot heard Chromium at {tone} Hz");
+}
+
 #[test]
 fn two_clients_behind_nat_see_and_hear_each_other() {
     if skip_without_netns() {
