@@ -33,7 +33,7 @@ ARTIFACTS_DIR="$artifacts" bash tests/app-smoke.sh "$target/debug/confer" 2>&1 |
 # leave, kick. Ignored by the plain cargo test above, as it needs the app built.
 echo "== desktop app: end-to-end through the window"
 CONFER_APP="$target/debug/confer" ARTIFACTS_DIR="$artifacts" \
-  cargo test --locked -p confer-e2e --test app_ui -- --ignored --test-threads=1 2>&1 | tee -a "$log" || status=$?
+  cargo test --locked -p confer-e2e --test e2e -- --ignored --test-threads=1 app_ui:: 2>&1 | tee -a "$log" || status=$?
 echo "== desktop app: the Debian package (Tauri bundler)"
 deb="$artifacts/deb-check.log"
 ARTIFACTS_DIR="$artifacts" bash tests/deb-check.sh 2>&1 | tee "$deb" || app_status=$?

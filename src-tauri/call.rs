@@ -87,6 +87,9 @@ pub struct HostedMeeting {
     pub server: String,
     pub room: String,
     pub invite_link: String,
+    /// Set when the invite link does not reach everyone (a private or no network), and
+    /// what to do about it.
+    pub reach_note: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, specta::Type)]
@@ -207,6 +210,7 @@ pub async fn host_meeting(
         server: server.url().to_owned(),
         room: meeting.room.clone(),
         invite_link: meeting.access.invite_link.clone(),
+        reach_note: server.reach().note(server.url()),
     };
     lock(&state.meetings).insert(meeting.room, meeting.access);
     Ok(hosted)

@@ -24,7 +24,7 @@ export const commands = {
 	startPreview: (media: MediaSettings_Deserialize) => typedError<PreviewInfo, AppError>(__TAURI_INVOKE("start_preview", { media })),
 	stopPreview: () => __TAURI_INVOKE<void>("stop_preview"),
 	/**  Starts the room server inside the app (once) and creates a meeting on it. */
-	hostMeeting: (title: string) => typedError<HostedMeeting, AppError>(__TAURI_INVOKE("host_meeting", { title })),
+	hostMeeting: (title: string) => typedError<HostedMeeting_Serialize, AppError>(__TAURI_INVOKE("host_meeting", { title })),
 	/**  Joins a call; its events arrive as `CallUpdate`. */
 	joinCall: (form: JoinForm_Deserialize) => typedError<CallView_Serialize, AppError>(__TAURI_INVOKE("join_call", { form })),
 	leaveCall: () => typedError<null, AppError>(__TAURI_INVOKE("leave_call")),
@@ -237,10 +237,28 @@ export type FrameEndpoint = {
 	key: string,
 };
 
-export type HostedMeeting = {
+export type HostedMeeting = HostedMeeting_Serialize | HostedMeeting_Deserialize;
+
+export type HostedMeeting_Deserialize = {
 	server: string,
 	room: string,
 	invite_link: string,
+	/**
+	 *  Set when the invite link does not reach everyone (a private or no network), and
+	 *  what to do about it.
+	 */
+	reach_note?: string | null,
+};
+
+export type HostedMeeting_Serialize = {
+	server: string,
+	room: string,
+	invite_link: string,
+	/**
+	 *  Set when the invite link does not reach everyone (a private or no network), and
+	 *  what to do about it.
+	 */
+	reach_note: string | null,
 };
 
 export type JoinForm = JoinForm_Serialize | JoinForm_Deserialize;

@@ -99,7 +99,13 @@ export function renderHome(app: App, message?: { code: string; text: string }, l
       return;
     }
     status.textContent = "";
-    app.showPrejoin({ server: hosted.data.server, link: hosted.data.room, label: `${who}'s meeting (hosted here)`, invite: hosted.data.invite_link });
+    app.showPrejoin({
+      server: hosted.data.server,
+      link: hosted.data.room,
+      label: `${who}'s meeting (hosted here)`,
+      invite: hosted.data.invite_link,
+      reachNote: hosted.data.reach_note,
+    });
   });
 
   app.root.querySelector("#home-settings")!.addEventListener("click", () => void openSettings(app));

@@ -15,6 +15,8 @@ export interface Destination {
   label: string;
   /** The invite link to share, when this app hosts the meeting. */
   invite?: string;
+  /** Who the invite link does not reach, when this app hosts the meeting. */
+  reachNote?: string | null;
 }
 
 /** The app's screens and what they share. */

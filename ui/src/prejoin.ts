@@ -17,6 +17,7 @@ export async function renderPrejoin(app: App, dest: Destination, error?: { code:
       <section class="card wide">
         <h2>Ready to join?</h2>
         <p class="tagline">${esc(dest.label)}</p>
+        ${dest.reachNote ? `<p class="hint" id="reach-note">${esc(dest.reachNote)}</p>` : ""}
         <div class="preview">
           <canvas id="preview-video" width="640" height="360"></canvas>
           <p class="preview-missing" id="preview-missing" hidden>No camera</p>

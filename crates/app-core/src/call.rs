@@ -590,6 +590,23 @@ impl Inner {
             RoomEvent::Media { event } => self.on_media(*event).await,
             RoomEvent::TrackSubscribed { track } => self.receive(*track),
             RoomEvent::Disconnected { reason } => return Some(ended(reason)),
+            RoomEvent::MediaPathFailed { error, .. } => {
+                tracing::warn!(%error, "no media path");
+                (self.sink)(CallEvent::Notice {
+                    code: "no_media_path".into(),
+                    message: format!(
+                        "Audio and video cannot reach the meeting server from this network ({error}). \
+                         Try another network, or ask the server's administrator for a TURN relay."
+                    ),
+                });
+            }
+            RoomEvent::TokenRenewalFailed { error } => {
+                tracing::warn!(%error, "the join token cannot be renewed");
+                (self.sink)(CallEvent::Notice {
+                    code: "token_renewal_failed".into(),
+                    message: "Your access to this meeting could not be renewed: the call ends when it runs out.".into(),
+                });
+            }
             RoomEvent::ConnectionLost { error } => {
                 tracing::warn!(error = %error, "connection lost for good");
                 return Some(CallEvent::Ended {

@@ -63,6 +63,12 @@ impl HostedServer {
         &self.url
     }
 
+    /// Who can reach this server with its invite links.
+    pub fn reach(&self) -> Reach {
+        let host = self.url.trim_start_matches("http://").rsplit_once(':').map_or("", |(h, _)| h);
+        host.trim_matches(|c| c == '[' || c == ']').parse().map_or(Reach::LocalNetwork, Reach::of)
+    }
+
     /// A new room that admits guests, and an invite link to it.
     pub async fn create_meeting(&self, title: &str) -> Result<Meeting, CallError> {
         let server = self.server.as_ref().ok_or_else(|| CallError::new("host_failed", "The server is stopped."))?;
@@ -99,6 +105,54 @@ fn failed(e: &dyn std::fmt::Display) -> CallError {
     CallError::new("host_failed", format!("The meeting could not be created: {e}"))
 }
 
+/// Who can reach a meeting hosted on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// No network: only this computer.
+    ThisComputer,
+    /// A private address (home, office, hotel networks; carrier NAT): people on the same
+    /// network only.
+    LocalNetwork,
+    /// A public address: anyone, unless a firewall is in the way.
+    Internet,
+}
+
+impl Reach {
+    pub fn of(ip: IpAddr) -> Reach {
+        if ip.is_loopback() || ip.is_unspecified() {
+            return Reach::ThisComputer;
+        }
+        let private = match ip {
+            IpAddr::V4(v4) => {
+                let [a, b, ..] = v4.octets();
+                // RFC 1918, link-local, and carrier-grade NAT (RFC 6598).
+                v4.is_private() || v4.is_link_local() || (a == 100 && (64..128).contains(&b))
+            }
+            // Unique local (fc00::/7) and link-local (fe80::/10).
+            IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80,
+        };
+        if private {
+            Reach::LocalNetwork
+        } else {
+            Reach::Internet
+        }
+    }
+
+    /// What to tell the host about its invite links, when they do not reach everyone.
+    pub fn note(self, url: &str) -> Option<String> {
+        match self {
+            Reach::Internet => None,
+            Reach::ThisComputer => Some(
+                "This computer is on no network: the invite link works only on this computer.                  Connect to a network, or use a Confer server on the internet (set its address on the home screen)."
+                    .to_owned(),
+            ),
+            Reach::LocalNetwork => Some(format!(
+                "The invite link works only for people on this network ({url} is a private address).                  For people elsewhere, use a Confer server on the internet (set its address on the home screen),                  or one whose administrator has set up a TURN relay."
+            )),
+        }
+    }
+}
+
 /// `preferred` when it is free, else any free port.
 fn free_port(
     preferred: u16,
@@ -127,6 +181,20 @@ fn lan_address() -> IpAddr {
 mod tests {
     use super::*;
     use crate::link::{Access, JoinTarget};
+
+    #[test]
+    fn invite_links_say_who_they_reach() {
+        let of = |ip: &str| Reach::of(ip.parse().unwrap());
+        assert_eq!(of("127.0.0.1"), Reach::ThisComputer);
+        for lan in ["192.168.1.20", "10.1.2.3", "172.20.0.5", "100.72.1.1", "169.254.3.4", "fd00::5", "fe80::1"] {
+            assert_eq!(of(lan), Reach::LocalNetwork, "{lan}");
+        }
+        for public in ["203.0.113.7", "8.8.8.8", "2001:db8::7", "172.32.0.1"] {
+            assert_eq!(of(public), Reach::Internet, "{public}");
+        }
+        assert!(Reach::LocalNetwork.note("http://192.168.1.20:7880").unwrap().contains("only for people on this network"));
+        assert!(Reach::Internet.note("http://203.0.113.7:7880").is_none());
+    }
 
     #[tokio::test]
     async fn a_hosted_meeting_has_a_working_invite_link() {

@@ -307,6 +307,28 @@ mod tests {
     }
 
     #[test]
+    fn the_deploy_guides_file_is_read() {
+        let text = r#"
+            advertise_ip = ["203.0.113.10", "10.0.0.5"]
+            udp_addr = "10.0.0.5:7882"
+            tcp_addr = "10.0.0.5:7882"
+            token_ttl = 600
+            turn_url = ["turn:meet.example.com:3478?transport=udp", "turns:meet.example.com:5349?transport=tcp"]
+            turn_secret = "s"
+        "#;
+        let file: Args = toml::from_str(text).unwrap();
+        let dir = std::env::temp_dir().join(format!("confer-deploy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("server.toml");
+        std::fs::write(&path, text).unwrap();
+        drop(file);
+        let c = Args::parse_from(["confer-server", "--config", path.to_str().unwrap()]).resolve().unwrap();
+        assert_eq!(c.advertise_ips.len(), 2);
+        assert_eq!(c.tcp_addr, Some("10.0.0.5:7882".parse().unwrap()));
+        assert_eq!(c.turn.unwrap().urls.len(), 2);
+    }
+
+    #[test]
     fn unknown_file_keys_are_refused() {
         assert!(toml::from_str::<Args>("no_such_option = 1").is_err());
     }

@@ -1,11 +1,9 @@
 //! Signaling among several participants: events and their order, messages, kick,
 //! duplicate identities, room limits.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use confer_proto::signal::{DisconnectReason, Event, LeaveReason, Reply, Request, Role};
 use confer_proto::ErrorCode;
 use serde_json::json;

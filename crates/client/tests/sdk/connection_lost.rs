@@ -1,10 +1,8 @@
 //! When the server is gone for good, reconnection gives up as configured and says so.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use confer_client::{Backoff, ClientError, ConnectionState, ReconnectPolicy, Room, RoomEvent};
 
 #[tokio::test]

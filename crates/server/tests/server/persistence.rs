@@ -1,9 +1,7 @@
 //! What survives a restart: rooms with their versions, invites, refresh tokens, and
 //! the generated development credentials.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use confer_proto::room::{Room, RoomPage};
 use confer_proto::token::{Invite, TokenPair};
 use confer_proto::ErrorCode;

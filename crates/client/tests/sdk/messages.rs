@@ -1,8 +1,6 @@
 //! Text messages: to everyone, and to chosen participants only.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use confer_client::proto::ErrorCode;
 use confer_client::RoomEvent;
 

@@ -1,11 +1,9 @@
 //! A dropped connection is resumed: same participant, nobody sees it leave, and the
 //! events sent while it was away arrive once, in order.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use confer_client::{ClientError, ConnectionState, Room, RoomEvent};
 use confer_server::ServerConfig;
 

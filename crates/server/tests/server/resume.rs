@@ -1,11 +1,9 @@
 //! Dropped connections: resume as the same participant with exact replay, the grace
 //! period, vanished peers, and token expiry while connected.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use confer_proto::signal::{DisconnectReason, Event, JoinRequest, LeaveReason, Reply, Request, Resume};
 use confer_proto::ErrorCode;
 use confer_server::ServerConfig;

@@ -64,6 +64,49 @@ fn path(report: &Value, connection: &str) -> (String, String) {
     (text("local_type"), text("protocol"))
 }
 
+/// A server on this machine, announced at `ns`'s way out, with coturn beside it when
+/// `turn` (kept alive with it).
+fn server_for(ns: &Netns, dir: &std::path::Path, turn: bool) -> (ServerProcess, Option<Coturn>) {
+    let coturn = turn.then(|| Coturn::start(ns.host_ip(), dir));
+    let args = coturn.as_ref().map(Coturn::server_args).unwrap_or_default();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (ServerProcess::start_public(dir.join("db.sqlite"), ns.host_ip(), &args), coturn)
+}
+
+/// One side of a two-bot meeting: who, where (a namespace, or this machine), its tone,
+/// and extra bot flags.
+struct Side<'a> {
+    who: &'static str,
+    ns: Option<&'a Netns>,
+    tone: &'static str,
+    extra: &'a [&'a str],
+}
+
+/// Two bots that publish and receive each other for 15 s; their reports, each checked
+/// for ≥ 95 % of the other's frames decoded and its tone heard.
+fn meet(server: &ServerProcess, dir: &std::path::Path, a: Side, b: Side) -> (Value, Value) {
+    let room = create_room(server, "net", &[]);
+    let mut running = Vec::new();
+    for side in [&a, &b] {
+        let report = dir.join(format!("{}.json", side.who));
+        let t = token(server, &room, side.who, &[]);
+        let mut args = bot_args(server, &t, side.tone, "15", &report);
+        args.extend_from_slice(side.extra);
+        let bot = match side.ns {
+            Some(ns) => Bot::spawn_in(side.who, ns, &args),
+            None => Bot::spawn_args(side.who, &args),
+        };
+        running.push((bot, report));
+    }
+    for (bot, _) in &mut running {
+        assert_eq!(bot.wait_exit(Duration::from_secs(60)), 0, "{} exits cleanly", bot.name);
+    }
+    let (ra, rb) = (read_report(&running[0].1), read_report(&running[1].1));
+    assert_received(&ra, a.who, b.who, b.tone.parse().unwrap());
+    assert_received(&rb, b.who, a.who, a.tone.parse().unwrap());
+    (ra, rb)
+}
+
 #[test]
 fn a_client_whose_network_drops_udp_meets_over_ice_tcp() {
     if skip_without_netns() {
@@ -73,21 +116,13 @@ fn a_client_whose_network_drops_udp_meets_over_ice_tcp() {
     let dir = temp_dir("net-udp-blocked");
     let office = Netns::client("tcp");
     office.drop_udp();
-    let server = ServerProcess::start_public(dir.join("db.sqlite"), office.host_ip(), &[]);
-    let room = create_room(&server, "tcp", &[]);
-    let (inside, outside) = (dir.join("inside.json"), dir.join("outside.json"));
-    let t_in = token(&server, &room, "inside", &[]);
-    let t_out = token(&server, &room, "outside", &[]);
-    let mut a = Bot::spawn_in("inside", &office, &bot_args(&server, &t_in, "440", "15", &inside));
-    let mut b = Bot::spawn_args("outside", &bot_args(&server, &t_out, "660", "15", &outside));
-    assert_eq!(a.wait_exit(Duration::from_secs(60)), 0, "the bot behind the firewall exits cleanly");
-    assert_eq!(b.wait_exit(Duration::from_secs(60)), 0);
-    let (inside, outside) = (read_report(&inside), read_report(&outside));
+    let (server, _) = server_for(&office, &dir, false);
+    let inside = Side { who: "inside", ns: Some(&office), tone: "440", extra: &[] };
+    let outside = Side { who: "outside", ns: None, tone: "660", extra: &[] };
+    let (inside, _) = meet(&server, &dir, inside, outside);
     for connection in ["publisher", "subscriber"] {
         assert_eq!(path(&inside, connection), ("host".into(), "tcp".into()), "{connection} over ICE-TCP");
     }
-    assert_received(&inside, "inside", "outside", 660.0);
-    assert_received(&outside, "outside", "inside", 440.0);
 }
 
 #[test]
@@ -98,26 +133,15 @@ fn a_client_that_reaches_only_the_relays_tcp_port_meets_through_turn() {
     let _one_at_a_time = exclusive();
     let dir = temp_dir("net-turn-tcp");
     let hotel = Netns::client("turn");
-    let turn = Coturn::start(hotel.host_ip(), &dir);
-    let turn_args = turn.server_args();
-    let turn_args: Vec<&str> = turn_args.iter().map(String::as_str).collect();
-    let server = ServerProcess::start_public(dir.join("db.sqlite"), hotel.host_ip(), &turn_args);
+    let (server, turn) = server_for(&hotel, &dir, true);
     // Signaling and the relay's TCP port, nothing else: no UDP, no ICE-TCP to the SFU.
-    hotel.allow_only_tcp(&[server.port(), turn.port]);
-    let room = create_room(&server, "turn", &[]);
-    let (inside, outside) = (dir.join("inside.json"), dir.join("outside.json"));
-    let t_in = token(&server, &room, "inside", &[]);
-    let t_out = token(&server, &room, "outside", &[]);
-    let mut a = Bot::spawn_in("inside", &hotel, &bot_args(&server, &t_in, "440", "15", &inside));
-    let mut b = Bot::spawn_args("outside", &bot_args(&server, &t_out, "660", "15", &outside));
-    assert_eq!(a.wait_exit(Duration::from_secs(60)), 0);
-    assert_eq!(b.wait_exit(Duration::from_secs(60)), 0);
-    let (inside, outside) = (read_report(&inside), read_report(&outside));
+    hotel.allow_only_tcp(&[server.port(), turn.as_ref().unwrap().port]);
+    let inside = Side { who: "inside", ns: Some(&hotel), tone: "440", extra: &[] };
+    let outside = Side { who: "outside", ns: None, tone: "660", extra: &[] };
+    let (inside, _) = meet(&server, &dir, inside, outside);
     for connection in ["publisher", "subscriber"] {
         assert_eq!(path(&inside, connection).0, "relay", "{connection} through the relay: {:#}", inside["media_path"]);
     }
-    assert_received(&inside, "inside", "outside", 660.0);
-    assert_received(&outside, "outside", "inside", 440.0);
 }
 
 #[test]
@@ -128,27 +152,14 @@ fn force_relay_sends_media_through_coturn() {
     let _one_at_a_time = exclusive();
     let dir = temp_dir("net-force-relay");
     let lan = Netns::client("relay");
-    let turn = Coturn::start(lan.host_ip(), &dir);
-    let turn_args = turn.server_args();
-    let turn_args: Vec<&str> = turn_args.iter().map(String::as_str).collect();
-    let server = ServerProcess::start_public(dir.join("db.sqlite"), lan.host_ip(), &turn_args);
-    let room = create_room(&server, "relay", &[]);
-    let (relayed, direct) = (dir.join("relayed.json"), dir.join("direct.json"));
-    let t_a = token(&server, &room, "relayed", &[]);
-    let t_b = token(&server, &room, "direct", &[]);
-    let mut args = bot_args(&server, &t_a, "440", "15", &relayed);
-    args.push("--force-relay");
-    let mut a = Bot::spawn_in("relayed", &lan, &args);
-    let mut b = Bot::spawn_args("direct", &bot_args(&server, &t_b, "660", "15", &direct));
-    assert_eq!(a.wait_exit(Duration::from_secs(60)), 0);
-    assert_eq!(b.wait_exit(Duration::from_secs(60)), 0);
-    let (relayed, direct) = (read_report(&relayed), read_report(&direct));
+    let (server, _turn) = server_for(&lan, &dir, true);
+    let relayed = Side { who: "relayed", ns: Some(&lan), tone: "440", extra: &["--force-relay"] };
+    let direct = Side { who: "direct", ns: None, tone: "660", extra: &[] };
+    let (relayed, direct) = meet(&server, &dir, relayed, direct);
     for connection in ["publisher", "subscriber"] {
         assert_eq!(path(&relayed, connection), ("relay".into(), "udp".into()), "{connection} is a relay pair");
         assert_eq!(path(&direct, connection).0, "host", "the other bot is not forced");
     }
-    assert_received(&relayed, "relayed", "direct", 660.0);
-    assert_received(&direct, "direct", "relayed", 440.0);
 }
 
 /// Chromium, running the plain-JavaScript client with `iceTransportPolicy: "relay"` and
@@ -164,10 +175,7 @@ fn chromium_relay_only_meets_a_bot_through_coturn() {
     let _one_at_a_time = exclusive();
     let dir = temp_dir("net-chromium-relay");
     let lan = Netns::client("chrome");
-    let turn = Coturn::start(lan.host_ip(), &dir);
-    let turn_args = turn.server_args();
-    let turn_args: Vec<&str> = turn_args.iter().map(String::as_str).collect();
-    let server = ServerProcess::start_public(dir.join("db.sqlite"), lan.host_ip(), &turn_args);
+    let (server, _turn) = server_for(&lan, &dir, true);
     let room = create_room(&server, "chromium", &[]);
     let bot_report = dir.join("bot.json");
     let t_bot = token(&server, &room, "bot", &[]);
@@ -207,18 +215,10 @@ fn two_clients_behind_nat_see_and_hear_each_other() {
     let dir = temp_dir("net-nat");
     let home = Netns::behind_nat("home");
     let office = Netns::behind_nat("office");
-    let server = ServerProcess::start_public(dir.join("db.sqlite"), home.host_ip(), &[]);
-    let room = create_room(&server, "nat", &[]);
-    let (ann, bo) = (dir.join("ann.json"), dir.join("bo.json"));
-    let t_ann = token(&server, &room, "ann", &[]);
-    let t_bo = token(&server, &room, "bo", &[]);
-    let mut a = Bot::spawn_in("ann", &home, &bot_args(&server, &t_ann, "440", "15", &ann));
-    let mut b = Bot::spawn_in("bo", &office, &bot_args(&server, &t_bo, "660", "15", &bo));
-    assert_eq!(a.wait_exit(Duration::from_secs(60)), 0);
-    assert_eq!(b.wait_exit(Duration::from_secs(60)), 0);
-    let (ann, bo) = (read_report(&ann), read_report(&bo));
-    assert_received(&ann, "ann", "bo", 660.0);
-    assert_received(&bo, "bo", "ann", 440.0);
+    let (server, _) = server_for(&home, &dir, false);
+    let ann = Side { who: "ann", ns: Some(&home), tone: "440", extra: &[] };
+    let bo = Side { who: "bo", ns: Some(&office), tone: "660", extra: &[] };
+    let (ann, _) = meet(&server, &dir, ann, bo);
     // Media went through the NAT over UDP: the bots' own addresses are private to them.
     assert_eq!(path(&ann, "publisher").1, "udp");
 }
@@ -291,4 +291,25 @@ fn a_call_outlives_six_join_token_lifetimes() {
             stalls(video).into_iter().filter(|(f, t)| t.is_none_or(|t| t.saturating_sub(*f) > 1_000)).collect();
         assert!(long.is_empty(), "{who} <- {from}: video stalled {long:?}");
     }
+}
+
+/// A malformed `--turn-url`, or one without its secret, stops the server at start with a
+/// message that says what is wrong (exit status 2), before it listens anywhere.
+#[test]
+fn a_bad_turn_configuration_is_refused_at_start() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin("confer-server"))
+            .args(["--db", ":memory:", "--http-addr", "127.0.0.1:0", "--udp-addr", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .expect("confer-server runs")
+    };
+    let out = run(&["--turn-url", "turn:relay.example.com:99999", "--turn-secret", "s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("bad TURN URL") && stderr.contains("99999"), "{stderr}");
+    let out = run(&["--turn-url", "turn:relay.example.com:3478"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--turn-secret"), "{stderr}");
 }

@@ -1,8 +1,6 @@
 //! Joining: the snapshot, what the others see, leaving, and refused joins.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use confer_client::proto::signal::DisconnectReason;
 use confer_client::proto::ErrorCode;
 use confer_client::{ClientError, ConnectionState, Room, RoomEvent};

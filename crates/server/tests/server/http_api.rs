@@ -1,8 +1,6 @@
 //! Every room API route, its answers and its error codes.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use confer_proto::room::{Room, RoomPage};
 use confer_proto::session::{SessionInfo, SessionList};
 use confer_proto::token::{Invite, TokenPair};
@@ -156,7 +154,7 @@ async fn tokens_mint_and_refresh() {
         .send()
         .await
         .unwrap();
-    assert_error(again, ErrorCode::InvalidToken).await;
+    assert_error(again, ErrorCode::RefreshTokenUsed).await;
 
     let missing_room =
         t.api(Method::POST, "/v1/tokens").json(&json!({"room": "nope", "identity": "a"})).send().await.unwrap();

@@ -2,9 +2,7 @@
 //! every kind (bad signature, expired, another room's, member, non-member, manager,
 //! guest) against every signaling action.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use confer_proto::signal::{JoinRequest, Request};
 use confer_proto::token::Grants;
 use confer_proto::ErrorCode;

@@ -1,8 +1,6 @@
 //! A change to the room's definition reaches everyone in it, in the event and the state.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use confer_client::RoomEvent;
 
 #[tokio::test]

@@ -1,8 +1,6 @@
 //! Kicking: only moderators may, and the kicked participant is told and not reconnected.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use confer_client::proto::signal::{DisconnectReason, LeaveReason};
 use confer_client::proto::ErrorCode;
 use confer_client::{ConnectionState, Room, RoomEvent};

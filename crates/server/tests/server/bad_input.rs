@@ -1,9 +1,7 @@
 //! Malformed, oversized and flooding input on signaling: each gets a clear error code,
 //! and the connection and the server stay usable.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use confer_proto::signal::{DisconnectReason, Event, Outcome, Reply, Request, ServerMessage};
 use confer_proto::ErrorCode;
 use serde_json::json;

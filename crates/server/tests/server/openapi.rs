@@ -34,7 +34,7 @@ const PUBLIC: &[&str] = &["/healthz", "/v1/openapi.json", "/v1/tokens/refresh", 
 const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
 fn doc() -> Value {
-    serde_json::from_str(include_str!("../openapi.json")).expect("openapi.json is JSON")
+    serde_json::from_str(include_str!("../../openapi.json")).expect("openapi.json is JSON")
 }
 
 fn routed() -> BTreeSet<(String, String)> {
@@ -107,7 +107,7 @@ fn routes_in_source(source: &str) -> BTreeSet<(String, String)> {
 
 #[test]
 fn router_source_matches_the_list() {
-    let in_source = routes_in_source(include_str!("../src/http/mod.rs"));
+    let in_source = routes_in_source(include_str!("../../src/http/mod.rs"));
     assert_eq!(in_source, routed(), "the ROUTES list no longer mirrors src/http/mod.rs");
 }
 

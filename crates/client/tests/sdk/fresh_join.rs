@@ -1,11 +1,9 @@
 //! When the server can no longer resume the participant, the SDK joins afresh and
 //! reports the differences as joins and leaves.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use confer_client::{Room, RoomEvent};
 use confer_server::ServerConfig;
 

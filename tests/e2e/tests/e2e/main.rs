@@ -1,0 +1,20 @@
+//! End-to-end tests: the real `confer-server` and `confer-cli` binaries (and the desktop app, Chromium, coturn) as child processes.
+//!
+//! One test binary for the crate (each links the whole stack; CI builds each once):
+//! one module per behaviour.
+
+mod acceptance;
+mod activity_and_metrics;
+mod app_ui;
+mod browser_interop;
+mod data_tracks;
+mod devices;
+mod h264;
+mod mute_and_censor;
+mod network_interruption;
+mod packet_loss;
+mod real_networks;
+mod simulcast;
+mod subscriptions;
+mod three_bots;
+mod vanishing_publisher;
