@@ -38,24 +38,38 @@ impl HostedServer {
     /// them with their refresh tokens).
     pub async fn start_with(db: String, token_ttl_secs: u64) -> Result<Self, CallError> {
         let ip = lan_address();
-        let http_port = free_port(7880, |p| TcpListener::bind((Ipv4Addr::UNSPECIFIED, p)).map(|l| l.local_addr()))?;
-        let udp_port = free_port(7881, |p| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, p)).map(|s| s.local_addr()))?;
-        let url = format!("http://{}", SocketAddr::new(ip, http_port));
-        let config = ServerConfig {
-            http_addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, http_port)),
-            db,
-            public_url: Some(url.clone()),
-            udp_addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, udp_port)),
-            advertise_addr: Some(SocketAddr::new(ip, udp_port)),
-            token_ttl_secs,
-            ..ServerConfig::default()
-        };
-        let server = Server::start(config).await.map_err(|e| {
-            tracing::error!(error = %e, "the hosted server did not start");
-            CallError::new("host_failed", format!("The meeting server could not start: {e}"))
-        })?;
-        tracing::info!(url, "hosting meetings");
-        Ok(Self { server: Some(server), url })
+        // The usual ports when they are free, else any: a port found free can be taken
+        // before the server binds it (another app, another hosted server), so a failed
+        // start is tried again on ports the system picks.
+        let mut last_error = String::new();
+        for preferred in [(7880, 7881), (0, 0), (0, 0)] {
+            let http_port =
+                free_port(preferred.0, |p| TcpListener::bind((Ipv4Addr::UNSPECIFIED, p)).map(|l| l.local_addr()))?;
+            let udp_port =
+                free_port(preferred.1, |p| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, p)).map(|s| s.local_addr()))?;
+            let url = format!("http://{}", SocketAddr::new(ip, http_port));
+            let config = ServerConfig {
+                http_addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, http_port)),
+                db: db.clone(),
+                public_url: Some(url.clone()),
+                udp_addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, udp_port)),
+                advertise_ips: vec![ip],
+                token_ttl_secs,
+                ..ServerConfig::default()
+            };
+            match Server::start(config).await {
+                Ok(server) => {
+                    tracing::info!(url, "hosting meetings");
+                    return Ok(Self { server: Some(server), url });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the hosted server did not start; trying other ports");
+                    last_error = e.to_string();
+                }
+            }
+        }
+        tracing::error!(error = %last_error, "the hosted server did not start");
+        Err(CallError::new("host_failed", format!("The meeting server could not start: {last_error}")))
     }
 
     /// The address others reach it at.

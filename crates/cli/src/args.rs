@@ -199,7 +199,8 @@ pub enum TokenCommand {
     /// Buy a new join token with a refresh token; prints the new token pair (the
     /// refresh token rotates: the old one stops working).
     Refresh {
-        #[arg(long)]
+        // Secrets are base64url: one may start with '-'.
+        #[arg(long, allow_hyphen_values = true)]
         refresh_token: String,
     },
 }
@@ -244,7 +245,7 @@ pub enum InviteCommand {
     },
     /// Exchange an invite for a guest's join token; prints the token pair as JSON.
     Exchange {
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         invite: String,
         /// The guest's display name.
         #[arg(long)]
@@ -342,7 +343,7 @@ pub struct BotArgs {
     pub media_ip: Option<std::net::IpAddr>,
     /// Renew the join token with this refresh token (from `token create --json` or an
     /// invite exchange) for as long as the bot runs.
-    #[arg(long, value_name = "TOKEN", env = "CONFER_REFRESH_TOKEN", hide_env_values = true)]
+    #[arg(long, value_name = "TOKEN", env = "CONFER_REFRESH_TOKEN", hide_env_values = true, allow_hyphen_values = true)]
     pub refresh_token: Option<String>,
     /// Media through the server's TURN relays only (relay candidates), never directly.
     #[arg(long)]
@@ -515,6 +516,16 @@ mod tests {
         assert!(parse_timed_action("1:mute").is_err());
         assert!(parse_timed_action("1:mute=smell").is_err());
         assert!(parse_timed_action("1:dance").is_err());
+    }
+
+    #[test]
+    fn secrets_that_start_with_a_hyphen_are_values() {
+        // Refresh tokens and invites are base64url, so one in 64 starts with '-'.
+        let cli = parse(&["bot", "--token", "t", "--refresh-token", "-kQx9"]);
+        let Command::Bot(args) = cli.command else { panic!("not a bot") };
+        assert_eq!(args.refresh_token.as_deref(), Some("-kQx9"));
+        let cli = parse(&["token", "refresh", "--refresh-token", "-abc"]);
+        assert!(matches!(cli.command, Command::Token(TokenCommand::Refresh { refresh_token }) if refresh_token == "-abc"));
     }
 
     #[test]
