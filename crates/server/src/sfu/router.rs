@@ -123,6 +123,8 @@ impl Router {
         mut tcp_input: mpsc::Receiver<TcpInput>,
     ) {
         let mut buf = vec![0u8; 2048];
+        // The address datagrams arrive at, when the socket is bound to one.
+        let udp_ip = self.net.udp.local_addr().ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
         loop {
             let now = Instant::now();
             self.drive(now);
@@ -147,8 +149,7 @@ impl Router {
                 Wake::Command(Some(c)) => self.command(c, Instant::now()),
                 Wake::Datagram(Ok((n, source))) => {
                     let source = tcp::canonical(source);
-                    let local = self.net.udp.local_addr().ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
-                    if let Some(destination) = MediaAddrs::destination(&self.net.addrs.udp, source, local) {
+                    if let Some(destination) = MediaAddrs::destination(&self.net.addrs.udp, source, udp_ip) {
                         self.receive(Protocol::Udp, &buf[..n], source, destination, Instant::now());
                     }
                 }
