@@ -206,7 +206,10 @@ mod tests {
         for public in ["203.0.113.7", "8.8.8.8", "2001:db8::7", "172.32.0.1"] {
             assert_eq!(of(public), Reach::Internet, "{public}");
         }
-        assert!(Reach::LocalNetwork.note("http://192.168.1.20:7880").unwrap().contains("only for people on this network"));
+        assert!(Reach::LocalNetwork
+            .note("http://192.168.1.20:7880")
+            .unwrap()
+            .contains("only for people on this network"));
         assert!(Reach::Internet.note("http://203.0.113.7:7880").is_none());
     }
 

@@ -343,7 +343,13 @@ pub struct BotArgs {
     pub media_ip: Option<std::net::IpAddr>,
     /// Renew the join token with this refresh token (from `token create --json` or an
     /// invite exchange) for as long as the bot runs.
-    #[arg(long, value_name = "TOKEN", env = "CONFER_REFRESH_TOKEN", hide_env_values = true, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CONFER_REFRESH_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub refresh_token: Option<String>,
     /// Media through the server's TURN relays only (relay candidates), never directly.
     #[arg(long)]
@@ -525,7 +531,9 @@ mod tests {
         let Command::Bot(args) = cli.command else { panic!("not a bot") };
         assert_eq!(args.refresh_token.as_deref(), Some("-kQx9"));
         let cli = parse(&["token", "refresh", "--refresh-token", "-abc"]);
-        assert!(matches!(cli.command, Command::Token(TokenCommand::Refresh { refresh_token }) if refresh_token == "-abc"));
+        assert!(
+            matches!(cli.command, Command::Token(TokenCommand::Refresh { refresh_token }) if refresh_token == "-abc")
+        );
     }
 
     #[test]

@@ -210,7 +210,9 @@ async fn renew(source: &dyn TokenSource, requester: &Requester, expires_at: Unix
             Ok(until) => return Renewed::Until(until),
             Err(ClientError::Disconnected { .. }) => return Renewed::Gone,
             // The fresh token itself was refused: get another next time.
-            Err(ClientError::Server(body)) if matches!(body.code, ErrorCode::InvalidToken | ErrorCode::TokenExpired) && token.is_some() => {
+            Err(ClientError::Server(body))
+                if matches!(body.code, ErrorCode::InvalidToken | ErrorCode::TokenExpired) && token.is_some() =>
+            {
                 tracing::info!(code = ?body.code, "the server refused the renewed token; fetching another");
                 token = None;
                 if attempt > 3 {

@@ -14,6 +14,7 @@ pub mod session;
 pub mod signal;
 pub mod token;
 pub mod track;
+pub mod turn_url;
 
 pub use bytes::Bytes;
 pub use error::{ErrorBody, ErrorCode};

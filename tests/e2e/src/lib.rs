@@ -259,12 +259,7 @@ impl Bot {
     }
 
     fn spawn_command(name: &str, mut command: Command, args: &[&str]) -> Self {
-        let mut child = command
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("bot starts");
+        let mut child = command.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("bot starts");
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         let who = name.to_owned();

@@ -32,20 +32,20 @@ use rtc::peer_connection::configuration::interceptor_registry::{
 use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::{RTCConfiguration, RTCConfigurationBuilder, RTCIceTransportPolicy};
-use webrtc::peer_connection::RTCIceCandidateInit;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use tokio::sync::{mpsc, watch};
 use webrtc::data_channel::DataChannel;
+use webrtc::peer_connection::RTCIceCandidateInit;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
 };
 
 pub use levels::TrackLevel;
 pub use publisher::{LocalStream, LocalTrack};
-pub use stats::{CandidatePath, MediaStats, StreamDirection, StreamStats};
 use relay::Relays;
+pub use stats::{CandidatePath, MediaStats, StreamDirection, StreamStats};
 pub use subscriber::{EncodedFrame, RemoteTrack};
 
 use crate::error::{ClientError, Result};
@@ -358,7 +358,12 @@ impl Pc {
             }
             let local = bridges[&server].local;
             let init = RTCIceCandidateInit {
-                candidate: format!("candidate:tcp{} 1 udp {TCP_PRIORITY} {} {} typ host", local.port(), local.ip(), local.port()),
+                candidate: format!(
+                    "candidate:tcp{} 1 udp {TCP_PRIORITY} {} {} typ host",
+                    local.port(),
+                    local.ip(),
+                    local.port()
+                ),
                 sdp_mid: Some(first_mid(sdp).unwrap_or_default()),
                 sdp_mline_index: Some(0),
                 ..Default::default()
@@ -377,8 +382,10 @@ impl Pc {
         if matches!(state, RTCPeerConnectionState::Connected) || self.created.elapsed() < limit {
             return None;
         }
-        if !matches!(state, RTCPeerConnectionState::New | RTCPeerConnectionState::Connecting | RTCPeerConnectionState::Failed)
-        {
+        if !matches!(
+            state,
+            RTCPeerConnectionState::New | RTCPeerConnectionState::Connecting | RTCPeerConnectionState::Failed
+        ) {
             return None;
         }
         let mut tried = Vec::new();

@@ -453,7 +453,9 @@ impl Publisher {
         let Reply::PublisherAnswer { sdp: answer } = requester.request(Request::PublisherOffer { sdp }).await? else {
             return Err(ClientError::Protocol { detail: "unexpected answer to publisher_offer".into() });
         };
-        conn.pc.pc.set_remote_description(RTCSessionDescription::answer(answer.clone()).map_err(media_error)?)
+        conn.pc
+            .pc
+            .set_remote_description(RTCSessionDescription::answer(answer.clone()).map_err(media_error)?)
             .await
             .map_err(media_error)?;
         conn.pc.add_tcp_candidates(&answer).await;
@@ -528,7 +530,9 @@ impl Publisher {
         let Reply::Published { stream: info, sdp: answer } = reply else {
             return Err(ClientError::Protocol { detail: format!("unexpected answer to publish: {reply:?}") });
         };
-        conn.pc.pc.set_remote_description(RTCSessionDescription::answer(answer.clone()).map_err(media_error)?)
+        conn.pc
+            .pc
+            .set_remote_description(RTCSessionDescription::answer(answer.clone()).map_err(media_error)?)
             .await
             .map_err(media_error)?;
         conn.pc.add_tcp_candidates(&answer).await;

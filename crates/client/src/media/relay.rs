@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use confer_proto::signal::IceServer;
+use confer_proto::turn_url::{TurnTransport, TurnUrl};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
@@ -33,61 +34,6 @@ use tokio::task::JoinHandle;
 
 /// How long connecting to a TURN server over TCP (and TLS) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A TURN URL as the SDK reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TurnTarget {
-    pub secure: bool,
-    pub host: String,
-    pub port: u16,
-    pub tcp: bool,
-}
-
-impl TurnTarget {
-    /// `turn:HOST[:PORT][?transport=udp|tcp]` or `turns:HOST[:PORT][?transport=tcp]`;
-    /// `None` for anything else (STUN URLs included).
-    pub fn parse(url: &str) -> Option<Self> {
-        let (scheme, rest) = url.split_once(':')?;
-        let secure = match scheme {
-            "turn" => false,
-            "turns" => true,
-            _ => return None,
-        };
-        let (authority, query) = rest.split_once('?').map_or((rest, None), |(a, q)| (a, Some(q)));
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, after) = v6.split_once(']')?;
-            (host, after.strip_prefix(':'))
-        } else {
-            match authority.split_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (authority, None),
-            }
-        };
-        if host.is_empty() {
-            return None;
-        }
-        let port = match port {
-            Some(p) => p.parse().ok()?,
-            None if secure => 5349,
-            None => 3478,
-        };
-        let tcp = match query {
-            None => secure,
-            Some("transport=udp") if !secure => false,
-            Some("transport=tcp") => true,
-            Some(_) => return None,
-        };
-        Some(Self { secure, host: host.to_owned(), port, tcp })
-    }
-
-    fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
-}
 
 /// What went wrong reaching the relays, for error messages.
 #[derive(Debug, Clone, Default)]
@@ -128,17 +74,19 @@ impl Relays {
                 (server.username.clone().unwrap_or_default(), server.credential.clone().unwrap_or_default());
             let mut urls = Vec::new();
             for url in &server.urls {
-                match TurnTarget::parse(url) {
-                    Some(target) if target.tcp => match TcpBridge::start(target, health.clone()).await {
-                        Ok(bridge) => {
-                            urls.push(format!("turn:{}?transport=udp", bridge.local));
-                            bridges.push(bridge);
+                match TurnUrl::parse(url) {
+                    Ok(target) if target.transport == TurnTransport::Tcp => {
+                        match TcpBridge::start(target, health.clone()).await {
+                            Ok(bridge) => {
+                                urls.push(format!("turn:{}?transport=udp", bridge.local));
+                                bridges.push(bridge);
+                            }
+                            Err(e) => health.failed(format!("cannot start the TURN-over-TCP bridge for {url}: {e}")),
                         }
-                        Err(e) => health.failed(format!("cannot start the TURN-over-TCP bridge for {url}: {e}")),
-                    },
-                    Some(_) => urls.push(url.clone()),
-                    None if url.starts_with("stun:") => urls.push(url.clone()),
-                    None => tracing::warn!(%url, "ICE server URL not understood; skipped"),
+                    }
+                    Ok(_) => urls.push(url.clone()),
+                    Err(_) if url.starts_with("stun:") => urls.push(url.clone()),
+                    Err(e) => tracing::warn!(error = %e, "ICE server URL skipped"),
                 }
             }
             if !urls.is_empty() {
@@ -191,17 +139,22 @@ pub(crate) fn is_ice_tcp_bridge(addr: &str) -> bool {
 }
 
 impl TcpBridge {
-    pub(crate) async fn start(target: TurnTarget, health: RelayHealth) -> std::io::Result<Self> {
+    pub(crate) async fn start(target: TurnUrl, health: RelayHealth) -> std::io::Result<Self> {
         Self::open(target, Framing::Turn, health).await
     }
 
     /// A bridge to the server's passive ICE-TCP candidate at `server`.
     pub(crate) async fn to_ice_tcp(server: SocketAddr, health: RelayHealth) -> std::io::Result<Self> {
-        let target = TurnTarget { secure: false, host: server.ip().to_string(), port: server.port(), tcp: true };
+        let target = TurnUrl {
+            secure: false,
+            host: server.ip().to_string(),
+            port: server.port(),
+            transport: TurnTransport::Tcp,
+        };
         Self::open(target, Framing::Rfc4571, health).await
     }
 
-    async fn open(target: TurnTarget, framing: Framing, health: RelayHealth) -> std::io::Result<Self> {
+    async fn open(target: TurnUrl, framing: Framing, health: RelayHealth) -> std::io::Result<Self> {
         let socket = Arc::new(UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)).await?);
         let local = socket.local_addr()?;
         let task = tokio::spawn(bridge(socket, target, framing, health));
@@ -213,7 +166,7 @@ impl TcpBridge {
 }
 
 /// Datagrams from each local socket go down that socket's own stream.
-async fn bridge(socket: Arc<UdpSocket>, target: TurnTarget, framing: Framing, health: RelayHealth) {
+async fn bridge(socket: Arc<UdpSocket>, target: TurnUrl, framing: Framing, health: RelayHealth) {
     let mut streams: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
     loop {
@@ -250,7 +203,7 @@ async fn carry(
     socket: Arc<UdpSocket>,
     peer: SocketAddr,
     rx: mpsc::Receiver<Vec<u8>>,
-    target: TurnTarget,
+    target: TurnUrl,
     framing: Framing,
     health: RelayHealth,
 ) {
@@ -376,18 +329,6 @@ fn pad_channel_data(datagram: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn turn_urls_are_read_as_webrtc_does() {
-        let t = TurnTarget::parse("turn:10.0.0.1:3478?transport=tcp").unwrap();
-        assert_eq!((t.secure, t.tcp, t.port), (false, true, 3478));
-        let t = TurnTarget::parse("turns:relay.example.com:443?transport=tcp").unwrap();
-        assert_eq!((t.secure, t.tcp, t.authority().as_str()), (true, true, "relay.example.com:443"));
-        let t = TurnTarget::parse("turn:[2001:db8::1]").unwrap();
-        assert_eq!((t.tcp, t.authority().as_str()), (false, "[2001:db8::1]:3478"));
-        assert!(TurnTarget::parse("stun:x").is_none());
-        assert!(TurnTarget::parse("turn:x?transport=sctp").is_none());
-    }
 
     #[tokio::test]
     async fn stream_messages_are_split_and_unpadded() {

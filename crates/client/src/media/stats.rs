@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use confer_proto::track::{TrackId, TrackKind};
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use serde::Serialize;
 use rtc::statistics::report::RTCStatsReportEntry;
+use serde::Serialize;
 use webrtc::peer_connection::{PeerConnection, RTCStatsReport, StatsSelector};
 
 /// Which way a stream goes.
@@ -97,15 +97,19 @@ pub(crate) async fn selected_path(pc: &Arc<dyn PeerConnection>) -> Option<Candid
         .or_else(|| report.candidate_pairs().find(|p| p.nominated))?;
     // Pairs name local candidates by their raw id; the entries are prefixed.
     let id = &pair.local_candidate_id;
-    let local = [format!("RTCLocalIceCandidate_{id}"), id.clone()].into_iter().find_map(|key| match report.get(&key) {
-        Some(RTCStatsReportEntry::LocalCandidate(c)) => Some(c),
-        _ => None,
-    })?;
+    let local =
+        [format!("RTCLocalIceCandidate_{id}"), id.clone()].into_iter().find_map(|key| match report.get(&key) {
+            Some(RTCStatsReportEntry::LocalCandidate(c)) => Some(c),
+            _ => None,
+        })?;
     let rid = &pair.remote_candidate_id;
-    let remote = [format!("RTCRemoteIceCandidate_{rid}"), rid.clone()].into_iter().find_map(|key| match report.get(&key) {
-        Some(RTCStatsReportEntry::RemoteCandidate(c)) => Some(format!("{}:{}", c.address.clone().unwrap_or_default(), c.port)),
-        _ => None,
-    });
+    let remote =
+        [format!("RTCRemoteIceCandidate_{rid}"), rid.clone()].into_iter().find_map(|key| match report.get(&key) {
+            Some(RTCStatsReportEntry::RemoteCandidate(c)) => {
+                Some(format!("{}:{}", c.address.clone().unwrap_or_default(), c.port))
+            }
+            _ => None,
+        });
     // A path through the SDK's loopback bridge to the server's TCP candidate is ICE
     // over TCP, whatever webrtc-rs thinks of it.
     let bridged = remote.as_deref().is_some_and(super::relay::is_ice_tcp_bridge);

@@ -217,7 +217,8 @@ impl Subscriber {
                 tracing::warn!(error = %e, "cannot take the renewed relays; restarting with the old ones");
             }
         }
-        pc.pc.set_remote_description(RTCSessionDescription::offer(offer.clone()).map_err(media_error)?)
+        pc.pc
+            .set_remote_description(RTCSessionDescription::offer(offer.clone()).map_err(media_error)?)
             .await
             .map_err(media_error)?;
         let answer = pc.pc.create_answer(None).await.map_err(media_error)?;

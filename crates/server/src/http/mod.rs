@@ -55,7 +55,11 @@ pub fn router(state: Arc<ServerState>) -> Router {
 
 /// After a kick: the kicked identity's refresh tokens for the room stop working, so
 /// that it cannot renew its way back in. A storage failure is logged; the kick stands.
-pub(crate) async fn revoke_after_kick(state: &ServerState, room: &confer_proto::RoomId, identity: &confer_proto::Identity) {
+pub(crate) async fn revoke_after_kick(
+    state: &ServerState,
+    room: &confer_proto::RoomId,
+    identity: &confer_proto::Identity,
+) {
     match state.store.revoke_refresh(room, identity).await {
         Ok(n) => tracing::info!(%room, %identity, revoked = n, "refresh tokens revoked after a kick"),
         Err(e) => tracing::error!(%room, %identity, error = %e, "cannot revoke refresh tokens after a kick"),

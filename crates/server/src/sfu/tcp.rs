@@ -30,10 +30,19 @@ const MAX_CONNECTIONS: usize = 4096;
 /// What the TCP side tells the router.
 #[derive(Debug)]
 pub enum TcpInput {
-    Opened { remote: SocketAddr, sender: mpsc::Sender<Vec<u8>> },
+    Opened {
+        remote: SocketAddr,
+        sender: mpsc::Sender<Vec<u8>>,
+    },
     /// One packet, its framing removed.
-    Packet { remote: SocketAddr, local: SocketAddr, data: Vec<u8> },
-    Closed { remote: SocketAddr },
+    Packet {
+        remote: SocketAddr,
+        local: SocketAddr,
+        data: Vec<u8>,
+    },
+    Closed {
+        remote: SocketAddr,
+    },
 }
 
 /// Accepts connections until the listener fails or the router is gone.
@@ -99,7 +108,9 @@ async fn serve(stream: TcpStream, remote: SocketAddr, router: mpsc::Sender<TcpIn
             let mut len = [0u8; 2];
             match tokio::time::timeout(IDLE, read.read_exact(&mut len)).await {
                 Err(_) => return "idle".to_owned(),
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return "closed by the client".to_owned(),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return "closed by the client".to_owned()
+                }
                 Ok(Err(e)) => return format!("read failed: {e}"),
                 Ok(Ok(_)) => {}
             }

@@ -26,7 +26,13 @@ fn skip_without_netns() -> bool {
 }
 
 /// A bot that publishes video and a tone and receives everyone, writing `report`.
-fn bot_args<'a>(server: &'a ServerProcess, token: &'a str, tone: &'a str, secs: &'a str, report: &'a PathBuf) -> Vec<&'a str> {
+fn bot_args<'a>(
+    server: &'a ServerProcess,
+    token: &'a str,
+    tone: &'a str,
+    secs: &'a str,
+    report: &'a PathBuf,
+) -> Vec<&'a str> {
     vec![
         "bot",
         "--url",
@@ -60,7 +66,8 @@ fn assert_received(report: &Value, who: &str, from: &str, hz: f64) {
 
 fn path(report: &Value, connection: &str) -> (String, String) {
     let p = &report["media_path"][connection];
-    let text = |k: &str| p[k].as_str().unwrap_or_else(|| panic!("no {k} in the {connection} path: {report:#}")).to_owned();
+    let text =
+        |k: &str| p[k].as_str().unwrap_or_else(|| panic!("no {k} in the {connection} path: {report:#}")).to_owned();
     (text("local_type"), text("protocol"))
 }
 
@@ -201,7 +208,10 @@ fn chromium_relay_only_meets_a_bot_through_coturn() {
     assert!(video["frames_decoded"].as_u64().unwrap_or(0) >= 100, "Chromium decoded the bot's video: {page:#}");
     let report = read_report(&bot_report);
     let from_chromium = stream(&report, "chromium", "video");
-    assert!(from_chromium["frames_decoded"].as_u64().unwrap_or(0) >= 100, "the bot decoded Chromium: {from_chromium:#}");
+    assert!(
+        from_chromium["frames_decoded"].as_u64().unwrap_or(0) >= 100,
+        "the bot decoded Chromium: {from_chromium:#}"
+    );
     let tone = stream(&report, "chromium", "audio")["tone_hz"].as_f64().unwrap_or(0.0);
     assert!((tone - 660.0).abs() < 15.0, "the bot heard Chromium at {tone} Hz");
 }
