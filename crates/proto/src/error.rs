@@ -107,6 +107,8 @@ catalog! {
     RoomFull = 4000, "room_full", 403, "the room is full";
     /// The room's policy forbids the action (guests, sources, audio-only).
     DisabledByPolicy = 4001, "disabled_by_policy", 403, "the room's policy does not allow this";
+    /// A per-participant limit: streams published at once.
+    LimitExceeded = 4002, "limit_exceeded", 403, "a limit of the server was reached";
     /// An unexpected server fault. The server logs the details.
     Internal = 5000, "internal", 500, "internal server error";
     /// The server is shutting down or not ready.

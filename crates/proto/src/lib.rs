@@ -12,6 +12,7 @@ pub mod ids;
 pub mod room;
 pub mod session;
 pub mod signal;
+pub mod strict;
 pub mod token;
 pub mod track;
 pub mod turn_url;

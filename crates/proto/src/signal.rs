@@ -128,6 +128,11 @@ pub struct TrackUpdate {
     pub muted: bool,
 }
 
+/// Longest display name accepted at join, in bytes of UTF-8.
+pub const MAX_NAME_BYTES: usize = 256;
+/// Largest participant `context` accepted at join, in bytes of JSON.
+pub const MAX_CONTEXT_BYTES: usize = 8 * 1024;
+
 /// The body of [`Request::Join`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -113,6 +113,10 @@ pub struct TrackInfo {
     /// The codec's MIME subtype (`VP8`, `H264`, `opus`) once the offer is accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub codec: Option<String>,
+    /// The publisher's `mid` for this track, as its `publish` named it (the media
+    /// section, or a data track's channel label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mid: Option<String>,
     pub simulcast: bool,
     /// Disabled by its publisher.
     pub muted: bool,

@@ -16,6 +16,10 @@ use crate::error::ApiError;
 
 /// How far in the future a token's `nbf` may be, for clocks that are a little ahead.
 const NBF_LEEWAY_SECS: u64 = 60;
+/// The longest a join token may still be valid for. Tokens the server mints live at most
+/// a day; this bounds those signed elsewhere with the API secret, so that every expiry
+/// is a time the server can compute with.
+pub const MAX_TOKEN_LIFETIME_SECS: u64 = 400 * 86_400;
 
 /// The server's API credentials and the keys derived from them.
 #[derive(Clone)]
@@ -39,6 +43,9 @@ pub struct JoinToken {
     pub identity: Identity,
     pub name: String,
     pub grants: Grants,
+    /// Seconds since the epoch (`iat`): a token issued before a kick, or before its
+    /// room was created, is refused.
+    pub issued_at: u64,
     /// Seconds since the epoch.
     pub expires_at: u64,
 }
@@ -81,7 +88,7 @@ impl Credentials {
             grants: grants.clone(),
             iat: now,
             nbf: now,
-            exp: now + ttl,
+            exp: now.saturating_add(ttl),
             jti: random_secret(12),
         };
         // HS256 over a serializable struct cannot fail.
@@ -97,7 +104,7 @@ impl Credentials {
         validation.validate_nbf = false;
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
         validation.set_issuer(&[&self.api_key]);
-        let data = jsonwebtoken::decode::<JoinClaims>(token, &self.decoding, &validation).map_err(|e| {
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &self.decoding, &validation).map_err(|e| {
             let reason = match e.kind() {
                 ErrorKind::InvalidSignature => "bad signature",
                 ErrorKind::InvalidIssuer => "signed with another API key",
@@ -106,18 +113,26 @@ impl Credentials {
             };
             ApiError::new(ErrorCode::InvalidToken, format!("invalid token: {reason}"))
         })?;
-        let claims = data.claims;
-        if claims.nbf > now + NBF_LEEWAY_SECS {
+        let claims: JoinClaims = confer_proto::strict::from_value(data.claims)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidToken, format!("invalid token: malformed claims: {e}")))?;
+        if claims.nbf > now.saturating_add(NBF_LEEWAY_SECS) {
             return Err(ApiError::new(ErrorCode::InvalidToken, "invalid token: not valid yet (nbf)"));
         }
         if claims.exp <= now {
             return Err(ApiError::new(ErrorCode::TokenExpired, "the join token has expired"));
+        }
+        if claims.exp > now.saturating_add(MAX_TOKEN_LIFETIME_SECS) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidToken,
+                format!("invalid token: expires more than {} days ahead", MAX_TOKEN_LIFETIME_SECS / 86_400),
+            ));
         }
         Ok(JoinToken {
             room: claims.room,
             identity: claims.sub,
             name: claims.name,
             grants: claims.grants,
+            issued_at: claims.iat,
             expires_at: claims.exp,
         })
     }

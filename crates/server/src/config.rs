@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub token_ttl_secs: u64,
     /// TURN relays handed to participants, with credentials.
     pub turn: Option<TurnConfig>,
+    /// Most HTTP and WebSocket connections one client address may hold.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +73,7 @@ impl Default for ServerConfig {
             ice_tcp: true,
             token_ttl_secs: confer_proto::token::DEFAULT_TOKEN_TTL_SECS,
             turn: None,
+            max_connections_per_ip: 256,
         }
     }
 }
@@ -147,6 +150,10 @@ pub struct Args {
     /// participant gets credentials signed with it that expire with its join token.
     #[arg(long, env = "CONFER_TURN_SECRET", hide_env_values = true)]
     pub turn_secret: Option<String>,
+    /// Most HTTP and WebSocket connections one client address may hold; 0 for no cap
+    /// (behind a reverse proxy, every client has the proxy's address) [default: 256].
+    #[arg(long, env = "CONFER_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +202,9 @@ impl Args {
             };
         }
         layer!(http_addr => c.http_addr);
+        if let Some(cap) = self.max_connections_per_ip.or(file.max_connections_per_ip) {
+            c.max_connections_per_ip = if cap == 0 { usize::MAX } else { cap };
+        }
         layer!(db => c.db);
         layer!(api_key => c.api_key);
         layer!(api_secret => c.api_secret);

@@ -85,18 +85,11 @@ impl Server {
         let (stop, stopped) = watch::channel(false);
 
         let app = http::router(state.clone());
-        let mut serve_stop = stopped.clone();
-        let serve = tokio::spawn(async move {
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    // Resolves when `stop` is set or dropped.
-                    let _ = serve_stop.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = result {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        });
+        let limits = http::listener::Limits {
+            per_address: config.max_connections_per_ip,
+            ..http::listener::Limits::default()
+        };
+        let serve = tokio::spawn(http::listener::serve(listener, app, limits, stopped.clone()));
         let housekeeping = tokio::spawn(housekeeping(state.clone(), stopped.clone()));
         let media_events = tokio::spawn(media_events(state.clone(), sfu.events, stopped));
         tracing::info!(%http_addr, %udp_addr, db = %config.db, "confer-server started");

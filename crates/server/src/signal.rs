@@ -12,13 +12,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket};
-use confer_proto::signal::{ClientMessage, DisconnectReason, JoinRequest, Reply, Request};
+use confer_proto::signal::{
+    ClientMessage, DisconnectReason, JoinRequest, Reply, Request, MAX_CONTEXT_BYTES, MAX_NAME_BYTES,
+};
 use confer_proto::ErrorCode;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::error::{ApiError, ApiResult};
-use crate::hub::{error_response, response, Admitted, Link, Now, Outbound};
+use crate::hub::{error_response, response, Admitted, Link, Now, Outbound, Queued};
 use crate::limit::{TokenBucket, WindowCounter};
 use crate::ServerState;
 
@@ -28,6 +30,8 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Frames queued for a client before it counts as too slow and is dropped.
 const OUTBOUND_QUEUE: usize = 1024;
+/// How long a frame may wait for a client before it counts as too slow and is dropped.
+const MAX_QUEUE_AGE: Duration = Duration::from_secs(10);
 /// Limit violations within [`ABUSE_WINDOW`] after which the connection is closed.
 const ABUSE_LIMIT: u32 = 1000;
 /// Violations within the window that still get an error answer. Past this the server
@@ -110,35 +114,65 @@ pub async fn serve(state: Arc<ServerState>, socket: WebSocket) {
 
 async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: mpsc::Receiver<Queued>,
     kill: Arc<tokio::sync::Notify>,
     ping_every: Duration,
 ) {
     let mut ping = tokio::time::interval(ping_every);
     ping.tick().await;
     loop {
-        let out = tokio::select! {
+        let queued = tokio::select! {
             // The hub gave up on this connection (too slow, or taken over by a resume).
             _ = kill.notified() => None,
-            out = rx.recv() => out,
+            queued = rx.recv() => queued,
             _ = ping.tick() => {
-                if sink.send(Message::Ping(Default::default())).await.is_err() { return; }
+                if !write(&mut sink, Message::Ping(Default::default()), &kill).await { return; }
                 continue;
             }
         };
-        match out {
-            Some(Outbound::Frame(text)) => {
-                if sink.send(Message::Text(text.as_ref().into())).await.is_err() {
+        match queued {
+            Some(Queued { at, out: Outbound::Frame(text) }) => {
+                // A client that reads slower than the server writes falls behind however
+                // much it sends; its frames age in the queue, and it is let go.
+                let waited = at.elapsed();
+                if waited > MAX_QUEUE_AGE {
+                    tracing::warn!(waited_ms = waited.as_millis() as u64, "client too slow: dropping connection");
+                    return;
+                }
+                if !write(&mut sink, Message::Text(text.as_ref().into()), &kill).await {
                     return;
                 }
             }
-            Some(Outbound::Close) | None => {
+            Some(Queued { out: Outbound::Close, .. }) | None => {
                 // The peer may be gone already; nothing more to do either way.
-                let _ = sink.send(Message::Close(None)).await;
-                let _ = sink.close().await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                    let _ = sink.send(Message::Close(None)).await;
+                    let _ = sink.close().await;
+                })
+                .await;
                 return;
             }
         }
+    }
+}
+
+/// Writes one message; `false` when the connection should end: the socket failed, the
+/// hub gave up on it, or the client has not taken anything for [`MAX_QUEUE_AGE`].
+async fn write(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    msg: Message,
+    kill: &tokio::sync::Notify,
+) -> bool {
+    tokio::select! {
+        sent = tokio::time::timeout(MAX_QUEUE_AGE, sink.send(msg)) => match sent {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                tracing::warn!("client too slow: a write stalled; dropping connection");
+                false
+            }
+        },
+        _ = kill.notified() => false,
     }
 }
 
@@ -157,7 +191,7 @@ impl Connection {
     fn send(&self, out: Outbound) {
         // A full or closed queue means the writer is gone or stuck; the reader notices
         // the socket ending on its own.
-        let _ = self.link.tx.try_send(out);
+        let _ = self.link.tx.try_send(Queued { at: Instant::now(), out });
     }
 
     /// Answers a bad frame, and closes the connection if they keep coming.
@@ -189,7 +223,7 @@ impl Connection {
             let msg = format!("frame of {} bytes is over the {} byte limit", text.len(), limits.max_message_bytes);
             return self.violation(None, ApiError::new(ErrorCode::TooLarge, msg));
         }
-        let msg = match serde_json::from_str::<ClientMessage>(text) {
+        let msg = match confer_proto::strict::from_slice::<ClientMessage>(text.as_bytes()) {
             Ok(msg) => msg,
             Err(e) => {
                 let id = serde_json::from_str::<serde_json::Value>(text).ok().and_then(|v| v.get("id")?.as_u64());
@@ -241,7 +275,25 @@ impl Connection {
                 ),
             ));
         }
+        let name = req.name.as_deref().filter(|n| !n.is_empty()).unwrap_or(&token.name);
+        if name.len() > MAX_NAME_BYTES {
+            return Err(ApiError::new(ErrorCode::TooLarge, format!("a name has at most {MAX_NAME_BYTES} bytes")));
+        }
+        if !req.context.is_null() && req.context.to_string().len() > MAX_CONTEXT_BYTES {
+            let msg = format!("the context has at most {MAX_CONTEXT_BYTES} bytes of JSON");
+            return Err(ApiError::new(ErrorCode::TooLarge, msg));
+        }
         let room = self.state.store.room(&token.room).await?.ok_or(ErrorCode::RoomNotFound)?;
+        // A room deleted and created again under the same id is another room.
+        if token.issued_at.saturating_mul(1000) < room.created_at / 1000 * 1000 {
+            return Err(ApiError::new(ErrorCode::TokenRevoked, "the token was issued before this room was created"));
+        }
+        if req.resume.is_none() {
+            let kicked_at = self.state.store.kicked_at(&room.id, &token.identity).await?;
+            if kicked_at.is_some_and(|at| token.issued_at <= at) {
+                return Err(ApiError::new(ErrorCode::TokenRevoked, "removed from this room; a new token is needed"));
+            }
+        }
         let admitted = self.state.hub.join(room, token, &req, id, self.link.clone(), Now::system())?;
         self.joined = Some(admitted);
         Ok(())

@@ -73,6 +73,15 @@ fn migrations() -> Migrations<'static> {
                  expires_at INTEGER NOT NULL
              );",
         ),
+        // A kick refuses the kicked identity's join tokens issued up to the kick.
+        M::up(
+            "CREATE TABLE kicks (
+                 room TEXT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+                 identity TEXT NOT NULL,
+                 kicked_at INTEGER NOT NULL,
+                 PRIMARY KEY (room, identity)
+             );",
+        ),
     ])
 }
 
@@ -304,14 +313,37 @@ impl Store {
         .await
     }
 
-    /// Takes every refresh token of `identity` in `room` out of use (it was kicked).
-    pub async fn revoke_refresh(&self, room: &RoomId, identity: &Identity) -> StoreResult<usize> {
+    /// `identity` was kicked from `room` at `at` (seconds since the epoch): its join
+    /// tokens issued up to then stop working there, and every refresh token of it for
+    /// the room is taken out of use. Returns how many refresh tokens were revoked.
+    pub async fn record_kick(&self, room: &RoomId, identity: &Identity, at: u64) -> StoreResult<usize> {
         let (room, identity) = (room.clone(), identity.clone());
         self.with(move |c| {
             let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO kicks (room, identity, kicked_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(room, identity) DO UPDATE SET kicked_at = excluded.kicked_at",
+                params![room.0, identity.0, at as i64],
+            )?;
             let n = spend(&tx, "room = ?1 AND identity = ?2", params![room.0, identity.0], SpentReason::Kicked)?;
             tx.commit()?;
             Ok(n)
+        })
+        .await
+    }
+
+    /// When `identity` was last kicked from `room` (seconds since the epoch), if ever.
+    pub async fn kicked_at(&self, room: &RoomId, identity: &Identity) -> StoreResult<Option<u64>> {
+        let (room, identity) = (room.clone(), identity.clone());
+        self.with(move |c| {
+            let at: Option<i64> = c
+                .query_row(
+                    "SELECT kicked_at FROM kicks WHERE room = ?1 AND identity = ?2",
+                    params![room.0, identity.0],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(at.map(|t| t as u64))
         })
         .await
     }
@@ -437,6 +469,9 @@ impl Store {
             let a = c.execute("DELETE FROM invites WHERE expires_at <= ?1", [now as i64])?;
             let b = c.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?1", [now as i64])?;
             c.execute("DELETE FROM spent_refresh_tokens WHERE expires_at <= ?1", [now as i64])?;
+            // Past the longest token lifetime, no token issued before a kick is still valid.
+            let horizon = (now / 1000).saturating_sub(crate::auth::MAX_TOKEN_LIFETIME_SECS);
+            c.execute("DELETE FROM kicks WHERE kicked_at < ?1", [horizon as i64])?;
             Ok(a + b)
         })
         .await
@@ -584,7 +619,7 @@ mod tests {
 
         store.insert_refresh("k".into(), grant("carol"), 100).await.unwrap();
         store.insert_refresh("d".into(), grant("dave"), 100).await.unwrap();
-        assert_eq!(store.revoke_refresh(&"r1".into(), &"carol".into()).await.unwrap(), 1);
+        assert_eq!(store.record_kick(&"r1".into(), &"carol".into(), 0).await.unwrap(), 1);
         assert!(matches!(store.take_refresh("k".into(), 10).await.unwrap(), RefreshUse::Spent(SpentReason::Kicked)));
         assert!(store.delete_room(&"r1".into()).await.unwrap());
         assert!(matches!(

@@ -2,13 +2,14 @@
 //! and the upgrade to WebSocket signaling. Every error body is an
 //! [`ErrorBody`](confer_proto::ErrorBody), including those of malformed requests.
 
+pub mod listener;
 mod rooms;
 mod sessions;
 mod tokens;
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, WebSocketUpgrade};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -20,13 +21,17 @@ use confer_proto::ErrorCode;
 use crate::error::ApiError;
 use crate::ServerState;
 
+/// How long a request may take, body and answer included.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Largest HTTP body accepted.
 const MAX_BODY_BYTES: usize = 1 << 20;
 /// The OpenAPI 3.1 description of this API.
 const OPENAPI: &str = include_str!("../../openapi.json");
 
 pub fn router(state: Arc<ServerState>) -> Router {
-    let max_ws = state.hub.limits().max_message_bytes as usize * 16;
+    // Frames between the protocol limit and twice it get a `too_large` answer; larger
+    // ones end the connection before they are buffered (close code 1009).
+    let max_ws = state.hub.limits().max_message_bytes as usize * 2;
     Router::new()
         .route("/healthz", get(health))
         .route("/v1/openapi.json", get(openapi))
@@ -42,27 +47,43 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route(
             "/v1/signal",
             get(move |axum::extract::State(state): axum::extract::State<Arc<ServerState>>, ws: WebSocketUpgrade| async move {
-                // Frames between the protocol limit and this cap get a `too_large` answer;
-                // larger ones end the connection.
-                ws.max_message_size(max_ws).on_upgrade(move |socket| crate::signal::serve(state, socket))
+                ws.max_message_size(max_ws)
+                    .max_frame_size(max_ws)
+                    .on_upgrade(move |socket| crate::signal::serve(state, socket))
             }),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(request_timeout))
         .with_state(state)
 }
 
-/// After a kick: the kicked identity's refresh tokens for the room stop working, so
-/// that it cannot renew its way back in. A storage failure is logged; the kick stands.
+/// After a kick: the kicked identity's tokens for the room issued up to now, and its
+/// refresh tokens, stop working, so that it can neither rejoin with what it holds nor
+/// renew its way back in. A storage failure is logged; the kick stands.
 pub(crate) async fn revoke_after_kick(
     state: &ServerState,
     room: &confer_proto::RoomId,
     identity: &confer_proto::Identity,
 ) {
-    match state.store.revoke_refresh(room, identity).await {
-        Ok(n) => tracing::info!(%room, %identity, revoked = n, "refresh tokens revoked after a kick"),
-        Err(e) => tracing::error!(%room, %identity, error = %e, "cannot revoke refresh tokens after a kick"),
+    match state.store.record_kick(room, identity, crate::hub::Now::system().unix_secs()).await {
+        Ok(n) => tracing::info!(%room, %identity, revoked = n, "tokens revoked after a kick"),
+        Err(e) => tracing::error!(%room, %identity, error = %e, "cannot revoke tokens after a kick"),
+    }
+}
+
+/// Ends a request (its body included) that takes longer than [`REQUEST_TIMEOUT`]: a
+/// body trickled in a byte at a time must not hold a connection for ever.
+async fn request_timeout(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::info!("request timed out");
+            let mut response = ApiError::new(ErrorCode::MalformedRequest, "the request took too long").into_response();
+            *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
+            response
+        }
     }
 }
 
@@ -97,10 +118,37 @@ impl FromRequestParts<Arc<ServerState>> for ApiAuth {
     }
 }
 
-/// `axum::Json` with errors in the catalog's shape.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON body, read strictly ([`confer_proto::strict`]: never an array where an
+/// object is meant), with errors in the catalog's shape.
 pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(ApiError::new(ErrorCode::MalformedRequest, "expected a body of type application/json"));
+        }
+        let body = axum::body::Bytes::from_request(req, state).await.map_err(|r| {
+            let code =
+                if r.status() == StatusCode::PAYLOAD_TOO_LARGE { ErrorCode::TooLarge } else { ErrorCode::MalformedRequest };
+            ApiError::new(code, r.body_text())
+        })?;
+        confer_proto::strict::from_slice(&body)
+            .map(ApiJson)
+            .map_err(|e| ApiError::new(ErrorCode::MalformedRequest, format!("malformed body: {e}")))
+    }
+}
 
 /// `axum::extract::Query` with errors in the catalog's shape.
 #[derive(FromRequestParts)]
@@ -111,14 +159,6 @@ pub struct ApiQuery<T>(pub T);
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct ApiPath<T>(pub T);
-
-impl From<JsonRejection> for ApiError {
-    fn from(r: JsonRejection) -> Self {
-        let code =
-            if r.status() == StatusCode::PAYLOAD_TOO_LARGE { ErrorCode::TooLarge } else { ErrorCode::MalformedRequest };
-        ApiError::new(code, r.body_text())
-    }
-}
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {

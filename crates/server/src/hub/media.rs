@@ -9,7 +9,7 @@
 
 use confer_proto::signal::{Event, Reply, TrackUpdate};
 use confer_proto::track::{
-    PublishTrack, StreamInfo, SubscriptionEndReason, SubscriptionOptions, TrackId, TrackInfo, TrackKind,
+    PublishTrack, StreamInfo, SubscriptionEndReason, SubscriptionOptions, TrackId, TrackInfo, TrackKind, TrackSource,
 };
 use confer_proto::{ErrorBody, ErrorCode, ParticipantId, RoomId};
 use tokio::sync::oneshot;
@@ -24,6 +24,8 @@ use crate::sfu::{Command, IncomingTrack, OutgoingTrack, PublishAnswer, SfuEvent,
 const MAX_KEY_LEN: usize = 64;
 /// Most tracks in one stream.
 const MAX_TRACKS: usize = 4;
+/// Most streams one participant publishes at once.
+pub const MAX_STREAMS: usize = 8;
 
 /// A publish accepted by the hub, waiting for the media thread's answer.
 pub struct PendingPublish {
@@ -105,6 +107,7 @@ impl Hub {
         let mut sessions = self.lock();
         let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
         let policy = session.room.policy.clone();
+        let censored = session.censored.clone();
         let p = session.get_mut(id)?;
         if !p.grants.publish {
             return Err(ApiError::new(ErrorCode::PermissionDenied, "the token has no publish grant"));
@@ -120,6 +123,12 @@ impl Hub {
         }
         if p.info.streams.iter().any(|s| s.key == key) || p.publishing.contains(&key) {
             return Err(ErrorCode::DuplicateStreamKey.into());
+        }
+        if p.info.streams.len() + p.publishing.len() >= MAX_STREAMS {
+            return Err(ApiError::new(
+                ErrorCode::LimitExceeded,
+                format!("a participant publishes at most {MAX_STREAMS} streams at once"),
+            ));
         }
         let mids: Vec<&str> = tracks.iter().map(|t| t.mid.as_str()).collect();
         if (1..mids.len()).any(|i| mids[..i].contains(&mids[i])) {
@@ -138,7 +147,13 @@ impl Hub {
                 }
                 continue;
             }
-            if let Some(source) = t.source {
+            // A track that does not say where it comes from is its kind's usual source,
+            // and is held to the same rules as one that says so.
+            let source = t.source.unwrap_or(match t.kind {
+                TrackKind::Audio => TrackSource::Microphone,
+                _ => TrackSource::Camera,
+            });
+            {
                 if source.kind() != t.kind {
                     return Err(ApiError::new(
                         ErrorCode::MalformedRequest,
@@ -162,16 +177,26 @@ impl Hub {
                 return Err(ApiError::new(ErrorCode::DisabledByPolicy, "this room carries audio only"));
             }
         }
+        let identity = p.info.identity.clone();
         let infos: Vec<TrackInfo> = tracks
             .iter()
-            .map(|t| TrackInfo {
-                id: TrackId(format!("TR_{}", random_secret(9))),
-                kind: t.kind,
-                source: t.source,
-                codec: None,
-                simulcast: t.simulcast && t.kind == TrackKind::Video,
-                muted: t.muted,
-                censored: false,
+            .map(|t| {
+                let source = match t.kind {
+                    TrackKind::Data => None,
+                    TrackKind::Audio => Some(t.source.unwrap_or(TrackSource::Microphone)),
+                    TrackKind::Video => Some(t.source.unwrap_or(TrackSource::Camera)),
+                };
+                TrackInfo {
+                    id: TrackId(format!("TR_{}", random_secret(9))),
+                    kind: t.kind,
+                    source,
+                    codec: None,
+                    mid: Some(t.mid.clone()),
+                    simulcast: t.simulcast && t.kind == TrackKind::Video,
+                    muted: t.muted,
+                    // A moderator's stop follows the source into a new publication.
+                    censored: source.is_some_and(|s| censored.contains(&(identity.clone(), s))),
+                }
             })
             .collect();
         let incoming = tracks
@@ -225,6 +250,9 @@ impl Hub {
             if let Some(t) = stream.tracks.iter_mut().find(|t| t.id == track_id) {
                 t.codec = Some(codec);
             }
+        }
+        for t in stream.tracks.iter().filter(|t| t.censored) {
+            self.sfu.send(Command::SetTrackState { track_id: t.id.clone(), muted: t.muted, censored: true });
         }
         p.info.streams.push(stream.clone());
         tracing::info!(%room, participant = %id, key = %stream.key, tracks = stream.tracks.len(), "stream published");
@@ -317,12 +345,19 @@ impl Hub {
             return Ok(());
         }
         me.subscriptions.push(Subscription { publisher: publisher.clone(), key: key.to_owned(), options });
+        // Data tracks carry what chat does: only holders of the data grant receive them.
+        let data = me.grants.data;
         self.sfu.send(Command::Subscribe {
             room: room.clone(),
             subscriber: id.clone(),
             publisher: publisher.clone(),
             key: key.to_owned(),
-            tracks: stream.tracks.iter().map(|t| OutgoingTrack { track_id: t.id.clone(), kind: t.kind }).collect(),
+            tracks: stream
+                .tracks
+                .iter()
+                .filter(|t| data || t.kind != TrackKind::Data)
+                .map(|t| OutgoingTrack { track_id: t.id.clone(), kind: t.kind })
+                .collect(),
             wants: wants(&options),
         });
         Ok(())
@@ -427,7 +462,7 @@ impl Hub {
         }
         let (idx, key, _) = session.find_track(track_id).ok_or(ErrorCode::TrackNotFound)?;
         let p = &mut session.participants[idx];
-        let participant_id = p.info.id.clone();
+        let (participant_id, identity) = (p.info.id.clone(), p.info.identity.clone());
         let Some(t) = p.info.streams.iter_mut().flat_map(|s| s.tracks.iter_mut()).find(|t| &t.id == track_id) else {
             return Err(ErrorCode::TrackNotFound.into());
         };
@@ -435,8 +470,16 @@ impl Hub {
             return Ok(());
         }
         t.censored = censored;
-        let kind = t.kind;
+        let (kind, source) = (t.kind, t.source);
         self.sfu.send(Command::SetTrackState { track_id: track_id.clone(), muted: t.muted, censored });
+        // The stop holds for this source until lifted, across unpublish and publish.
+        if let Some(source) = source {
+            if censored {
+                session.censored.insert((identity, source));
+            } else {
+                session.censored.remove(&(identity, source));
+            }
+        }
         tracing::info!(%room, by = %by, track = %track_id, censored, "track censorship changed");
         let (track_id, by) = (track_id.clone(), by.clone());
         let event = if censored {

@@ -10,7 +10,7 @@
 mod media;
 mod participant;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -20,10 +20,11 @@ use confer_proto::signal::{
     DisconnectReason, Event, IceServer, JoinRequest, JoinSnapshot, LeaveReason, Outcome, ParticipantInfo, Reply,
     ServerMessage, SignalLimits,
 };
-use confer_proto::{ErrorCode, ParticipantId, RoomId, UnixMillis};
+use confer_proto::track::TrackSource;
+use confer_proto::{ErrorCode, Identity, ParticipantId, RoomId, UnixMillis};
 
 use participant::{frame, Participant};
-pub use participant::{Link, Outbound};
+pub use participant::{Link, Outbound, Queued};
 
 use crate::auth::{random_secret, JoinToken};
 use crate::error::{ApiError, ApiResult};
@@ -63,6 +64,8 @@ struct Session {
     started_at: UnixMillis,
     /// In join order.
     participants: Vec<Participant>,
+    /// Sources a moderator stopped, by identity: a new publication of one starts stopped.
+    censored: HashSet<(Identity, TrackSource)>,
     sfu: SfuHandle,
 }
 
@@ -164,6 +167,7 @@ impl Hub {
             room: room.clone(),
             started_at: now.unix_ms,
             participants: Vec::new(),
+            censored: HashSet::new(),
             sfu: self.sfu.clone(),
         });
         // The stored room may be newer than the session's copy.
@@ -202,7 +206,7 @@ impl Hub {
             participant: info.clone(),
             participants: session.participants.iter().map(|p| p.info.clone()).collect(),
             resume_token: resume_token.clone(),
-            token_expires_at: token.expires_at * 1000,
+            token_expires_at: token.expires_at.saturating_mul(1000),
             ice_servers,
             limits: self.config.limits.clone(),
         };
@@ -366,7 +370,7 @@ impl Hub {
             return Err(ApiError::new(ErrorCode::PermissionDenied, "the token is for another identity"));
         }
         p.set_token(token.grants, token.expires_at, &managers);
-        Ok(token.expires_at * 1000)
+        Ok(token.expires_at.saturating_mul(1000))
     }
 
     /// Reaps participants whose connection has been gone past the grace period and

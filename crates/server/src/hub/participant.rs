@@ -14,6 +14,10 @@ use confer_proto::signal::{Event, ParticipantInfo, Role, ServerMessage};
 use confer_proto::token::Grants;
 use tokio::sync::mpsc;
 
+/// Most bytes of events kept for a resume, whatever their number: a participant that
+/// missed more joins afresh.
+const BACKLOG_BYTES: usize = 1 << 20;
+
 /// What the hub hands to a connection's writer.
 #[derive(Debug, Clone)]
 pub enum Outbound {
@@ -23,11 +27,19 @@ pub enum Outbound {
     Close,
 }
 
+/// An [`Outbound`] with the time it was queued: the writer drops a client whose oldest
+/// frame waited too long, whatever that client still sends.
+#[derive(Debug)]
+pub struct Queued {
+    pub at: Instant,
+    pub out: Outbound,
+}
+
 /// The hub's end of one WebSocket connection.
 #[derive(Debug, Clone)]
 pub struct Link {
     pub conn_id: u64,
-    pub tx: mpsc::Sender<Outbound>,
+    pub tx: mpsc::Sender<Queued>,
     /// Tells the connection's writer to close the socket now, even when its queue is
     /// full (a queued `Close` could not get in then).
     pub kill: Arc<tokio::sync::Notify>,
@@ -37,7 +49,7 @@ impl Link {
     /// Queues a frame; `false` when the connection is gone or too far behind, in which
     /// case the caller detaches it (its client resumes and gets the backlog).
     pub fn send(&self, out: Outbound) -> bool {
-        match self.tx.try_send(out) {
+        match self.tx.try_send(Queued { at: Instant::now(), out }) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Closed(_)) => false,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -61,6 +73,8 @@ pub struct Participant {
     pub resume_token: String,
     next_seq: u64,
     backlog: VecDeque<(u64, Arc<str>)>,
+    /// Bytes of text in `backlog`.
+    backlog_bytes: usize,
     backlog_cap: usize,
     pub link: Option<Link>,
     /// When the connection dropped, while detached.
@@ -97,6 +111,7 @@ impl Participant {
             resume_token,
             next_seq: 1,
             backlog: VecDeque::new(),
+            backlog_bytes: 0,
             backlog_cap,
             link: Some(link),
             detached_at: None,
@@ -134,10 +149,12 @@ impl Participant {
         let seq = self.next_seq;
         self.next_seq += 1;
         let text = frame(&ServerMessage::Event { seq, event });
-        if self.backlog.len() == self.backlog_cap {
-            self.backlog.pop_front();
-        }
+        self.backlog_bytes += text.len();
         self.backlog.push_back((seq, text.clone()));
+        while self.backlog.len() > self.backlog_cap || self.backlog_bytes > BACKLOG_BYTES {
+            let Some((_, old)) = self.backlog.pop_front() else { break };
+            self.backlog_bytes -= old.len();
+        }
         self.send(Outbound::Frame(text), now);
     }
 
@@ -180,7 +197,7 @@ mod tests {
     use super::*;
     use confer_proto::signal::DisconnectReason;
 
-    fn participant(cap: usize) -> (Participant, mpsc::Receiver<Outbound>) {
+    fn participant(cap: usize) -> (Participant, mpsc::Receiver<Queued>) {
         let (tx, rx) = mpsc::channel(16);
         let info = ParticipantInfo {
             id: "p".into(),
@@ -224,5 +241,27 @@ mod tests {
         assert!(p.link.is_none());
         assert_eq!(p.detached_at, Some(now));
         assert_eq!(p.replay_after(0).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_backlog_is_bounded_by_bytes_too() {
+        let now = Instant::now();
+        let (mut p, _rx) = participant(1024);
+        p.detach(now);
+        let big = Event::MessageReceived {
+            message_id: "m".into(),
+            from: "q".into(),
+            from_identity: "b".into(),
+            text: "x".repeat(60 * 1024),
+            to: None,
+            sent_at: 0,
+        };
+        for _ in 0..100 {
+            p.push(big.clone(), now);
+        }
+        assert!(p.backlog_bytes <= BACKLOG_BYTES, "{} bytes kept", p.backlog_bytes);
+        assert!(p.backlog.len() < 20, "{} events kept", p.backlog.len());
+        assert!(p.replay_after(0).is_none(), "what was dropped cannot be replayed");
+        assert!(p.replay_after(99).is_some());
     }
 }

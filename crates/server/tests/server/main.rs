@@ -5,6 +5,7 @@
 
 mod common;
 
+mod abuse;
 mod auth_matrix;
 mod bad_input;
 mod http_api;
