@@ -28,6 +28,10 @@ fn data_track_messages_reach_subscribers() {
         viewers
             .push((Bot::spawn(who, &server, &t, &["--duration", "8", "--report", report.to_str().unwrap()]), report));
     }
+    // Without the data grant, no data track (the video still comes).
+    let dan_report = dir.join("dan.json");
+    let t = token(&server, &room, "dan", &["--no-data"]);
+    let mut dan = Bot::spawn("dan", &server, &t, &["--duration", "8", "--report", dan_report.to_str().unwrap()]);
     for (bot, report) in &mut viewers {
         assert_eq!(bot.wait_exit(Duration::from_secs(30)), 0);
         let report = read_report(report);
@@ -40,6 +44,10 @@ fn data_track_messages_reach_subscribers() {
         assert_eq!(data["decode_errors"], 0);
         assert!(data["latency_ms"]["p50"].as_u64().unwrap() < 100, "{data:#}");
     }
+    assert_eq!(dan.wait_exit(Duration::from_secs(30)), 0);
+    let report = read_report(&dan_report);
+    assert!(find_stream(&report, "alice", "data").is_none(), "a data track reached dan: {report:#}");
+    assert!(stream(&report, "alice", "video")["frames_decoded"].as_u64().unwrap() > 0, "{report:#}");
     alice.wait_exit(Duration::from_secs(20));
     server.stop();
 }

@@ -16,5 +16,6 @@ mod packet_loss;
 mod real_networks;
 mod simulcast;
 mod subscriptions;
+mod server_restart;
 mod three_bots;
 mod vanishing_publisher;
