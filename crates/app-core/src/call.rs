@@ -903,6 +903,7 @@ fn ended(reason: DisconnectReason) -> CallEvent {
             ("protocol_violation", "The server closed the connection after an error in this app.")
         }
         DisconnectReason::ServerShutdown => ("server_shutdown", "The server shut down."),
+        DisconnectReason::ServerError => ("server_error", "The server ran into an error. Join again to continue."),
     };
     CallEvent::Ended { code: code.into(), message: message.into() }
 }

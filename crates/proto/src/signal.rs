@@ -329,6 +329,9 @@ pub enum DisconnectReason {
     /// The client kept breaking the rate or size limits.
     ProtocolViolation,
     ServerShutdown,
+    /// The server failed while serving this participant (a bug, logged there); the
+    /// others carry on. Joining again works.
+    ServerError,
 }
 
 /// Things that happen in the room, pushed by the server.

@@ -38,6 +38,25 @@ pub struct ServerState {
     /// Lifetime of the join tokens the server mints, in seconds.
     pub token_ttl_secs: u64,
     next_conn_id: AtomicU64,
+    /// Participants whose next signaling request panics ([`Server::inject_fault`]).
+    signaling_faults: std::sync::Mutex<std::collections::HashSet<confer_proto::ParticipantId>>,
+}
+
+/// A failure a test makes happen, to check that it stays where it happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The handling of the participant's next signaling request panics.
+    Signaling,
+    /// The next input to the participant's media connections panics.
+    Media,
+}
+
+impl ServerState {
+    /// Whether an injected fault is due for `participant`'s request (and clears it).
+    pub(crate) fn take_signaling_fault(&self, participant: &confer_proto::ParticipantId) -> bool {
+        let mut faults = self.signaling_faults.lock().unwrap_or_else(|p| p.into_inner());
+        !faults.is_empty() && faults.remove(participant)
+    }
 }
 
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`].
@@ -81,6 +100,7 @@ impl Server {
             public_url,
             token_ttl_secs: config.token_ttl_secs,
             next_conn_id: AtomicU64::new(1),
+            signaling_faults: Default::default(),
         });
         let (stop, stopped) = watch::channel(false);
 
@@ -126,6 +146,22 @@ impl Server {
 
     pub fn api_secret(&self) -> &str {
         self.state.credentials.api_secret()
+    }
+
+    /// Makes a failure happen, for tests of fault isolation: a panic while serving the
+    /// participant `identity` of `room`, which must end only what it concerns. Nothing a
+    /// client sends can do this. `false` if there is no such participant.
+    #[doc(hidden)]
+    pub fn inject_fault(&self, room: &confer_proto::RoomId, identity: &str, fault: Fault) -> bool {
+        let Some(session) = self.state.hub.session(room) else { return false };
+        let Some(p) = session.participants.into_iter().find(|p| p.identity.0 == identity) else { return false };
+        match fault {
+            Fault::Signaling => {
+                self.state.signaling_faults.lock().unwrap_or_else(|p| p.into_inner()).insert(p.id);
+            }
+            Fault::Media => self.sfu.send(sfu::Command::InjectPanic { participant: p.id }),
+        }
+        true
     }
 
     /// Tells every participant the server is going away, then stops listening.

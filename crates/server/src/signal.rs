@@ -7,6 +7,7 @@
 //! handles requests in arrival order. When the socket drops without a `leave`, the
 //! participant is only detached, so that its client can resume within the grace period.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use confer_proto::signal::{
     ClientMessage, DisconnectReason, JoinRequest, Reply, Request, MAX_CONTEXT_BYTES, MAX_NAME_BYTES,
 };
 use confer_proto::ErrorCode;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::error::{ApiError, ApiResult};
@@ -80,7 +81,14 @@ pub async fn serve(state: Arc<ServerState>, socket: WebSocket) {
                 break;
             }
             Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => break,
-            Ok(Some(Ok(Message::Text(text)))) => conn.on_text(text.as_str()).await,
+            Ok(Some(Ok(Message::Text(text)))) => {
+                // A bug met while handling one request ends this connection's
+                // participant, never the server or anyone else.
+                if AssertUnwindSafe(conn.on_text(text.as_str())).catch_unwind().await.is_err() {
+                    conn.failed();
+                    break;
+                }
+            }
             Ok(Some(Ok(Message::Binary(_)))) => conn.violation(
                 None,
                 ApiError::new(ErrorCode::MalformedRequest, "binary frames are not part of the protocol"),
@@ -301,6 +309,9 @@ impl Connection {
 
     async fn handle(&self, request: Request, me: &Admitted) -> ApiResult<Reply> {
         let hub = &self.state.hub;
+        if self.state.take_signaling_fault(&me.participant) {
+            panic!("fault injected into {}'s signaling", me.participant);
+        }
         match request {
             // Answered in `on_text`, which needs to own the connection state for them.
             Request::Join(_) | Request::Leave => Err(ApiError::new(ErrorCode::MalformedRequest, "unexpected request")),
@@ -380,6 +391,15 @@ impl Connection {
                 Ok(Reply::Ok)
             }
         }
+    }
+
+    /// Handling a request panicked: the participant goes, with the others told.
+    fn failed(&mut self) {
+        tracing::error!(conn = self.conn_id, joined = self.joined.is_some(), "signaling request handler panicked");
+        if let Some(joined) = self.joined.take() {
+            self.state.hub.remove(&joined.room, &joined.participant, DisconnectReason::ServerError, Now::system());
+        }
+        self.send(Outbound::Close);
     }
 
     fn finish(&mut self) {

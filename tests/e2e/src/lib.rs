@@ -61,7 +61,8 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 /// A `confer-server` child process, killed on drop.
 pub struct ServerProcess {
-    child: Child,
+    /// `None` for a server running inside the test ([`ServerProcess::in_process`]).
+    child: Option<Child>,
     pub url: String,
     pub db: PathBuf,
     port: u16,
@@ -120,7 +121,14 @@ impl ServerProcess {
                 Err(_) => panic!("confer-server did not report listening on port {port}"),
             }
         }
-        Self { child, url: format!("http://{ip}:{port}"), db, port }
+        Self { child: Some(child), url: format!("http://{ip}:{port}"), db, port }
+    }
+
+    /// A server the test runs itself (the `confer_server` library, in this process),
+    /// for the helpers that take a [`ServerProcess`]. Its API credentials must be
+    /// [`KEY`] and [`SECRET`].
+    pub fn in_process(addr: std::net::SocketAddr) -> Self {
+        Self { child: None, url: format!("http://{addr}"), db: PathBuf::new(), port: addr.port() }
     }
 
     pub fn port(&self) -> u16 {
@@ -134,15 +142,19 @@ impl ServerProcess {
 
     /// Stops the server with SIGTERM, as a service manager would, and waits for it.
     pub fn stop(mut self) -> (PathBuf, u16) {
-        terminate(&mut self.child);
+        if let Some(child) = &mut self.child {
+            terminate(child);
+        }
         (self.db.clone(), self.port)
     }
 }
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

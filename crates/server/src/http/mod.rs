@@ -55,7 +55,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(request_timeout))
+        .layer(axum::middleware::from_fn(guard_request))
         .with_state(state)
 }
 
@@ -73,11 +73,18 @@ pub(crate) async fn revoke_after_kick(
     }
 }
 
-/// Ends a request (its body included) that takes longer than [`REQUEST_TIMEOUT`]: a
-/// body trickled in a byte at a time must not hold a connection for ever.
-async fn request_timeout(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
-        Ok(response) => response,
+/// Ends a request (its body included) that takes longer than [`REQUEST_TIMEOUT`] (a
+/// body trickled in a byte at a time must not hold a connection for ever), and answers
+/// `internal` for a handler that panicked.
+async fn guard_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use futures_util::FutureExt;
+    let handled = std::panic::AssertUnwindSafe(next.run(request)).catch_unwind();
+    match tokio::time::timeout(REQUEST_TIMEOUT, handled).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(_)) => {
+            tracing::error!("HTTP handler panicked");
+            ApiError::from(ErrorCode::Internal).into_response()
+        }
         Err(_) => {
             tracing::info!("request timed out");
             let mut response = ApiError::new(ErrorCode::MalformedRequest, "the request took too long").into_response();

@@ -187,8 +187,32 @@ pub enum Command {
         room: RoomId,
         participants: Vec<ParticipantId>,
     },
+    /// Make the next input to this participant's connections panic (a test of fault
+    /// isolation: [`crate::Server::inject_fault`]).
+    InjectPanic {
+        participant: ParticipantId,
+    },
     /// Close every connection and end the media thread.
     Stop,
+}
+
+impl Command {
+    /// The participant whose connections the command concerns, if one.
+    pub fn participant(&self) -> Option<&ParticipantId> {
+        match self {
+            Command::Publish { participant, .. }
+            | Command::PublisherOffer { participant, .. }
+            | Command::RestartSubscriber { participant }
+            | Command::Answer { participant, .. }
+            | Command::Remove { participant }
+            | Command::InjectPanic { participant } => Some(participant),
+            Command::Subscribe { subscriber, .. }
+            | Command::UpdateSubscription { subscriber, .. }
+            | Command::Unsubscribe { subscriber, .. } => Some(subscriber),
+            Command::Unpublish { participant, .. } => Some(participant),
+            Command::SetTrackState { .. } | Command::WatchMetrics { .. } | Command::Stop => None,
+        }
+    }
 }
 
 /// What the media thread tells the hub.

@@ -69,6 +69,8 @@ pub struct Peer {
     pub has_control_channel: bool,
     /// Subscriber: congestion and backoff of its path.
     pub downlink: Downlink,
+    /// A test asked for the next input to this connection to panic.
+    pub fault: bool,
 }
 
 impl Peer {
@@ -92,6 +94,7 @@ impl Peer {
             restart_ice: false,
             has_control_channel: false,
             downlink: Downlink::default(),
+            fault: false,
         }
     }
 

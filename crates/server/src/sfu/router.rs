@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use confer_proto::track::{TrackId, TrackKind};
@@ -127,7 +128,11 @@ impl Router {
         let udp_ip = self.net.udp.local_addr().ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
         loop {
             let now = Instant::now();
-            self.drive(now);
+            // A panic that `feed` and `poll` did not pin on one connection (forwarding
+            // touches several): log it and go on; the media thread serves everyone.
+            if catch_unwind(AssertUnwindSafe(|| self.drive(now))).is_err() {
+                tracing::error!("media processing panicked");
+            }
             let deadline = self
                 .peers
                 .iter()
@@ -146,7 +151,16 @@ impl Router {
             };
             match wake {
                 Wake::Command(None | Some(Command::Stop)) => break,
-                Wake::Command(Some(c)) => self.command(c, Instant::now()),
+                Wake::Command(Some(c)) => {
+                    let participant = c.participant().cloned();
+                    if catch_unwind(AssertUnwindSafe(|| self.command(c, Instant::now()))).is_err() {
+                        // Its state may be half-changed: the participant's connections go.
+                        tracing::error!(?participant, "media command panicked");
+                        if let Some(participant) = participant {
+                            self.fail_participant(&participant);
+                        }
+                    }
+                }
                 Wake::Datagram(Ok((n, source))) => {
                     let source = tcp::canonical(source);
                     if let Some(destination) = MediaAddrs::destination(&self.net.addrs.udp, source, udp_ip) {
@@ -291,6 +305,11 @@ impl Router {
                 let _ = reply.send(result);
             }
             Command::Remove { participant } => self.remove(&participant),
+            Command::InjectPanic { participant } => {
+                for peer in self.peers.iter_mut().filter(|p| p.participant == participant) {
+                    peer.fault = true;
+                }
+            }
             Command::Stop => {}
             Command::WatchMetrics { room, participants } => {
                 if participants.is_empty() {
@@ -341,6 +360,14 @@ impl Router {
             }
         }
         rtc
+    }
+
+    /// After a panic in its handling: the participant's connections are closed, and
+    /// the hub hears they failed (as for any dead connection, at the next reaping).
+    fn fail_participant(&mut self, participant: &ParticipantId) {
+        for peer in self.peers.iter_mut().filter(|p| &p.participant == participant) {
+            peer.rtc.disconnect();
+        }
     }
 
     fn remove(&mut self, participant: &ParticipantId) {
@@ -562,22 +589,40 @@ fn feed(peer: &mut Peer, input: Input) {
     if !peer.rtc.is_alive() {
         return;
     }
-    if let Err(e) = peer.rtc.handle_input(input) {
-        tracing::info!(participant = %peer.participant, role = peer.label(), error = %e, "media connection failed");
-        peer.rtc.disconnect();
+    let handled = catch_unwind(AssertUnwindSafe(|| {
+        if std::mem::take(&mut peer.fault) {
+            panic!("fault injected into {}'s media", peer.participant);
+        }
+        peer.rtc.handle_input(input)
+    }));
+    match handled {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::info!(participant = %peer.participant, role = peer.label(), error = %e, "media connection failed");
+            peer.rtc.disconnect();
+        }
+        Err(_) => panicked(peer),
     }
+}
+
+/// A panic while serving one connection ends that connection only (the reaping that
+/// follows tells the hub, which tells the others).
+fn panicked(peer: &mut Peer) {
+    tracing::error!(participant = %peer.participant, role = peer.label(), "media connection panicked; closing it");
+    peer.rtc.disconnect();
 }
 
 /// Drains one connection's output: datagrams go out, events become work.
 fn poll(idx: usize, peer: &mut Peer, net: &Net, work: &mut Vec<Work>) {
     while peer.rtc.is_alive() {
-        let output = match peer.rtc.poll_output() {
-            Ok(o) => o,
-            Err(e) => {
+        let output = match catch_unwind(AssertUnwindSafe(|| peer.rtc.poll_output())) {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => {
                 tracing::info!(participant = %peer.participant, error = %e, "media connection failed");
                 peer.rtc.disconnect();
                 return;
             }
+            Err(_) => return panicked(peer),
         };
         match output {
             Output::Timeout(t) => {

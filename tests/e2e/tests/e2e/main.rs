@@ -9,6 +9,7 @@ mod app_ui;
 mod browser_interop;
 mod data_tracks;
 mod devices;
+mod fault_isolation;
 mod h264;
 mod mute_and_censor;
 mod network_interruption;
