@@ -134,4 +134,23 @@ mod tests {
             assert!(e.message.contains(why), "{link:?}: {}", e.message);
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { failure_persistence: None, ..Default::default() })]
+
+        /// Whatever is pasted or clicked, the answer is a target or `invalid_link`.
+        #[test]
+        fn any_input_is_read_or_refused_with_a_reason(
+            input in proptest::prop_oneof![
+                "\\PC{0,80}",
+                "confer://join\\?[a-z]{0,8}=[^&]{0,40}(&[a-z]{0,8}=[^&]{0,40}){0,4}",
+                "confer://[a-z]{0,6}[/?#%&=:@a-zA-Z0-9.-]{0,60}",
+            ]
+        ) {
+            match JoinTarget::parse(&input) {
+                Ok(t) => proptest::prop_assert!(!t.room.is_empty()),
+                Err(e) => proptest::prop_assert_eq!(e.code.as_str(), "invalid_link"),
+            }
+        }
+    }
 }

@@ -11,5 +11,6 @@ mod bad_input;
 mod http_api;
 mod openapi;
 mod persistence;
+mod properties;
 mod resume;
 mod signaling;
