@@ -49,22 +49,32 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
-# The web UI: install exactly what package-lock.json names, then build ui/dist. A
-# registry mirror that serves only this platform's optional packages (rollup's and
-# esbuild's native binaries) yields a lock file that `npm ci` calls out of sync; then
-# `npm install` resolves the same versions from it.
-if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
-  npm --prefix ui ci --no-audit --no-fund --loglevel=error 2>/dev/null ||
-    npm --prefix ui install --no-audit --no-fund --loglevel=error
-fi
+# Installs exactly what $1/package-lock.json names. A registry mirror that serves only
+# this platform's optional packages (rollup's and esbuild's native binaries) makes
+# `npm ci` call the lock out of sync; then `npm install` resolves the same versions
+# from it, and the committed lock (which names every platform's packages, as Windows
+# and macOS builds need) is put back as it was: setup never changes tracked files.
+npm_install() {
+  local dir=$1
+  if [ -d "$dir/node_modules" ] && [ ! "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    return
+  fi
+  npm --prefix "$dir" ci --no-audit --no-fund --loglevel=error 2>/dev/null && return
+  local saved
+  saved=$(mktemp)
+  cp "$dir/package-lock.json" "$saved"
+  npm --prefix "$dir" install --no-audit --no-fund --loglevel=error
+  cp "$saved" "$dir/package-lock.json"
+  rm -f "$saved"
+}
+
+# The web UI, then ui/dist.
+npm_install ui
 npm --prefix ui run build --silent >/dev/null
 
 # The browser interop test's driver (playwright-core, no browser download: it drives
 # the system Chromium).
-if [ ! -d tests/browser/node_modules ] || [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then
-  npm --prefix tests/browser ci --no-audit --no-fund --loglevel=error 2>/dev/null ||
-    npm --prefix tests/browser install --no-audit --no-fund --loglevel=error
-fi
+npm_install tests/browser
 # tauri-driver: the WebDriver server that starts the app for the UI test.
 if ! command -v tauri-driver >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tauri-driver" ]; then
   echo "setup: installing tauri-driver"

@@ -38,12 +38,32 @@ echo "== desktop app: the Debian package (Tauri bundler)"
 deb="$artifacts/deb-check.log"
 ARTIFACTS_DIR="$artifacts" bash tests/deb-check.sh 2>&1 | tee "$deb" || app_status=$?
 
+# What the tools enforce: formatting, clippy's lints as errors (the workspace's own in
+# Cargo.toml included), and the UI's types.
+echo "== hygiene: rustfmt, clippy, the UI's type check"
+hygiene="$artifacts/hygiene.log"
+: >"$hygiene"
+for check in "cargo fmt --all --check" \
+  "cargo clippy --locked --all-targets -- -D warnings" \
+  "npm --prefix ui run typecheck --silent"; do
+  if $check >>"$hygiene" 2>&1; then
+    echo "hygiene: ok: $check"
+    echo "1 passed" >>"$hygiene"
+  else
+    echo "hygiene: FAILED: $check (see $hygiene)"
+    echo "1 failed" >>"$hygiene"
+    status=1
+  fi
+done
+
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '^test result: .* ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
 for extra in "$smoke" "$deb"; do
   passed=$((passed + $(grep -Eo '[0-9]+ passed' "$extra" | tail -n1 | grep -Eo '[0-9]+' || echo 0)))
   failed=$((failed + $(grep -Eo '[0-9]+ failed' "$extra" | tail -n1 | grep -Eo '[0-9]+' || echo 0)))
 done
+passed=$((passed + $(grep -c '^1 passed$' "$hygiene" || true)))
+failed=$((failed + $(grep -c '^1 failed$' "$hygiene" || true)))
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 if [ "$app_status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 echo "total: $passed passed, $failed failed"

@@ -25,6 +25,10 @@
 //! the handle; [`media`] holds the two WebRTC connections (publisher and subscriber) and
 //! moves encoded frames; [`api`] is the room API over HTTP (tokens, invites, rooms).
 
+// Panics in the protocol, the server and the SDK are bugs: they say why (expect) or
+// are handled, never a bare unwrap outside tests.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 pub mod api;
 mod connection;
 pub mod endpoint;

@@ -64,6 +64,8 @@ catalog! {
     NotFound = 1004, "not_found", 404, "no such resource";
     /// An SDP offer or answer could not be applied, or a media section it names is missing.
     InvalidSdp = 1005, "invalid_sdp", 400, "the session description cannot be used";
+    /// An HTTP request (body and answer included) took longer than the server allows.
+    RequestTimeout = 1006, "request_timeout", 408, "the request took too long";
     /// The room API was called without valid API credentials.
     Unauthorized = 2000, "unauthorized", 401, "missing or wrong API credentials";
     /// A join or refresh token that is malformed or has a bad signature.
@@ -78,7 +80,9 @@ catalog! {
     NotAMember = 2005, "not_a_member", 403, "not a member of this room";
     /// The invite is unknown, expired or used up.
     InvalidInvite = 2006, "invalid_invite", 401, "the invite is invalid or has expired";
-    /// The refresh token was taken out of use because its holder was kicked from the room.
+    /// The token was taken out of use: its holder was kicked from the room (join tokens
+    /// issued before the kick, and refresh tokens), or it was issued before the room was
+    /// created again under the same id.
     TokenRevoked = 2007, "token_revoked", 401, "the token was revoked";
     /// The refresh token was exchanged already (by a concurrent or earlier request); use
     /// the one that request returned.

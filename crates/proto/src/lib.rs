@@ -6,6 +6,10 @@
 //! attributes only: no I/O, no clocks, no business rules. `docs/protocol.md` is the prose
 //! form of what is here.
 
+// Panics in the protocol, the server and the SDK are bugs: they say why (expect) or
+// are handled, never a bare unwrap outside tests.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 pub mod bytes;
 pub mod error;
 pub mod ids;

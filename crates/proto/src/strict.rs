@@ -112,7 +112,8 @@ mod tests {
 
     #[test]
     fn tagged_requests_are_checked_inside() {
-        let ok = br#"{"id":1,"request":{"type":"update_stream","key":"main","tracks":[{"track_id":"TR_1","muted":true}]}}"#;
+        let ok =
+            br#"{"id":1,"request":{"type":"update_stream","key":"main","tracks":[{"track_id":"TR_1","muted":true}]}}"#;
         assert!(from_slice::<ClientMessage>(ok).is_ok());
         let array = br#"{"id":1,"request":{"type":"update_stream","key":"main","tracks":[["TR_1",true]]}}"#;
         assert!(serde_json::from_slice::<ClientMessage>(array).is_ok(), "serde alone reads it");

@@ -5,6 +5,10 @@
 //! hub's reaping of vanished participants and expired tokens). Everything stateful but
 //! storage lives in the [`hub::Hub`], which is driven with explicit time.
 
+// Panics in the protocol, the server and the SDK are bugs: they say why (expect) or
+// are handled, never a bare unwrap outside tests.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -105,10 +109,8 @@ impl Server {
         let (stop, stopped) = watch::channel(false);
 
         let app = http::router(state.clone());
-        let limits = http::listener::Limits {
-            per_address: config.max_connections_per_ip,
-            ..http::listener::Limits::default()
-        };
+        let limits =
+            http::listener::Limits { per_address: config.max_connections_per_ip, ..http::listener::Limits::default() };
         let serve = tokio::spawn(http::listener::serve(listener, app, limits, stopped.clone()));
         let housekeeping = tokio::spawn(housekeeping(state.clone(), stopped.clone()));
         let media_events = tokio::spawn(media_events(state.clone(), sfu.events, stopped));

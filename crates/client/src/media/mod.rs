@@ -345,18 +345,18 @@ impl Pc {
         let mut bridges = self.tcp_bridges.lock().await;
         for candidate in tcp_candidates(sdp) {
             let Some(server) = candidate_addr(candidate) else { continue };
-            if !bridges.contains_key(&server) {
-                match relay::TcpBridge::to_ice_tcp(server, self.relays.health.clone()).await {
-                    Ok(b) => {
-                        bridges.insert(server, b);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, %server, "cannot bridge to the server's TCP candidate");
-                        continue;
+            let local = match bridges.entry(server) {
+                std::collections::hash_map::Entry::Occupied(e) => e.get().local,
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    match relay::TcpBridge::to_ice_tcp(server, self.relays.health.clone()).await {
+                        Ok(b) => slot.insert(b).local,
+                        Err(e) => {
+                            tracing::warn!(error = %e, %server, "cannot bridge to the server's TCP candidate");
+                            continue;
+                        }
                     }
                 }
-            }
-            let local = bridges[&server].local;
+            };
             let init = RTCIceCandidateInit {
                 candidate: format!(
                     "candidate:tcp{} 1 udp {TCP_PRIORITY} {} {} typ host",
@@ -476,10 +476,9 @@ fn tcp_candidates(sdp: &str) -> Vec<&str> {
         if let Some(c) = line.strip_prefix("a=") {
             let fields: Vec<&str> = c.split_whitespace().collect();
             let passive = fields.windows(2).any(|w| w == ["tcptype", "passive"]);
-            if c.starts_with("candidate:") && fields.get(2).is_some_and(|p| p.eq_ignore_ascii_case("tcp")) && passive {
-                if !seen.contains(&c) {
-                    seen.push(c);
-                }
+            let tcp = fields.get(2).is_some_and(|p| p.eq_ignore_ascii_case("tcp"));
+            if c.starts_with("candidate:") && tcp && passive && !seen.contains(&c) {
+                seen.push(c);
             }
         }
     }

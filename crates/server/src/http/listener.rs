@@ -69,7 +69,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, mut stop:
         };
         let Some(slot) = counts.admit(peer.ip()) else {
             // One line per 100 refusals: a flood must not flood the log too.
-            if refused_logged % 100 == 0 {
+            if refused_logged.is_multiple_of(100) {
                 tracing::warn!(%peer, refused = refused_logged + 1, "connection refused: too many connections");
             }
             refused_logged += 1;
@@ -196,6 +196,7 @@ impl AsyncWrite for Counted {
 
 /// Connections the process can hold: its descriptor limit (raised to the hard limit
 /// first) less a reserve.
+#[allow(unsafe_code)] // getrlimit/setrlimit: libc has no safe wrapper.
 fn fd_budget() -> usize {
     #[cfg(unix)]
     {

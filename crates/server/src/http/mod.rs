@@ -30,7 +30,7 @@ const OPENAPI: &str = include_str!("../../openapi.json");
 
 pub fn router(state: Arc<ServerState>) -> Router {
     // Frames between the protocol limit and twice it get a `too_large` answer; larger
-    // ones end the connection before they are buffered (close code 1009).
+    // ones end the connection unread (the WebSocket layer refuses them from the header).
     let max_ws = state.hub.limits().max_message_bytes as usize * 2;
     Router::new()
         .route("/healthz", get(health))
@@ -87,9 +87,7 @@ async fn guard_request(request: axum::extract::Request, next: axum::middleware::
         }
         Err(_) => {
             tracing::info!("request timed out");
-            let mut response = ApiError::new(ErrorCode::MalformedRequest, "the request took too long").into_response();
-            *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
-            response
+            ApiError::from(ErrorCode::RequestTimeout).into_response()
         }
     }
 }
@@ -147,8 +145,11 @@ where
             return Err(ApiError::new(ErrorCode::MalformedRequest, "expected a body of type application/json"));
         }
         let body = axum::body::Bytes::from_request(req, state).await.map_err(|r| {
-            let code =
-                if r.status() == StatusCode::PAYLOAD_TOO_LARGE { ErrorCode::TooLarge } else { ErrorCode::MalformedRequest };
+            let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ErrorCode::TooLarge
+            } else {
+                ErrorCode::MalformedRequest
+            };
             ApiError::new(code, r.body_text())
         })?;
         confer_proto::strict::from_slice(&body)

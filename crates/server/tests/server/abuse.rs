@@ -76,9 +76,8 @@ async fn slowloris_and_idle_connections_do_not_lock_others_out() {
             if s.write_all(b"X").await.is_err() {
                 return;
             }
-            match tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await {
-                Ok(Ok(0) | Err(_)) => return,
-                _ => {}
+            if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await {
+                return;
             }
         }
     })

@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::common::*;
 
 /// Field names of the protocol, so that generated objects often hit real fields.
+#[rustfmt::skip]
 const FIELDS: &[&str] = &[
     "id", "request", "type", "key", "tracks", "sdp", "participant_id", "options", "token", "mid", "kind", "source",
     "simulcast", "muted", "text", "to", "audio", "video", "quality", "track_id", "participants", "resume", "name",
@@ -26,6 +27,7 @@ const FIELDS: &[&str] = &[
 ];
 
 /// Values of the protocol's enumerations and request types.
+#[rustfmt::skip]
 const WORDS: &[&str] = &[
     "join", "leave", "publish", "unpublish", "update_stream", "subscribe", "update_subscription", "unsubscribe",
     "subscriber_answer", "publisher_offer", "restart_subscriber", "send_message", "kick", "update_token", "ping",
@@ -99,8 +101,8 @@ async fn answer(ws: &mut Ws, id: Option<u64>) -> Option<Outcome> {
             Ok(_) => continue,
         };
         // Deserializing checks the error codes too: only the catalog's are known.
-        let msg: ServerMessage = serde_json::from_str(text.as_str())
-            .unwrap_or_else(|e| panic!("not a frame of the protocol ({e}): {text}"));
+        let msg: ServerMessage =
+            serde_json::from_str(text.as_str()).unwrap_or_else(|e| panic!("not a frame of the protocol ({e}): {text}"));
         if let ServerMessage::Response { id: rid, outcome } = msg {
             if rid.is_none() || rid == id {
                 return Some(outcome);

@@ -26,10 +26,13 @@ fn a_panic_ends_only_what_it_concerns() {
     // alice and bob in room a (bob mutes his microphone after 12 s: a request), carol
     // and dan in room b.
     let mut bots = Vec::new();
-    for (room, who, at) in [(&a, "alice", None), (&a, "bob", Some("12:mute=audio")), (&b, "carol", None), (&b, "dan", None)] {
+    for (room, who, at) in
+        [(&a, "alice", None), (&a, "bob", Some("12:mute=audio")), (&b, "carol", None), (&b, "dan", None)]
+    {
         let report = dir.join(format!("{who}.json"));
         let t = token(&handle, room, who, &[]);
-        let mut args = vec!["--publish", "--video", "320x176@15", "--duration", "24", "--report", report.to_str().unwrap()];
+        let mut args =
+            vec!["--publish", "--video", "320x176@15", "--duration", "24", "--report", report.to_str().unwrap()];
         if let Some(at) = at {
             args.extend(["--at", at]);
         }

@@ -31,7 +31,7 @@ fn bot_args<'a>(
     token: &'a str,
     tone: &'a str,
     secs: &'a str,
-    report: &'a PathBuf,
+    report: &'a std::path::Path,
 ) -> Vec<&'a str> {
     vec![
         "bot",
