@@ -14,6 +14,7 @@ mod h264;
 mod mute_and_censor;
 mod network_interruption;
 mod packet_loss;
+mod protocol_schema;
 mod real_networks;
 mod server_restart;
 mod simulcast;
