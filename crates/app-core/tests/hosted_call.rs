@@ -204,3 +204,75 @@ async fn joining_fails_with_codes_a_person_can_act_on() {
     assert_eq!(e.code, "link_needed", "{e}");
     host.stop().await;
 }
+
+/// The server restarts under a call (SIGTERM's path: `Server::shutdown`, then a new
+/// process on the same address and database): both apps say "reconnecting", come back
+/// on their own, and see each other's video again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_comes_back_after_the_server_restarts() {
+    use confer_app_core::view::Connection;
+    use confer_server::{Server, ServerConfig};
+
+    let dir = std::env::temp_dir().join(format!("confer-app-restart-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let config = ServerConfig {
+        db: dir.join("db.sqlite").to_string_lossy().into_owned(),
+        api_key: Some("k".into()),
+        api_secret: Some("s".into()),
+        ..ServerConfig::default()
+    };
+    let server = Server::start(config.clone()).await.unwrap();
+    let addr = server.http_addr();
+    let api = confer_client::api::ApiClient::new(
+        format!("http://{addr}").parse().unwrap(),
+        Some("k".into()),
+        Some("s".into()),
+        "hosted-call-test",
+    )
+    .unwrap();
+    let room: confer_client::proto::room::CreateRoom =
+        serde_json::from_value(serde_json::json!({"id": "standup", "name": "Standup"})).unwrap();
+    api.send(&confer_client::api::Call::CreateRoom(room)).await.expect("room created");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let credentials = confer_server::auth::Credentials::new("k".into(), "s".into());
+    let link = |who: &str| {
+        let token = credentials.mint(&"standup".into(), &who.into(), who, &Default::default(), now, 600);
+        format!("confer://join?server=http%3A%2F%2F{}%3A{}&room=standup&token={token}", addr.ip(), addr.port())
+    };
+    let olivia = App::join("Olivia", &link("olivia"), None).await;
+    let gus = App::join("Gus", &link("gus"), None).await;
+    let tile_of = |app: &App, other: &App| {
+        let id = other.view().me;
+        let v = app.view();
+        v.participants.iter().find(|p| p.id == id).and_then(|p| p.tiles.first()).map(|t| t.tile.clone())
+    };
+    olivia.until("gus's tile", |_| tile_of(&olivia, &gus).is_some()).await;
+    gus.until("olivia's tile", |_| tile_of(&gus, &olivia).is_some()).await;
+    let (a, b) = olivia.playing(&tile_of(&olivia, &gus).unwrap()).await;
+    assert!(b > a, "before the restart: {a} then {b}");
+
+    server.shutdown().await;
+    let restarted = Instant::now();
+    let server = Server::start(ServerConfig { http_addr: addr, ..config }).await.unwrap();
+    olivia.until("reconnecting", |v| v.connection == Connection::Reconnecting).await;
+    for (app, other) in [(&olivia, &gus), (&gus, &olivia)] {
+        app.until("connected again", |v| v.connection == Connection::Connected).await;
+        let tile = loop {
+            if let Some(t) = tile_of(app, other) {
+                break t;
+            }
+            assert!(restarted.elapsed() < Duration::from_secs(20), "no tile after the restart");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let (a, b) = app.playing(&tile).await;
+        assert!(b > a, "the other's video moves again: {a} then {b}");
+        let ended = app.events.lock().unwrap().iter().find(|e| matches!(e, CallEvent::Ended { .. })).cloned();
+        assert!(ended.is_none(), "the call did not end: {ended:?}");
+    }
+    println!("both apps back with video {:?} after the restart", restarted.elapsed());
+    assert!(restarted.elapsed() < Duration::from_secs(15), "{:?}", restarted.elapsed());
+    olivia.call.leave().await;
+    gus.call.leave().await;
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
