@@ -248,13 +248,17 @@ async fn a_call_comes_back_after_the_server_restarts() {
     };
     olivia.until("gus's tile", |_| tile_of(&olivia, &gus).is_some()).await;
     gus.until("olivia's tile", |_| tile_of(&gus, &olivia).is_some()).await;
-    let (a, b) = olivia.playing(&tile_of(&olivia, &gus).unwrap()).await;
-    assert!(b > a, "before the restart: {a} then {b}");
 
     server.shutdown().await;
     let restarted = Instant::now();
     let server = Server::start(ServerConfig { http_addr: addr, ..config }).await.unwrap();
-    olivia.until("reconnecting", |v| v.connection == Connection::Reconnecting).await;
+    // The view said so (it may be brief: the apps retry as soon as the server is back).
+    olivia
+        .until_event(
+            "reconnecting",
+            |e| matches!(e, CallEvent::Updated { view } if view.connection == Connection::Reconnecting),
+        )
+        .await;
     for (app, other) in [(&olivia, &gus), (&gus, &olivia)] {
         app.until("connected again", |v| v.connection == Connection::Connected).await;
         let tile = loop {

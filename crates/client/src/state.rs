@@ -218,8 +218,23 @@ impl RoomState {
             }
         }
         for p in &new.remote {
-            if !self.snapshot.remote.iter().any(|old| old.id == p.id) {
+            let old = self.snapshot.remote.iter().find(|old| old.id == p.id);
+            if old.is_none() {
                 out.push(RoomEvent::ParticipantJoined { participant: p.clone() });
+            }
+            // Streams published while this client was away are news like any other
+            // publication: the app subscribes to them as it would on the event. (After a
+            // server restart every publisher is a new participant with its streams.)
+            let had = |key: &str| old.is_some_and(|o| o.streams.iter().any(|s| s.key == key));
+            for stream in p.streams.iter().filter(|s| !had(&s.key)) {
+                let event = Event::StreamPublished { participant_id: p.id.clone(), stream: stream.clone() };
+                out.push(RoomEvent::Media { event: Box::new(event) });
+            }
+            if let Some(old) = old {
+                for stream in old.streams.iter().filter(|s| !p.streams.iter().any(|n| n.key == s.key)) {
+                    let event = Event::StreamUnpublished { participant_id: p.id.clone(), key: stream.key.clone() };
+                    out.push(RoomEvent::Media { event: Box::new(event) });
+                }
             }
         }
         if new.room != self.snapshot.room {
@@ -386,6 +401,19 @@ mod tests {
         assert_eq!(s.snapshot().local.id.as_str(), "pa2");
         // The connection state is the engine's to change, not the snapshot's.
         assert_eq!(s.snapshot().connection_state, ConnectionState::Reconnecting);
+    }
+
+    #[test]
+    fn streams_found_on_a_fresh_join_are_announced() {
+        let mut s = state();
+        let stream = |key: &str| StreamInfo { key: key.into(), tracks: Vec::new() };
+        // Everyone came back as a new participant (a server restart), carol publishing.
+        let mut carol = info("pc2", "carol");
+        carol.streams = vec![stream("main"), stream("screen")];
+        let (fresh, _) = RoomSnapshot::from_join(join(info("pa2", "alice"), vec![carol]));
+        let ev = s.replace(fresh);
+        let names: Vec<_> = ev.iter().map(RoomEvent::name).collect();
+        assert_eq!(names, ["participant_left", "participant_joined", "stream_published", "stream_published"]);
     }
 
     #[test]
