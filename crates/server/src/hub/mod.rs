@@ -9,6 +9,8 @@
 
 mod media;
 mod participant;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};

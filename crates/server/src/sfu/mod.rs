@@ -269,6 +269,18 @@ impl SfuHandle {
     }
 }
 
+#[cfg(test)]
+impl SfuHandle {
+    /// A handle with no media thread behind it: the commands it is sent, for tests of
+    /// the hub.
+    pub(crate) fn detached() -> (SfuHandle, mpsc::UnboundedReceiver<Command>) {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let local_addr = SocketAddr::from(([127, 0, 0, 1], 9));
+        let addrs = MediaAddrs { udp: vec![local_addr], tcp: Vec::new() };
+        (SfuHandle { commands, local_addr, tcp_addr: None, addrs }, rx)
+    }
+}
+
 /// A running media thread. Dropping every [`SfuHandle`] stops it.
 pub struct Sfu {
     pub handle: SfuHandle,

@@ -1,0 +1,165 @@
+//! The hub's rules about publications, with no media thread: what it allows, and the
+//! commands it sends the media thread.
+
+use std::sync::Arc;
+
+use confer_proto::room::{Room, RoomPolicy};
+use confer_proto::signal::JoinRequest;
+use confer_proto::token::Grants;
+use confer_proto::track::{PublishTrack, StreamInfo, SubscriptionOptions, TrackKind, TrackSource};
+use confer_proto::{ErrorCode, ParticipantId};
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::sfu::{Command, PublishAnswer};
+
+struct Fixture {
+    hub: Arc<Hub>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    // Kept so that the participants' links stay open.
+    _links: Vec<mpsc::Receiver<super::participant::Queued>>,
+}
+
+fn room() -> Room {
+    Room {
+        id: "r".into(),
+        name: "r".into(),
+        members: Vec::new(),
+        managers: vec!["host".into()],
+        public_meta: Default::default(),
+        private_meta: Default::default(),
+        policy: RoomPolicy::default(),
+        version: 1,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let (sfu, commands) = SfuHandle::detached();
+        let limits = crate::ServerConfig::default().limits;
+        let hub = Hub::new(HubConfig { limits, backlog: 1024, turn: None }, sfu);
+        Fixture { hub, commands, _links: Vec::new() }
+    }
+
+    fn join(&mut self, identity: &str, grants: Grants) -> ParticipantId {
+        let (tx, rx) = mpsc::channel(4096);
+        self._links.push(rx);
+        let link = Link { conn_id: self._links.len() as u64, tx, kill: Default::default() };
+        let token = JoinToken {
+            room: "r".into(),
+            identity: identity.into(),
+            name: identity.into(),
+            grants,
+            issued_at: 0,
+            expires_at: u64::MAX / 2000,
+        };
+        let req = JoinRequest {
+            token: String::new(),
+            room: None,
+            protocol: confer_proto::PROTOCOL_VERSION,
+            name: None,
+            context: serde_json::Value::Null,
+            resume: None,
+        };
+        self.hub.join(room(), token, &req, 1, link, Now::system()).expect("joined").participant
+    }
+
+    /// Publishes `tracks` as stream `key`, as if the media thread accepted the offer.
+    fn publish(&mut self, who: &ParticipantId, key: &str, tracks: Vec<PublishTrack>) -> ApiResult<StreamInfo> {
+        let pending = self.hub.publish(&"r".into(), who, key.into(), tracks, "v=0".into())?;
+        let answer = Ok(PublishAnswer { sdp: String::new(), codecs: Vec::new() });
+        match self.hub.publish_done(&"r".into(), who, pending.stream, answer, Now::system())? {
+            confer_proto::signal::Reply::Published { stream, .. } => Ok(stream),
+            other => panic!("published, not {other:?}"),
+        }
+    }
+
+    fn drain(&mut self) -> Vec<Command> {
+        std::iter::from_fn(|| self.commands.try_recv().ok()).collect()
+    }
+}
+
+fn track(mid: &str, kind: TrackKind, source: Option<TrackSource>) -> PublishTrack {
+    PublishTrack { mid: mid.into(), source, kind, simulcast: false, muted: false }
+}
+
+#[test]
+fn a_participant_publishes_a_bounded_number_of_streams() {
+    let mut f = Fixture::new();
+    let alice = f.join("alice", Grants::default());
+    for i in 0..media::MAX_STREAMS {
+        // Pending with the media thread counts as much as live.
+        let pending =
+            f.hub.publish(&"r".into(), &alice, format!("s{i}"), vec![track("0", TrackKind::Audio, None)], "v=0".into());
+        assert!(pending.is_ok(), "stream {i}");
+    }
+    let err = f
+        .hub
+        .publish(&"r".into(), &alice, "one-more".into(), vec![track("0", TrackKind::Audio, None)], "v=0".into())
+        .err()
+        .expect("refused");
+    assert_eq!(err.code, ErrorCode::LimitExceeded);
+}
+
+#[test]
+fn tracks_say_their_source_and_echo_their_mid() {
+    let mut f = Fixture::new();
+    let alice = f.join("alice", Grants::default());
+    let stream = f
+        .publish(&alice, "main", vec![track("a0", TrackKind::Audio, None), track("v1", TrackKind::Video, None)])
+        .unwrap();
+    let got: Vec<_> = stream.tracks.iter().map(|t| (t.mid.as_deref(), t.source)).collect();
+    assert_eq!(got, [(Some("a0"), Some(TrackSource::Microphone)), (Some("v1"), Some(TrackSource::Camera))]);
+}
+
+#[test]
+fn a_moderators_stop_follows_the_source_into_a_new_publication() {
+    let mut f = Fixture::new();
+    let host = f.join("host", Grants::default());
+    let alice = f.join("alice", Grants::default());
+    let stream = f.publish(&alice, "main", vec![track("1", TrackKind::Video, Some(TrackSource::Camera))]).unwrap();
+    f.hub.censor(&"r".into(), &host, &stream.tracks[0].id, true, Now::system()).unwrap();
+    f.hub.unpublish(&"r".into(), &alice, "main", Now::system()).unwrap();
+    f.drain();
+
+    // Published again (under another key, even): it starts stopped.
+    let again = f.publish(&alice, "cam", vec![track("1", TrackKind::Video, None)]).unwrap();
+    assert!(again.tracks[0].censored, "{again:?}");
+    let stopped = f.drain().into_iter().any(
+        |c| matches!(c, Command::SetTrackState { track_id, censored: true, .. } if track_id == again.tracks[0].id),
+    );
+    assert!(stopped, "the media thread is told before anyone can subscribe");
+    // Lifted, it stays lifted for the next one; other sources were never stopped.
+    f.hub.censor(&"r".into(), &host, &again.tracks[0].id, false, Now::system()).unwrap();
+    f.hub.unpublish(&"r".into(), &alice, "cam", Now::system()).unwrap();
+    let third = f.publish(&alice, "main", vec![track("1", TrackKind::Video, None)]).unwrap();
+    assert!(!third.tracks[0].censored);
+    let mic = f.publish(&alice, "mic", vec![track("2", TrackKind::Audio, None)]).unwrap();
+    assert!(!mic.tracks[0].censored);
+}
+
+#[test]
+fn without_the_data_grant_no_data_track_is_sent() {
+    let mut f = Fixture::new();
+    let alice = f.join("alice", Grants::default());
+    let bob = f.join("bob", Grants { data: false, ..Grants::default() });
+    let carol = f.join("carol", Grants::default());
+    f.publish(&alice, "main", vec![track("1", TrackKind::Video, None), track("chat", TrackKind::Data, None)]).unwrap();
+    f.drain();
+    for who in [&bob, &carol] {
+        f.hub.subscribe(&"r".into(), who, &alice, "main", SubscriptionOptions::default()).unwrap();
+    }
+    let kinds: Vec<(ParticipantId, Vec<TrackKind>)> = f
+        .drain()
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::Subscribe { subscriber, tracks, .. } => {
+                Some((subscriber, tracks.iter().map(|t| t.kind).collect()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, [(bob, vec![TrackKind::Video]), (carol, vec![TrackKind::Video, TrackKind::Data])]);
+}
