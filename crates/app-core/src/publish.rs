@@ -131,6 +131,27 @@ pub async fn publish(
     plan: &PublishPlan,
     far_end: &SharedFarEnd,
 ) -> confer_client::Result<Vec<Publication>> {
+    let media_error =
+        |code: &str, e: &dyn std::fmt::Display| confer_client::ClientError::Media { detail: format!("{code}: {e}") };
+    // Devices first: one that cannot start must leave nothing published (a stream the
+    // others see with no media, that this side could neither mute nor unpublish).
+    let mic = match &plan.audio {
+        Some(AudioSource::Microphone(device, processing)) => {
+            let far = far_end.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let mic = Microphone::open(device.clone(), *processing, far).map_err(|e| media_error(e.code(), &e))?;
+            tracing::info!(device = ?mic.device(), processing = ?mic.processing(), "publishing a microphone");
+            Some(mic)
+        }
+        _ => None,
+    };
+    let screen = match plan.screen {
+        Some((monitor, fps)) => Some((
+            ScreenCapture::start(ScreenSource::Monitor(monitor), fps).map_err(|e| media_error(e.code(), &e))?,
+            fps,
+        )),
+        None => None,
+    };
+
     let mut publications = Vec::new();
     let mut tracks = Vec::new();
     if plan.video.is_some() {
@@ -148,15 +169,11 @@ pub async fn publish(
         if let (Some(video), Some(source)) = (stream.track(TrackKind::Video), &plan.video) {
             feeders.push(MediaThread::spawn("camera", video_loop(video.clone(), plan.clone(), source.clone())));
         }
-        match (stream.track(TrackKind::Audio), &plan.audio) {
-            (Some(audio), Some(AudioSource::Tone(hz))) => {
+        match (stream.track(TrackKind::Audio), &plan.audio, mic) {
+            (Some(audio), Some(AudioSource::Tone(hz)), _) => {
                 feeders.push(MediaThread::spawn("microphone", audio_loop(audio.clone(), *hz)));
             }
-            (Some(audio), Some(AudioSource::Microphone(device, processing))) => {
-                let far = far_end.lock().unwrap_or_else(|p| p.into_inner()).take();
-                let mic = Microphone::open(device.clone(), *processing, far)
-                    .map_err(|e| confer_client::ClientError::Media { detail: format!("{}: {e}", e.code()) })?;
-                tracing::info!(device = ?mic.device(), processing = ?mic.processing(), "publishing a microphone");
+            (Some(audio), Some(AudioSource::Microphone(..)), Some(mic)) => {
                 feeders.push(MediaThread::spawn("microphone", mic_loop(audio.clone(), mic)));
             }
             _ => {}
@@ -166,10 +183,17 @@ pub async fn publish(
         }
         publications.push(Publication { stream, _feeders: feeders });
     }
-    if let Some((monitor, fps)) = plan.screen {
-        let capture = ScreenCapture::start(ScreenSource::Monitor(monitor), fps)
-            .map_err(|e| confer_client::ClientError::Media { detail: format!("{}: {e}", e.code()) })?;
-        let stream = room.publish("screen", vec![TrackOptions::new(TrackSource::ScreenShare, plan.codec)]).await?;
+    if let Some((capture, fps)) = screen {
+        let stream = match room.publish("screen", vec![TrackOptions::new(TrackSource::ScreenShare, plan.codec)]).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                // All or nothing: take back what was published before.
+                for p in &publications {
+                    let _ = room.unpublish(p.stream.key()).await;
+                }
+                return Err(e);
+            }
+        };
         let mut feeders = Vec::new();
         if let Some(video) = stream.track(TrackKind::Video) {
             feeders.push(MediaThread::spawn("screen", screen_loop(video.clone(), capture, plan.codec, fps)));

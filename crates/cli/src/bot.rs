@@ -119,6 +119,10 @@ pub async fn run(url: &str, args: BotArgs, out: &mut JsonLines<impl Write>) -> R
             while let Ok(Some(event)) = tokio::time::timeout_at(drain_until, events.recv()).await {
                 out.emit_event(describe(&event))?;
                 lost |= matches!(event, RoomEvent::ConnectionLost { .. });
+                // The room's last word: nothing follows it.
+                if matches!(event, RoomEvent::Disconnected { .. } | RoomEvent::ConnectionLost { .. }) {
+                    break;
+                }
             }
             lost
         }

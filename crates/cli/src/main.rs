@@ -13,6 +13,8 @@ async fn main() -> ExitCode {
     // Logs go to stderr so that stdout carries only the command's JSON.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: scripts keep bots' stderr in files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,rtc=error,webrtc=error")),
         )

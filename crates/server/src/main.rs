@@ -4,10 +4,15 @@ use clap::Parser;
 use confer_server::{Args, Server};
 use tracing_subscriber::EnvFilter;
 
+/// Logging when `CONFER_LOG` is not set. str0m warns of things a peer's packets cause
+/// (a data channel's late event after it closed, odd packets): at `info` they would
+/// flood the log of a busy server; `CONFER_LOG=info,str0m=warn` shows them.
+const DEFAULT_LOG: &str = "info,str0m=error";
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("CONFER_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(EnvFilter::try_from_env("CONFER_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
