@@ -13,6 +13,8 @@ target="${CARGO_TARGET_DIR:-$PWD/target}"
 artifacts="${ARTIFACTS_DIR:-$PWD/test-artifacts}"
 mkdir -p "$artifacts"
 log="$artifacts/cargo-test.log"
+# One line per check that is not a cargo test: `1 passed` or `1 failed`.
+: >"$artifacts/verdicts.log"
 
 echo "== cargo test (server, client SDK, CLI, end-to-end)"
 # Default members: everything but the Tauri shell, which is built on its own below.
@@ -21,6 +23,16 @@ status=0
 cargo build --locked -p confer-server -p confer-cli 2>&1 | tail -n 1
 bash scripts/link-bins.sh
 cargo test --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
+
+# Bots coming and going for three minutes: the server's memory, descriptors and logs.
+echo "== soak (3 minutes)"
+soak="$artifacts/soak.log"
+if SOAK_OUT="$artifacts/soak" bash scripts/soak.sh 3 2>&1 | tee "$soak"; then
+  echo "1 passed" >>"$artifacts/verdicts.log"
+else
+  echo "1 failed" >>"$artifacts/verdicts.log"
+  status=1
+fi
 
 echo "== desktop app: build and headless smoke test"
 smoke="$artifacts/app-smoke.log"
@@ -48,10 +60,10 @@ for check in "cargo fmt --all --check" \
   "npm --prefix ui run typecheck --silent"; do
   if $check >>"$hygiene" 2>&1; then
     echo "hygiene: ok: $check"
-    echo "1 passed" >>"$hygiene"
+    echo "1 passed" >>"$artifacts/verdicts.log"
   else
     echo "hygiene: FAILED: $check (see $hygiene)"
-    echo "1 failed" >>"$hygiene"
+    echo "1 failed" >>"$artifacts/verdicts.log"
     status=1
   fi
 done
@@ -62,8 +74,8 @@ for extra in "$smoke" "$deb"; do
   passed=$((passed + $(grep -Eo '[0-9]+ passed' "$extra" | tail -n1 | grep -Eo '[0-9]+' || echo 0)))
   failed=$((failed + $(grep -Eo '[0-9]+ failed' "$extra" | tail -n1 | grep -Eo '[0-9]+' || echo 0)))
 done
-passed=$((passed + $(grep -c '^1 passed$' "$hygiene" || true)))
-failed=$((failed + $(grep -c '^1 failed$' "$hygiene" || true)))
+passed=$((passed + $(grep -c '^1 passed$' "$artifacts/verdicts.log" || true)))
+failed=$((failed + $(grep -c '^1 failed$' "$artifacts/verdicts.log" || true)))
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 if [ "$app_status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 echo "total: $passed passed, $failed failed"
