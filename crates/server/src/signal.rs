@@ -48,13 +48,14 @@ pub async fn serve(state: Arc<ServerState>, socket: WebSocket) {
     let conn_id = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
     let kill = Arc::new(tokio::sync::Notify::new());
+    let closing = Arc::new(tokio::sync::Notify::new());
     let (sink, stream) = socket.split();
     let ping_every = Duration::from_millis(state.hub.limits().ping_interval_ms);
-    let mut writer = tokio::spawn(write_loop(sink, rx, kill.clone(), ping_every));
+    let mut writer = tokio::spawn(write_loop(sink, rx, kill.clone(), closing.clone(), ping_every));
     let mut conn = Connection {
         state: state.clone(),
         conn_id,
-        link: Link { conn_id, tx, kill },
+        link: Link { conn_id, tx, kill, closing },
         joined: None,
         bucket: TokenBucket::new(state.hub.limits().requests_per_second, state.hub.limits().burst, Instant::now()),
         violations: WindowCounter::new(ABUSE_WINDOW, Instant::now()),
@@ -64,13 +65,14 @@ pub async fn serve(state: Arc<ServerState>, socket: WebSocket) {
     let mut stream = stream;
     let started = Instant::now();
     let silence_limit = ping_every * 3;
-    let mut writer_done = false;
+    // Set when the writer ended inside the loop: whether it closed cleanly.
+    let mut writer_done = None;
     loop {
         let deadline =
             if conn.joined.is_none() { JOIN_TIMEOUT.saturating_sub(started.elapsed()) } else { silence_limit };
         let frame = tokio::select! {
-            _ = &mut writer => {
-                writer_done = true;
+            ended = &mut writer => {
+                writer_done = Some(ended.unwrap_or(false));
                 break;
             }
             frame = tokio::time::timeout(deadline, stream.next()) => frame,
@@ -101,22 +103,25 @@ pub async fn serve(state: Arc<ServerState>, socket: WebSocket) {
     }
     conn.finish();
     // Let the writer flush what is queued (a final error or `disconnected`) and send the
-    // close frame, and keep reading until the client answers it: dropping a socket with
+    // close frame, then keep reading until the client answers it: dropping a socket with
     // unread input makes the kernel reset the connection, and the client could then
-    // lose the frames that tell it why it was closed.
-    let drain = async {
-        while let Some(Ok(frame)) = stream.next().await {
-            if matches!(frame, Message::Close(_)) {
-                break;
+    // lose the frames that tell it why it was closed. A writer that could not close
+    // cleanly (cut, stalled, or the socket failed) has nothing more to deliver: the
+    // socket goes at once.
+    let clean = match writer_done {
+        Some(clean) => clean,
+        None => tokio::time::timeout(CLOSE_TIMEOUT, &mut writer).await.is_ok_and(|r| r.unwrap_or(false)),
+    };
+    if clean {
+        let drain = async {
+            while let Some(Ok(frame)) = stream.next().await {
+                if matches!(frame, Message::Close(_)) {
+                    break;
+                }
             }
-        }
-    };
-    let flush = async {
-        if !writer_done {
-            let _ = (&mut writer).await;
-        }
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async { tokio::join!(flush, drain) }).await;
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, drain).await;
+    }
     writer.abort();
 }
 
@@ -124,17 +129,27 @@ async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Queued>,
     kill: Arc<tokio::sync::Notify>,
+    closing: Arc<tokio::sync::Notify>,
     ping_every: Duration,
-) {
+) -> bool {
     let mut ping = tokio::time::interval(ping_every);
     ping.tick().await;
+    // Resolves CLOSE_TIMEOUT after the hub queued a `Close`: what is not written by then
+    // is not written.
+    let close_deadline = async {
+        closing.notified().await;
+        tokio::time::sleep(CLOSE_TIMEOUT).await;
+    };
+    tokio::pin!(close_deadline);
+    let mut stop = Stop { kill: &kill, close_deadline };
     loop {
         let queued = tokio::select! {
             // The hub gave up on this connection (too slow, or taken over by a resume).
             _ = kill.notified() => None,
+            () = &mut stop.close_deadline => None,
             queued = rx.recv() => queued,
             _ = ping.tick() => {
-                if !write(&mut sink, Message::Ping(Default::default()), &kill).await { return; }
+                if !write(&mut sink, Message::Ping(Default::default()), &mut stop).await { return false; }
                 continue;
             }
         };
@@ -145,31 +160,40 @@ async fn write_loop(
                 let waited = at.elapsed();
                 if waited > MAX_QUEUE_AGE {
                     tracing::warn!(waited_ms = waited.as_millis() as u64, "client too slow: dropping connection");
-                    return;
+                    return false;
                 }
-                if !write(&mut sink, Message::Text(text.as_ref().into()), &kill).await {
-                    return;
+                if !write(&mut sink, Message::Text(text.as_ref().into()), &mut stop).await {
+                    return false;
                 }
             }
-            Some(Queued { out: Outbound::Close, .. }) | None => {
-                // The peer may be gone already; nothing more to do either way.
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-                    let _ = sink.send(Message::Close(None)).await;
-                    let _ = sink.close().await;
+            // The hub cut the connection (too slow, replaced, or taken over by a resume).
+            None => return false,
+            Some(Queued { out: Outbound::Close, .. }) => {
+                // The peer may be gone already; then the close is not clean.
+                let closed = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                    sink.send(Message::Close(None)).await.is_ok() && sink.close().await.is_ok()
                 })
                 .await;
-                return;
+                return closed.unwrap_or(false);
             }
         }
     }
 }
 
+/// What ends a write early: the hub cutting the connection, or the grace period after
+/// a `Close` running out.
+struct Stop<'a, F> {
+    kill: &'a tokio::sync::Notify,
+    close_deadline: std::pin::Pin<&'a mut F>,
+}
+
 /// Writes one message; `false` when the connection should end: the socket failed, the
-/// hub gave up on it, or the client has not taken anything for [`MAX_QUEUE_AGE`].
-async fn write(
+/// hub gave up on it, the close grace ran out, or the client has not taken anything
+/// for [`MAX_QUEUE_AGE`].
+async fn write<F: std::future::Future<Output = ()>>(
     sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
     msg: Message,
-    kill: &tokio::sync::Notify,
+    stop: &mut Stop<'_, F>,
 ) -> bool {
     tokio::select! {
         sent = tokio::time::timeout(MAX_QUEUE_AGE, sink.send(msg)) => match sent {
@@ -180,7 +204,11 @@ async fn write(
                 false
             }
         },
-        _ = kill.notified() => false,
+        _ = stop.kill.notified() => false,
+        () = &mut stop.close_deadline => {
+            tracing::info!("a closed connection did not take its last frames in time: cut");
+            false
+        }
     }
 }
 

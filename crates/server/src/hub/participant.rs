@@ -43,12 +43,19 @@ pub struct Link {
     /// Tells the connection's writer to close the socket now, even when its queue is
     /// full (a queued `Close` could not get in then).
     pub kill: Arc<tokio::sync::Notify>,
+    /// Tells the writer a `Close` was queued: it has a grace period to get there.
+    pub closing: Arc<tokio::sync::Notify>,
 }
 
 impl Link {
     /// Queues a frame; `false` when the connection is gone or too far behind, in which
     /// case the caller detaches it (its client resumes and gets the backlog).
     pub fn send(&self, out: Outbound) -> bool {
+        if matches!(out, Outbound::Close) {
+            // From now on the connection has a short while to deliver what is queued: a
+            // client far behind would keep it open long after it was removed.
+            self.closing.notify_one();
+        }
         match self.tx.try_send(Queued { at: Instant::now(), out }) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -209,7 +216,7 @@ mod tests {
             joined_at: 0,
             streams: Vec::new(),
         };
-        let link = Link { conn_id: 1, tx, kill: Default::default() };
+        let link = Link { conn_id: 1, tx, kill: Default::default(), closing: Default::default() };
         (Participant::new(info, Grants::default(), 0, "r".into(), link, cap), rx)
     }
 

@@ -46,7 +46,8 @@ impl Fixture {
     fn join(&mut self, identity: &str, grants: Grants) -> ParticipantId {
         let (tx, rx) = mpsc::channel(4096);
         self._links.push(rx);
-        let link = Link { conn_id: self._links.len() as u64, tx, kill: Default::default() };
+        let link =
+            Link { conn_id: self._links.len() as u64, tx, kill: Default::default(), closing: Default::default() };
         let token = JoinToken {
             room: "r".into(),
             identity: identity.into(),

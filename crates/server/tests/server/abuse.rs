@@ -333,3 +333,44 @@ async fn names_and_context_are_bounded() {
     req.context = json!({ "team": "blue" });
     assert!(p.join_with(req).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_slow_connection_replaced_by_a_rejoin_is_closed() {
+    let mut config = config();
+    config.limits.requests_per_second = 1000;
+    config.limits.burst = 1000;
+    let t = TestServer::with(config).await;
+    t.create_room(json!({"id": "r", "name": "r"})).await;
+    let token = t.token("r", "dup").await;
+
+    // The old connection stops reading with its socket's buffers full.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(t.server.http_addr()).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(t.ws_url(), stream).await.unwrap();
+    let (mut sink, mut stream) = ws.split();
+    let join = json!({"id": 1, "request": {"type": "join", "token": token}});
+    sink.send(Message::text(join.to_string())).await.unwrap();
+    assert!(stream.next().await.unwrap().unwrap().to_text().unwrap().contains("joined"));
+    let (mut talker, _) = t.join(&t.token("r", "talker").await).await;
+    let text = "x".repeat(50 * 1024);
+    for _ in 0..100 {
+        let _ = talker.send(Request::SendMessage { text: text.clone(), to: None }).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The same identity joins again: the old connection is closed at once, well before
+    // a queued frame would have aged out.
+    let started = Instant::now();
+    let (_new, _) = t.join(&token).await;
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        // Still not reading: the server's end is gone when writing fails.
+        let ping = json!({"id": 2, "request": {"type": "ping"}}).to_string();
+        while sink.send(Message::text(ping.clone())).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the replaced connection is still open after {:?}", started.elapsed());
+    drop(stream);
+}
