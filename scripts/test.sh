@@ -27,7 +27,7 @@ cargo test --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
 # Bots coming and going for three minutes: the server's memory, descriptors and logs.
 echo "== soak (3 minutes)"
 soak="$artifacts/soak.log"
-if SOAK_OUT="$artifacts/soak" bash scripts/soak.sh 3 2>&1 | tee "$soak"; then
+if CONFER_BIN_DIR="$target/debug" SOAK_OUT="$artifacts/soak" bash scripts/soak.sh 3 2>&1 | tee "$soak"; then
   echo "1 passed" >>"$artifacts/verdicts.log"
 else
   echo "1 failed" >>"$artifacts/verdicts.log"
