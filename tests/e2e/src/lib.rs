@@ -358,3 +358,8 @@ impl Drop for Bot {
         let _ = self.child.wait();
     }
 }
+
+/// Now, in Unix milliseconds: the unit of the bots' `at` and of their reports' times.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis() as u64
+}

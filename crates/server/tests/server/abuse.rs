@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use confer_proto::signal::{Reply, Request};
 use confer_proto::token::Grants;
 use confer_proto::track::{PublishTrack, TrackKind, TrackSource};
@@ -194,17 +193,6 @@ async fn a_token_signed_with_a_far_future_expiry_is_refused_cleanly() {
     // A long but computable lifetime (a year) is fine.
     let year = creds.mint(&"r".into(), &"c".into(), "C", &Grants::default(), now, 365 * 86_400);
     assert!(p.join(&year).await.is_ok());
-}
-
-/// A JWT over `claims`, signed as the server signs.
-fn sign(claims: &serde_json::Value) -> String {
-    use hmac::Mac;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let header = b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let body = b64.encode(claims.to_string());
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(format!("{header}.{body}").as_bytes());
-    format!("{header}.{body}.{}", b64.encode(mac.finalize().into_bytes()))
 }
 
 #[tokio::test]

@@ -5,7 +5,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use base64::Engine as _;
 use confer_proto::signal::{Outcome, Request, ServerMessage};
 use confer_proto::{ErrorBody, ErrorCode};
 use futures_util::{SinkExt, StreamExt};
@@ -80,8 +79,15 @@ fn arb_frame() -> impl Strategy<Value = String> {
     ]
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+/// A runtime for the properties' async bodies, and a server in it with room `r`.
+fn server_with_room() -> (tokio::runtime::Runtime, TestServer) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let t = rt.block_on(async {
+        let t = TestServer::start().await;
+        t.create_room(json!({"id": "r", "name": "r"})).await;
+        t
+    });
+    (rt, t)
 }
 
 fn cases(n: u32) -> ProptestConfig {
@@ -138,12 +144,7 @@ async fn still_answers(t: &TestServer, ws: Option<&mut Ws>, n: &AtomicU64) {
 
 #[test]
 fn any_signaling_frame_gets_an_answer_from_the_catalog() {
-    let rt = runtime();
-    let t = rt.block_on(async {
-        let t = TestServer::start().await;
-        t.create_room(json!({"id": "r", "name": "r"})).await;
-        t
-    });
+    let (rt, t) = server_with_room();
     let n = AtomicU64::new(0);
     proptest!(cases(192), |(frame in arb_frame(), before_join in any::<bool>())| {
         rt.block_on(async {
@@ -191,12 +192,7 @@ fn arb_http_request() -> impl Strategy<Value = (reqwest::Method, String, Option<
 
 #[test]
 fn any_room_api_request_gets_an_answer_from_the_catalog() {
-    let rt = runtime();
-    let t = rt.block_on(async {
-        let t = TestServer::start().await;
-        t.create_room(json!({"id": "r", "name": "r"})).await;
-        t
-    });
+    let (rt, t) = server_with_room();
     proptest!(cases(256), |((method, path, body) in arb_http_request())| {
         rt.block_on(async {
             let mut req = t.api(method.clone(), &path);
@@ -216,17 +212,6 @@ fn any_room_api_request_gets_an_answer_from_the_catalog() {
             assert_eq!(health.status(), 200);
         });
     });
-}
-
-/// A JWT over `claims`, signed with the server's secret.
-fn sign(claims: &Value) -> String {
-    use hmac::Mac;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let header = b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let body = b64.encode(claims.to_string());
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(format!("{header}.{body}").as_bytes());
-    format!("{header}.{body}.{}", b64.encode(mac.finalize().into_bytes()))
 }
 
 /// Claims of a valid token with arbitrary changes: fields replaced, removed or added.
@@ -251,12 +236,7 @@ fn arb_claims() -> impl Strategy<Value = Value> {
 
 #[test]
 fn any_signed_claims_join_or_get_a_catalog_error() {
-    let rt = runtime();
-    let t = rt.block_on(async {
-        let t = TestServer::start().await;
-        t.create_room(json!({"id": "r", "name": "r"})).await;
-        t
-    });
+    let (rt, t) = server_with_room();
     let n = AtomicU64::new(0);
     proptest!(cases(192), |(claims in arb_claims())| {
         rt.block_on(async {
@@ -357,12 +337,7 @@ fn mutate(sdp: &str, mutations: &[Mutation]) -> String {
 
 #[test]
 fn any_offer_into_the_sfu_is_answered_or_refused() {
-    let rt = runtime();
-    let t = rt.block_on(async {
-        let t = TestServer::start().await;
-        t.create_room(json!({"id": "r", "name": "r"})).await;
-        t
-    });
+    let (rt, t) = server_with_room();
     let (offer, audio_mid, video_mid) = valid_offer();
     let n = AtomicU64::new(0);
     let published = std::sync::atomic::AtomicU32::new(0);

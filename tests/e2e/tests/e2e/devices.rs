@@ -188,10 +188,6 @@ fn pulling_out_the_microphone_keeps_the_call() {
     server.stop();
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
-}
-
 #[test]
 fn devices_are_listed_by_name_and_interface_sounds_play() {
     let _one_at_a_time = exclusive();

@@ -9,10 +9,6 @@ use confer_e2e::report::*;
 use confer_e2e::*;
 use confer_server::{Fault, Server, ServerConfig};
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
-}
-
 #[test]
 fn a_panic_ends_only_what_it_concerns() {
     let _one_at_a_time = exclusive();

@@ -43,10 +43,6 @@ fn outage(name: &str, outage: Duration, server_args: &[&str]) -> (serde_json::Va
     (read_report(&reports[0]), read_report(&reports[1]), bob, cut, restored)
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
-}
-
 /// Each side's video and audio from the other stalled over the outage and came back
 /// within `within_ms` of the network.
 fn media_came_back(alice: &serde_json::Value, bob: &serde_json::Value, cut: u64, restored: u64, within_ms: u64) {

@@ -7,10 +7,6 @@ use std::time::Duration;
 use confer_e2e::report::*;
 use confer_e2e::*;
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
-}
-
 #[test]
 fn a_call_comes_back_after_a_server_restart() {
     let _one_at_a_time = exclusive();
