@@ -27,6 +27,17 @@ const MAX_TRACKS: usize = 4;
 /// Most streams one participant publishes at once.
 pub const MAX_STREAMS: usize = 8;
 
+/// Where a published track's media comes from: what it says, or its kind's usual
+/// source when it says nothing (audio: the microphone, video: the camera). Data tracks
+/// have none.
+fn source_of(t: &PublishTrack) -> Option<TrackSource> {
+    match t.kind {
+        TrackKind::Data => None,
+        TrackKind::Audio => Some(t.source.unwrap_or(TrackSource::Microphone)),
+        TrackKind::Video => Some(t.source.unwrap_or(TrackSource::Camera)),
+    }
+}
+
 /// A publish accepted by the hub, waiting for the media thread's answer.
 pub struct PendingPublish {
     pub stream: StreamInfo,
@@ -106,9 +117,9 @@ impl Hub {
     ) -> ApiResult<PendingPublish> {
         let mut sessions = self.lock();
         let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
-        let policy = session.room.policy.clone();
-        let censored = session.censored.clone();
-        let p = session.get_mut(id)?;
+        let idx = session.position(id).ok_or(ErrorCode::ParticipantNotFound)?;
+        let (policy, censored) = (&session.room.policy, &session.censored);
+        let p = &mut session.participants[idx];
         if !p.grants.publish {
             return Err(ApiError::new(ErrorCode::PermissionDenied, "the token has no publish grant"));
         }
@@ -147,13 +158,8 @@ impl Hub {
                 }
                 continue;
             }
-            // A track that does not say where it comes from is its kind's usual source,
-            // and is held to the same rules as one that says so.
-            let source = t.source.unwrap_or(match t.kind {
-                TrackKind::Audio => TrackSource::Microphone,
-                _ => TrackSource::Camera,
-            });
-            {
+            // Held to the same rules whether it names its source or not.
+            if let Some(source) = source_of(t) {
                 if source.kind() != t.kind {
                     return Err(ApiError::new(
                         ErrorCode::MalformedRequest,
@@ -181,11 +187,7 @@ impl Hub {
         let infos: Vec<TrackInfo> = tracks
             .iter()
             .map(|t| {
-                let source = match t.kind {
-                    TrackKind::Data => None,
-                    TrackKind::Audio => Some(t.source.unwrap_or(TrackSource::Microphone)),
-                    TrackKind::Video => Some(t.source.unwrap_or(TrackSource::Camera)),
-                };
+                let source = source_of(t);
                 TrackInfo {
                     id: TrackId(format!("TR_{}", random_secret(9))),
                     kind: t.kind,
