@@ -14,6 +14,13 @@ use confer_app_core::link::JoinTarget;
 use confer_app_core::view::{CallEvent, CallView};
 use confer_media::pattern::read_stamp;
 
+/// Calls encode and decode video on the machine's cores: two at once on a loaded CI
+/// machine can starve each other's decoders for longer than a test waits.
+async fn one_call_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 /// A call and everything it told its view.
 struct App {
     call: Call,
@@ -86,6 +93,7 @@ impl App {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hosted_meeting_is_joined_by_invite_and_both_sides_see_each_other() {
+    let _one_call_at_a_time = one_call_at_a_time().await;
     let host = HostedServer::start(":memory:".into()).await.unwrap();
     let meeting = host.create_meeting("Planning").await.unwrap();
     let owner = App::join("Olivia", &meeting.room, Some(meeting.access.clone())).await;
@@ -146,6 +154,7 @@ async fn a_hosted_meeting_is_joined_by_invite_and_both_sides_see_each_other() {
 /// (the call renews its token with the refresh token from the invite exchange).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_stays_in_a_call_much_longer_than_a_join_token_lives() {
+    let _one_call_at_a_time = one_call_at_a_time().await;
     let host = HostedServer::start_with(":memory:".into(), 30).await.unwrap();
     let meeting = host.create_meeting("All hands").await.unwrap();
     let owner = App::join("Olivia", &meeting.room, Some(meeting.access.clone())).await;
@@ -210,6 +219,7 @@ async fn joining_fails_with_codes_a_person_can_act_on() {
 /// on their own, and see each other's video again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_comes_back_after_the_server_restarts() {
+    let _one_call_at_a_time = one_call_at_a_time().await;
     use confer_app_core::view::Connection;
     use confer_server::{Server, ServerConfig};
 
