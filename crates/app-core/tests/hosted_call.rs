@@ -17,8 +17,17 @@ use confer_media::pattern::read_stamp;
 /// Calls encode and decode video on the machine's cores: two at once on a loaded CI
 /// machine can starve each other's decoders for longer than a test waits.
 async fn one_call_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    logs();
     static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     LOCK.lock().await
+}
+
+/// The calls' and the server's log, shown with a failed test's output (`RUST_LOG`
+/// overrides the default).
+fn logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,str0m=warn,rtc=error,rtc_ice=error,rtc_dtls=error,confer_media::audio=error".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
 }
 
 /// A call and everything it told its view.

@@ -47,6 +47,10 @@ pub struct ServerConfig {
     pub turn: Option<TurnConfig>,
     /// Most HTTP and WebSocket connections one client address may hold.
     pub max_connections_per_ip: usize,
+    /// Media worker threads; 0 for one per core.
+    pub sfu_workers: usize,
+    /// A second listener for `/metrics` alone, without credentials.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +78,8 @@ impl Default for ServerConfig {
             token_ttl_secs: confer_proto::token::DEFAULT_TOKEN_TTL_SECS,
             turn: None,
             max_connections_per_ip: 256,
+            sfu_workers: 0,
+            metrics_addr: None,
         }
     }
 }
@@ -154,6 +160,13 @@ pub struct Args {
     /// (behind a reverse proxy, every client has the proxy's address) [default: 256].
     #[arg(long, env = "CONFER_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<usize>,
+    /// Media worker threads; each room lives on one [default: the number of cores].
+    #[arg(long, env = "CONFER_SFU_WORKERS")]
+    pub sfu_workers: Option<usize>,
+    /// Serve `/metrics` (Prometheus) on this address too, without credentials (on the
+    /// HTTP address it needs the API key and secret as HTTP Basic credentials).
+    #[arg(long, env = "CONFER_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +236,10 @@ impl Args {
             c.tcp_addr = Some(v);
         }
         c.ice_tcp = !(self.no_ice_tcp || file.no_ice_tcp);
+        layer!(sfu_workers => c.sfu_workers);
+        if let Some(v) = self.metrics_addr.or(file.metrics_addr) {
+            c.metrics_addr = Some(v);
+        }
         layer!(token_ttl => c.token_ttl_secs);
         if !(1..=86_400).contains(&c.token_ttl_secs) {
             return Err(ConfigError::TokenTtl);

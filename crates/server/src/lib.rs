@@ -15,6 +15,7 @@ pub mod error;
 mod http;
 pub mod hub;
 pub mod limit;
+pub mod metrics;
 pub mod sfu;
 mod signal;
 pub mod store;
@@ -41,6 +42,7 @@ pub struct ServerState {
     pub public_url: String,
     /// Lifetime of the join tokens the server mints, in seconds.
     pub token_ttl_secs: u64,
+    pub metrics: Arc<metrics::Metrics>,
     next_conn_id: AtomicU64,
     /// Participants whose next signaling request panics ([`Server::inject_fault`]).
     signaling_faults: std::sync::Mutex<std::collections::HashSet<confer_proto::ParticipantId>>,
@@ -88,6 +90,10 @@ impl Server {
             advertise_ips: config.advertise_ips.clone(),
             tcp_addr: config.tcp_addr,
             ice_tcp: config.ice_tcp,
+            workers: match config.sfu_workers {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            },
         })?;
         let udp_addr = sfu.handle.local_addr();
         if let Some(turn) = &config.turn {
@@ -103,6 +109,7 @@ impl Server {
             credentials,
             public_url,
             token_ttl_secs: config.token_ttl_secs,
+            metrics: Arc::new(metrics::Metrics::new(&sfu.metrics)),
             next_conn_id: AtomicU64::new(1),
             signaling_faults: Default::default(),
         });
@@ -112,10 +119,28 @@ impl Server {
         let limits =
             http::listener::Limits { per_address: config.max_connections_per_ip, ..http::listener::Limits::default() };
         let serve = tokio::spawn(http::listener::serve(listener, app, limits, stopped.clone()));
+        let mut tasks = vec![serve];
+        if let Some(addr) = config.metrics_addr {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
+            tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+            let mut stop = stopped.clone();
+            let app = http::metrics_router(state.clone());
+            tasks.push(tokio::spawn(async move {
+                let stopping = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopping).await {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            }));
+        }
         let housekeeping = tokio::spawn(housekeeping(state.clone(), stopped.clone()));
         let media_events = tokio::spawn(media_events(state.clone(), sfu.events, stopped));
         tracing::info!(%http_addr, %udp_addr, db = %config.db, "confer-server started");
-        Ok(Server { http_addr, udp_addr, sfu: sfu.handle, state, stop, tasks: vec![serve, housekeeping, media_events] })
+        tasks.extend([housekeeping, media_events]);
+        Ok(Server { http_addr, udp_addr, sfu: sfu.handle, state, stop, tasks })
     }
 
     /// The media UDP address (ICE-lite, one port for everyone).
@@ -161,7 +186,7 @@ impl Server {
             Fault::Signaling => {
                 self.state.signaling_faults.lock().unwrap_or_else(|p| p.into_inner()).insert(p.id);
             }
-            Fault::Media => self.sfu.send(sfu::Command::InjectPanic { participant: p.id }),
+            Fault::Media => self.sfu.broadcast(|| sfu::Command::InjectPanic { participant: p.id.clone() }),
         }
         true
     }
@@ -169,7 +194,7 @@ impl Server {
     /// Tells every participant the server is going away, then stops listening.
     pub async fn shutdown(self) {
         self.state.hub.shutdown(Now::system());
-        self.sfu.send(sfu::Command::Stop);
+        self.sfu.broadcast(|| sfu::Command::Stop);
         let _ = self.stop.send(true);
         for task in self.tasks {
             // Connections still open after a grace period are cut.

@@ -46,6 +46,7 @@ const MEDIA_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn serve(state: Arc<ServerState>, socket: WebSocket) {
     let conn_id = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let _counted = state.metrics.signaling_connection();
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
     let kill = Arc::new(tokio::sync::Notify::new());
     let closing = Arc::new(tokio::sync::Notify::new());
@@ -230,6 +231,12 @@ impl Connection {
         let _ = self.link.tx.try_send(Queued { at: Instant::now(), out });
     }
 
+    /// Answers a request with an error, and counts it.
+    fn send_error(&self, id: Option<u64>, error: &ApiError) {
+        self.state.metrics.error(error.code, "signaling");
+        self.send(error_response(id, error));
+    }
+
     /// Answers a bad frame, and closes the connection if they keep coming.
     fn violation(&mut self, id: Option<u64>, error: ApiError) {
         tracing::debug!(conn = self.conn_id, %error, "bad signaling input");
@@ -249,7 +256,7 @@ impl Connection {
             return;
         }
         if count <= ABUSE_ANSWERED {
-            self.send(error_response(id, &error));
+            self.send_error(id, &error);
         }
     }
 
@@ -291,7 +298,7 @@ impl Connection {
         };
         match result {
             Ok(reply) => self.send(response(id, reply)),
-            Err(e) => self.send(error_response(Some(id), &e)),
+            Err(e) => self.send_error(Some(id), &e),
         }
     }
 
@@ -391,19 +398,19 @@ impl Connection {
                 Ok(Reply::Ok)
             }
             Request::SubscriberAnswer { sdp } => {
-                match tokio::time::timeout(MEDIA_TIMEOUT, hub.subscriber_answer(&me.participant, sdp)).await {
+                match tokio::time::timeout(MEDIA_TIMEOUT, hub.subscriber_answer(&me.room, &me.participant, sdp)).await {
                     Ok(Ok(result)) => result.map(|()| Reply::Ok),
                     _ => Err(ApiError::new(ErrorCode::Unavailable, "the media thread did not answer")),
                 }
             }
             Request::PublisherOffer { sdp } => {
-                match tokio::time::timeout(MEDIA_TIMEOUT, hub.publisher_offer(&me.participant, sdp)).await {
+                match tokio::time::timeout(MEDIA_TIMEOUT, hub.publisher_offer(&me.room, &me.participant, sdp)).await {
                     Ok(Ok(result)) => result.map(|sdp| Reply::PublisherAnswer { sdp }),
                     _ => Err(ApiError::new(ErrorCode::Unavailable, "the media thread did not answer")),
                 }
             }
             Request::RestartSubscriber => {
-                hub.restart_subscriber(&me.participant);
+                hub.restart_subscriber(&me.room, &me.participant);
                 Ok(Reply::Ok)
             }
             Request::Censor { track_id } => {

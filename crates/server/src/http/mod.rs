@@ -34,6 +34,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
     let max_ws = state.hub.limits().max_message_bytes as usize * 2;
     Router::new()
         .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/rooms", post(rooms::create).get(rooms::list))
         .route("/v1/rooms/{id}", get(rooms::get).put(rooms::update).delete(rooms::delete))
@@ -56,7 +57,38 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(guard_request))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count_errors))
         .with_state(state)
+}
+
+/// `/metrics` alone, without credentials: for `--metrics-addr`.
+pub fn metrics_router(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route("/metrics", get(|axum::extract::State(state): axum::extract::State<Arc<ServerState>>| async move { render_metrics(&state) }))
+        .with_state(state)
+}
+
+/// The Prometheus exposition, behind the room API's credentials.
+async fn metrics(_auth: ApiAuth, axum::extract::State(state): axum::extract::State<Arc<ServerState>>) -> Response {
+    render_metrics(&state)
+}
+
+fn render_metrics(state: &ServerState) -> Response {
+    let body = state.metrics.render(&state.hub);
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+}
+
+/// Counts every error answer by its catalog name.
+async fn count_errors(
+    axum::extract::State(state): axum::extract::State<Arc<ServerState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    if let Some(code) = response.extensions().get::<ErrorCode>() {
+        state.metrics.error(*code, "http");
+    }
+    response
 }
 
 /// After a kick: the kicked identity's tokens for the room issued up to now, and its

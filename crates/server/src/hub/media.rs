@@ -18,7 +18,7 @@ use super::participant::Subscription;
 use super::{Hub, Now, Session};
 use crate::auth::random_secret;
 use crate::error::{ApiError, ApiResult};
-use crate::sfu::{Command, IncomingTrack, OutgoingTrack, PublishAnswer, SfuEvent, Wants};
+use crate::sfu::{Command, IncomingTrack, OutgoingTrack, PublishAnswer, SfuEvent, Subscribe, Wants};
 
 /// Longest stream key accepted.
 const MAX_KEY_LEN: usize = 64;
@@ -214,7 +214,7 @@ impl Hub {
             .collect();
         p.publishing.push(key.clone());
         let (reply, answer) = oneshot::channel();
-        self.sfu.send(Command::Publish {
+        session.sfu.send(Command::Publish {
             room: room.clone(),
             participant: id.clone(),
             tracks: incoming,
@@ -235,13 +235,14 @@ impl Hub {
     ) -> ApiResult<Reply> {
         let mut sessions = self.lock();
         let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
+        let media = session.sfu.clone();
         let p = session.get_mut(id)?;
         p.publishing.retain(|k| *k != stream.key);
         let answer = match answer {
             Ok(a) => a,
             Err(e) => {
                 // The media thread may hold some of the tracks; let it forget them.
-                self.sfu.send(Command::Unpublish {
+                media.send(Command::Unpublish {
                     participant: id.clone(),
                     tracks: stream.tracks.iter().map(|t| t.id.clone()).collect(),
                 });
@@ -254,7 +255,7 @@ impl Hub {
             }
         }
         for t in stream.tracks.iter().filter(|t| t.censored) {
-            self.sfu.send(Command::SetTrackState { track_id: t.id.clone(), muted: t.muted, censored: true });
+            media.send(Command::SetTrackState { track_id: t.id.clone(), muted: t.muted, censored: true });
         }
         p.info.streams.push(stream.clone());
         tracing::info!(%room, participant = %id, key = %stream.key, tracks = stream.tracks.len(), "stream published");
@@ -277,6 +278,7 @@ impl Hub {
     ) -> ApiResult<()> {
         let mut sessions = self.lock();
         let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
+        let media = session.sfu.clone();
         let p = session.get_mut(id)?;
         let stream = p
             .info
@@ -294,7 +296,7 @@ impl Hub {
                 continue;
             }
             t.muted = u.muted;
-            self.sfu.send(Command::SetTrackState { track_id: t.id.clone(), muted: t.muted, censored: t.censored });
+            media.send(Command::SetTrackState { track_id: t.id.clone(), muted: t.muted, censored: t.censored });
             let (participant_id, key, track_id, kind) = (id.clone(), key.to_owned(), t.id.clone(), t.kind);
             events.push(if u.muted {
                 Event::TrackDisabled { participant_id, key, track_id, kind }
@@ -339,7 +341,7 @@ impl Hub {
         }
         if let Some(existing) = me.subscriptions.iter_mut().find(|s| &s.publisher == publisher && s.key == key) {
             existing.options = options;
-            self.sfu.send(Command::UpdateSubscription {
+            session.sfu.send(Command::UpdateSubscription {
                 subscriber: id.clone(),
                 tracks: stream.tracks.iter().map(|t| t.id.clone()).collect(),
                 wants: wants(&options),
@@ -349,7 +351,7 @@ impl Hub {
         me.subscriptions.push(Subscription { publisher: publisher.clone(), key: key.to_owned(), options });
         // Data tracks carry what chat does: only holders of the data grant receive them.
         let data = me.grants.data;
-        self.sfu.send(Command::Subscribe {
+        session.sfu.send(Command::Subscribe(Subscribe {
             room: room.clone(),
             subscriber: id.clone(),
             publisher: publisher.clone(),
@@ -361,7 +363,7 @@ impl Hub {
                 .map(|t| OutgoingTrack { track_id: t.id.clone(), kind: t.kind })
                 .collect(),
             wants: wants(&options),
-        });
+        }));
         Ok(())
     }
 
@@ -376,6 +378,7 @@ impl Hub {
     ) -> ApiResult<()> {
         let mut sessions = self.lock();
         let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
+        let media = session.sfu.clone();
         let stream = session.publisher_stream(publisher, key)?.clone();
         let me = session.get_mut(id)?;
         let sub = me
@@ -384,7 +387,7 @@ impl Hub {
             .find(|s| &s.publisher == publisher && s.key == key)
             .ok_or(ErrorCode::SubscriptionNotFound)?;
         sub.options = options;
-        self.sfu.send(Command::UpdateSubscription {
+        media.send(Command::UpdateSubscription {
             subscriber: id.clone(),
             tracks: stream.tracks.iter().map(|t| t.id.clone()).collect(),
             wants: wants(&options),
@@ -406,6 +409,7 @@ impl Hub {
     ) -> ApiResult<()> {
         let mut sessions = self.lock();
         let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
+        let media = session.sfu.clone();
         let tracks: Vec<TrackId> = session
             .publisher_stream(publisher, key)
             .map(|s| s.tracks.iter().map(|t| t.id.clone()).collect())
@@ -416,7 +420,7 @@ impl Hub {
         if me.subscriptions.len() == before {
             return Err(ErrorCode::SubscriptionNotFound.into());
         }
-        self.sfu.send(Command::Unsubscribe { subscriber: id.clone(), tracks });
+        media.send(Command::Unsubscribe { subscriber: id.clone(), tracks });
         me.push(
             Event::SubscriptionEnded {
                 participant_id: publisher.clone(),
@@ -429,22 +433,42 @@ impl Hub {
     }
 
     /// Hands a renegotiation of the publisher connection to the media thread.
-    pub fn publisher_offer(&self, id: &ParticipantId, sdp: String) -> oneshot::Receiver<Result<String, ApiError>> {
+    pub fn publisher_offer(
+        &self,
+        room: &RoomId,
+        id: &ParticipantId,
+        sdp: String,
+    ) -> oneshot::Receiver<Result<String, ApiError>> {
         let (reply, rx) = oneshot::channel();
-        self.sfu.send(Command::PublisherOffer { participant: id.clone(), offer: sdp, reply });
+        self.media(room, Command::PublisherOffer { participant: id.clone(), offer: sdp, reply });
         rx
     }
 
     /// Asks the media thread for a subscriber offer with new ICE credentials.
-    pub fn restart_subscriber(&self, id: &ParticipantId) {
-        self.sfu.send(Command::RestartSubscriber { participant: id.clone() });
+    pub fn restart_subscriber(&self, room: &RoomId, id: &ParticipantId) {
+        self.media(room, Command::RestartSubscriber { participant: id.clone() });
     }
 
     /// Hands the subscriber's answer to the media thread.
-    pub fn subscriber_answer(&self, id: &ParticipantId, sdp: String) -> oneshot::Receiver<Result<(), ApiError>> {
+    pub fn subscriber_answer(
+        &self,
+        room: &RoomId,
+        id: &ParticipantId,
+        sdp: String,
+    ) -> oneshot::Receiver<Result<(), ApiError>> {
         let (reply, rx) = oneshot::channel();
-        self.sfu.send(Command::Answer { participant: id.clone(), sdp, reply });
+        self.media(room, Command::Answer { participant: id.clone(), sdp, reply });
         rx
+    }
+
+    /// Sends a command to the worker of `room`'s session; dropped (and its reply with
+    /// it) when the session is gone.
+    fn media(&self, room: &RoomId, command: Command) {
+        let media = self.lock().get(room).map(|s| s.sfu.clone());
+        match media {
+            Some(m) => m.send(command),
+            None => tracing::debug!(%room, "no session for a media command"),
+        }
     }
 
     /// A moderator stops (or resumes) a track's forwarding to everyone.
@@ -473,7 +497,7 @@ impl Hub {
         }
         t.censored = censored;
         let (kind, source) = (t.kind, t.source);
-        self.sfu.send(Command::SetTrackState { track_id: track_id.clone(), muted: t.muted, censored });
+        session.sfu.send(Command::SetTrackState { track_id: track_id.clone(), muted: t.muted, censored });
         // The stop holds for this source until lifted, across unpublish and publish.
         if let Some(source) = source {
             if censored {
@@ -510,7 +534,7 @@ impl Hub {
             session.participants.iter().flat_map(|p| p.metrics_for.iter().cloned()).collect();
         watched.sort();
         watched.dedup();
-        self.sfu.send(Command::WatchMetrics { room: room.clone(), participants: watched });
+        session.sfu.send(Command::WatchMetrics { room: room.clone(), participants: watched });
         Ok(())
     }
 

@@ -30,7 +30,7 @@ pub use participant::{Link, Outbound, Queued};
 
 use crate::auth::{random_secret, JoinToken};
 use crate::error::{ApiError, ApiResult};
-use crate::sfu::{Command, SfuHandle};
+use crate::sfu::{Command, RoomMedia, SfuHandle};
 
 /// The hub's timers and bounds.
 #[derive(Debug, Clone)]
@@ -68,7 +68,8 @@ struct Session {
     participants: Vec<Participant>,
     /// Sources a moderator stopped, by identity: a new publication of one starts stopped.
     censored: HashSet<(Identity, TrackSource)>,
-    sfu: SfuHandle,
+    /// The media worker the room lives on.
+    sfu: RoomMedia,
 }
 
 impl Session {
@@ -115,6 +116,14 @@ impl Session {
             participants: self.participants.iter().map(|p| p.info.clone()).collect(),
         }
     }
+}
+
+/// Counts of what is live.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Census {
+    pub rooms: usize,
+    pub participants: usize,
+    pub tracks: usize,
 }
 
 /// The answer to a successful join or resume.
@@ -170,7 +179,7 @@ impl Hub {
             started_at: now.unix_ms,
             participants: Vec::new(),
             censored: HashSet::new(),
-            sfu: self.sfu.clone(),
+            sfu: self.sfu.place(),
         });
         // The stored room may be newer than the session's copy.
         if room.version > session.room.version {
@@ -430,6 +439,17 @@ impl Hub {
 
     pub fn session(&self, room: &RoomId) -> Option<SessionInfo> {
         self.lock().get(room).map(Session::info)
+    }
+
+    /// How much is live: for the metrics.
+    pub fn census(&self) -> Census {
+        let sessions = self.lock();
+        let mut c = Census { rooms: sessions.len(), ..Census::default() };
+        for p in sessions.values().flat_map(|s| &s.participants) {
+            c.participants += 1;
+            c.tracks += p.info.streams.iter().map(|s| s.tracks.len()).sum::<usize>();
+        }
+        c
     }
 
     pub fn sessions(&self) -> Vec<SessionInfo> {

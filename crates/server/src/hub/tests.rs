@@ -11,7 +11,7 @@ use confer_proto::{ErrorCode, ParticipantId};
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::sfu::{Command, PublishAnswer};
+use crate::sfu::{Command, PublishAnswer, Subscribe};
 
 struct Fixture {
     hub: Arc<Hub>,
@@ -156,7 +156,7 @@ fn without_the_data_grant_no_data_track_is_sent() {
         .drain()
         .into_iter()
         .filter_map(|c| match c {
-            Command::Subscribe { subscriber, tracks, .. } => {
+            Command::Subscribe(Subscribe { subscriber, tracks, .. }) => {
                 Some((subscriber, tracks.iter().map(|t| t.kind).collect()))
             }
             _ => None,

@@ -76,6 +76,11 @@ impl Default for Downlink {
 }
 
 impl Downlink {
+    /// Whether congestion holds its layers below what is wanted.
+    pub fn is_limited(&self) -> bool {
+        self.limit.is_some()
+    }
+
     /// A receiver report said this share of a stream's packets was lost.
     pub fn reported_loss(&mut self, loss: f32) {
         self.loss = Some(self.loss.map_or(loss, |l| l.max(loss)));

@@ -1,30 +1,42 @@
-//! The selective forwarding unit: every participant's media connections, on one UDP
-//! port (and one TCP port for networks that drop UDP), in one thread.
+//! The selective forwarding unit: every participant's media transports, on one UDP
+//! port (and one TCP port for networks that drop UDP), spread over worker threads.
 //!
-//! Each participant has up to two WebRTC connections to the server: a *publisher*
-//! connection (the client offers, the server answers) that carries what it sends, and a
-//! *subscriber* connection (the server offers) that carries what it receives. Both are
-//! [`str0m::Rtc`] instances in ICE-lite mode, all sharing one socket and demultiplexed
-//! with [`str0m::Rtc::accepts`].
+//! Each participant has up to two WebRTC transports to the server: a *publisher*
+//! transport (the client offers, the server answers) whose producers are the tracks it
+//! sends, and a *subscriber* transport (the server offers) whose consumers are the tracks
+//! it receives. Both are [`str0m::Rtc`] instances in ICE-lite mode.
 //!
-//! The [`router`] thread owns the socket and every `Rtc`; nothing else touches them. The
-//! hub (signaling state) drives it with [`Command`]s and hears back through
-//! [`SfuEvent`]s, so the hub never waits on media and the media thread never takes the
-//! hub's lock. Forwarding works on whole frames (str0m's frame mode): the SFU never
-//! decodes, but it sees frame boundaries and keyframes, which is what simulcast layer
-//! switching and clean starts need. str0m renumbers sequence numbers and SSRCs per
-//! outgoing track; [`forward`] rewrites RTP time so that switches are seamless.
+//! The files follow the object model SFU engineers know (mediasoup's): a [`worker`] is
+//! one core's sans-IO loop over its [`room`]s; a room holds its members'
+//! [`transport`]s; a transport's [`producer`]s are the tracks it receives and its
+//! [`consumer`]s the tracks it sends. [`driver`] owns the sockets, the clock and the
+//! threads: one receive thread hands each datagram to the worker of its room (by the
+//! sender's address, learnt from the ICE username of its first STUN request), and each
+//! worker sends on its own handle of the shared socket. A room lives on one worker,
+//! chosen when its session starts ([`SfuHandle::place`]); nothing on the path of a
+//! packet is shared between workers.
+//!
+//! The hub (signaling state) drives a room's worker with [`Command`]s and hears back
+//! through [`SfuEvent`]s, so the hub never waits on media and the media threads never
+//! take the hub's lock. Forwarding works on whole frames (str0m's frame mode): the SFU
+//! never decodes, but it sees frame boundaries and keyframes, which is what simulcast
+//! layer switching and clean starts need. str0m renumbers sequence numbers and SSRCs per
+//! outgoing track; [`consumer`] rewrites RTP time so that switches are seamless.
 
 mod audio_level;
+pub mod consumer;
 mod downlink;
-mod forward;
-mod metrics;
+pub mod driver;
 mod negotiation;
-mod peer;
-mod router;
+pub mod producer;
+mod reports;
+pub mod room;
 mod tcp;
+pub mod transport;
+pub mod worker;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use confer_proto::track::{AudioLevel, NetworkMetrics, Quality, SubscribedTrack, TrackId, TrackKind};
 use confer_proto::{ParticipantId, RoomId};
@@ -45,6 +57,8 @@ pub struct SfuConfig {
     pub tcp_addr: Option<SocketAddr>,
     /// Whether to listen for ICE over TCP at all.
     pub ice_tcp: bool,
+    /// Worker threads; each room lives on one.
+    pub workers: usize,
 }
 
 /// The candidates every media connection offers: host UDP ones and passive TCP ones.
@@ -121,7 +135,18 @@ pub struct PublishAnswer {
     pub codecs: Vec<(TrackId, String)>,
 }
 
-/// What the hub asks of the media thread.
+/// A stream's tracks to send to a subscriber.
+#[derive(Debug)]
+pub struct Subscribe {
+    pub room: RoomId,
+    pub subscriber: ParticipantId,
+    pub publisher: ParticipantId,
+    pub key: String,
+    pub tracks: Vec<OutgoingTrack>,
+    pub wants: Wants,
+}
+
+/// What the hub asks of a room's worker.
 #[derive(Debug)]
 pub enum Command {
     /// Apply a publisher offer and start receiving `tracks`.
@@ -145,14 +170,7 @@ pub enum Command {
         censored: bool,
     },
     /// Send a stream's tracks to a subscriber (adding them to its connection).
-    Subscribe {
-        room: RoomId,
-        subscriber: ParticipantId,
-        publisher: ParticipantId,
-        key: String,
-        tracks: Vec<OutgoingTrack>,
-        wants: Wants,
-    },
+    Subscribe(Subscribe),
     UpdateSubscription {
         subscriber: ParticipantId,
         tracks: Vec<TrackId>,
@@ -192,7 +210,7 @@ pub enum Command {
     InjectPanic {
         participant: ParticipantId,
     },
-    /// Close every connection and end the media thread.
+    /// Close every connection and end the worker.
     Stop,
 }
 
@@ -206,7 +224,7 @@ impl Command {
             | Command::Answer { participant, .. }
             | Command::Remove { participant }
             | Command::InjectPanic { participant } => Some(participant),
-            Command::Subscribe { subscriber, .. }
+            Command::Subscribe(Subscribe { subscriber, .. })
             | Command::UpdateSubscription { subscriber, .. }
             | Command::Unsubscribe { subscriber, .. } => Some(subscriber),
             Command::Unpublish { participant, .. } => Some(participant),
@@ -236,21 +254,48 @@ pub enum SfuEvent {
     Metrics { room: RoomId, reports: Vec<NetworkMetrics> },
 }
 
-/// The hub's end of the media thread.
+/// The hub's end of the media workers.
 #[derive(Debug, Clone)]
 pub struct SfuHandle {
-    commands: mpsc::UnboundedSender<Command>,
+    workers: std::sync::Arc<[WorkerHandle]>,
     local_addr: SocketAddr,
     tcp_addr: Option<SocketAddr>,
     addrs: MediaAddrs,
 }
 
+#[derive(Debug)]
+struct WorkerHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    /// Rooms placed on it and still running.
+    rooms: std::sync::Arc<AtomicUsize>,
+}
+
 impl SfuHandle {
-    /// Queues a command; a no-op once the media thread has stopped.
-    pub fn send(&self, command: Command) {
-        if self.commands.send(command).is_err() {
-            tracing::debug!("media thread has stopped; command dropped");
+    /// Chooses the worker for a new session's room: the one with the fewest rooms. The
+    /// room stays there for as long as the returned handle (or a clone) lives.
+    pub fn place(&self) -> RoomMedia {
+        let (index, worker) = self
+            .workers
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, w)| w.rooms.load(Ordering::Relaxed))
+            .expect("an SFU has at least one worker");
+        worker.rooms.fetch_add(1, Ordering::Relaxed);
+        let placed = Placed { rooms: worker.rooms.clone() };
+        RoomMedia { commands: worker.commands.clone(), worker: index, _placed: std::sync::Arc::new(placed) }
+    }
+
+    /// Sends a command to every worker (a stop, or one that names a participant whose
+    /// room is not at hand).
+    pub fn broadcast(&self, command: impl Fn() -> Command) {
+        for w in self.workers.iter() {
+            let _ = w.commands.send(command());
         }
+    }
+
+    /// The number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
     }
 
     /// The bound UDP address.
@@ -269,27 +314,63 @@ impl SfuHandle {
     }
 }
 
+/// A room's share of a worker: what the hub sends that room's commands through.
+#[derive(Debug, Clone)]
+pub struct RoomMedia {
+    commands: mpsc::UnboundedSender<Command>,
+    worker: usize,
+    _placed: std::sync::Arc<Placed>,
+}
+
+impl RoomMedia {
+    /// Queues a command; a no-op once the worker has stopped.
+    pub fn send(&self, command: Command) {
+        if self.commands.send(command).is_err() {
+            tracing::debug!("media worker has stopped; command dropped");
+        }
+    }
+
+    /// The worker the room lives on.
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+}
+
+/// Counts a room on its worker until the last handle to it goes.
+#[derive(Debug)]
+struct Placed {
+    rooms: std::sync::Arc<AtomicUsize>,
+}
+
+impl Drop for Placed {
+    fn drop(&mut self) {
+        self.rooms.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 impl SfuHandle {
-    /// A handle with no media thread behind it: the commands it is sent, for tests of
-    /// the hub.
+    /// A handle with no worker behind it: the commands it is sent, for tests of the hub.
     pub(crate) fn detached() -> (SfuHandle, mpsc::UnboundedReceiver<Command>) {
         let (commands, rx) = mpsc::unbounded_channel();
         let local_addr = SocketAddr::from(([127, 0, 0, 1], 9));
         let addrs = MediaAddrs { udp: vec![local_addr], tcp: Vec::new() };
-        (SfuHandle { commands, local_addr, tcp_addr: None, addrs }, rx)
+        let workers = vec![WorkerHandle { commands, rooms: Default::default() }].into();
+        (SfuHandle { workers, local_addr, tcp_addr: None, addrs }, rx)
     }
 }
 
-/// A running media thread. Dropping every [`SfuHandle`] stops it.
+/// The running media workers. Dropping every [`SfuHandle`] stops them.
 pub struct Sfu {
     pub handle: SfuHandle,
     pub events: mpsc::UnboundedReceiver<SfuEvent>,
-    pub thread: std::thread::JoinHandle<()>,
+    pub metrics: std::sync::Arc<driver::SfuMetrics>,
+    pub threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Sfu {
-    /// Binds the UDP socket and the TCP listener and starts the media thread.
+    /// Binds the UDP socket and the TCP listener and starts the receive thread and
+    /// `config.workers` workers (at least one).
     pub fn start(config: &SfuConfig) -> anyhow::Result<Sfu> {
         // Idempotent; the first provider installed in the process wins.
         str0m::crypto::from_feature_flags().install_process_default();
@@ -300,39 +381,21 @@ impl Sfu {
         let tcp = bind_tcp(config, local_addr)?;
         let tcp_addr = tcp.as_ref().map(|l| l.local_addr()).transpose()?;
         let addrs = MediaAddrs::announced(config, local_addr, tcp_addr);
-        let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
-        let router_addrs = addrs.clone();
-        let thread = std::thread::Builder::new().name("confer-sfu".into()).spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start the media thread's runtime");
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                let socket = match tokio::net::UdpSocket::from_std(socket) {
-                    Ok(s) => s,
-                    Err(e) => return tracing::error!(error = %e, "cannot register the media socket"),
-                };
-                // Packets from TCP clients wait here when the router is busy; the
-                // readers then stop reading, which TCP's flow control turns into
-                // back-pressure on those clients alone.
-                let (tcp_tx, tcp_rx) = mpsc::channel(1024);
-                if let Some(listener) = tcp {
-                    match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => {
-                            tokio::spawn(tcp::accept(l, tcp_tx));
-                        }
-                        Err(e) => tracing::error!(error = %e, "cannot register the media TCP listener"),
-                    }
-                }
-                router::Router::new(socket, router_addrs, event_tx).run(command_rx, tcp_rx).await
-            });
-        })?;
-        tracing::info!(udp = %local_addr, tcp = ?tcp_addr, announced_udp = ?addrs.udp, announced_tcp = ?addrs.tcp, "media (SFU) listening");
-        Ok(Sfu { handle: SfuHandle { commands, local_addr, tcp_addr, addrs }, events, thread })
+        let started = driver::start(socket, tcp, addrs.clone(), config.workers.max(1), event_tx)?;
+        let workers = started
+            .commands
+            .into_iter()
+            .map(|commands| WorkerHandle { commands, rooms: Default::default() })
+            .collect::<Vec<_>>()
+            .into();
+        tracing::info!(udp = %local_addr, tcp = ?tcp_addr, announced_udp = ?addrs.udp, announced_tcp = ?addrs.tcp, workers = config.workers.max(1), "media (SFU) listening");
+        Ok(Sfu {
+            handle: SfuHandle { workers, local_addr, tcp_addr, addrs },
+            events,
+            metrics: started.metrics,
+            threads: started.threads,
+        })
     }
 }
 
@@ -370,6 +433,7 @@ mod tests {
             advertise_ips: ips.iter().map(|i| i.parse().unwrap()).collect(),
             tcp_addr: None,
             ice_tcp: true,
+            workers: 1,
         }
     }
 

@@ -1,21 +1,22 @@
 //! Offers and answers: publisher offers accepted, subscriber offers made, ICE restarts.
 //!
-//! The publisher connection is always offered by the client ([`Router::publish`],
-//! [`Router::publisher_offer`]); the subscriber connection always by the server
-//! ([`Router::negotiate`]), one offer at a time: changes made while an offer is out wait
+//! The publisher transport is always offered by the client ([`Worker::publish`],
+//! [`Worker::publisher_offer`]); the subscriber transport always by the server
+//! ([`Worker::negotiate`]), one offer at a time: changes made while an offer is out wait
 //! for its answer and go into the next one.
 
 use std::time::Instant;
 
-use confer_proto::track::{SubscribedTrack, TrackKind};
+use confer_proto::track::{SubscribedTrack, TrackId, TrackKind};
 use confer_proto::{ErrorCode, ParticipantId, RoomId};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, Mid};
 
-use super::forward::{OutState, OutTrack};
-use super::peer::{media_kind, InTrack, Peer, Role, CONTROL_CHANNEL};
-use super::router::Router;
-use super::{IncomingTrack, OutgoingTrack, PublishAnswer, SfuEvent, Wants};
+use super::consumer::{Consumer, OutState};
+use super::producer::{media_kind, Producer};
+use super::transport::{Role, Side, Transport, TransportId, CONTROL_CHANNEL};
+use super::worker::Worker;
+use super::{IncomingTrack, PublishAnswer, SfuEvent, Subscribe};
 use crate::error::ApiError;
 
 /// Packets (and their age) kept per outgoing video stream for retransmission.
@@ -24,7 +25,7 @@ const RTX_CACHE_AGE: std::time::Duration = std::time::Duration::from_secs(3);
 /// The share of a stream that retransmissions may take.
 const RTX_RATIO_CAP: f32 = 0.3;
 
-impl Router {
+impl Worker {
     pub(super) fn publish(
         &mut self,
         room: RoomId,
@@ -35,42 +36,48 @@ impl Router {
     ) -> Result<PublishAnswer, ApiError> {
         tracing::trace!(%participant, sdp = %offer, "publisher offer");
         let offer = parse_offer(offer)?;
-        let created = self.peer_mut(&participant, Role::Publisher).is_none();
-        if created {
-            let rtc = self.new_rtc(Role::Publisher, now);
-            self.peers.push(Peer::new(room, participant.clone(), Role::Publisher, rtc, now));
-        }
-        let peer = self.peer_mut(&participant, Role::Publisher).expect("publisher peer exists");
-        let answer = match peer.rtc.sdp_api().accept_offer(offer) {
-            Ok(a) => a,
-            Err(e) => {
-                if created {
-                    self.peers.retain(|p| !(p.participant == participant && p.role == Role::Publisher));
+        let existing = self.transport_id(&participant, Role::Publisher);
+        let id = existing.unwrap_or_else(|| self.open(room, participant.clone(), Role::Publisher, now));
+        let answer = self.transports.get_mut(&id).map(|t| t.rtc.sdp_api().accept_offer(offer));
+        let answer = match answer {
+            Some(Ok(a)) => a,
+            failed => {
+                if existing.is_none() {
+                    self.close_transport(id);
                 }
-                return Err(ApiError::new(ErrorCode::InvalidSdp, format!("cannot accept the offer: {e}")));
+                let why = failed.and_then(Result::err).map_or_else(|| "no transport".to_owned(), |e| e.to_string());
+                return Err(ApiError::new(ErrorCode::InvalidSdp, format!("cannot accept the offer: {why}")));
             }
         };
+        self.refresh_ufrag(id);
+        self.dirty_transport(id);
         let sdp = answer.to_sdp_string();
+        let Some(t) = self.transports.get_mut(&id) else {
+            return Err(ApiError::new(ErrorCode::Internal, "the publisher transport vanished"));
+        };
+        let Transport { rtc, channels, side: Side::Publisher(p), .. } = t else {
+            return Err(ApiError::new(ErrorCode::Internal, "not a publisher transport"));
+        };
         let mut codecs = Vec::new();
         let mut missing = Vec::new();
-        for t in tracks {
-            if t.kind == TrackKind::Data {
-                let channel = peer.channels.get(&t.mid).copied();
-                peer.inputs.retain(|i| i.label.as_deref() != Some(t.mid.as_str()));
-                peer.inputs.push(InTrack::data(t.track_id, t.mid, channel));
+        for track in tracks {
+            if track.kind == TrackKind::Data {
+                let channel = channels.get(&track.mid).copied();
+                p.producers.retain(|i| i.label.as_deref() != Some(track.mid.as_str()));
+                p.producers.push(Producer::data(track.track_id, track.mid, channel));
                 continue;
             }
-            let mid = Mid::from(t.mid.as_str());
-            let matches = peer.rtc.media(mid).is_some_and(|m| m.kind() == media_kind(t.kind));
+            let mid = Mid::from(track.mid.as_str());
+            let matches = rtc.media(mid).is_some_and(|m| m.kind() == media_kind(track.kind));
             if !matches {
-                missing.push(t.mid.clone());
+                missing.push(track.mid.clone());
                 continue;
             }
-            if let Some(codec) = answered_codec(&sdp, &t.mid) {
-                codecs.push((t.track_id.clone(), codec));
+            if let Some(codec) = answered_codec(&sdp, &track.mid) {
+                codecs.push((track.track_id.clone(), codec));
             }
-            peer.inputs.retain(|i| i.mid != mid || i.kind == TrackKind::Data);
-            peer.inputs.push(InTrack::new(t.track_id, mid, t.kind, t.simulcast, t.muted));
+            p.producers.retain(|i| i.mid != mid || i.kind == TrackKind::Data);
+            p.producers.push(Producer::new(track.track_id, mid, track.kind, track.simulcast, track.muted));
         }
         if !missing.is_empty() {
             return Err(ApiError::new(
@@ -78,111 +85,102 @@ impl Router {
                 format!("the offer has no media section of the right kind for mid {}", missing.join(", ")),
             ));
         }
-        tracing::info!(participant = %peer.participant, tracks = peer.inputs.len(), "publisher offer accepted");
+        tracing::info!(%participant, tracks = p.producers.len(), "publisher offer accepted");
         Ok(PublishAnswer { sdp, codecs })
     }
 
-    /// A new offer on an existing publisher connection: an ICE restart, new data channels.
+    /// A new offer on an existing publisher transport: an ICE restart, new data channels.
     pub(super) fn publisher_offer(&mut self, participant: &ParticipantId, offer: &str) -> Result<String, ApiError> {
         let offer = parse_offer(offer)?;
-        let peer = self
-            .peer_mut(participant, Role::Publisher)
+        let id = self
+            .transport_id(participant, Role::Publisher)
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidSdp, "there is no publisher connection; publish first"))?;
-        let answer = peer
+        let t = self.transports.get_mut(&id).ok_or_else(|| ApiError::new(ErrorCode::Internal, "no transport"))?;
+        let answer = t
             .rtc
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| ApiError::new(ErrorCode::InvalidSdp, format!("cannot accept the offer: {e}")))?;
-        tracing::info!(participant = %peer.participant, "publisher connection renegotiated");
+        tracing::info!(%participant, "publisher connection renegotiated");
+        self.refresh_ufrag(id);
+        self.dirty_transport(id);
         Ok(answer.to_sdp_string())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn subscribe(
-        &mut self,
-        room: RoomId,
-        subscriber: ParticipantId,
-        publisher: ParticipantId,
-        key: String,
-        tracks: Vec<OutgoingTrack>,
-        wants: Wants,
-        now: Instant,
-    ) {
-        if self.peer_mut(&subscriber, Role::Subscriber).is_none() {
-            let rtc = self.new_rtc(Role::Subscriber, now);
-            self.peers.push(Peer::new(room, subscriber.clone(), Role::Subscriber, rtc, now));
-        }
-        let peer = self.peer_mut(&subscriber, Role::Subscriber).expect("subscriber peer exists");
+    pub(super) fn subscribe(&mut self, s: Subscribe, now: Instant) {
+        let Subscribe { room, subscriber, publisher, key, tracks, wants } = s;
+        let id = match self.transport_id(&subscriber, Role::Subscriber) {
+            Some(id) => id,
+            None => self.open(room, subscriber, Role::Subscriber, now),
+        };
+        let Some(s) = self.transports.get_mut(&id).and_then(|t| t.subscribing_mut()) else { return };
         for t in tracks {
-            let live = peer.outputs.iter().any(|o| {
-                o.track_id == t.track_id
-                    && matches!(o.state, OutState::Open(_) | OutState::Negotiating(_) | OutState::Channel(_))
+            let live = s.consumers.iter().any(|c| {
+                c.track_id == t.track_id
+                    && matches!(c.state, OutState::Open(_) | OutState::Negotiating(_) | OutState::Channel(_))
             });
             if !live {
-                peer.outputs.push(OutTrack::new(t.track_id, t.kind, publisher.clone(), key.clone(), wants));
+                s.consumers.push(Consumer::new(t.track_id, t.kind, publisher.clone(), key.clone(), wants));
             }
         }
         self.next_layers = now;
-        if let Some(idx) = self.subscriber_index(&subscriber) {
-            self.negotiate(idx);
-        }
+        self.negotiate(id);
     }
 
     /// The next subscriber offer will restart ICE.
     pub(super) fn restart_subscriber(&mut self, participant: &ParticipantId) {
-        let Some(idx) = self.subscriber_index(participant) else { return };
-        self.peers[idx].restart_ice = true;
-        self.negotiate(idx);
+        let Some(id) = self.transport_id(participant, Role::Subscriber) else { return };
+        if let Some(s) = self.transports.get_mut(&id).and_then(|t| t.subscribing_mut()) {
+            s.restart_ice = true;
+        }
+        self.negotiate(id);
     }
 
-    pub(super) fn subscriber_index(&self, participant: &ParticipantId) -> Option<usize> {
-        self.peers.iter().position(|p| &p.participant == participant && p.role == Role::Subscriber)
-    }
-
-    /// Offers the subscriber connection's pending changes, unless an offer is out.
-    pub(super) fn negotiate(&mut self, idx: usize) {
-        let peer = &mut self.peers[idx];
-        if peer.pending.is_some() {
+    /// Offers the subscriber transport's pending changes, unless an offer is out.
+    pub(super) fn negotiate(&mut self, id: TransportId) {
+        let Some(t) = self.transports.get_mut(&id) else { return };
+        let Transport { rtc, side: Side::Subscriber(s), room, participant, .. } = t else { return };
+        if s.pending.is_some() {
             return;
         }
-        let mut change = peer.rtc.sdp_api();
-        if !peer.has_control_channel {
+        let mut change = rtc.sdp_api();
+        if !s.has_control_channel {
             change.add_channel(CONTROL_CHANNEL.to_owned());
-            peer.has_control_channel = true;
+            s.has_control_channel = true;
         }
-        if std::mem::take(&mut peer.restart_ice) {
+        if std::mem::take(&mut s.restart_ice) {
             // Our one candidate stays the same; only the credentials change.
             change.ice_restart(true);
         }
         let mut started: Vec<(ParticipantId, String, Vec<SubscribedTrack>)> = Vec::new();
-        for out in &mut peer.outputs {
-            let (state, mid) = match out.state {
-                OutState::ToOpen if out.kind == TrackKind::Data => {
-                    let channel = change.add_channel(out.track_id.to_string());
-                    (OutState::Channel(channel), out.track_id.to_string())
+        for c in &mut s.consumers {
+            let (state, mid) = match c.state {
+                OutState::ToOpen if c.kind == TrackKind::Data => {
+                    let channel = change.add_channel(c.track_id.to_string());
+                    (OutState::Channel(channel), c.track_id.to_string())
                 }
                 OutState::ToOpen => {
                     let mid = change.add_media(
-                        media_kind(out.kind),
+                        media_kind(c.kind),
                         Direction::SendOnly,
-                        Some(out.publisher.to_string()),
-                        Some(out.track_id.to_string()),
+                        Some(c.publisher.to_string()),
+                        Some(c.track_id.to_string()),
                         None,
                     );
                     (OutState::Negotiating(mid), mid.to_string())
                 }
                 OutState::ToStop(mid) => {
                     change.stop_media(mid);
-                    out.state = OutState::NegotiatingStop(mid);
+                    c.state = OutState::NegotiatingStop(mid);
                     continue;
                 }
                 _ => continue,
             };
-            out.state = state;
-            let track = SubscribedTrack { track_id: out.track_id.clone(), kind: out.kind, mid };
-            match started.iter_mut().find(|(p, k, _)| *p == out.publisher && *k == out.key) {
+            c.state = state;
+            let track = SubscribedTrack { track_id: c.track_id.clone(), kind: c.kind, mid };
+            match started.iter_mut().find(|(p, k, _)| *p == c.publisher && *k == c.key) {
                 Some((_, _, list)) => list.push(track),
-                None => started.push((out.publisher.clone(), out.key.clone(), vec![track])),
+                None => started.push((c.publisher.clone(), c.key.clone(), vec![track])),
             }
         }
         if !change.has_changes() {
@@ -190,49 +188,59 @@ impl Router {
         }
         let sdp = match change.apply() {
             Some((offer, pending)) => {
-                peer.pending = Some(pending);
+                s.pending = Some(pending);
                 let sdp = offer.to_sdp_string();
-                tracing::trace!(participant = %peer.participant, %sdp, "subscriber offer");
+                tracing::trace!(%participant, %sdp, "subscriber offer");
                 Some(sdp)
             }
             // Only data channels on an existing application section: no offer needed.
             None => None,
         };
-        if sdp.is_none() && started.is_empty() {
-            return;
+        let offered = sdp.is_some() || !started.is_empty();
+        let event = SfuEvent::SubscriberOffer { room: room.clone(), participant: participant.clone(), sdp, started };
+        let consumed: Vec<TrackId> = s.consumers.iter().map(|c| c.track_id.clone()).collect();
+        let room = room.clone();
+        if let Some(r) = self.rooms.get_mut(&room) {
+            r.set_consumed(id, consumed.iter());
         }
-        let _ = self.events.send(SfuEvent::SubscriberOffer {
-            room: peer.room.clone(),
-            participant: peer.participant.clone(),
-            sdp,
-            started,
-        });
+        // A channel added without an offer goes out at once.
+        self.dirty_transport(id);
+        self.refresh_ufrag(id);
+        if offered {
+            self.emit(event);
+        }
     }
 
-    pub(super) fn accept_answer(&mut self, participant: &ParticipantId, sdp: &str) -> Result<(), ApiError> {
-        let idx = self
-            .subscriber_index(participant)
+    pub(super) fn accept_answer(
+        &mut self,
+        participant: &ParticipantId,
+        sdp: &str,
+        now: Instant,
+    ) -> Result<(), ApiError> {
+        let id = self
+            .transport_id(participant, Role::Subscriber)
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidSdp, "there is no subscriber offer to answer"))?;
-        let peer = &mut self.peers[idx];
-        let pending = peer
-            .pending
-            .take()
-            .ok_or_else(|| ApiError::new(ErrorCode::InvalidSdp, "no subscriber offer is pending"))?;
+        let t = self.transports.get_mut(&id).ok_or_else(|| ApiError::new(ErrorCode::Internal, "no transport"))?;
+        let Transport { rtc, side: Side::Subscriber(s), room, .. } = t else {
+            return Err(ApiError::new(ErrorCode::Internal, "not a subscriber transport"));
+        };
+        let pending =
+            s.pending.take().ok_or_else(|| ApiError::new(ErrorCode::InvalidSdp, "no subscriber offer is pending"))?;
         tracing::trace!(%participant, %sdp, "subscriber answer");
         let answer = SdpAnswer::from_sdp_string(sdp)
             .map_err(|e| ApiError::new(ErrorCode::InvalidSdp, format!("cannot parse the answer: {e}")))?;
-        let accepted = peer.rtc.sdp_api().accept_answer(pending, answer);
+        let accepted = rtc.sdp_api().accept_answer(pending, answer);
         // Either way the offer is settled: what it opened is open, what it stopped is
         // gone (str0m stops a media section as soon as it is offered stopped).
         let ok = accepted.is_ok();
-        for out in &mut peer.outputs {
-            if let OutState::Negotiating(m) = out.state {
-                out.state = if ok { OutState::Open(m) } else { OutState::ToOpen };
-                if let Some(stream) = peer.rtc.direct_api().stream_tx_by_mid(m, None).filter(|_| ok) {
+        for c in &mut s.consumers {
+            if let OutState::Negotiating(m) = c.state {
+                c.state = if ok { OutState::Open(m) } else { OutState::ToOpen };
+                if let Some(stream) = rtc.direct_api().stream_tx_by_mid(m, None).filter(|_| ok) {
                     // Media goes out as it is forwarded; the estimator's pacer would
                     // hold it behind a collapsed estimate (see `downlink`).
                     stream.set_unpaced(true);
-                    if out.is_video() {
+                    if c.is_video() {
                         // Retransmissions may take up to this share of a stream before
                         // str0m drops them; its default (15 %) gives up on a path with a
                         // few percent of loss when a lost retransmission is asked again.
@@ -241,43 +249,54 @@ impl Router {
                 }
             }
         }
-        peer.outputs.retain(|o| !matches!(o.state, OutState::NegotiatingStop(_)));
+        s.consumers.retain(|c| !matches!(c.state, OutState::NegotiatingStop(_)));
+        let consumed: Vec<TrackId> = s.consumers.iter().map(|c| c.track_id.clone()).collect();
+        let room = room.clone();
+        if let Some(r) = self.rooms.get_mut(&room) {
+            r.set_consumed(id, consumed.iter());
+        }
+        self.dirty_transport(id);
         accepted.map_err(|e| ApiError::new(ErrorCode::InvalidSdp, format!("cannot accept the answer: {e}")))?;
-        self.next_layers = Instant::now();
-        self.negotiate(idx);
+        self.next_layers = now;
+        self.negotiate(id);
         Ok(())
     }
 
-    /// Stops the matching outgoing tracks on every subscriber connection.
-    pub(super) fn stop_outputs(&mut self, stop: impl Fn(&ParticipantId, &OutTrack) -> bool) {
+    /// Stops the matching consumers on every subscriber transport of `room`; `stop` is
+    /// given the subscriber and the consumer.
+    pub(super) fn stop_consumers(&mut self, room: &RoomId, stop: impl Fn(&ParticipantId, &Consumer) -> bool) {
+        let Some(r) = self.rooms.get(room) else { return };
+        let subscribers: Vec<TransportId> = r.members.values().filter_map(|m| m.subscriber).collect();
         let mut renegotiate = Vec::new();
-        for (idx, peer) in self.peers.iter_mut().enumerate().filter(|(_, p)| p.role == Role::Subscriber) {
-            let before = peer.outputs.len();
-            let who = peer.participant.clone();
-            peer.outputs.retain(|o| !(stop(&who, o) && o.state == OutState::ToOpen));
-            let mut changed = before != peer.outputs.len();
+        for id in subscribers {
+            let Some(t) = self.transports.get_mut(&id) else { continue };
+            let Transport { rtc, channels, participant, side: Side::Subscriber(s), .. } = t else { continue };
+            let before = s.consumers.len();
+            s.consumers.retain(|c| !(stop(participant, c) && c.state == OutState::ToOpen));
+            let mut changed = before != s.consumers.len();
             let mut closed = Vec::new();
-            for out in peer.outputs.iter_mut().filter(|o| stop(&who, o)) {
-                match out.state {
+            for c in s.consumers.iter_mut().filter(|c| stop(participant, c)) {
+                match c.state {
                     OutState::Open(m) | OutState::Negotiating(m) => {
-                        out.state = OutState::ToStop(m);
+                        c.state = OutState::ToStop(m);
                         changed = true;
                     }
-                    OutState::Channel(id) => closed.push((out.track_id.clone(), id)),
+                    OutState::Channel(channel) => closed.push((c.track_id.clone(), channel)),
                     _ => {}
                 }
             }
             for (track_id, channel) in closed {
-                peer.rtc.direct_api().close_data_channel(channel);
-                peer.channels.retain(|_, c| *c != channel);
-                peer.outputs.retain(|o| o.track_id != track_id);
+                rtc.direct_api().close_data_channel(channel);
+                channels.retain(|_, c| *c != channel);
+                s.consumers.retain(|c| c.track_id != track_id);
+                changed = true;
             }
             if changed {
-                renegotiate.push(idx);
+                renegotiate.push(id);
             }
         }
-        for idx in renegotiate {
-            self.negotiate(idx);
+        for id in renegotiate {
+            self.negotiate(id);
         }
     }
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 /// route that is missing here.
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
+    ("get", "/metrics"),
     ("get", "/v1/openapi.json"),
     ("post", "/v1/rooms"),
     ("get", "/v1/rooms"),

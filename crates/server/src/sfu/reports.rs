@@ -1,60 +1,65 @@
-//! What the media thread reports about rooms: audio levels and network metrics.
+//! What a worker reports about its rooms: audio levels and network metrics.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use confer_proto::track::{AudioLevel, NetworkMetrics, TrackKind};
-use confer_proto::{ParticipantId, RoomId};
+use confer_proto::ParticipantId;
 
 use super::audio_level;
-use super::peer::Role;
-use super::router::Router;
+use super::transport::Role;
+use super::worker::Worker;
 use super::SfuEvent;
 
-impl Router {
+impl Worker {
     /// Sends each room's audio levels and active speaker, when they changed.
     pub(super) fn report_levels(&mut self, now: Instant) {
-        let mut by_room: HashMap<RoomId, Vec<AudioLevel>> = HashMap::new();
-        for peer in self.peers.iter().filter(|p| p.role == Role::Publisher) {
-            let levels = by_room.entry(peer.room.clone()).or_default();
-            for t in peer.inputs.iter().filter(|t| t.kind == TrackKind::Audio && t.flowing()) {
-                if let Some((level, voice, at)) = t.audio_level {
-                    if now.saturating_duration_since(at) < audio_level::FRESH {
+        let mut events = Vec::new();
+        for room in self.rooms.values_mut() {
+            let mut levels = Vec::new();
+            for id in room.members.values().filter_map(|m| m.publisher) {
+                let Some(t) = self.transports.get(&id) else { continue };
+                let Some(p) = t.publishing() else { continue };
+                for producer in p.producers.iter().filter(|p| p.kind == TrackKind::Audio && p.flowing()) {
+                    let Some(heard) = producer.audio_level else { continue };
+                    if now.saturating_duration_since(heard.at) < audio_level::FRESH {
                         levels.push(AudioLevel {
-                            participant_id: peer.participant.clone(),
-                            track_id: t.track_id.clone(),
-                            level: audio_level::linear(level),
-                            voice,
+                            participant_id: t.participant.clone(),
+                            track_id: producer.track_id.clone(),
+                            level: audio_level::linear(heard.minus_dbov),
+                            voice: heard.voice,
                         });
                     }
                 }
             }
-        }
-        self.speakers.retain(|room, _| by_room.contains_key(room));
-        for (room, levels) in by_room {
-            let speakers = self.speakers.entry(room.clone()).or_default();
-            if let Some((levels, active_speaker)) = speakers.update(levels, now) {
-                let _ = self.events.send(SfuEvent::AudioActivity { room, levels, active_speaker });
+            if let Some((levels, active_speaker)) = room.speakers.update(levels, now) {
+                events.push(SfuEvent::AudioActivity { room: room.id.clone(), levels, active_speaker });
             }
+        }
+        for event in events {
+            self.emit(event);
         }
     }
 
     /// Sends the network metrics of every watched participant.
     pub(super) fn report_metrics(&mut self) {
-        for (room, watched) in &self.watched {
-            let reports = watched
+        let mut events = Vec::new();
+        for room in self.rooms.values().filter(|r| !r.watched.is_empty()) {
+            let reports = room
+                .watched
                 .iter()
                 .map(|participant| {
                     let stats = |role| {
-                        self.peers
-                            .iter()
-                            .find(|p| &p.participant == participant && p.role == role)
-                            .and_then(|p| p.stats.as_ref().map(|s| (s.clone(), p.estimate_bps)))
+                        let t = self.transports.get(&room.transport(participant, role)?)?;
+                        let estimate = t.subscribing().and_then(|s| s.estimate_bps);
+                        t.stats.as_ref().map(|s| (s.clone(), estimate))
                     };
                     metrics(participant.clone(), stats(Role::Publisher), stats(Role::Subscriber))
                 })
                 .collect();
-            let _ = self.events.send(SfuEvent::Metrics { room: room.clone(), reports });
+            events.push(SfuEvent::Metrics { room: room.id.clone(), reports });
+        }
+        for event in events {
+            self.emit(event);
         }
     }
 }

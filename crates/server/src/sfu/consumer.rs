@@ -1,62 +1,25 @@
-//! Forwarding one publisher track to one subscriber: layer choice and RTP time.
+//! A consumer: one producer's track as sent to one subscriber, with its layer choice,
+//! keyframe gating and RTP-time rebase.
 //!
-//! An [`OutTrack`] follows its source track's frames and decides, frame by frame, which
+//! A [`Consumer`] follows its producer's frames and decides, frame by frame, which
 //! to pass on. Every start (a new subscription, unmute, uncensor, recovery from loss)
 //! and every simulcast layer switch happens on a keyframe, so the subscriber's decoder
 //! never sees a frame whose references it lacks. Sequence numbers and SSRCs of the
 //! outgoing stream are str0m's own; the RTP time is rebased at every switch so that it
 //! keeps advancing with the wall clock across layers and sources.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use confer_proto::track::{Quality, TrackId, TrackKind};
 use confer_proto::ParticipantId;
 use str0m::channel::ChannelId;
 use str0m::media::{MediaTime, Mid, Rid};
 
+use super::producer::LayerMeter;
 use super::Wants;
 
-/// A layer not seen for this long is taken as stopped by its publisher.
-const LAYER_STALE: Duration = Duration::from_millis(1500);
 /// Switching up needs the new layer's rate plus this share (percent) of it.
 pub const UPGRADE_HEADROOM: u64 = 125;
-
-/// Bitrate and liveness of one simulcast layer of an incoming track.
-#[derive(Debug, Clone)]
-pub struct LayerMeter {
-    pub rid: Option<Rid>,
-    pub last_seen: Option<Instant>,
-    window_start: Option<Instant>,
-    window_bytes: u64,
-    /// Bits per second over the last full window.
-    pub bitrate_bps: u64,
-}
-
-impl LayerMeter {
-    pub fn new(rid: Option<Rid>) -> Self {
-        Self { rid, last_seen: None, window_start: None, window_bytes: 0, bitrate_bps: 0 }
-    }
-
-    pub fn observe(&mut self, bytes: usize, now: Instant) {
-        self.last_seen = Some(now);
-        let start = *self.window_start.get_or_insert(now);
-        self.window_bytes += bytes as u64;
-        let elapsed = now.saturating_duration_since(start);
-        if elapsed >= Duration::from_secs(1) {
-            self.bitrate_bps = self.window_bytes * 8 * 1000 / elapsed.as_millis().max(1) as u64;
-            self.window_start = Some(now);
-            self.window_bytes = 0;
-        }
-    }
-
-    pub fn live(&self, now: Instant) -> bool {
-        self.last_seen.is_some_and(|t| now.saturating_duration_since(t) < LAYER_STALE)
-    }
-
-    fn quality(&self) -> Quality {
-        self.rid.as_ref().and_then(|r| Quality::from_rid(r)).unwrap_or(Quality::High)
-    }
-}
 
 /// Negotiation state of an outgoing track's media section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,9 +37,9 @@ pub enum OutState {
     Channel(ChannelId),
 }
 
-/// One source track as sent to one subscriber.
+/// One producer's track as sent to one subscriber.
 #[derive(Debug)]
-pub struct OutTrack {
+pub struct Consumer {
     pub track_id: TrackId,
     pub kind: TrackKind,
     pub publisher: ParticipantId,
@@ -92,7 +55,7 @@ pub struct OutTrack {
     time: TimeRebase,
 }
 
-impl OutTrack {
+impl Consumer {
     pub fn new(track_id: TrackId, kind: TrackKind, publisher: ParticipantId, key: String, wants: Wants) -> Self {
         Self {
             track_id,
@@ -117,6 +80,11 @@ impl OutTrack {
 
     pub fn is_video(&self) -> bool {
         self.kind == TrackKind::Video
+    }
+
+    /// Whether the subscription's wishes let it flow.
+    pub fn is_wanted(&self) -> bool {
+        wanted(&self.wants, self.kind)
     }
 
     /// Starts over at the next keyframe (after a pause, or loss upstream).
@@ -206,6 +174,15 @@ impl OutTrack {
     }
 }
 
+/// Whether a subscription's wishes let a track of this kind flow.
+pub fn wanted(wants: &Wants, kind: TrackKind) -> bool {
+    match kind {
+        TrackKind::Audio => wants.audio,
+        TrackKind::Video => wants.video,
+        TrackKind::Data => true,
+    }
+}
+
 /// Maps a source's RTP time onto the outgoing track's, continuous across rebases.
 #[derive(Debug, Default)]
 struct TimeRebase {
@@ -240,6 +217,7 @@ impl TimeRebase {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use str0m::media::Frequency;
 
     fn wants(quality: Quality) -> Wants {
@@ -259,8 +237,8 @@ mod tests {
             .collect()
     }
 
-    fn track(quality: Quality) -> OutTrack {
-        OutTrack::new("t".into(), TrackKind::Video, "p".into(), "main".into(), wants(quality))
+    fn track(quality: Quality) -> Consumer {
+        Consumer::new("t".into(), TrackKind::Video, "p".into(), "main".into(), wants(quality))
     }
 
     #[test]
@@ -324,7 +302,7 @@ mod tests {
     #[test]
     fn audio_flows_without_keyframes() {
         let now = Instant::now();
-        let mut t = OutTrack::new("a".into(), TrackKind::Audio, "p".into(), "main".into(), wants(Quality::High));
+        let mut t = Consumer::new("a".into(), TrackKind::Audio, "p".into(), "main".into(), wants(Quality::High));
         let out = t.accept(None, false, MediaTime::new(960, Frequency::FORTY_EIGHT_KHZ), now).unwrap();
         assert_eq!(out.numer(), 960);
     }

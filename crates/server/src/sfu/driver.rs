@@ -1,0 +1,465 @@
+//! The SFU's threads, sockets and clock around the sans-IO [`Worker`]s.
+//!
+//! - The **receive thread** reads the one UDP socket (and the ICE-TCP connections) and
+//!   hands each packet to the worker of its transport, by the sender's address. An
+//!   address is learnt from the ICE username of its first STUN request: each worker
+//!   tells the receive thread the username fragments it answers to ([`Output::Ufrag`]).
+//!   A STUN request for a fragment not heard of yet (a worker's news still on its way)
+//!   goes to every worker; each drops what it does not know.
+//! - Each **worker thread** runs one [`Worker`]: it feeds it packets, the hub's commands
+//!   and timeouts, and sends what comes out on its own handle of the shared socket.
+//!
+//! One receive thread rather than one `SO_REUSEPORT` socket per worker: the kernel
+//! spreads datagrams over such sockets by a hash of the addresses, which knows nothing of
+//! rooms, so most datagrams would land on the wrong worker and need handing over anyway.
+//! Handing over costs the receive thread a map lookup and a channel send per datagram;
+//! the worker's share (SRTP, str0m, forwarding to every subscriber) is many times that.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use str0m::net::Protocol;
+use tokio::sync::mpsc;
+
+use super::tcp::{self, TcpInput};
+use super::worker::{stun_ufrag, Input, Output, Worker, WorkerStats};
+use super::{Command, MediaAddrs, SfuEvent};
+
+/// Packets queued toward one worker before new ones are dropped (as a full socket
+/// buffer would drop them).
+const WORKER_QUEUE: usize = 8192;
+/// Packets a worker takes from its queue before it looks at its timers again.
+const BATCH: usize = 64;
+/// An address not heard from for this long is forgotten by the receive thread.
+const ADDRESS_IDLE: Duration = Duration::from_secs(120);
+
+/// A packet for a worker.
+#[derive(Debug)]
+enum Inbound {
+    Udp { source: SocketAddr, destination: SocketAddr, data: Vec<u8> },
+    TcpOpened { remote: SocketAddr, sender: mpsc::Sender<Vec<u8>> },
+    TcpPacket { remote: SocketAddr, local: SocketAddr, data: Vec<u8> },
+    TcpClosed { remote: SocketAddr },
+}
+
+/// A worker's news for the receive thread.
+#[derive(Debug)]
+struct UfragNews {
+    worker: usize,
+    ufrag: String,
+    added: bool,
+}
+
+/// What the SFU counts, per worker, for `/metrics`.
+#[derive(Debug, Clone)]
+pub struct WorkerMetrics {
+    pub packets_in: Counter,
+    pub bytes_in: Counter,
+    pub packets_out: Counter,
+    pub bytes_out: Counter,
+    pub unrouted: Counter,
+    pub frames_forwarded: Counter,
+    pub keyframe_requests: Counter,
+    pub nacks_received: Counter,
+    pub nacks_sent: Counter,
+    pub layer_switches: Counter,
+    pub congestion_limits: Counter,
+    pub panics: Counter,
+    /// Seconds spent working (not waiting).
+    pub busy_seconds: Counter<f64>,
+    /// Seconds to handle one received packet, forwarding included.
+    pub packet_seconds: Histogram,
+    pub rooms: Gauge,
+    pub transports: Gauge,
+}
+
+impl WorkerMetrics {
+    fn new() -> Self {
+        Self {
+            packets_in: Counter::default(),
+            bytes_in: Counter::default(),
+            packets_out: Counter::default(),
+            bytes_out: Counter::default(),
+            unrouted: Counter::default(),
+            frames_forwarded: Counter::default(),
+            keyframe_requests: Counter::default(),
+            nacks_received: Counter::default(),
+            nacks_sent: Counter::default(),
+            layer_switches: Counter::default(),
+            congestion_limits: Counter::default(),
+            panics: Counter::default(),
+            busy_seconds: Counter::default(),
+            // 1 µs to ~4 ms.
+            packet_seconds: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1e-6, 2.0, 13)),
+            rooms: Gauge::default(),
+            transports: Gauge::default(),
+        }
+    }
+
+    /// Adds what the worker did since `before`.
+    fn record(&self, before: &WorkerStats, now: &WorkerStats) {
+        let add = |c: &Counter, a: u64, b: u64| {
+            c.inc_by(b.saturating_sub(a));
+        };
+        add(&self.packets_in, before.packets_in, now.packets_in);
+        add(&self.bytes_in, before.bytes_in, now.bytes_in);
+        add(&self.packets_out, before.packets_out, now.packets_out);
+        add(&self.bytes_out, before.bytes_out, now.bytes_out);
+        add(&self.unrouted, before.unrouted, now.unrouted);
+        add(&self.frames_forwarded, before.frames_forwarded, now.frames_forwarded);
+        add(&self.keyframe_requests, before.keyframe_requests, now.keyframe_requests);
+        add(&self.nacks_received, before.nacks_received, now.nacks_received);
+        add(&self.nacks_sent, before.nacks_sent, now.nacks_sent);
+        add(&self.layer_switches, before.layer_switches, now.layer_switches);
+        add(&self.congestion_limits, before.congestion_limits, now.congestion_limits);
+        add(&self.panics, before.panics, now.panics);
+    }
+}
+
+/// The SFU's metrics: one set per worker, and the receive thread's drops.
+#[derive(Debug)]
+pub struct SfuMetrics {
+    pub workers: Vec<WorkerMetrics>,
+    /// Packets dropped because their worker's queue was full.
+    pub dropped: Counter,
+}
+
+pub(super) struct Started {
+    pub commands: Vec<mpsc::UnboundedSender<Command>>,
+    pub metrics: Arc<SfuMetrics>,
+    pub threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Starts the receive thread and `workers` worker threads on the bound sockets.
+pub(super) fn start(
+    socket: UdpSocket,
+    tcp: Option<std::net::TcpListener>,
+    addrs: MediaAddrs,
+    workers: usize,
+    events: mpsc::UnboundedSender<SfuEvent>,
+) -> anyhow::Result<Started> {
+    let metrics = Arc::new(SfuMetrics {
+        workers: (0..workers).map(|_| WorkerMetrics::new()).collect(),
+        dropped: Counter::default(),
+    });
+    let (news_tx, news_rx) = mpsc::unbounded_channel();
+    let mut commands = Vec::new();
+    let mut inbound = Vec::new();
+    let mut threads = Vec::new();
+    for index in 0..workers {
+        let (command_tx, command_rx) = mpsc::unbounded_channel();
+        let (inbound_tx, inbound_rx) = mpsc::channel(WORKER_QUEUE);
+        commands.push(command_tx);
+        inbound.push(inbound_tx);
+        let send = socket.try_clone()?;
+        let thread = WorkerThread {
+            index,
+            worker: Worker::new(addrs.clone(), Instant::now()),
+            commands: command_rx,
+            inbound: inbound_rx,
+            socket: send,
+            tcp: HashMap::new(),
+            addrs: addrs.clone(),
+            events: events.clone(),
+            news: news_tx.clone(),
+            metrics: metrics.workers[index].clone(),
+        };
+        threads.push(std::thread::Builder::new().name(format!("confer-sfu-{index}")).spawn(move || thread.run())?);
+    }
+    let receiver = Receiver {
+        workers: inbound,
+        by_addr: HashMap::new(),
+        by_ufrag: HashMap::new(),
+        tcp_pending: HashMap::new(),
+        news: news_rx,
+        addrs,
+        metrics: metrics.clone(),
+    };
+    threads.push(std::thread::Builder::new().name("confer-sfu-rx".into()).spawn(move || receiver.run(socket, tcp))?);
+    Ok(Started { commands, metrics, threads })
+}
+
+/// The receive thread: one socket in, one queue per worker out.
+struct Receiver {
+    workers: Vec<mpsc::Sender<Inbound>>,
+    /// The worker of each known sender, and when it was last heard from.
+    by_addr: HashMap<(Protocol, SocketAddr), (usize, Instant)>,
+    by_ufrag: HashMap<String, usize>,
+    /// ICE-TCP connections whose first packet has not come yet.
+    tcp_pending: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    news: mpsc::UnboundedReceiver<UfragNews>,
+    addrs: MediaAddrs,
+    metrics: Arc<SfuMetrics>,
+}
+
+impl Receiver {
+    fn run(mut self, socket: UdpSocket, tcp: Option<std::net::TcpListener>) {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(r) => r,
+            Err(e) => return tracing::error!(error = %e, "cannot start the media receive thread's runtime"),
+        };
+        runtime.block_on(async move {
+            let socket = match tokio::net::UdpSocket::from_std(socket) {
+                Ok(s) => s,
+                Err(e) => return tracing::error!(error = %e, "cannot register the media socket"),
+            };
+            // Packets from TCP clients wait here when the workers are busy; the
+            // readers then stop reading, which TCP's flow control turns into
+            // back-pressure on those clients alone.
+            let (tcp_tx, mut tcp_rx) = mpsc::channel(1024);
+            if let Some(listener) = tcp {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => {
+                        tokio::spawn(tcp::accept(l, tcp_tx));
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot register the media TCP listener"),
+                }
+            }
+            // The address datagrams arrive at, when the socket is bound to one.
+            let udp_ip = socket.local_addr().ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
+            let mut buf = vec![0u8; 2048];
+            let mut next_prune = Instant::now() + ADDRESS_IDLE;
+            loop {
+                tokio::select! {
+                    r = socket.recv_from(&mut buf) => match r {
+                        Ok((n, source)) => {
+                            self.udp(&buf[..n], tcp::canonical(source), udp_ip);
+                            // Whatever else is waiting, without going back to the runtime.
+                            while let Ok((n, source)) = socket.try_recv_from(&mut buf) {
+                                self.udp(&buf[..n], tcp::canonical(source), udp_ip);
+                            }
+                        }
+                        // ICMP errors from earlier sends (port unreachable) surface here on
+                        // some systems; they concern one peer, which times out on its own.
+                        Err(e) => tracing::debug!(error = %e, "media socket receive"),
+                    },
+                    Some(input) = tcp_rx.recv() => self.tcp(input),
+                    news = self.news.recv() => match news {
+                        Some(news) => self.learn(news),
+                        // Every worker is gone: the SFU stopped.
+                        None => break,
+                    },
+                }
+                let now = Instant::now();
+                if now >= next_prune {
+                    next_prune = now + ADDRESS_IDLE;
+                    self.by_addr.retain(|_, (_, seen)| now.saturating_duration_since(*seen) < ADDRESS_IDLE);
+                }
+            }
+            tracing::info!("media receive thread stopped");
+        });
+    }
+
+    fn learn(&mut self, news: UfragNews) {
+        if news.added {
+            self.by_ufrag.insert(news.ufrag, news.worker);
+        } else if self.by_ufrag.get(&news.ufrag) == Some(&news.worker) {
+            self.by_ufrag.remove(&news.ufrag);
+        }
+    }
+
+    /// The worker for a packet from `source`: `None` for one to every worker.
+    fn route(&mut self, proto: Protocol, source: SocketAddr, data: &[u8]) -> Option<Option<usize>> {
+        let now = Instant::now();
+        if self.workers.len() == 1 {
+            return Some(Some(0));
+        }
+        if let Some(ufrag) = stun_ufrag(data) {
+            while let Ok(news) = self.news.try_recv() {
+                self.learn(news);
+            }
+            return match self.by_ufrag.get(ufrag).copied() {
+                Some(worker) => {
+                    self.by_addr.insert((proto, source), (worker, now));
+                    Some(Some(worker))
+                }
+                None => Some(None),
+            };
+        }
+        let (worker, seen) = self.by_addr.get_mut(&(proto, source))?;
+        *seen = now;
+        Some(Some(*worker))
+    }
+
+    fn udp(&mut self, data: &[u8], source: SocketAddr, udp_ip: Option<IpAddr>) {
+        let Some(destination) = MediaAddrs::destination(&self.addrs.udp, source, udp_ip) else { return };
+        match self.route(Protocol::Udp, source, data) {
+            Some(Some(worker)) => {
+                self.hand(worker, Inbound::Udp { source, destination, data: data.to_vec() });
+            }
+            Some(None) => {
+                for worker in 0..self.workers.len() {
+                    self.hand(worker, Inbound::Udp { source, destination, data: data.to_vec() });
+                }
+            }
+            None => tracing::trace!(%source, "datagram from an unknown address"),
+        }
+    }
+
+    fn tcp(&mut self, input: TcpInput) {
+        match input {
+            TcpInput::Opened { remote, sender } => {
+                self.tcp_pending.insert(remote, sender);
+            }
+            TcpInput::Packet { remote, local, data } => {
+                let workers = match self.route(Protocol::Tcp, remote, &data) {
+                    Some(Some(w)) => vec![w],
+                    Some(None) => (0..self.workers.len()).collect(),
+                    None => return tracing::trace!(%remote, "TCP packet from an unknown connection"),
+                };
+                let opened = self.tcp_pending.remove(&remote);
+                for worker in workers {
+                    if let Some(sender) = &opened {
+                        self.hand(worker, Inbound::TcpOpened { remote, sender: sender.clone() });
+                    }
+                    self.hand(worker, Inbound::TcpPacket { remote, local, data: data.clone() });
+                }
+            }
+            TcpInput::Closed { remote } => {
+                self.tcp_pending.remove(&remote);
+                if let Some((worker, _)) = self.by_addr.remove(&(Protocol::Tcp, remote)) {
+                    self.hand(worker, Inbound::TcpClosed { remote });
+                } else if self.workers.len() == 1 {
+                    self.hand(0, Inbound::TcpClosed { remote });
+                }
+            }
+        }
+    }
+
+    fn hand(&self, worker: usize, inbound: Inbound) {
+        if let Err(e) = self.workers[worker].try_send(inbound) {
+            if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                self.metrics.dropped.inc();
+                tracing::trace!(worker, "media worker queue full; packet dropped");
+            }
+        }
+    }
+}
+
+/// One worker and its thread's sockets.
+struct WorkerThread {
+    index: usize,
+    worker: Worker,
+    commands: mpsc::UnboundedReceiver<Command>,
+    inbound: mpsc::Receiver<Inbound>,
+    socket: UdpSocket,
+    /// Open ICE-TCP connections by the client's address: each one's send queue.
+    tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    addrs: MediaAddrs,
+    events: mpsc::UnboundedSender<SfuEvent>,
+    news: mpsc::UnboundedSender<UfragNews>,
+    metrics: WorkerMetrics,
+}
+
+impl WorkerThread {
+    fn run(mut self) {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(r) => r,
+            Err(e) => return tracing::error!(error = %e, "cannot start a media worker's runtime"),
+        };
+        runtime.block_on(async move {
+            let mut recorded = self.worker.stats();
+            loop {
+                let busy = Instant::now();
+                let deadline = self.flush();
+                let stats = self.worker.stats();
+                self.metrics.record(&recorded, &stats);
+                recorded = stats;
+                let (rooms, transports) = self.worker.load();
+                self.metrics.rooms.set(rooms as i64);
+                self.metrics.transports.set(transports as i64);
+                self.metrics.busy_seconds.inc_by(busy.elapsed().as_secs_f64());
+                if self.worker.is_stopped() {
+                    break;
+                }
+                let wake = tokio::select! {
+                    biased;
+                    c = self.commands.recv() => Some(c),
+                    Some(i) = self.inbound.recv() => {
+                        let started = Instant::now();
+                        self.inbound(i, started);
+                        // More that is waiting, up to a batch, before the timers.
+                        for _ in 1..BATCH {
+                            let Ok(i) = self.inbound.try_recv() else { break };
+                            self.inbound(i, Instant::now());
+                        }
+                        self.metrics.busy_seconds.inc_by(started.elapsed().as_secs_f64());
+                        None
+                    }
+                    _ = tokio::time::sleep_until(deadline.into()) => None,
+                };
+                let now = Instant::now();
+                match wake {
+                    Some(Some(command)) => self.worker.handle_input(now, Input::Command(command)),
+                    Some(None) => self.worker.handle_input(now, Input::Command(Command::Stop)),
+                    None => {}
+                }
+                if now >= deadline {
+                    self.worker.handle_input(now, Input::Timeout);
+                }
+            }
+            tracing::info!(worker = self.index, "media worker stopped");
+        });
+    }
+
+    fn inbound(&mut self, inbound: Inbound, now: Instant) {
+        match inbound {
+            Inbound::Udp { source, destination, data } => {
+                let input = Input::Receive { proto: Protocol::Udp, source, destination, data: &data };
+                self.worker.handle_input(now, input);
+                self.metrics.packet_seconds.observe(now.elapsed().as_secs_f64());
+            }
+            Inbound::TcpOpened { remote, sender } => {
+                self.tcp.insert(remote, sender);
+            }
+            Inbound::TcpPacket { remote, local, data } => {
+                if let Some(destination) = MediaAddrs::destination(&self.addrs.tcp, remote, Some(local.ip())) {
+                    let input = Input::Receive { proto: Protocol::Tcp, source: remote, destination, data: &data };
+                    self.worker.handle_input(now, input);
+                }
+            }
+            Inbound::TcpClosed { remote } => {
+                self.tcp.remove(&remote);
+            }
+        }
+    }
+
+    /// Sends what the worker has to say; returns when it wants time next.
+    fn flush(&mut self) -> Instant {
+        loop {
+            match self.worker.poll_output() {
+                Output::Timeout(at) => return at,
+                Output::Transmit(t) => match t.proto {
+                    Protocol::Udp => {
+                        if let Err(e) = self.socket.send_to(&t.contents, t.destination) {
+                            // UDP: a full send buffer drops the datagram, as the network would.
+                            tracing::trace!(error = %e, "media send dropped");
+                        }
+                    }
+                    Protocol::Tcp => match self.tcp.get(&t.destination) {
+                        // A full queue is a client reading slower than it receives: drop, as
+                        // UDP would, rather than wait for it.
+                        Some(queue) => {
+                            if let Err(e) = queue.try_send(t.contents.to_vec()) {
+                                tracing::trace!(destination = %t.destination, error = %e, "media TCP send dropped");
+                            }
+                        }
+                        None => tracing::trace!(destination = %t.destination, "no TCP connection for this media"),
+                    },
+                    other => tracing::debug!(?other, "media send over an unsupported transport"),
+                },
+                Output::Event(e) => {
+                    let _ = self.events.send(e);
+                }
+                Output::Ufrag { ufrag, added } => {
+                    let _ = self.news.send(UfragNews { worker: self.index, ufrag, added });
+                }
+            }
+        }
+    }
+}

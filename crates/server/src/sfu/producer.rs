@@ -1,0 +1,181 @@
+//! A producer: one track a publisher sends, as the SFU receives it.
+//!
+//! It meters each simulcast layer (bitrate and liveness, which layer choice reads),
+//! remembers the latest audio level, and coalesces keyframe requests: however many
+//! subscribers ask, the publisher hears at most one request per layer per
+//! [`KEYFRAME_REQUEST_INTERVAL`], and the one keyframe it sends serves them all.
+
+use std::time::{Duration, Instant};
+
+use confer_proto::track::{Quality, TrackId, TrackKind};
+use str0m::channel::ChannelId;
+use str0m::media::{MediaKind, Mid, Rid};
+
+/// A layer not seen for this long is taken as stopped by its publisher.
+const LAYER_STALE: Duration = Duration::from_millis(1500);
+
+/// Keyframe requests to a publisher for one layer are sent at most this often; requests
+/// from many subscribers in between are answered by the same keyframe.
+pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Bitrate and liveness of one simulcast layer of a producer.
+#[derive(Debug, Clone)]
+pub struct LayerMeter {
+    pub rid: Option<Rid>,
+    pub last_seen: Option<Instant>,
+    window_start: Option<Instant>,
+    window_bytes: u64,
+    /// Bits per second over the last full window.
+    pub bitrate_bps: u64,
+}
+
+impl LayerMeter {
+    pub fn new(rid: Option<Rid>) -> Self {
+        Self { rid, last_seen: None, window_start: None, window_bytes: 0, bitrate_bps: 0 }
+    }
+
+    pub fn observe(&mut self, bytes: usize, now: Instant) {
+        self.last_seen = Some(now);
+        let start = *self.window_start.get_or_insert(now);
+        self.window_bytes += bytes as u64;
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= Duration::from_secs(1) {
+            self.bitrate_bps = self.window_bytes * 8 * 1000 / elapsed.as_millis().max(1) as u64;
+            self.window_start = Some(now);
+            self.window_bytes = 0;
+        }
+    }
+
+    pub fn live(&self, now: Instant) -> bool {
+        self.last_seen.is_some_and(|t| now.saturating_duration_since(t) < LAYER_STALE)
+    }
+
+    pub fn quality(&self) -> Quality {
+        self.rid.as_ref().and_then(|r| Quality::from_rid(r)).unwrap_or(Quality::High)
+    }
+}
+
+/// The latest RFC 6464 audio level of a producer.
+#[derive(Debug, Clone, Copy)]
+pub struct HeardLevel {
+    /// -dBov: 0 loudest, 127 silence.
+    pub minus_dbov: i8,
+    pub voice: Option<bool>,
+    pub at: Instant,
+}
+
+/// One track received on a publisher transport.
+#[derive(Debug)]
+pub struct Producer {
+    pub track_id: TrackId,
+    pub mid: Mid,
+    pub kind: TrackKind,
+    pub simulcast: bool,
+    pub muted: bool,
+    pub censored: bool,
+    /// Per simulcast layer (or the single `None` layer): bitrate and liveness.
+    pub layers: Vec<LayerMeter>,
+    /// Last keyframe request sent to the publisher, per layer, to coalesce them.
+    keyframe_requested: Vec<(Option<Rid>, Instant)>,
+    pub audio_level: Option<HeardLevel>,
+    /// Data track: the label of its data channel, and the channel once open.
+    pub label: Option<String>,
+    pub channel: Option<ChannelId>,
+    /// Video: NACKs are enabled for these layers already (see `Worker::forward`).
+    pub nack_enabled: Vec<Option<Rid>>,
+}
+
+impl Producer {
+    pub fn new(track_id: TrackId, mid: Mid, kind: TrackKind, simulcast: bool, muted: bool) -> Self {
+        Self {
+            track_id,
+            mid,
+            kind,
+            simulcast,
+            muted,
+            censored: false,
+            layers: Vec::new(),
+            keyframe_requested: Vec::new(),
+            audio_level: None,
+            label: None,
+            channel: None,
+            nack_enabled: Vec::new(),
+        }
+    }
+
+    /// A data track carried by the publisher's data channel `label`.
+    pub fn data(track_id: TrackId, label: String, channel: Option<ChannelId>) -> Self {
+        let mut t = Self::new(track_id, Mid::from("data"), TrackKind::Data, false, false);
+        t.label = Some(label);
+        t.channel = channel;
+        t
+    }
+
+    /// Neither muted by its publisher nor stopped by a moderator.
+    pub fn flowing(&self) -> bool {
+        !self.muted && !self.censored
+    }
+
+    pub fn meter(&mut self, rid: Option<Rid>) -> &mut LayerMeter {
+        let i = match self.layers.iter().position(|l| l.rid == rid) {
+            Some(i) => i,
+            None => {
+                self.layers.push(LayerMeter::new(rid));
+                self.layers.len() - 1
+            }
+        };
+        &mut self.layers[i]
+    }
+
+    /// Whether a keyframe request for `rid` may go out now (and records it if so).
+    pub fn take_keyframe_slot(&mut self, rid: Option<Rid>, now: Instant) -> bool {
+        match self.keyframe_requested.iter_mut().find(|(r, _)| *r == rid) {
+            Some((_, at)) if now.saturating_duration_since(*at) < KEYFRAME_REQUEST_INTERVAL => false,
+            Some((_, at)) => {
+                *at = now;
+                true
+            }
+            None => {
+                self.keyframe_requested.push((rid, now));
+                true
+            }
+        }
+    }
+}
+
+pub fn media_kind(kind: TrackKind) -> MediaKind {
+    match kind {
+        TrackKind::Audio => MediaKind::Audio,
+        // Data tracks never get a media section.
+        TrackKind::Video | TrackKind::Data => MediaKind::Video,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyframe_requests_are_coalesced_per_layer() {
+        let now = Instant::now();
+        let mut p = Producer::new("v".into(), Mid::from("1"), TrackKind::Video, true, false);
+        let (q, f): (Rid, Rid) = ("q".into(), "f".into());
+        assert!(p.take_keyframe_slot(Some(q), now));
+        assert!(!p.take_keyframe_slot(Some(q), now + Duration::from_millis(100)), "answered by the same keyframe");
+        assert!(p.take_keyframe_slot(Some(f), now + Duration::from_millis(100)), "another layer is its own");
+        assert!(p.take_keyframe_slot(Some(q), now + KEYFRAME_REQUEST_INTERVAL));
+    }
+
+    #[test]
+    fn a_layer_is_metered_per_second_and_goes_stale() {
+        let t0 = Instant::now();
+        let mut p = Producer::new("v".into(), Mid::from("1"), TrackKind::Video, false, false);
+        for i in 0..=10 {
+            p.meter(None).observe(1250, t0 + Duration::from_millis(100 * i));
+        }
+        let l = &p.layers[0];
+        assert_eq!(l.bitrate_bps, 11 * 1250 * 8);
+        assert!(l.live(t0 + Duration::from_secs(2)));
+        assert!(!l.live(t0 + Duration::from_secs(3)));
+    }
+}
