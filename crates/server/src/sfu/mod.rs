@@ -35,6 +35,9 @@ mod tcp;
 pub mod transport;
 pub mod worker;
 
+#[cfg(test)]
+mod lab;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -1,0 +1,418 @@
+//! The worker in virtual time, against str0m clients stepped beside it: no socket, no
+//! wall clock, so seconds of a call take milliseconds and every run is the same.
+//!
+//! [`Lab`] plays the network (packets go from the worker to the client whose address
+//! they name, and back, at once unless a client's link is cut or lossy) and the hub (it
+//! sends the worker commands and answers subscriber offers for its clients). Publishing
+//! clients send synthetic VP8 frames; a frame's first byte says keyframe or not (as
+//! VP8's does) and its second which simulcast layer it belongs to.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use confer_proto::track::{Quality, TrackKind};
+use confer_proto::{ParticipantId, RoomId};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::format::CodecExtra;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Rid, Simulcast, SimulcastLayer};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Rtc};
+use tokio::sync::oneshot;
+
+use super::worker::{Input, Output, Worker};
+use super::{Command, IncomingTrack, MediaAddrs, OutgoingTrack, SfuEvent, Subscribe, Wants};
+
+const SERVER: &str = "10.0.0.1:7882";
+const LAYERS: [&str; 3] = ["q", "h", "f"];
+/// Bytes per frame of each layer (at 30 frames a second: about 50, 200 and 700 kbit/s).
+const LAYER_BYTES: [usize; 3] = [200, 800, 3000];
+
+/// A participant's str0m peer.
+struct Client {
+    participant: ParticipantId,
+    room: RoomId,
+    rtc: Rtc,
+    addr: SocketAddr,
+    /// The media section it publishes video on, and whether with simulcast.
+    video: Option<(Mid, bool)>,
+    /// Layers a keyframe was asked for, sent with the next frame.
+    keyframe_wanted: HashSet<Option<Rid>>,
+    keyframe_requests: usize,
+    /// Frames received: (the publisher's layer index, keyframe).
+    frames: Vec<(u8, bool)>,
+    /// Packets to it are lost: all (`cut`), or this share of them.
+    cut: bool,
+    loss: f32,
+}
+
+struct Lab {
+    now: Instant,
+    worker: Worker,
+    clients: Vec<Client>,
+    events: Vec<SfuEvent>,
+    frame: u64,
+    next_frame: Instant,
+    /// A deterministic sequence for loss.
+    dice: u32,
+}
+
+impl Lab {
+    fn new() -> Self {
+        str0m::crypto::from_feature_flags().install_process_default();
+        let now = Instant::now();
+        let server: SocketAddr = SERVER.parse().unwrap();
+        let worker = Worker::new(MediaAddrs { udp: vec![server], tcp: Vec::new() }, now);
+        Self { now, worker, clients: Vec::new(), events: Vec::new(), frame: 0, next_frame: now, dice: 1 }
+    }
+
+    fn client(&mut self, room: &str) -> usize {
+        let i = self.clients.len();
+        let addr: SocketAddr = format!("10.0.1.{}:5000", i + 1).parse().unwrap();
+        let mut rtc = Rtc::builder().clear_codecs().enable_vp8(true).enable_opus(true, false).build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        self.clients.push(Client {
+            participant: format!("p{i}").into(),
+            room: room.into(),
+            rtc,
+            addr,
+            video: None,
+            keyframe_wanted: HashSet::new(),
+            keyframe_requests: 0,
+            frames: Vec::new(),
+            cut: false,
+            loss: 0.0,
+        });
+        i
+    }
+
+    fn id(&self, c: usize) -> ParticipantId {
+        self.clients[c].participant.clone()
+    }
+
+    fn command(&mut self, command: Command) {
+        self.worker.handle_input(self.now, Input::Command(command));
+        self.settle();
+    }
+
+    /// Client `c` publishes one video track.
+    fn publish_video(&mut self, c: usize, simulcast: bool) {
+        let client = &mut self.clients[c];
+        let mut change = client.rtc.sdp_api();
+        let layers = simulcast.then(|| {
+            let mut s = Simulcast::new();
+            for rid in LAYERS {
+                s.add_send_layer(SimulcastLayer::new(rid));
+            }
+            s
+        });
+        let mid = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, layers);
+        let (offer, pending) = change.apply().unwrap();
+        client.video = Some((mid, simulcast));
+        let (reply, answer) = oneshot::channel();
+        let track = IncomingTrack {
+            track_id: format!("{}-video", client.participant).into(),
+            mid: mid.to_string(),
+            kind: TrackKind::Video,
+            simulcast,
+            muted: false,
+        };
+        self.command(Command::Publish {
+            room: client_room(&self.clients[c]),
+            participant: self.id(c),
+            tracks: vec![track],
+            offer: offer.to_sdp_string(),
+            reply,
+        });
+        let answer = answer.blocking_recv().unwrap().expect("the offer is accepted");
+        let answer = SdpAnswer::from_sdp_string(&answer.sdp).unwrap();
+        self.clients[c].rtc.sdp_api().accept_answer(pending, answer).unwrap();
+    }
+
+    /// Client `s` subscribes to client `p`'s video.
+    fn subscribe(&mut self, s: usize, p: usize, quality: Quality) {
+        let subscribe = Subscribe {
+            room: client_room(&self.clients[s]),
+            subscriber: self.id(s),
+            publisher: self.id(p),
+            key: "main".into(),
+            tracks: vec![OutgoingTrack { track_id: format!("p{p}-video").into(), kind: TrackKind::Video }],
+            wants: Wants { audio: true, video: true, quality },
+        };
+        self.command(Command::Subscribe(subscribe));
+    }
+
+    /// Runs the call for `d` of virtual time.
+    fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.send_frames();
+            let next = self.settle().min(self.next_frame).min(end);
+            self.now = next.max(self.now + Duration::from_micros(100));
+            self.worker.handle_input(self.now, Input::Timeout);
+            for c in &mut self.clients {
+                c.rtc.handle_input(str0m::Input::Timeout(self.now)).unwrap();
+            }
+        }
+    }
+
+    /// Every publisher sends a frame on each of its layers, 30 times a second.
+    fn send_frames(&mut self) {
+        if self.now < self.next_frame {
+            return;
+        }
+        self.next_frame = self.now + Duration::from_millis(33);
+        self.frame += 1;
+        let first = self.frame == 1;
+        let time = MediaTime::new(self.frame * 3000, Frequency::NINETY_KHZ);
+        for c in &mut self.clients {
+            let Some((mid, simulcast)) = c.video else { continue };
+            let layers: Vec<Option<Rid>> =
+                if simulcast { LAYERS.iter().map(|r| Some((*r).into())).collect() } else { vec![None] };
+            for (i, rid) in layers.into_iter().enumerate() {
+                let key = first || c.keyframe_wanted.remove(&rid);
+                let mut data = vec![0u8; LAYER_BYTES[i]];
+                data[0] = if key { 0x00 } else { 0x01 };
+                data[1] = i as u8;
+                let Some(writer) = c.rtc.writer(mid) else { continue };
+                let pt = writer.payload_params().next().unwrap().pt();
+                let writer = match rid {
+                    Some(rid) => writer.rid(rid),
+                    None => writer,
+                };
+                writer.write(pt, self.now, time, data).unwrap();
+            }
+        }
+    }
+
+    /// Moves every packet and event until nobody has more to say now; returns the
+    /// earliest time someone wants next.
+    fn settle(&mut self) -> Instant {
+        loop {
+            let mut moved = false;
+            let worker_next = loop {
+                match self.worker.poll_output() {
+                    Output::Timeout(t) => break t,
+                    Output::Transmit(t) => {
+                        moved = true;
+                        let Some(c) = self.clients.iter_mut().find(|c| c.addr == t.destination) else { continue };
+                        self.dice = self.dice.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                        let lost = c.cut || ((self.dice >> 16) % 1000) as f32 / 1000.0 < c.loss;
+                        if !lost {
+                            let receive = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
+                            c.rtc.handle_input(str0m::Input::Receive(self.now, receive)).unwrap();
+                        }
+                    }
+                    Output::Event(e) => {
+                        moved = true;
+                        self.on_event(e);
+                    }
+                    Output::Ufrag { .. } => {}
+                }
+            };
+            let mut next = worker_next;
+            for c in 0..self.clients.len() {
+                loop {
+                    let output = self.clients[c].rtc.poll_output().unwrap();
+                    match output {
+                        str0m::Output::Timeout(t) => {
+                            next = next.min(t);
+                            break;
+                        }
+                        str0m::Output::Transmit(t) => {
+                            moved = true;
+                            if self.clients[c].cut {
+                                continue;
+                            }
+                            let input = Input::Receive {
+                                proto: Protocol::Udp,
+                                source: t.source,
+                                destination: t.destination,
+                                data: &t.contents,
+                            };
+                            self.worker.handle_input(self.now, input);
+                        }
+                        str0m::Output::Event(e) => self.clients[c].on_event(e),
+                    }
+                }
+            }
+            if !moved {
+                return next;
+            }
+        }
+    }
+
+    /// What the hub would do: a subscriber offer goes to its client, whose answer comes
+    /// back. Every event is kept for the test to look at.
+    fn on_event(&mut self, event: SfuEvent) {
+        if let SfuEvent::SubscriberOffer { participant, sdp: Some(sdp), .. } = &event {
+            let c = self.clients.iter_mut().find(|c| &c.participant == participant).unwrap();
+            let offer = SdpOffer::from_sdp_string(sdp).unwrap();
+            let answer = c.rtc.sdp_api().accept_offer(offer).unwrap();
+            let (reply, _) = oneshot::channel();
+            let answer = Command::Answer { participant: participant.clone(), sdp: answer.to_sdp_string(), reply };
+            self.worker.handle_input(self.now, Input::Command(answer));
+        }
+        self.events.push(event);
+    }
+}
+
+impl Client {
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::MediaData(data) => {
+                let key = matches!(data.codec_extra, CodecExtra::Vp8(e) if e.is_keyframe);
+                self.frames.push((data.data.get(1).copied().unwrap_or(u8::MAX), key));
+            }
+            Event::KeyframeRequest(req) => {
+                self.keyframe_requests += 1;
+                self.keyframe_wanted.insert(req.rid);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn client_room(c: &Client) -> RoomId {
+    c.room.clone()
+}
+
+#[test]
+fn a_frame_goes_to_the_consumers_of_its_producer_and_no_one_else() {
+    let mut lab = Lab::new();
+    let (alice, bob, carol) = (lab.client("r1"), lab.client("r1"), lab.client("r1"));
+    let (dave, erin) = (lab.client("r2"), lab.client("r2"));
+    lab.publish_video(alice, false);
+    lab.publish_video(dave, false);
+    lab.subscribe(bob, alice, Quality::High);
+    lab.subscribe(erin, dave, Quality::High);
+    // Carol is in the room, subscribed to no one: a transport with nothing to receive.
+    lab.subscribe(carol, alice, Quality::High);
+    lab.command(Command::Unsubscribe { subscriber: lab.id(carol), tracks: vec!["p0-video".into()] });
+    lab.run(Duration::from_secs(3));
+    let bob_frames = lab.clients[bob].frames.len();
+    assert!(bob_frames > 60, "bob received {bob_frames} frames of alice's in 3 s");
+    assert!(lab.clients[erin].frames.len() > 60, "erin received dave's");
+    assert!(lab.clients[carol].frames.is_empty(), "carol subscribed to no one: {:?}", lab.clients[carol].frames);
+    let stats = lab.worker.stats();
+    assert_eq!(stats.unrouted, 0, "every packet found its transport by address or ICE username");
+    assert_eq!(lab.worker.rooms.len(), 2);
+    let r1 = &lab.worker.rooms[&RoomId::from("r1")];
+    assert_eq!(r1.consumers_of(&"p0-video".into()).len(), 1, "only bob consumes alice's video");
+}
+
+#[test]
+fn subscribers_start_on_a_keyframe_and_their_requests_are_coalesced() {
+    let mut lab = Lab::new();
+    let alice = lab.client("r");
+    let viewers: Vec<usize> = (0..4).map(|_| lab.client("r")).collect();
+    lab.publish_video(alice, false);
+    lab.run(Duration::from_secs(1));
+    let before = lab.clients[alice].keyframe_requests;
+    for v in &viewers {
+        lab.subscribe(*v, alice, Quality::High);
+    }
+    lab.run(Duration::from_secs(2));
+    for v in &viewers {
+        let frames = &lab.clients[*v].frames;
+        assert!(frames.len() > 30, "viewer {v} watches: {} frames", frames.len());
+        assert!(frames[0].1, "viewer {v} starts on a keyframe");
+    }
+    let asked = lab.clients[alice].keyframe_requests - before;
+    assert!(
+        (1..=3).contains(&asked),
+        "four viewers starting together cost alice {asked} keyframe requests, not one each"
+    );
+}
+
+#[test]
+fn a_layer_switch_waits_for_a_keyframe_of_the_new_layer() {
+    let mut lab = Lab::new();
+    let (alice, bob) = (lab.client("r"), lab.client("r"));
+    lab.publish_video(alice, true);
+    lab.subscribe(bob, alice, Quality::Low);
+    lab.run(Duration::from_secs(3));
+    let frames = lab.clients[bob].frames.clone();
+    assert!(frames.len() > 45, "bob watches: {} frames", frames.len());
+    assert!(frames.iter().all(|(layer, _)| *layer == 0), "low quality is the q layer: {frames:?}");
+    let switch_at = frames.len();
+    lab.command(Command::UpdateSubscription {
+        subscriber: lab.id(bob),
+        tracks: vec!["p0-video".into()],
+        wants: Wants { audio: true, video: true, quality: Quality::High },
+    });
+    lab.run(Duration::from_secs(2));
+    let after = &lab.clients[bob].frames[switch_at..];
+    let first_f = after.iter().position(|(layer, _)| *layer == 2).expect("bob reaches the f layer");
+    assert!(after[first_f].1, "the switch happens on a keyframe of f: {after:?}");
+    assert!(after[..first_f].iter().all(|(layer, _)| *layer == 0), "q until then: {after:?}");
+    assert!(after[first_f..].iter().all(|(layer, _)| *layer == 2), "f only after: {after:?}");
+    assert!(first_f < 15, "switched within half a second: after {first_f} frames");
+    assert!(lab.worker.stats().layer_switches >= 2);
+}
+
+#[test]
+fn a_congested_subscriber_is_limited_to_a_lower_layer() {
+    let mut lab = Lab::new();
+    let (alice, bob) = (lab.client("r"), lab.client("r"));
+    lab.publish_video(alice, true);
+    lab.subscribe(bob, alice, Quality::High);
+    lab.run(Duration::from_secs(3));
+    assert_eq!(lab.clients[bob].frames.last().map(|f| f.0), Some(2), "bob starts on the f layer");
+    // Bob's path loses a third of what is sent to him: congestion, not noise.
+    lab.clients[bob].loss = 0.35;
+    lab.run(Duration::from_secs(6));
+    lab.clients[bob].loss = 0.0;
+    let seen = lab.clients[bob].frames.len();
+    lab.run(Duration::from_secs(1));
+    let recent = &lab.clients[bob].frames[seen..];
+    assert!(!recent.is_empty() && recent.iter().all(|(layer, _)| *layer < 2), "limited below f: {recent:?}");
+    assert!(lab.worker.stats().congestion_limits >= 1);
+}
+
+#[test]
+fn a_subscriber_that_goes_silent_is_reaped_and_the_hub_told() {
+    let mut lab = Lab::new();
+    let (alice, bob) = (lab.client("r"), lab.client("r"));
+    lab.publish_video(alice, false);
+    lab.subscribe(bob, alice, Quality::High);
+    lab.run(Duration::from_secs(2));
+    assert!(!lab.clients[bob].frames.is_empty());
+    lab.clients[bob].cut = true;
+    let cut_at = lab.now;
+    let failed = |lab: &Lab| {
+        lab.events.iter().any(
+            |e| matches!(e, SfuEvent::PeerFailed { participant, publisher: false, .. } if participant.as_str() == "p1"),
+        )
+    };
+    while !failed(&lab) && lab.now < cut_at + Duration::from_secs(40) {
+        lab.run(Duration::from_secs(1));
+    }
+    assert!(failed(&lab), "the hub hears that bob's subscriber transport failed");
+    let took = lab.now - cut_at;
+    assert!(took < Duration::from_secs(30), "within consent expiry and the grace: {took:?}");
+    assert_eq!(lab.worker.load().1, 1, "only alice's publisher transport is left");
+    assert!(lab.worker.rooms[&RoomId::from("r")].consumers_of(&"p0-video".into()).is_empty());
+}
+
+#[test]
+fn unsubscribing_renegotiates_and_stops_the_flow() {
+    let mut lab = Lab::new();
+    let (alice, bob) = (lab.client("r"), lab.client("r"));
+    lab.publish_video(alice, false);
+    lab.subscribe(bob, alice, Quality::High);
+    lab.run(Duration::from_secs(2));
+    let offers = |lab: &Lab| lab.events.iter().filter(|e| matches!(e, SfuEvent::SubscriberOffer { .. })).count();
+    let before = offers(&lab);
+    lab.command(Command::Unsubscribe { subscriber: lab.id(bob), tracks: vec!["p0-video".into()] });
+    lab.run(Duration::from_millis(500));
+    assert_eq!(offers(&lab), before + 1, "a new offer stops the media section");
+    let seen = lab.clients[bob].frames.len();
+    lab.run(Duration::from_secs(1));
+    assert_eq!(lab.clients[bob].frames.len(), seen, "nothing flows after the answer");
+    // Subscribing again opens a new section, starting on a keyframe.
+    lab.subscribe(bob, alice, Quality::High);
+    lab.run(Duration::from_secs(1));
+    let again = &lab.clients[bob].frames[seen..];
+    assert!(again.len() > 15 && again[0].1, "flows again from a keyframe: {again:?}");
+}
