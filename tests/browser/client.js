@@ -36,10 +36,10 @@ class Signal {
   }
 }
 
-/** Resolves once the connection has gathered all its candidates: the server is
- * ICE-lite and takes no trickled ones, so descriptions go out complete. A relay that
- * does not answer can hold gathering up for tens of seconds: after `limitMs` the
- * description goes out with what was gathered by then. */
+/** Resolves once the connection has gathered all its candidates (capped at
+ * `limitMs`). Not needed with Confer: the server is ICE-lite and learns the client's
+ * addresses from its connectivity checks, so descriptions go out at once; kept to
+ * measure the old advice (`?gather=1`). */
 function gathered(pc, limitMs = 5000) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   const limit = new Promise((resolve) => setTimeout(resolve, limitMs));
@@ -55,9 +55,11 @@ function gathered(pc, limitMs = 5000) {
 }
 
 export class ConferClient {
-  /** `relayOnly`: media through the TURN relays of the join response only. */
-  constructor(serverUrl, token, log = () => {}, { relayOnly = false } = {}) {
+  /** `relayOnly`: media through the TURN relays of the join response only.
+   * `waitForGathering`: send descriptions only once ICE gathering completed. */
+  constructor(serverUrl, token, log = () => {}, { relayOnly = false, waitForGathering = false } = {}) {
     this.relayOnly = relayOnly;
+    this.waitForGathering = waitForGathering;
     const ws = serverUrl.replace(/^http/, "ws").replace(/\/$/, "");
     this.signal = new Signal(`${ws}/v1/signal`);
     this.token = token;
@@ -74,6 +76,7 @@ export class ConferClient {
     await this.signal.opened;
     this.signal.onEvent = (e) => this.onEvent(e);
     const joined = await this.signal.request({ type: "join", token: this.token });
+    this.joinedAt = performance.now();
     this.me = joined.participant;
     // The relays the server names, with credentials that expire with the join token.
     this.iceServers = joined.ice_servers;
@@ -95,7 +98,7 @@ export class ConferClient {
       sent.push({ transceiver, track });
     }
     await pc.setLocalDescription(await pc.createOffer());
-    await gathered(pc);
+    if (this.waitForGathering) await gathered(pc);
     const tracks = sent.map(({ transceiver, track }) => ({
       mid: transceiver.mid,
       kind: track.kind,
@@ -158,7 +161,7 @@ export class ConferClient {
     const pc = this.subscriber;
     await pc.setRemoteDescription({ type: "offer", sdp });
     await pc.setLocalDescription(await pc.createAnswer());
-    await gathered(pc);
+    if (this.waitForGathering) await gathered(pc);
     await this.signal.request({ type: "subscriber_answer", sdp: pc.localDescription.sdp });
   }
 
@@ -170,6 +173,12 @@ export class ConferClient {
     element.playsInline = true;
     element.srcObject = new MediaStream([event.track]);
     element.dataset.trackId = info.track_id || "";
+    if (event.track.kind === "video" && element.requestVideoFrameCallback) {
+      // Join to the first picture decoded and presented: what a person waits for.
+      element.requestVideoFrameCallback(() => {
+        this.firstFrameMs ??= Math.round(performance.now() - this.joinedAt);
+      });
+    }
     document.body.appendChild(element);
     this.remote.push({ info, track: event.track, element });
     this.log(`receiving ${event.track.kind} ${info.track_id} from ${info.participant_id}`);
@@ -239,6 +248,7 @@ export class ConferClient {
       outbound,
       media_path,
       elements,
+      first_frame_ms: this.firstFrameMs ?? null,
       events: this.events,
     };
   }

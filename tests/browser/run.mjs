@@ -4,6 +4,7 @@
 //
 //   node run.mjs --url http://127.0.0.1:7880 --token TOKEN --seconds 15 --out result.json
 //                [--tone 660] [--chromium /usr/bin/chromium] [--screenshot shot.png] [--relay 1]
+//                [--publish 0] [--gather 1 (send descriptions only once ICE gathering completed)]
 
 import { createServer } from "node:http";
 import { readFile, writeFile } from "node:fs/promises";
@@ -84,14 +85,20 @@ try {
   const page = await browser.newPage();
   page.on("console", (m) => console.log(`[page] ${m.text()}`));
   page.on("pageerror", (e) => console.log(`[page error] ${e.message}`));
-  const query = new URLSearchParams({ url: args.url, token: args.token, publish: args.publish ?? "1", relay: args.relay ?? "0" });
+  const query = new URLSearchParams({
+    url: args.url,
+    token: args.token,
+    publish: args.publish ?? "1",
+    relay: args.relay ?? "0",
+    gather: args.gather ?? "0",
+  });
   await page.goto(`http://127.0.0.1:${pagePort}/index.html?${query}`);
   await page.evaluate(() => window.conferReady);
   await page.waitForTimeout(seconds * 1000);
   const report = await page.evaluate(() => window.confer.report());
   if (args.screenshot) await page.screenshot({ path: args.screenshot });
   await writeFile(args.out, JSON.stringify(report, null, 2));
-  console.log(JSON.stringify({ inbound: report.inbound, media_path: report.media_path, elements: report.elements }));
+  console.log(JSON.stringify({ inbound: report.inbound, media_path: report.media_path, elements: report.elements, first_frame_ms: report.first_frame_ms }));
 } catch (e) {
   console.error(`browser client failed: ${e.stack || e}`);
   exitCode = 1;

@@ -51,6 +51,59 @@ pub enum Command {
     /// List the microphones, speakers, cameras and screens this machine offers (the
     /// names `bot --mic/--speaker/--camera/--screen` take), as one JSON document.
     Devices(DevicesArgs),
+    /// Load a server with many participants and report what arrived.
+    ///
+    /// Publishers send pre-encoded synthetic media (the pattern in VP8, a tone in Opus);
+    /// subscribers take every stream of their room without decoding, and count packets,
+    /// sequence gaps (loss) and the delay of each frame from its RTP time. Prints a table,
+    /// or with --json one object (`participants`, `packets_received`, `loss`,
+    /// `latency_ms` {`p50`, `p95`}, `join_ms` {`p50`, `p95`}, `failures`, and more). Needs
+    /// the API key and secret (to create rooms and mint tokens).
+    Load(LoadArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadArgs {
+    /// Load this existing room (else --rooms new ones are created).
+    #[arg(long, conflicts_with = "rooms")]
+    pub room: Option<String>,
+    /// Rooms to create and load, each with --publishers and --subscribers.
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
+    /// Publishers per room.
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+    /// Subscribers per room (each receives every publisher of its room).
+    #[arg(long, default_value_t = 5)]
+    pub subscribers: usize,
+    /// Published video size and rate.
+    #[arg(long, value_name = "WxH@FPS", default_value = "640x360@30")]
+    pub video: String,
+    /// Publish three simulcast layers (q, h, f).
+    #[arg(long)]
+    pub simulcast: bool,
+    /// Publish audio too (Opus, 20 ms packets).
+    #[arg(long)]
+    pub audio: bool,
+    /// The quality subscribers ask for: low, medium or high.
+    #[arg(long, default_value = "medium")]
+    pub quality: String,
+    /// Seconds everyone stays once all have joined.
+    #[arg(long, default_value_t = 30)]
+    pub duration: u64,
+    /// Joins per second.
+    #[arg(long, default_value_t = 20)]
+    pub join_rate: u32,
+    /// The local address media is sent from.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub media_ip: std::net::IpAddr,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// The server under load: confer, or janus (Janus's VideoRoom over its WebSocket
+    /// API at --url, e.g. ws://127.0.0.1:8188; for the side-by-side benchmark).
+    #[arg(long, default_value = "confer")]
+    pub target: String,
 }
 
 #[derive(Debug, clap::Args)]

@@ -9,6 +9,7 @@ pub use confer_client::api;
 pub mod args;
 pub mod bot;
 pub mod endpoint;
+pub mod load;
 pub mod media;
 pub mod output;
 
@@ -25,6 +26,8 @@ use crate::output::JsonLines;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    #[error(transparent)]
+    Load(#[from] load::LoadError),
     #[error(transparent)]
     Api(ApiError),
     #[error(transparent)]
@@ -49,6 +52,19 @@ pub async fn run(cli: Cli, out: &mut JsonLines<impl Write>) -> Result<u8, CliErr
         Command::Token(c) => admin::token(&api, c, out).await?,
         Command::Invite(c) => admin::invite(&api, c, out).await?,
         Command::Session(c) => admin::session(&api, c, out).await?,
+        Command::Load(args) => {
+            let json = args.json;
+            let summary = load::run(&api, &url, args).await.map_err(|e| match e {
+                load::LoadError::Api(e) => CliError::Api(e),
+                other => CliError::Load(other),
+            })?;
+            if json {
+                out.emit(&summary)?;
+            } else {
+                out.line(summary.table().trim_end())?;
+            }
+            return Ok(u8::from(summary.failures > 0));
+        }
         Command::Bot(_) | Command::Devices(_) => unreachable!("handled above"),
     }
     Ok(0)
@@ -103,6 +119,7 @@ pub fn report(error: &CliError) -> (Value, String) {
         CliError::Api(ApiError::Json(_)) => (local("json"), format!("confer-cli: {error}")),
         CliError::Url(_) => (local("invalid_url"), format!("confer-cli: {error}")),
         CliError::Output(_) => (local("output"), format!("confer-cli: {error}")),
+        CliError::Load(_) => (local("load"), format!("confer-cli: {error}")),
     }
 }
 

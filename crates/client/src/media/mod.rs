@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, watch};
 use webrtc::data_channel::DataChannel;
 use webrtc::peer_connection::RTCIceCandidateInit;
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCPeerConnectionState,
 };
 
 pub use levels::TrackLevel;
@@ -170,10 +170,9 @@ impl MediaConfig {
     }
 }
 
-/// Connection state and ICE gathering of one peer connection, as its handler saw them.
+/// Connection state of one peer connection, as its handler saw it.
 #[derive(Clone)]
 pub(crate) struct PcSignals {
-    gathering: watch::Sender<bool>,
     state: watch::Sender<RTCPeerConnectionState>,
     tracks: Option<mpsc::UnboundedSender<Arc<dyn webrtc::media_stream::track_remote::TrackRemote>>>,
     channels: Option<mpsc::UnboundedSender<Arc<dyn DataChannel>>>,
@@ -181,10 +180,6 @@ pub(crate) struct PcSignals {
 
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for PcSignals {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        self.gathering.send_replace(state == RTCIceGatheringState::Complete);
-    }
-
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         tracing::debug!(?state, "peer connection state");
         self.state.send_replace(state);
@@ -217,8 +212,6 @@ pub(crate) struct PcTaps {
 /// A peer connection and what its handler reports.
 pub(crate) struct Pc {
     pub pc: Arc<dyn PeerConnection>,
-    pub gathered: watch::Receiver<bool>,
-    gathering: watch::Sender<bool>,
     pub state: watch::Receiver<RTCPeerConnectionState>,
     /// The relays this connection was set up with (and their TCP bridges).
     relays: Relays,
@@ -289,14 +282,8 @@ impl Pc {
         if let Some(feedback) = taps.feedback {
             registry = registry.with(Slot::from(feedback::SLOT), feedback::FeedbackTap::new(feedback));
         }
-        let (gathering, gathered) = watch::channel(false);
         let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
-        let handler = Arc::new(PcSignals {
-            gathering: gathering.clone(),
-            state: state_tx,
-            tracks: taps.tracks,
-            channels: taps.channels,
-        });
+        let handler = Arc::new(PcSignals { state: state_tx, tracks: taps.tracks, channels: taps.channels });
         let bind = SocketAddr::new(config.bind_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), 0);
         let settings = SettingEngineBuilder::new().with_include_loopback_candidate(bind.ip().is_loopback()).build();
         let relays = Relays::prepare(&config.ice_servers()).await;
@@ -313,8 +300,6 @@ impl Pc {
             .map_err(media_error)?;
         Ok(Pc {
             pc: Arc::new(pc),
-            gathered,
-            gathering,
             state,
             relays,
             config,
@@ -406,17 +391,10 @@ impl Pc {
         Some(ClientError::NoMediaPath { detail })
     }
 
-    /// Forgets that gathering completed, before a new local description (an ICE restart
-    /// gathers again).
-    pub(crate) fn expect_gathering(&self) {
-        self.gathering.send_replace(false);
-    }
-
-    /// The local description once ICE gathering is complete (the server is ICE-lite and
-    /// takes no trickled candidates).
-    pub(crate) async fn gathered_local_sdp(&mut self) -> Result<String> {
-        let limit = Duration::from_secs(5);
-        let _ = tokio::time::timeout(limit, self.gathered.wait_for(|g| *g)).await;
+    /// The local description, sent at once: the server is ICE-lite and learns the
+    /// client's addresses from its connectivity checks, so waiting for candidates to
+    /// be gathered (a second or more with relays) would only delay the first picture.
+    pub(crate) async fn local_sdp(&self) -> Result<String> {
         let desc = self.pc.local_description().await.ok_or_else(|| media_error("no local description"))?;
         Ok(desc.sdp)
     }

@@ -447,9 +447,8 @@ impl Publisher {
             tracing::warn!(error = %e, "cannot take the renewed relays; restarting with the old ones");
         }
         let offer = conn.pc.pc.create_offer(Some(RTCOfferOptions { ice_restart: true })).await.map_err(media_error)?;
-        conn.pc.expect_gathering();
         conn.pc.pc.set_local_description(offer).await.map_err(media_error)?;
-        let sdp = conn.pc.gathered_local_sdp().await?;
+        let sdp = conn.pc.local_sdp().await?;
         let Reply::PublisherAnswer { sdp: answer } = requester.request(Request::PublisherOffer { sdp }).await? else {
             return Err(ClientError::Protocol { detail: "unexpected answer to publisher_offer".into() });
         };
@@ -507,9 +506,8 @@ impl Publisher {
             added.push(Added::Media { label, track, encodings });
         }
         let offer = conn.pc.pc.create_offer(None).await.map_err(media_error)?;
-        conn.pc.expect_gathering();
         conn.pc.pc.set_local_description(offer).await.map_err(media_error)?;
-        let sdp = conn.pc.gathered_local_sdp().await?;
+        let sdp = conn.pc.local_sdp().await?;
         let mut publish_tracks = Vec::new();
         for (a, local) in added.iter().zip(stream.tracks()) {
             let options = &local.shared.options;

@@ -222,9 +222,8 @@ impl Subscriber {
             .await
             .map_err(media_error)?;
         let answer = pc.pc.create_answer(None).await.map_err(media_error)?;
-        pc.expect_gathering();
         pc.pc.set_local_description(answer).await.map_err(media_error)?;
-        let sdp = pc.gathered_local_sdp().await?;
+        let sdp = pc.local_sdp().await?;
         requester.request(Request::SubscriberAnswer { sdp }).await?;
         pc.add_tcp_candidates(&offer).await;
         Ok(())

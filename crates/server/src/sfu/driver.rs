@@ -341,6 +341,13 @@ impl Receiver {
     }
 }
 
+/// What woke a worker thread.
+enum Wake {
+    Command(Option<Command>),
+    Inbound(Inbound),
+    Timer,
+}
+
 /// One worker and its thread's sockets.
 struct WorkerThread {
     index: usize,
@@ -364,8 +371,8 @@ impl WorkerThread {
         };
         runtime.block_on(async move {
             let mut recorded = self.worker.stats();
+            let mut working = Instant::now();
             loop {
-                let busy = Instant::now();
                 let deadline = self.flush();
                 let stats = self.worker.stats();
                 self.metrics.record(&recorded, &stats);
@@ -373,32 +380,31 @@ impl WorkerThread {
                 let (rooms, transports) = self.worker.load();
                 self.metrics.rooms.set(rooms as i64);
                 self.metrics.transports.set(transports as i64);
-                self.metrics.busy_seconds.inc_by(busy.elapsed().as_secs_f64());
+                self.metrics.busy_seconds.inc_by(working.elapsed().as_secs_f64());
                 if self.worker.is_stopped() {
                     break;
                 }
                 let wake = tokio::select! {
                     biased;
-                    c = self.commands.recv() => Some(c),
-                    Some(i) = self.inbound.recv() => {
-                        let started = Instant::now();
-                        self.inbound(i, started);
+                    c = self.commands.recv() => Wake::Command(c),
+                    Some(i) = self.inbound.recv() => Wake::Inbound(i),
+                    _ = tokio::time::sleep_until(deadline.into()) => Wake::Timer,
+                };
+                working = Instant::now();
+                match wake {
+                    Wake::Command(Some(command)) => self.worker.handle_input(working, Input::Command(command)),
+                    Wake::Command(None) => self.worker.handle_input(working, Input::Command(Command::Stop)),
+                    Wake::Inbound(i) => {
+                        self.inbound(i, working);
                         // More that is waiting, up to a batch, before the timers.
                         for _ in 1..BATCH {
                             let Ok(i) = self.inbound.try_recv() else { break };
                             self.inbound(i, Instant::now());
                         }
-                        self.metrics.busy_seconds.inc_by(started.elapsed().as_secs_f64());
-                        None
                     }
-                    _ = tokio::time::sleep_until(deadline.into()) => None,
-                };
-                let now = Instant::now();
-                match wake {
-                    Some(Some(command)) => self.worker.handle_input(now, Input::Command(command)),
-                    Some(None) => self.worker.handle_input(now, Input::Command(Command::Stop)),
-                    None => {}
+                    Wake::Timer => {}
                 }
+                let now = Instant::now();
                 if now >= deadline {
                     self.worker.handle_input(now, Input::Timeout);
                 }

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# The SFU benchmark (release build): the same load, from `confer-cli load`, against
+# confer-server and against Janus's VideoRoom (Debian's `janus`, started here with a
+# config of its own), printed side by side; then Confer's cost per packet as one room
+# grows, and its workers.
+#
+#   bash scripts/bench-sfu.sh                 # about 10 minutes
+#   DURATION=10 SIZES="4 25 50" bash scripts/bench-sfu.sh
+#
+# CPU is the server process's user+system time (/proc/PID/stat) over the run, divided by
+# the packets its subscribers received (the same count for both servers). The load tool
+# runs on the same machine and takes cores too; its own work per packet is about the
+# server's (SRTP), so the servers are compared at the same load, never at saturation.
+# Worker capacity is projected from each worker's busy time (`confer_sfu_busy_seconds`):
+# packets per busy second, summed over workers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+if ! command -v janus >/dev/null; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get install -y -q janus >/dev/null
+fi
+cargo build --release --locked -q -p confer-server -p confer-cli
+server_bin="$target/release/confer-server"
+cli="$target/release/confer-cli"
+DURATION="${DURATION:-20}"
+SIZES="${SIZES:-4 10 25 50 100}"
+# Janus gathers candidates on real interfaces only (not loopback): media for both
+# servers goes over this machine's first address, delivered locally all the same.
+ip="${MEDIA_IP:-$(hostname -I | awk '{print $1}')}"
+work="$(mktemp -d)"
+tck="$(getconf CLK_TCK)"
+pid=""
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+
+confer_up() { # workers
+  "$server_bin" --http-addr 127.0.0.1:17980 --udp-addr "$ip:17982" --no-ice-tcp --db :memory: \
+    --api-key bench --api-secret bench-secret --metrics-addr 127.0.0.1:17981 --sfu-workers "$1" \
+    --max-connections-per-ip 0 >"$work/confer.log" 2>&1 &
+  pid=$!
+  url=http://127.0.0.1:17980
+  for _ in $(seq 50); do curl -sf "$url/healthz" >/dev/null && return 0; sleep 0.1; done
+  echo "confer-server did not start" >&2; cat "$work/confer.log" >&2; exit 1
+}
+
+janus_up() {
+  local d="$work/janus" lib=/usr/lib/x86_64-linux-gnu/janus
+  [ -d "$lib" ] || lib="$(dirname "$(find /usr/lib -name libjanus_videoroom.so | head -1)")/.."
+  mkdir -p "$d"/{conf,plugins,transports,events,loggers}
+  ln -sf "$lib/plugins/libjanus_videoroom.so" "$d/plugins/"
+  ln -sf "$lib/transports/libjanus_websockets.so" "$d/transports/"
+  cat >"$d/conf/janus.jcfg" <<EOF
+general: { configs_folder = "$d/conf" plugins_folder = "$d/plugins" transports_folder = "$d/transports"
+  events_folder = "$d/events" loggers_folder = "$d/loggers" debug_level = 2 }
+media: { rtp_port_range = "30000-40000" }
+nat: { ice_enforce_list = "$ip" }
+EOF
+  echo 'general: { json = "compact" ws = true ws_port = 18188 ws_ip = "127.0.0.1" wss = false } admin: { admin_ws = false }' \
+    >"$d/conf/janus.transport.websockets.jcfg"
+  echo 'general: { }' >"$d/conf/janus.plugin.videoroom.jcfg"
+  janus -F "$d/conf" -C "$d/conf/janus.jcfg" -o >"$work/janus.log" 2>&1 &
+  pid=$!
+  url=ws://127.0.0.1:18188
+  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/18188) 2>/dev/null && return 0; sleep 0.1; done
+  echo "janus did not start" >&2; cat "$work/janus.log" >&2; exit 1
+}
+
+down() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+rss_mib() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status"; }
+
+# load TARGET ARGS...: one run; prints
+#   packets/s loss% p95_ms us_per_packet failures join_p50_ms first_frame_p50_ms
+load() {
+  local target="$1"; shift
+  local c0 c1 out
+  c0="$(cpu_ticks)"
+  out="$("$cli" --url "$url" --api-key bench --api-secret bench-secret load --target "$target" --media-ip "$ip" \
+    --json --duration "$DURATION" --join-rate 50 "$@")" || true
+  c1="$(cpu_ticks)"
+  python3 - "$out" "$c0" "$c1" "$tck" <<'EOF'
+import json, sys
+try:
+    s = json.loads(sys.argv[1])
+except ValueError:
+    print("0 100 0 0 all 0 0"); sys.exit()
+c0, c1, tck = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+us = (c1 - c0) / tck * 1e6 / max(s["packets_received"], 1)
+print(f'{s["packets_per_second"]:.0f} {s["loss"]*100:.2f} {s["latency_ms"]["p95"]:.1f} {us:.1f} '
+      f'{s["failures"]} {s["join_ms"]["p50"]:.0f} {s["first_frame_ms"]["p50"]:.0f}')
+EOF
+}
+
+row() { printf '%-30s %14s %14s\n' "$@"; }
+
+echo "== 1. side by side: one room, 1 publisher (640x360@30 + audio) and N-1 viewers; media via $ip"
+for n in 10 50; do
+  confer_up 1
+  read -r c_pps c_loss c_p95 c_us c_fail c_join c_ff < <(load confer --publishers 1 --subscribers $((n - 1)) --audio --quality high)
+  c_rss="$(rss_mib)"; down
+  janus_up
+  read -r j_pps j_loss j_p95 j_us j_fail j_join j_ff < <(load janus --publishers 1 --subscribers $((n - 1)) --audio --quality high)
+  j_rss="$(rss_mib)"; down
+  echo
+  row "$n participants" "confer (1 wkr)" janus
+  row "CPU us per forwarded packet" "$c_us" "$j_us"
+  row "packets/s received" "$c_pps" "$j_pps"
+  row "loss %" "$c_loss" "$j_loss"
+  row "delay p95 ms" "$c_p95" "$j_p95"
+  row "join p50 ms" "$c_join" "$j_join"
+  row "first frame p50 ms" "$c_ff" "$j_ff"
+  row "failures" "$c_fail" "$j_fail"
+  row "peak RSS MiB" "$c_rss" "$j_rss"
+done
+
+echo
+echo "== 2. the largest room with <= 1 % loss and p95 < 100 ms (3 simulcast publishers, viewers at medium)"
+for server in confer janus; do
+  largest=0
+  for n in 10 25 50 75 100; do
+    if [ "$server" = confer ]; then confer_up "$(nproc)"; else janus_up; fi
+    read -r pps loss p95 us fail join ff < <(load "$server" --publishers 3 --subscribers $((n - 3)) --simulcast --audio --quality medium)
+    down
+    ok=no
+    if python3 -c "import sys; sys.exit(0 if float('$loss') <= 1 and float('$p95') < 100 and '$fail' == '0' else 1)"; then
+      ok=yes; largest=$n
+    fi
+    printf '%-7s %4s participants: %8s packets/s, loss %6s %%, p95 %7s ms, %3s us/packet, %s failures -> %s\n' \
+      "$server" "$n" "$pps" "$loss" "$p95" "$us" "$fail" "$ok"
+  done
+  echo "$server: largest room within bounds: $largest participants"
+done
+
+echo
+echo "== 3. Confer's cost per forwarded packet as one room grows (1 publisher + audio, one worker)"
+printf '%-13s %10s %7s %8s %10s %9s %8s %12s\n' participants packets/s loss% p95_ms us/packet failures join_ms first_frame
+for n in $SIZES; do
+  confer_up 1
+  read -r pps loss p95 us fail join ff < <(load confer --publishers 1 --subscribers $((n - 1)) --audio --quality high)
+  down
+  printf '%-13s %10s %7s %8s %10s %9s %8s %12s\n' "$n" "$pps" "$loss" "$p95" "$us" "$fail" "$join" "$ff"
+done
+
+echo
+echo "== 4. Confer's workers: ten rooms of 1 publisher + 4 viewers"
+printf '%-8s %10s %7s %10s %26s\n' workers packets/s loss% us/packet 'capacity packets/s (proj.)'
+for w in 1 "$(nproc)"; do
+  confer_up "$w"
+  read -r pps loss p95 us fail join ff < <(load confer --rooms 10 --publishers 1 --subscribers 4 --audio --quality high)
+  cap="$(curl -s http://127.0.0.1:17981/metrics | python3 -c '
+import re, sys
+sent, busy = {}, {}
+for line in sys.stdin:
+    m = re.match(r"confer_sfu_(packets_sent_total|busy_seconds_total)\{worker=\"(\d+)\"\} (\S+)", line)
+    if m:
+        (sent if m[1].startswith("packets") else busy)[m[2]] = float(m[3])
+print(int(sum(sent[w] / max(busy.get(w, 0), 1e-9) for w in sent if sent[w] > 0)))
+')"
+  down
+  printf '%-8s %10s %7s %10s %26s\n' "$w" "$pps" "$loss" "$us" "$cap"
+done
