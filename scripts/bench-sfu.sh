@@ -7,10 +7,11 @@
 #   bash scripts/bench-sfu.sh                 # about 10 minutes
 #   DURATION=10 SIZES="4 25 50" bash scripts/bench-sfu.sh
 #
-# CPU is the server process's user+system time (/proc/PID/stat) over the run, divided by
-# the packets its subscribers received (the same count for both servers). The load tool
-# runs on the same machine and takes cores too; its own work per packet is about the
-# server's (SRTP), so the servers are compared at the same load, never at saturation.
+# CPU is the server process's user+system time (/proc/PID/stat) in the steady state
+# (from 3 s after the last join to the end), divided by the packets its subscribers
+# received then (the same count for both servers). The load tool runs on the same
+# machine and takes cores too; its own work per packet is about the server's (SRTP), so
+# the servers are compared at the same load, never at saturation.
 # Worker capacity is projected from each worker's busy time (`confer_sfu_busy_seconds`):
 # packets per busy second, summed over workers.
 set -euo pipefail
@@ -29,7 +30,6 @@ SIZES="${SIZES:-4 10 25 50 100}"
 # servers goes over this machine's first address, delivered locally all the same.
 ip="${MEDIA_IP:-$(hostname -I | awk '{print $1}')}"
 work="$(mktemp -d)"
-tck="$(getconf CLK_TCK)"
 pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 
@@ -66,27 +66,26 @@ EOF
 }
 
 down() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 rss_mib() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status"; }
 
 # load TARGET ARGS...: one run; prints
 #   packets/s loss% p95_ms us_per_packet failures join_p50_ms first_frame_p50_ms
+# where packets/s and us/packet are the steady state's (after the last join has
+# settled, before anyone leaves), the CPU read from /proc by the load tool itself.
 load() {
   local target="$1"; shift
-  local c0 c1 out
-  c0="$(cpu_ticks)"
+  local out
   out="$("$cli" --url "$url" --api-key bench --api-secret bench-secret load --target "$target" --media-ip "$ip" \
-    --json --duration "$DURATION" --join-rate 50 "$@")" || true
-  c1="$(cpu_ticks)"
-  python3 - "$out" "$c0" "$c1" "$tck" <<'EOF'
+    --json --duration "$DURATION" --join-rate 50 --server-pid "$pid" "$@")" || true
+  python3 - "$out" <<'EOF'
 import json, sys
 try:
     s = json.loads(sys.argv[1])
 except ValueError:
     print("0 100 0 0 all 0 0"); sys.exit()
-c0, c1, tck = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-us = (c1 - c0) / tck * 1e6 / max(s["packets_received"], 1)
-print(f'{s["packets_per_second"]:.0f} {s["loss"]*100:.2f} {s["latency_ms"]["p95"]:.1f} {us:.1f} '
+st = s["steady"]
+us = st["server_cpu_us_per_packet"] or 0
+print(f'{st["packets_per_second"]:.0f} {s["loss"]*100:.2f} {s["latency_ms"]["p95"]:.1f} {us:.1f} '
       f'{s["failures"]} {s["join_ms"]["p50"]:.0f} {s["first_frame_ms"]["p50"]:.0f}')
 EOF
 }
@@ -159,3 +158,30 @@ print(int(sum(sent[w] / max(busy.get(w, 0), 1e-9) for w in sent if sent[w] > 0))
   down
   printf '%-8s %10s %7s %10s %26s\n' "$w" "$pps" "$loss" "$us" "$cap"
 done
+
+echo
+echo "== 5. join to first decoded picture on loopback (a publishing bot; viewers join one at a time)"
+confer_up 1
+room="$("$cli" --url "$url" --api-key bench --api-secret bench-secret room create --name first-frame | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
+token() { "$cli" --url "$url" --api-key bench --api-secret bench-secret token create --room "$room" --identity "$1"; }
+"$cli" --url "$url" bot --token "$(token publisher)" --publish --duration 120 >"$work/publisher.log" 2>&1 &
+publisher=$!
+sleep 3
+bot_ms=()
+for i in 1 2 3 4 5; do
+  "$cli" --url "$url" bot --token "$(token "bot-$i")" --duration 3 --report "$work/bot.json" >/dev/null 2>&1 || true
+  bot_ms+=("$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("first_frame_ms"))' "$work/bot.json" 2>/dev/null || echo None)")
+done
+echo "confer-cli bot:  ${bot_ms[*]} ms"
+if [ -d tests/browser/node_modules ] && command -v node >/dev/null && [ -x /usr/bin/chromium ]; then
+  chromium_ms=()
+  for i in 1 2 3 4 5; do
+    node tests/browser/run.mjs --url "$url" --token "$(token "chromium-$i")" --seconds 3 --publish 0 --out "$work/chromium.json" >/dev/null 2>&1 || true
+    chromium_ms+=("$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("first_frame_ms"))' "$work/chromium.json" 2>/dev/null || echo None)")
+  done
+  echo "Chromium (tests/browser, following docs/protocol.md): ${chromium_ms[*]} ms"
+else
+  echo "Chromium: skipped (needs node, tests/browser/node_modules and /usr/bin/chromium: bash scripts/setup.sh)"
+fi
+kill "$publisher" 2>/dev/null || true
+down

@@ -104,6 +104,10 @@ pub struct LoadArgs {
     /// API at --url, e.g. ws://127.0.0.1:8188; for the side-by-side benchmark).
     #[arg(long, default_value = "confer")]
     pub target: String,
+    /// The server's process id (on this machine): report its CPU time per packet
+    /// received in the steady state (`steady.server_cpu_us_per_packet`).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -149,7 +149,7 @@ pub async fn run(plan: &Plan, clip: &Clip, seen: &mut Seen) -> anyhow::Result<()
     let started = Instant::now();
     let room: u64 = plan.token.parse()?;
     let mut j = Janus::open(&plan.signal_url).await?;
-    let mut media = Media::new(plan.media_ip, plan.epoch, clip.layers.len()).await?;
+    let mut media = Media::new(plan.media_ip, plan.epoch, plan.window, clip.layers.len()).await?;
     match plan.role {
         Role::Publisher { audio } => {
             let offer = media.publish_offer(clip, audio)?;

@@ -59,8 +59,9 @@ pub struct Media {
     rtc: Rtc,
     socket: UdpSocket,
     local: SocketAddr,
-    /// The shared clock RTP times are taken from.
+    /// The shared clock send times are taken from.
     epoch: Instant,
+    window: (Instant, Instant),
     pub joined_at: Instant,
     /// Publisher: its video section (and whether simulcast), its audio section, where
     /// each layer is in the clip.
@@ -73,7 +74,13 @@ pub struct Media {
 }
 
 impl Media {
-    pub async fn new(ip: std::net::IpAddr, epoch: Instant, layers: usize) -> anyhow::Result<Media> {
+    /// `window`: packets received within it are counted apart, for steady-state rates.
+    pub async fn new(
+        ip: std::net::IpAddr,
+        epoch: Instant,
+        window: (Instant, Instant),
+        layers: usize,
+    ) -> anyhow::Result<Media> {
         let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
         let local = socket.local_addr()?;
         let mut rtc = Rtc::builder().clear_codecs().enable_vp8(true).enable_opus(true, false).build(Instant::now());
@@ -83,6 +90,7 @@ impl Media {
             socket,
             local,
             epoch,
+            window,
             joined_at: Instant::now(),
             video: None,
             audio: None,
@@ -205,7 +213,11 @@ impl Media {
                 if track.last_seq.is_none_or(|l| end > l) {
                     track.last_seq = Some(end);
                 }
-                seen.packets += end.saturating_sub(start) + 1;
+                let packets = end.saturating_sub(start) + 1;
+                seen.packets += packets;
+                if now >= self.window.0 && now < self.window.1 {
+                    seen.window_packets += packets;
+                }
                 seen.bytes += data.data.len() as u64;
                 let sent = read_stamp(&data.data).map(|since_epoch| self.epoch + since_epoch);
                 if let Some(sent) =

@@ -25,6 +25,11 @@ use self::clip::{Clip, VideoFormat};
 use self::peer::{Plan, Role, Seen, Target};
 use crate::args::LoadArgs;
 
+/// The steady-state window starts this long after the last join...
+const WINDOW_SETTLE: Duration = Duration::from_secs(3);
+/// ...and ends this long before everyone leaves.
+const WINDOW_MARGIN: Duration = Duration::from_millis(500);
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("{0}")]
@@ -77,6 +82,18 @@ pub struct Summary {
     pub latency_ms: Spread,
     /// The first few failures, each with what happened.
     pub errors: Vec<String>,
+    /// The steady state: from a moment after the last join to a moment before the end.
+    pub steady: Steady,
+}
+
+/// What arrived in the steady state, and what it cost the server (with --server-pid).
+#[derive(Debug, Clone, Serialize)]
+pub struct Steady {
+    pub seconds: f64,
+    pub packets_received: u64,
+    pub packets_per_second: f64,
+    pub server_cpu_s: Option<f64>,
+    pub server_cpu_us_per_packet: Option<f64>,
 }
 
 /// Runs the load test; prints the table or the JSON on stdout.
@@ -137,7 +154,12 @@ pub async fn run(api: &ApiClient, url: &str, args: LoadArgs) -> Result<Summary, 
     let stagger = Duration::from_secs(1) / args.join_rate.max(1);
     let started = Instant::now();
     let duration = Duration::from_secs(args.duration);
-    let until = started + stagger * plans.len() as u32 + duration;
+    let all_in = started + stagger * plans.len() as u32;
+    let until = all_in + duration;
+    // Steady state: from a moment after the last join (its handshakes done, queues
+    // settled) to a moment before anyone leaves.
+    let window = ((all_in + WINDOW_SETTLE).min(until), until.checked_sub(WINDOW_MARGIN).unwrap_or(until).max(all_in));
+    let cpu = args.server_pid.map(|pid| tokio::spawn(server_cpu(pid, window)));
     let mut tasks = Vec::new();
     for (i, (token, role)) in plans.into_iter().enumerate() {
         let plan = Plan {
@@ -149,6 +171,7 @@ pub async fn run(api: &ApiClient, url: &str, args: LoadArgs) -> Result<Summary, 
             epoch,
             target,
             publishers: args.publishers,
+            window,
         };
         let clip = clip.clone();
         let start = started + stagger * i as u32;
@@ -164,14 +187,44 @@ pub async fn run(api: &ApiClient, url: &str, args: LoadArgs) -> Result<Summary, 
             results.push(r);
         }
     }
-    Ok(summarize(&args, rooms.len(), results, duration))
+    let server_cpu = match cpu {
+        Some(task) => task.await.ok().flatten(),
+        None => None,
+    };
+    let measured = window.1.saturating_duration_since(window.0);
+    Ok(summarize(&args, rooms.len(), results, duration, measured, server_cpu))
 }
 
-fn summarize(args: &LoadArgs, rooms: usize, results: Vec<(bool, Seen)>, duration: Duration) -> Summary {
+/// The server process's CPU time (user and system) over `window`, from /proc.
+async fn server_cpu(pid: u32, window: (Instant, Instant)) -> Option<Duration> {
+    let ticks = || -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces) close with ')'.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    };
+    tokio::time::sleep_until(window.0.into()).await;
+    let start = ticks()?;
+    tokio::time::sleep_until(window.1.into()).await;
+    let end = ticks()?;
+    // Linux counts in USER_HZ, 100 a second on every architecture Confer builds for.
+    Some(Duration::from_millis(end.saturating_sub(start) * 10))
+}
+
+fn summarize(
+    args: &LoadArgs,
+    rooms: usize,
+    results: Vec<(bool, Seen)>,
+    duration: Duration,
+    measured: Duration,
+    server_cpu: Option<Duration>,
+) -> Summary {
     let subscribers: Vec<&Seen> = results.iter().filter(|(p, _)| !p).map(|(_, s)| s).collect();
     let packets: u64 = subscribers.iter().map(|s| s.packets).sum();
     let lost: u64 = subscribers.iter().map(|s| s.lost).sum();
     let bytes: u64 = subscribers.iter().map(|s| s.bytes).sum();
+    let window_packets: u64 = subscribers.iter().map(|s| s.window_packets).sum();
     let secs = duration.as_secs_f64().max(0.001);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     Summary {
@@ -192,6 +245,15 @@ fn summarize(args: &LoadArgs, rooms: usize, results: Vec<(bool, Seen)>, duration
             subscribers.iter().flat_map(|s| s.delays_us.iter().map(|d| f64::from(*d) / 1000.0)).collect(),
         ),
         errors: results.iter().filter_map(|(_, s)| s.error.clone()).take(5).collect(),
+        steady: Steady {
+            seconds: measured.as_secs_f64(),
+            packets_received: window_packets,
+            packets_per_second: window_packets as f64 / measured.as_secs_f64().max(0.001),
+            server_cpu_s: server_cpu.map(|d| d.as_secs_f64()),
+            server_cpu_us_per_packet: server_cpu
+                .filter(|_| window_packets > 0)
+                .map(|d| d.as_secs_f64() * 1e6 / window_packets as f64),
+        },
     }
 }
 
@@ -252,6 +314,12 @@ impl Summary {
         row("loss", format!("{:.2} %", self.loss * 100.0));
         row("latency", format!("p50 {:.1} ms, p95 {:.1} ms", self.latency_ms.p50, self.latency_ms.p95));
         row("failures", self.failures.to_string());
+        if let Some(us) = self.steady.server_cpu_us_per_packet {
+            row(
+                "server CPU",
+                format!("{us:.1} us per packet received ({:.0} packets/s steady)", self.steady.packets_per_second),
+            );
+        }
         for e in &self.errors {
             row("  error", e.clone());
         }

@@ -41,6 +41,8 @@ pub struct Plan {
     pub target: Target,
     /// Publishers per room (a Janus subscriber waits for them).
     pub publishers: usize,
+    /// Where steady-state counts are taken.
+    pub window: (Instant, Instant),
 }
 
 /// The server under load.
@@ -61,6 +63,8 @@ pub struct Seen {
     pub packets: u64,
     pub lost: u64,
     pub bytes: u64,
+    /// Packets received in the measuring window (everyone in, queues settled).
+    pub window_packets: u64,
     /// A sample of frame delays, in microseconds.
     pub delays_us: Vec<u32>,
     pub error: Option<String>,
@@ -93,7 +97,7 @@ impl Confer {
     async fn run(plan: &Plan, clip: &Clip, seen: &mut Seen) -> anyhow::Result<()> {
         let started = Instant::now();
         let (ws, _) = tokio_tungstenite::connect_async(plan.signal_url.as_str()).await?;
-        let mut media = Media::new(plan.media_ip, plan.epoch, clip.layers.len()).await?;
+        let mut media = Media::new(plan.media_ip, plan.epoch, plan.window, clip.layers.len()).await?;
         let mut c = Confer { ws, next_id: 1, me: None, role: plan.role };
         let join = JoinRequest {
             token: plan.token.clone(),

@@ -10,9 +10,10 @@
 //! one core's sans-IO loop over its [`room`]s; a room holds its members'
 //! [`transport`]s; a transport's [`producer`]s are the tracks it receives and its
 //! [`consumer`]s the tracks it sends. [`driver`] owns the sockets, the clock and the
-//! threads: one receive thread hands each datagram to the worker of its room (by the
-//! sender's address, learnt from the ICE username of its first STUN request), and each
-//! worker sends on its own handle of the shared socket. A room lives on one worker,
+//! threads: with several workers one receive thread hands each datagram to the worker
+//! of its room (by the sender's address, learnt from the ICE username of its first STUN
+//! request), a lone worker reads the socket itself, and each worker sends on its own
+//! handle of the shared socket. A room lives on one worker,
 //! chosen when its session starts ([`SfuHandle::place`]); nothing on the path of a
 //! packet is shared between workers.
 //!
