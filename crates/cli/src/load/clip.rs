@@ -66,20 +66,20 @@ impl Clip {
         let layers: Vec<(Option<&'static str>, usize)> =
             if simulcast { vec![(Some("q"), 4), (Some("h"), 2), (Some("f"), 1)] } else { vec![(None, 1)] };
         let frames = (format.fps * CLIP_SECONDS) as usize;
-        let mut source = PatternSource::new(format.width, format.height)?;
-        let pictures: Vec<_> =
-            (0..frames).map(|i| source.next_frame(i as u64 * 1000 / u64::from(format.fps)).0).collect();
         let mut out = Vec::new();
         for (rid, factor) in layers {
-            let (width, height) = ((format.width / factor) & !1, (format.height / factor) & !1);
+            // Even sizes (4:2:0), no smaller than the pattern's minimum.
+            let width = (format.width / factor).max(32) & !1;
+            let height = (format.height / factor).max(24) & !1;
+            let mut source = PatternSource::new(width, height)?;
             // The app's rate for the size (its `VideoEncoder::camera`).
             let kbps = ((width * height * format.fps as usize) / 10_000).clamp(100, 2500) as u32;
             let mut encoder = Vp8Encoder::new(Vp8Config { width, height, bitrate_kbps: kbps, threads: 1 })?;
             let mut encoded = Vec::with_capacity(frames);
-            for (i, picture) in pictures.iter().enumerate() {
-                let picture = if factor == 1 { picture.clone() } else { picture.downscale(factor) };
-                let pts = (i as u64 * 1000 / u64::from(format.fps)) as i64;
-                for f in encoder.encode(&picture, pts)? {
+            for i in 0..frames {
+                let pts_ms = i as u64 * 1000 / u64::from(format.fps);
+                let (picture, _) = source.next_frame(pts_ms);
+                for f in encoder.encode(&picture, pts_ms as i64)? {
                     encoded.push(f.data);
                 }
             }
@@ -111,7 +111,8 @@ mod tests {
 
     #[test]
     fn a_simulcast_clip_has_three_layers_each_starting_on_its_only_keyframe() {
-        let clip = Clip::encode(VideoFormat { width: 160, height: 96, fps: 10 }, true).unwrap();
+        // 320x180 scales to an odd height at the q layer (45): it is made even.
+        let clip = Clip::encode(VideoFormat { width: 320, height: 180, fps: 10 }, true).unwrap();
         assert_eq!(clip.layers.iter().map(|l| l.rid).collect::<Vec<_>>(), [Some("q"), Some("h"), Some("f")]);
         for l in &clip.layers {
             assert!(l.frames.len() >= 30, "{:?}: {} frames", l.rid, l.frames.len());
