@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use confer_proto::track::Quality;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -92,14 +92,7 @@ impl Janus {
 
 impl Signaling for Janus {
     async fn next_text(&mut self) -> anyhow::Result<String> {
-        loop {
-            match self.ws.next().await {
-                Some(Ok(Message::Text(text))) => return Ok(text.to_string()),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e.into()),
-                None => anyhow::bail!("Janus closed the connection"),
-            }
-        }
+        super::peer::next_text(&mut self.ws, "Janus").await
     }
 
     async fn on_text(&mut self, text: &str, _media: &mut Media) -> anyhow::Result<()> {

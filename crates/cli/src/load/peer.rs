@@ -182,16 +182,22 @@ impl Confer {
     }
 }
 
+/// The next text frame on a signaling WebSocket (pings and binary frames skipped); an
+/// error once `server` closed it.
+pub(crate) async fn next_text(ws: &mut Ws, server: &str) -> anyhow::Result<String> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => return Ok(text.to_string()),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => anyhow::bail!("{server} closed the signaling connection"),
+        }
+    }
+}
+
 impl Signaling for Confer {
     async fn next_text(&mut self) -> anyhow::Result<String> {
-        loop {
-            match self.ws.next().await {
-                Some(Ok(Message::Text(text))) => return Ok(text.to_string()),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e.into()),
-                None => anyhow::bail!("the server closed the signaling connection"),
-            }
-        }
+        next_text(&mut self.ws, "the server").await
     }
 
     async fn on_text(&mut self, text: &str, media: &mut Media) -> anyhow::Result<()> {
