@@ -43,9 +43,12 @@ pub const DOWN_BEFORE_RESTART: Duration = Duration::from_secs(2);
 const RESTART_INTERVAL: Duration = Duration::from_secs(5);
 /// How often connection health is checked.
 const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
-/// A connection that has not connected this long after it was made has no path: ICE
-/// gives up on a pair after about as long, and a relay allocation takes seconds.
-const PATH_TIMEOUT: Duration = Duration::from_secs(20);
+/// A connection that has not connected this long after it was made has no path: a relay
+/// allocation takes seconds, and ICE checks every pair several times by then. It is
+/// shorter than the server's 20 s (counted from the offer, which now goes out without
+/// waiting for candidates), so that the app hears why before the server gives the
+/// connection up and the SDK starts over.
+const PATH_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What the engine tells the media task.
 #[derive(Debug)]

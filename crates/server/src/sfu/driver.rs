@@ -1,22 +1,23 @@
 //! The SFU's threads, sockets and clock around the sans-IO [`Worker`]s.
 //!
-//! - With several workers, the **receive thread** reads the one UDP socket (and the
-//!   ICE-TCP connections) and hands each packet to the worker of its transport, by the
-//!   sender's address. An
-//!   address is learnt from the ICE username of its first STUN request: each worker
-//!   tells the receive thread the username fragments it answers to ([`Output::Ufrag`]).
-//!   A STUN request for a fragment not heard of yet (a worker's news still on its way)
-//!   goes to every worker; each drops what it does not know.
 //! - Each **worker thread** runs one [`Worker`]: it feeds it packets, the hub's commands
-//!   and timeouts, and sends what comes out on its own handle of the shared socket. A
-//!   lone worker reads the socket itself: measured at 50 participants, the handover
-//!   cost two context switches per received packet.
+//!   and timeouts, and sends what comes out. A lone worker reads the shared UDP socket
+//!   itself.
+//! - With several workers, the port's socket is one of a `SO_REUSEPORT` group. Once a
+//!   worker serves a client address ([`Output::Path`], learnt from the ICE username of
+//!   the client's first STUN request), it opens a socket of its own in the group,
+//!   *connected* to that address: the kernel then delivers the client's datagrams to it
+//!   directly (a connected socket wins over the group's others), and sends to it need no
+//!   route lookup. Only a new path's first packets come through the **receive thread**,
+//!   which reads the shared socket and hands each to the worker of its address (each
+//!   worker tells it the username fragments it answers to, [`Output::Ufrag`]; a STUN
+//!   request for one not heard of yet goes to every worker, and each drops what it does
+//!   not know).
 //!
-//! One receive thread rather than one `SO_REUSEPORT` socket per worker: the kernel
-//! spreads datagrams over such sockets by a hash of the addresses, which knows nothing of
-//! rooms, so most datagrams would land on the wrong worker and need handing over anyway.
-//! Handing over costs the receive thread a map lookup and a channel send per datagram;
-//! the worker's share (SRTP, str0m, forwarding to every subscriber) is many times that.
+//! Why: the kernel spreads datagrams over a plain `SO_REUSEPORT` group by a hash of the
+//! addresses, which knows nothing of rooms; handing every packet from one receive
+//! thread to its worker cost two context switches per packet (measured at 50
+//! participants: about 40 % more CPU per forwarded packet than a lone worker).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -130,12 +131,32 @@ pub struct SfuMetrics {
     pub workers: Vec<WorkerMetrics>,
     /// Packets dropped because their worker's queue was full.
     pub dropped: Counter,
+    /// Packets the receive thread handed to a worker (a new path's first packets, with
+    /// several workers; the rest reach each worker's own sockets).
+    pub handed_over: Counter,
 }
 
 pub(super) struct Started {
     pub commands: Vec<mpsc::UnboundedSender<Command>>,
     pub metrics: Arc<SfuMetrics>,
     pub threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// A non-blocking UDP socket bound to `local`, connected to `remote` if given. With
+/// `shared`, it is in the port's `SO_REUSEPORT` group: the kernel hands a client's
+/// datagrams to the socket connected to that client before the group's others.
+pub(super) fn bind_udp(local: SocketAddr, remote: Option<SocketAddr>, shared: bool) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol as SocketProtocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(local), Type::DGRAM, Some(SocketProtocol::UDP))?;
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&local.into())?;
+    if let Some(remote) = remote {
+        socket.connect(&remote.into())?;
+    }
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 /// Starts the receive thread and `workers` worker threads on the bound sockets.
@@ -149,6 +170,7 @@ pub(super) fn start(
     let metrics = Arc::new(SfuMetrics {
         workers: (0..workers).map(|_| WorkerMetrics::new()).collect(),
         dropped: Counter::default(),
+        handed_over: Counter::default(),
     });
     let (news_tx, news_rx) = mpsc::unbounded_channel();
     let mut commands = Vec::new();
@@ -159,6 +181,7 @@ pub(super) fn start(
     for index in 0..workers {
         let (command_tx, command_rx) = mpsc::unbounded_channel();
         let (inbound_tx, inbound_rx) = mpsc::channel(WORKER_QUEUE);
+        let (path_tx, path_rx) = mpsc::unbounded_channel();
         commands.push(command_tx);
         inbound.push(inbound_tx);
         let thread = WorkerThread {
@@ -173,6 +196,9 @@ pub(super) fn start(
             events: events.clone(),
             news: (workers > 1).then(|| news_tx.clone()),
             metrics: metrics.workers[index].clone(),
+            paths: HashMap::new(),
+            path_tx,
+            path_rx,
         };
         threads.push(std::thread::Builder::new().name(format!("confer-sfu-{index}")).spawn(move || thread.run())?);
     }
@@ -341,6 +367,7 @@ impl Receiver {
     }
 
     fn hand(&self, worker: usize, inbound: Inbound) {
+        self.metrics.handed_over.inc();
         if let Err(e) = self.workers[worker].try_send(inbound) {
             if matches!(e, mpsc::error::TrySendError::Full(_)) {
                 self.metrics.dropped.inc();
@@ -355,6 +382,8 @@ enum Wake {
     Command(Option<Command>),
     Udp(std::io::Result<(usize, SocketAddr)>),
     Tcp(TcpInput),
+    /// A datagram from a socket connected to one client.
+    Path(SocketAddr, Vec<u8>),
     Inbound(Inbound),
     Timer,
 }
@@ -390,6 +419,26 @@ struct WorkerThread {
     /// To the receive thread, when there is one.
     news: Option<mpsc::UnboundedSender<UfragNews>>,
     metrics: WorkerMetrics,
+    /// With several workers: a socket connected to each client this worker serves, so
+    /// that the kernel delivers the client's datagrams here rather than to the receive
+    /// thread, and sends need no route lookup.
+    paths: HashMap<SocketAddr, PathSocket>,
+    path_tx: mpsc::UnboundedSender<(SocketAddr, Vec<u8>)>,
+    path_rx: mpsc::UnboundedReceiver<(SocketAddr, Vec<u8>)>,
+}
+
+/// A socket connected to one client, and the task that reads it.
+struct PathSocket {
+    /// Sends go through the plain socket: tokio's handle would refuse a write until its
+    /// first readiness event, and drop the first packets to a new client.
+    sender: UdpSocket,
+    reader: tokio::task::AbortHandle,
+}
+
+impl Drop for PathSocket {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 impl WorkerThread {
@@ -426,6 +475,7 @@ impl WorkerThread {
                     c = self.commands.recv() => Wake::Command(c),
                     r = recv(socket.as_ref(), &mut buf) => Wake::Udp(r),
                     Some(t) = recv_tcp(&mut tcp_rx) => Wake::Tcp(t),
+                    Some((source, data)) = self.path_rx.recv() => Wake::Path(source, data),
                     Some(i) = self.inbound.recv() => Wake::Inbound(i),
                     _ = tokio::time::sleep_until(deadline.into()) => Wake::Timer,
                 };
@@ -447,6 +497,13 @@ impl WorkerThread {
                     // some systems; they concern one peer, which times out on its own.
                     Wake::Udp(Err(e)) => tracing::debug!(error = %e, "media socket receive"),
                     Wake::Tcp(t) => self.tcp(t, working),
+                    Wake::Path(source, data) => {
+                        self.udp(&data, source, udp_ip, working);
+                        for _ in 1..BATCH {
+                            let Ok((source, data)) = self.path_rx.try_recv() else { break };
+                            self.udp(&data, source, udp_ip, Instant::now());
+                        }
+                    }
                     Wake::Inbound(i) => {
                         self.inbound(i, working);
                         for _ in 1..BATCH {
@@ -533,6 +590,37 @@ impl WorkerThread {
         }
     }
 
+    /// A socket of this worker's own for datagrams from `remote`.
+    fn connect(&mut self, remote: SocketAddr) {
+        let Ok(local) = self.socket.local_addr() else { return };
+        let sockets =
+            bind_udp(local, Some(remote), true).and_then(|s| Ok((s.try_clone()?, tokio::net::UdpSocket::from_std(s)?)));
+        let (sender, reader) = match sockets {
+            Ok(s) => s,
+            Err(e) => {
+                return tracing::debug!(%remote, error = %e, "no socket of its own for a client; the shared one serves")
+            }
+        };
+        let tx = self.path_tx.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            loop {
+                match reader.recv(&mut buf).await {
+                    Ok(n) => {
+                        if tx.send((remote, buf[..n].to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                    // An ICMP error for an earlier send: the client may be gone; its
+                    // transport times out on its own.
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                    Err(e) => return tracing::debug!(%remote, error = %e, "client socket closed"),
+                }
+            }
+        });
+        self.paths.insert(remote, PathSocket { sender, reader: task.abort_handle() });
+    }
+
     /// Sends what the worker has to say; returns when it wants time next.
     fn flush(&mut self) -> Instant {
         loop {
@@ -540,7 +628,11 @@ impl WorkerThread {
                 Output::Timeout(at) => return at,
                 Output::Transmit(t) => match t.proto {
                     Protocol::Udp => {
-                        if let Err(e) = self.socket.send_to(&t.contents, t.destination) {
+                        let sent = match self.paths.get(&t.destination) {
+                            Some(path) => path.sender.send(&t.contents).map(|_| ()),
+                            None => self.socket.send_to(&t.contents, t.destination).map(|_| ()),
+                        };
+                        if let Err(e) = sent {
                             // UDP: a full send buffer drops the datagram, as the network would.
                             tracing::trace!(error = %e, "media send dropped");
                         }
@@ -565,6 +657,12 @@ impl WorkerThread {
                         let _ = news.send(UfragNews { worker: self.index, ufrag, added });
                     }
                 }
+                // Only with several workers: a lone worker reads every datagram itself.
+                Output::Path { remote, added: true } if self.news.is_some() => self.connect(remote),
+                Output::Path { remote, added: false } => {
+                    self.paths.remove(&remote);
+                }
+                Output::Path { .. } => {}
             }
         }
     }

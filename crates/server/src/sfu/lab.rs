@@ -207,7 +207,7 @@ impl Lab {
                         moved = true;
                         self.on_event(e);
                     }
-                    Output::Ufrag { .. } => {}
+                    Output::Ufrag { .. } | Output::Path { .. } => {}
                 }
             };
             let mut next = worker_next;

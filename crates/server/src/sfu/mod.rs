@@ -10,10 +10,10 @@
 //! one core's sans-IO loop over its [`room`]s; a room holds its members'
 //! [`transport`]s; a transport's [`producer`]s are the tracks it receives and its
 //! [`consumer`]s the tracks it sends. [`driver`] owns the sockets, the clock and the
-//! threads: with several workers one receive thread hands each datagram to the worker
-//! of its room (by the sender's address, learnt from the ICE username of its first STUN
-//! request), a lone worker reads the socket itself, and each worker sends on its own
-//! handle of the shared socket. A room lives on one worker,
+//! threads: a lone worker reads the socket itself; with several, each worker opens a
+//! socket connected to each client it serves (in the port's `SO_REUSEPORT` group, so the
+//! kernel delivers that client's datagrams to it), and a receive thread hands a new
+//! path's first packets to the worker of its room by the ICE username. A room lives on one worker,
 //! chosen when its session starts ([`SfuHandle::place`]); nothing on the path of a
 //! packet is shared between workers.
 //!
@@ -378,9 +378,8 @@ impl Sfu {
     pub fn start(config: &SfuConfig) -> anyhow::Result<Sfu> {
         // Idempotent; the first provider installed in the process wins.
         str0m::crypto::from_feature_flags().install_process_default();
-        let socket = std::net::UdpSocket::bind(config.udp_addr)
+        let socket = driver::bind_udp(config.udp_addr, None, config.workers > 1)
             .map_err(|e| anyhow::anyhow!("cannot bind media UDP {}: {e}", config.udp_addr))?;
-        socket.set_nonblocking(true)?;
         let local_addr = socket.local_addr()?;
         let tcp = bind_tcp(config, local_addr)?;
         let tcp_addr = tcp.as_ref().map(|l| l.local_addr()).transpose()?;

@@ -82,6 +82,12 @@ pub enum Output {
         ufrag: String,
         added: bool,
     },
+    /// A client address (UDP) this worker now serves, or no longer does: the driver may
+    /// give it a socket of its own.
+    Path {
+        remote: SocketAddr,
+        added: bool,
+    },
     /// Nothing more until this time, or the next input.
     Timeout(Instant),
 }
@@ -252,7 +258,10 @@ impl Worker {
     fn route(&mut self, proto: Protocol, source: SocketAddr, data: &[u8]) -> Option<TransportId> {
         if let Some(ufrag) = stun_ufrag(data) {
             if let Some(id) = self.by_ufrag.get(ufrag).copied() {
-                self.by_addr.insert((proto, source), id);
+                let before = self.by_addr.insert((proto, source), id);
+                if before.is_none() && proto == Protocol::Udp {
+                    self.out.push_back(Output::Path { remote: source, added: true });
+                }
                 return Some(id);
             }
         }
@@ -490,7 +499,14 @@ impl Worker {
         t.rtc.disconnect();
         self.by_ufrag.remove(&t.ufrag);
         self.out.push_back(Output::Ufrag { ufrag: t.ufrag.clone(), added: false });
-        self.by_addr.retain(|_, v| *v != id);
+        let out = &mut self.out;
+        self.by_addr.retain(|(proto, remote), v| {
+            let keep = *v != id;
+            if !keep && *proto == Protocol::Udp {
+                out.push_back(Output::Path { remote: *remote, added: false });
+            }
+            keep
+        });
         if let Some(room) = self.rooms.get_mut(&t.room) {
             let empty = room.detach(&t.participant, id);
             if !room.members.contains_key(&t.participant) {

@@ -1,7 +1,7 @@
 //! `confer-cli load` against a two-worker server: three rooms of a simulcast publisher
 //! and four viewers receive what is sent (no loss on loopback), the rooms are spread
-//! over both workers, and `/metrics` counts what was forwarded, behind the API
-//! credentials.
+//! over both workers, each worker reads its clients' packets from its own sockets, and
+//! `/metrics` counts what was forwarded, behind the API credentials.
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -86,5 +86,10 @@ fn a_load_test_over_two_workers_reports_what_arrived() {
     assert!(total(&text, "confer_sfu_packets_sent_total") >= received, "{text}");
     assert!(total(&text, "confer_sfu_plis_sent_total") >= 1.0, "viewers starting asked for keyframes");
     assert!(total(&text, "confer_sfu_packet_seconds_count") > 0.0);
+    // Each worker reads its clients' sockets: only new paths' first packets pass
+    // through the receive thread.
+    let handed = total(&text, "confer_sfu_handed_over_packets_total");
+    let arrived = total(&text, "confer_sfu_packets_received_total");
+    assert!(handed * 10.0 < arrived, "{handed} of {arrived} packets were handed over between threads");
     server.stop();
 }
