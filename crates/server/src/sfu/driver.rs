@@ -628,7 +628,8 @@ impl WorkerThread {
                 Output::Timeout(at) => return at,
                 Output::Transmit(t) => match t.proto {
                     Protocol::Udp => {
-                        let sent = match self.paths.get(&t.destination) {
+                        let own = if self.paths.is_empty() { None } else { self.paths.get(&t.destination) };
+                        let sent = match own {
                             Some(path) => path.sender.send(&t.contents).map(|_| ()),
                             None => self.socket.send_to(&t.contents, t.destination).map(|_| ()),
                         };

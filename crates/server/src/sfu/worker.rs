@@ -623,8 +623,9 @@ impl Worker {
         let flowing = producer.flowing();
         let (room, publisher_id) = (room.clone(), participant.clone());
         if flowing {
-            let consumers = self.rooms.get(&room).map(|r| r.consumers_of(&track_id).to_vec()).unwrap_or_default();
-            for id in consumers {
+            // Borrowed from the room while the transports change: no copy per frame.
+            let consumers = self.rooms.get(&room).map_or(&[][..], |r| r.consumers_of(&track_id));
+            for &id in consumers {
                 let Some(t) = self.transports.get_mut(&id) else { continue };
                 let Transport { rtc, side: Side::Subscriber(s), participant, .. } = t else { continue };
                 for c in s.consumers.iter_mut().filter(|c| c.track_id == track_id) {
@@ -776,9 +777,9 @@ impl Worker {
         if !producer.flowing() {
             return;
         }
-        let track_id = producer.track_id.clone();
-        let consumers = self.rooms.get(&t.room).map(|r| r.consumers_of(&track_id).to_vec()).unwrap_or_default();
-        for id in consumers {
+        let (track_id, room) = (producer.track_id.clone(), t.room.clone());
+        let consumers = self.rooms.get(&room).map_or(&[][..], |r| r.consumers_of(&track_id));
+        for &id in consumers {
             let Some(t) = self.transports.get_mut(&id) else { continue };
             let Transport { rtc, side: Side::Subscriber(s), participant, .. } = t else { continue };
             for c in s.consumers.iter().filter(|c| c.track_id == track_id) {
