@@ -16,16 +16,26 @@ log="$artifacts/cargo-test.log"
 # One line per check that is not a cargo test: `1 passed` or `1 failed`.
 : >"$artifacts/verdicts.log"
 
-echo "== cargo test (server, client SDK, CLI, end-to-end)"
-# Default members: everything but the Tauri shell, which is built on its own below.
-status=0
-# The end-to-end tests run the real binaries; cargo test alone does not build them all.
-cargo build --locked -p confer-server -p confer-cli 2>&1 | tail -n 1
+# Every cargo step below selects the same packages and features (the whole workspace,
+# the app with its built UI), so cargo resolves features once and every crate is
+# compiled once. Selecting a subset (`-p confer-server`, `-p confer`) resolves features
+# anew and compiles a third of the dependency tree again, C libraries included.
+cargo_all=(--locked --workspace --features confer/custom-protocol)
+started=$SECONDS
+section() { echo "== $1 (at $((SECONDS - started)) s)"; }
+
+section "build: every crate, binary and test"
+# The end-to-end tests run the real binaries (the server, the CLI, the app): all built
+# here, with the tests, in one resolution.
+cargo build "${cargo_all[@]}" --all-targets 2>&1 | tail -n 1
 bash scripts/link-bins.sh
-cargo test --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
+
+section "cargo test (server, client SDK, CLI, app, end-to-end)"
+status=0
+cargo test "${cargo_all[@]}" --no-fail-fast 2>&1 | tee "$log" || status=$?
 
 # Bots coming and going for three minutes: the server's memory, descriptors and logs.
-echo "== soak (3 minutes)"
+section "soak (3 minutes)"
 soak="$artifacts/soak.log"
 if CONFER_BIN_DIR="$target/debug" SOAK_OUT="$artifacts/soak" bash scripts/soak.sh 3 2>&1 | tee "$soak"; then
   echo "1 passed" >>"$artifacts/verdicts.log"
@@ -34,29 +44,26 @@ else
   status=1
 fi
 
-echo "== desktop app: build and headless smoke test"
+section "desktop app: headless smoke test"
 smoke="$artifacts/app-smoke.log"
 app_status=0
-cargo build --locked -p confer --features custom-protocol 2>&1 | tail -n 3
-# The app's own tests: the generated TypeScript bindings match the Rust commands.
-cargo test --locked -p confer --features custom-protocol --lib 2>&1 | tee -a "$log" || status=$?
 ARTIFACTS_DIR="$artifacts" bash tests/app-smoke.sh "$target/debug/confer" 2>&1 | tee "$smoke" || app_status=$?
 # The app driven through its window (tauri-driver): joining, video tiles, mute, chat,
 # leave, kick. Ignored by the plain cargo test above, as it needs the app built.
-echo "== desktop app: end-to-end through the window"
+section "desktop app: end-to-end through the window"
 CONFER_APP="$target/debug/confer" ARTIFACTS_DIR="$artifacts" \
-  cargo test --locked -p confer-e2e --test e2e -- --ignored --test-threads=1 app_ui:: 2>&1 | tee -a "$log" || status=$?
-echo "== desktop app: the Debian package (Tauri bundler)"
+  cargo test "${cargo_all[@]}" --test e2e -- --ignored --test-threads=1 app_ui:: 2>&1 | tee -a "$log" || status=$?
+section "desktop app: the Debian package (Tauri bundler)"
 deb="$artifacts/deb-check.log"
 ARTIFACTS_DIR="$artifacts" bash tests/deb-check.sh 2>&1 | tee "$deb" || app_status=$?
 
 # What the tools enforce: formatting, clippy's lints as errors (the workspace's own in
 # Cargo.toml included), and the UI's types.
-echo "== hygiene: rustfmt, clippy, the UI's type check"
+section "hygiene: rustfmt, clippy, the UI's type check"
 hygiene="$artifacts/hygiene.log"
 : >"$hygiene"
 for check in "cargo fmt --all --check" \
-  "cargo clippy --locked --all-targets -- -D warnings" \
+  "cargo clippy ${cargo_all[*]} --all-targets -- -D warnings" \
   "npm --prefix ui run typecheck --silent"; do
   if $check >>"$hygiene" 2>&1; then
     echo "hygiene: ok: $check"
@@ -78,5 +85,5 @@ passed=$((passed + $(grep -c '^1 passed$' "$artifacts/verdicts.log" || true)))
 failed=$((failed + $(grep -c '^1 failed$' "$artifacts/verdicts.log" || true)))
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 if [ "$app_status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
-echo "total: $passed passed, $failed failed"
+echo "total: $passed passed, $failed failed (in $((SECONDS - started)) s)"
 [ "$failed" -eq 0 ]

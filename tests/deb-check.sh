@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the Debian package with the Tauri bundler (debug profile, reusing the test
-# build) and checks it: the package holds the binary and a desktop entry, and the
-# entry registers the confer:// scheme (MimeType=x-scheme-handler/confer). The UI is
-# already built (scripts/setup.sh), so the bundler skips its beforeBuildCommand.
+# Packages the app the test build made (target/debug/confer, built with the workspace
+# and the `custom-protocol` feature by scripts/test.sh) as a Debian package with the
+# Tauri bundler, and checks it: the package holds the binary and a desktop entry, and the
+# entry registers the confer:// scheme (MimeType=x-scheme-handler/confer). `tauri bundle`
+# compiles nothing: `tauri build` would build the app once more, on features of its own.
 #
 #   tests/deb-check.sh        prints "deb: N passed, M failed" last
 set -uo pipefail
@@ -23,7 +24,7 @@ check() { # description, then a command that succeeds when the check holds
 }
 
 rm -rf "$target/debug/bundle/deb"
-if ! ui/node_modules/.bin/tauri build --debug --bundles deb --ci --config '{"build":{"beforeBuildCommand":""}}' -- --package confer >"${ARTIFACTS_DIR:-test-artifacts}/deb-build.log" 2>&1; then
+if ! ui/node_modules/.bin/tauri bundle --debug --bundles deb --ci >"${ARTIFACTS_DIR:-test-artifacts}/deb-build.log" 2>&1; then
   tail -n 30 "${ARTIFACTS_DIR:-test-artifacts}/deb-build.log" >&2
   echo "deb: FAIL: the bundler did not build the package" >&2
   echo "deb: 0 passed, 1 failed"
