@@ -904,6 +904,7 @@ fn ended(reason: DisconnectReason) -> CallEvent {
         }
         DisconnectReason::ServerShutdown => ("server_shutdown", "The server shut down."),
         DisconnectReason::ServerError => ("server_error", "The server ran into an error. Join again to continue."),
+        DisconnectReason::Denied => ("denied", "The host did not let you into the meeting."),
     };
     CallEvent::Ended { code: code.into(), message: message.into() }
 }

@@ -90,7 +90,8 @@ fn identities(list: Vec<String>) -> Vec<Identity> {
 
 fn create_room(args: CreateRoomArgs) -> CreateRoom {
     let CreateRoomArgs { name, id, fields } = args;
-    let RoomFields { members, managers, max_participants, public_meta, private_meta, no_guests, audio_only } = fields;
+    let RoomFields { members, managers, max_participants, public_meta, private_meta, no_guests, audio_only, lobby } =
+        fields;
     CreateRoom {
         id: id.map(Into::into),
         name,
@@ -98,7 +99,7 @@ fn create_room(args: CreateRoomArgs) -> CreateRoom {
         managers: identities(managers),
         public_meta: public_meta.as_deref().map(Bytes::from).unwrap_or_default(),
         private_meta: private_meta.as_deref().map(Bytes::from).unwrap_or_default(),
-        policy: RoomPolicy { max_participants, allow_guests: !no_guests, audio_only, ..RoomPolicy::default() },
+        policy: RoomPolicy { max_participants, allow_guests: !no_guests, audio_only, lobby, ..RoomPolicy::default() },
     }
 }
 
@@ -114,10 +115,12 @@ fn update_room(current: Room, args: UpdateRoomArgs) -> UpdateRoom {
         clear_managers,
         guests,
         no_audio_only,
+        no_lobby,
         unlimited,
         force,
     } = args;
-    let RoomFields { members, managers, max_participants, public_meta, private_meta, no_guests, audio_only } = fields;
+    let RoomFields { members, managers, max_participants, public_meta, private_meta, no_guests, audio_only, lobby } =
+        fields;
     let list = |given: Vec<String>, clear: bool, current: Vec<Identity>| {
         if clear {
             Vec::new()
@@ -140,6 +143,7 @@ fn update_room(current: Room, args: UpdateRoomArgs) -> UpdateRoom {
     let mut policy = current.policy;
     policy.allow_guests = toggle(guests, no_guests, policy.allow_guests);
     policy.audio_only = toggle(audio_only, no_audio_only, policy.audio_only);
+    policy.lobby = toggle(lobby, no_lobby, policy.lobby);
     if unlimited {
         policy.max_participants = None;
     } else if max_participants.is_some() {

@@ -183,6 +183,9 @@ pub struct RoomFields {
     /// Audio only: no video or screen sharing.
     #[arg(long)]
     pub audio_only: bool,
+    /// A lobby: people who are not managers wait until a moderator lets them in.
+    #[arg(long)]
+    pub lobby: bool,
 }
 
 #[derive(Debug, Args)]
@@ -241,6 +244,9 @@ pub struct UpdateRoomArgs {
     /// Allow video again.
     #[arg(long, conflicts_with = "audio_only")]
     pub no_audio_only: bool,
+    /// Let people straight in again (no lobby).
+    #[arg(long, conflicts_with = "lobby")]
+    pub no_lobby: bool,
     /// Remove the participant limit.
     #[arg(long, conflicts_with = "max_participants")]
     pub unlimited: bool,
@@ -385,9 +391,18 @@ pub struct BotArgs {
     /// Do something at a time after joining: `SECONDS:ACTION`, repeatable. Actions:
     /// `mute=audio|video`, `unmute=audio|video`, `quality=low|medium|high`,
     /// `receive=audio|video|both|none` (what to receive of the subscribed streams),
-    /// `censor=IDENTITY`, `uncensor=IDENTITY`, `unpublish`, `publish`.
+    /// `censor=IDENTITY`, `uncensor=IDENTITY`, `unpublish`, `publish`; running the
+    /// meeting: `raise_hand`, `lower_hand`, `react=NAME` (thumbs_up, clap, heart,
+    /// laugh, surprised, celebrate), and for moderators `lock`, `unlock`,
+    /// `end_for_all`, `mute_all`, `mute=IDENTITY:audio|video`,
+    /// `ask_unmute=IDENTITY:audio|video`, `lower_hand=IDENTITY`,
+    /// `admit=IDENTITY|all`, `deny=IDENTITY|all`, `promote=IDENTITY`,
+    /// `demote=IDENTITY`, `kick=IDENTITY`.
     #[arg(long = "at", value_name = "SECONDS:ACTION", value_parser = parse_timed_action)]
     pub at: Vec<(Duration, BotAction)>,
+    /// Unmute (or start the camera) when a moderator asks to (`unmute_requested`).
+    #[arg(long)]
+    pub accept_unmute: bool,
     /// Also publish a data track in stream `main`, sending a small message every 100 ms.
     #[arg(long)]
     pub data: bool,
@@ -458,6 +473,29 @@ pub enum BotAction {
     Uncensor(String),
     Unpublish,
     Publish,
+    /// Running the meeting (see [`crate::host`]).
+    Host(HostAction),
+}
+
+/// A meeting control of `--at`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostAction {
+    RaiseHand,
+    /// Your own hand (`None`) or, moderating, someone's.
+    LowerHand(Option<String>),
+    React(confer_client::proto::signal::Reaction),
+    Lock,
+    Unlock,
+    EndForAll,
+    MuteAll,
+    Mute(String, MediaKindArg),
+    AskUnmute(String, MediaKindArg),
+    /// An identity waiting in the lobby, or everyone (`None`).
+    Admit(Option<String>),
+    Deny(Option<String>),
+    Promote(String),
+    Demote(String),
+    Kick(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -475,7 +513,18 @@ fn parse_timed_action(s: &str) -> Result<(Duration, BotAction), String> {
         None => (action, None),
     };
     let needs = || value.filter(|v| !v.is_empty()).ok_or_else(|| format!("{name} needs a value: {name}=..."));
+    // `IDENTITY:audio|video`.
+    let someone_kind = || -> Result<(String, MediaKindArg), String> {
+        let v = needs()?;
+        let (who, kind) = v.rsplit_once(':').ok_or_else(|| format!("{name}={v}: use {name}=IDENTITY:audio|video"))?;
+        Ok((who.to_owned(), MediaKindArg::from_str(kind, true)?))
+    };
+    let all_or = |v: &str| (v != "all").then(|| v.to_owned());
     let action = match name {
+        "mute" if value.is_some_and(|v| v.contains(':')) => {
+            let (who, kind) = someone_kind()?;
+            BotAction::Host(HostAction::Mute(who, kind))
+        }
         "mute" => BotAction::Mute(MediaKindArg::from_str(needs()?, true)?),
         "unmute" => BotAction::Unmute(MediaKindArg::from_str(needs()?, true)?),
         "quality" => BotAction::Quality(QualityArg::from_str(needs()?, true)?),
@@ -490,6 +539,29 @@ fn parse_timed_action(s: &str) -> Result<(Duration, BotAction), String> {
         "uncensor" => BotAction::Uncensor(needs()?.to_owned()),
         "unpublish" => BotAction::Unpublish,
         "publish" => BotAction::Publish,
+        "raise_hand" => BotAction::Host(HostAction::RaiseHand),
+        "lower_hand" => BotAction::Host(HostAction::LowerHand(value.map(str::to_owned))),
+        "react" => {
+            let v = needs()?;
+            let reaction = confer_client::proto::signal::Reaction::from_name(v).ok_or_else(|| {
+                let names: Vec<&str> = confer_client::proto::signal::Reaction::ALL.iter().map(|r| r.name()).collect();
+                format!("react={v}: use one of {}", names.join(", "))
+            })?;
+            BotAction::Host(HostAction::React(reaction))
+        }
+        "lock" => BotAction::Host(HostAction::Lock),
+        "unlock" => BotAction::Host(HostAction::Unlock),
+        "end_for_all" => BotAction::Host(HostAction::EndForAll),
+        "mute_all" => BotAction::Host(HostAction::MuteAll),
+        "ask_unmute" => {
+            let (who, kind) = someone_kind()?;
+            BotAction::Host(HostAction::AskUnmute(who, kind))
+        }
+        "admit" => BotAction::Host(HostAction::Admit(all_or(needs()?))),
+        "deny" => BotAction::Host(HostAction::Deny(all_or(needs()?))),
+        "promote" => BotAction::Host(HostAction::Promote(needs()?.to_owned())),
+        "demote" => BotAction::Host(HostAction::Demote(needs()?.to_owned())),
+        "kick" => BotAction::Host(HostAction::Kick(needs()?.to_owned())),
         other => return Err(format!("unknown action {other:?}")),
     };
     Ok((at, action))
@@ -578,6 +650,18 @@ mod tests {
         assert!(parse_timed_action("mute=audio").is_err());
         assert!(parse_timed_action("1:mute").is_err());
         assert!(parse_timed_action("1:mute=smell").is_err());
+        let host = |s: &str| parse_timed_action(s).map(|(_, a)| a);
+        assert_eq!(host("1:raise_hand"), Ok(BotAction::Host(HostAction::RaiseHand)));
+        assert_eq!(host("1:admit=all"), Ok(BotAction::Host(HostAction::Admit(None))));
+        assert_eq!(host("1:admit=carol"), Ok(BotAction::Host(HostAction::Admit(Some("carol".into())))));
+        assert_eq!(host("1:mute=bob:video"), Ok(BotAction::Host(HostAction::Mute("bob".into(), MediaKindArg::Video))));
+        assert_eq!(
+            host("1:react=clap"),
+            Ok(BotAction::Host(HostAction::React(confer_client::proto::signal::Reaction::Clap)))
+        );
+        assert!(host("1:react=shrug").is_err());
+        assert!(host("1:ask_unmute=bob").is_err());
+        assert!(host("1:promote").is_err());
         assert!(parse_timed_action("1:dance").is_err());
     }
 

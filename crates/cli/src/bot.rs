@@ -65,8 +65,26 @@ pub async fn run(url: &str, args: BotArgs, out: &mut JsonLines<impl Write>) -> R
     }
     options = options.with_force_relay(args.force_relay);
     let connect_started = Instant::now();
-    let (room, mut events) = match Room::connect(url, &args.token, options).await {
+    // A room with a lobby answers the join with a wait: say so, then wait to be let in.
+    let (knocking, mut knocked) = tokio::sync::oneshot::channel();
+    let connect = Room::connect_through_lobby(url, &args.token, options, Some(knocking));
+    tokio::pin!(connect);
+    let mut waiting = false;
+    let joined = loop {
+        tokio::select! {
+            joined = &mut connect => break joined,
+            Ok(room) = &mut knocked, if !waiting => {
+                waiting = true;
+                out.emit_event(json!({"event": "lobby_waiting", "room": room.id, "name": room.name}))?;
+            }
+        }
+    };
+    let (room, mut events) = match joined {
         Ok(joined) => joined,
+        Err(ClientError::Denied { reason }) => {
+            out.emit_event(json!({"event": "denied", "reason": reason}))?;
+            return Ok(BotExit::JoinRefused);
+        }
         Err(error) => {
             out.emit_event(error_line("join", &error))?;
             return Ok(BotExit::JoinRefused);
@@ -307,6 +325,10 @@ impl Names {
     fn with_identity(&mut self, mut line: Value, state: &RoomSnapshot) -> Value {
         for p in std::iter::once(&state.local).chain(&state.remote) {
             self.0.entry(p.id.clone()).or_insert_with(|| p.identity.clone());
+        }
+        // People in the lobby are in no participant list.
+        for k in &state.knocks {
+            self.0.entry(k.participant_id.clone()).or_insert_with(|| k.identity.clone());
         }
         let id = line.get("participant_id").and_then(Value::as_str).map(|s| ParticipantId(s.to_owned()));
         if let (Some(id), Some(map)) = (id, line.as_object_mut()) {

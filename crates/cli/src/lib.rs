@@ -9,6 +9,7 @@ pub use confer_client::api;
 pub mod args;
 pub mod bot;
 pub mod endpoint;
+pub mod host;
 pub mod load;
 pub mod media;
 pub mod output;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confer_proto::signal::Event;
-use confer_proto::signal::{ClientMessage, JoinRequest, Outcome, Reply, Request, ServerMessage};
+use confer_proto::signal::{ClientMessage, JoinRequest, JoinSnapshot, Outcome, Reply, Request, ServerMessage};
 use futures_util::{SinkExt, StreamExt};
 use rustls_platform_verifier::BuilderVerifierExt;
 use tokio::net::TcpStream;
@@ -112,6 +112,27 @@ impl Connection {
                         Outcome::Error(body) => Err(ClientError::Server(body)),
                     };
                 }
+            }
+        }
+    }
+
+    /// After a `knocking` answer: reads until the server lets us in (`admitted`, which
+    /// is returned with its `seq` in `early`, for the engine to start counting from) or
+    /// turns us away.
+    pub(crate) async fn wait_in_lobby(&mut self, early: &mut Vec<(u64, Event)>) -> Result<Box<JoinSnapshot>> {
+        loop {
+            let Some(incoming) = self.recv().await? else {
+                return Err(ClientError::Closed);
+            };
+            let Incoming::Message(ServerMessage::Event { seq, event }) = incoming else { continue };
+            match event {
+                Event::Admitted { snapshot } => {
+                    early.push((seq, Event::Admitted { snapshot: snapshot.clone() }));
+                    return Ok(snapshot);
+                }
+                Event::Denied { reason } => return Err(ClientError::Denied { reason }),
+                Event::Disconnected { reason } => return Err(ClientError::Disconnected { reason: Some(reason) }),
+                other => early.push((seq, other)),
             }
         }
     }

@@ -341,7 +341,8 @@ impl Engine {
             Event::SubscriptionStarted { .. }
             | Event::SubscriptionEnded { .. }
             | Event::StreamFailed { .. }
-            | Event::StreamUnpublished { .. } => {
+            | Event::StreamUnpublished { .. }
+            | Event::TrackDisabled { by: Some(_), .. } => {
                 let _ = self.media.send(MediaSignal::Event(event.clone(), now));
             }
             _ => {}

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use confer_proto::signal::DisconnectReason;
+use confer_proto::signal::{DenyReason, DisconnectReason};
 use confer_proto::{ErrorBody, ErrorCode};
 
 /// `Result` with [`ClientError`].
@@ -71,6 +71,19 @@ pub enum ClientError {
     /// The silence watchdog fired: no frame from the server for three ping intervals.
     #[error("the server went silent for {0:?}")]
     Silent(Duration),
+
+    /// The room has a lobby and the knock was turned away: by a moderator, because
+    /// nobody let it in in time, or because the meeting ended meanwhile.
+    #[error("not let into the meeting ({})", deny_reason_name(*reason))]
+    Denied { reason: DenyReason },
+}
+
+fn deny_reason_name(reason: DenyReason) -> &'static str {
+    match reason {
+        DenyReason::Denied => "a moderator said no",
+        DenyReason::TimedOut => "nobody let you in in time",
+        DenyReason::SessionEnded => "the meeting ended",
+    }
 }
 
 impl ClientError {
@@ -99,6 +112,7 @@ impl ClientError {
             ClientError::Closed => "closed",
             ClientError::ServerShutdown => "server_shutdown",
             ClientError::Silent(_) => "silent",
+            ClientError::Denied { .. } => "denied",
         }
     }
 
@@ -119,7 +133,7 @@ impl ClientError {
             | ClientError::Closed
             | ClientError::ServerShutdown
             | ClientError::Silent(_) => true,
-            ClientError::Disconnected { .. } => false,
+            ClientError::Disconnected { .. } | ClientError::Denied { .. } => false,
         }
     }
 }

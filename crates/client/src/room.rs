@@ -12,8 +12,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use confer_proto::signal::{ParticipantInfo, Reply, Request, TrackUpdate};
-use confer_proto::track::{SubscriptionOptions, TrackId};
+use confer_proto::room::RoomInfo;
+use confer_proto::signal::{ParticipantInfo, Reaction, Reply, Request, TrackUpdate};
+use confer_proto::track::{SubscriptionOptions, TrackId, TrackKind};
 use confer_proto::{Identity, ParticipantId, RoomId, UnixMillis};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -57,6 +58,9 @@ pub struct RoomOptions {
     /// server ends the call when it runs out unless the app calls
     /// [`Room::update_token`].
     pub renewal: Option<TokenRenewal>,
+    /// How long to wait in a room's lobby for a moderator (the server turns a knock
+    /// away after ten minutes anyway).
+    pub lobby_timeout: Duration,
 }
 
 impl Default for RoomOptions {
@@ -70,6 +74,7 @@ impl Default for RoomOptions {
             media_ip: None,
             force_relay: false,
             renewal: None,
+            lobby_timeout: Duration::from_secs(11 * 60),
         }
     }
 }
@@ -177,6 +182,20 @@ impl Room {
         token: &str,
         options: RoomOptions,
     ) -> Result<(Room, mpsc::UnboundedReceiver<RoomEvent>)> {
+        Self::connect_through_lobby(url, token, options, None).await
+    }
+
+    /// [`Room::connect`], for rooms that may have a lobby: when the server puts the
+    /// participant in it, `knocking` hears the room's description at once (show
+    /// "waiting for the host to let you in"), and this returns when a moderator lets it
+    /// in. A knock turned away is [`ClientError::Denied`]; one nobody answers within
+    /// `options.lobby_timeout` is [`ClientError::Timeout`].
+    pub async fn connect_through_lobby(
+        url: &str,
+        token: &str,
+        options: RoomOptions,
+        knocking: Option<oneshot::Sender<RoomInfo>>,
+    ) -> Result<(Room, mpsc::UnboundedReceiver<RoomEvent>)> {
         let url = endpoint::signal_url(url)?;
         let timeout = options.reconnect.timeout_per_attempt;
         const JOIN_ID: u64 = 1;
@@ -186,10 +205,28 @@ impl Room {
             let (reply, early) = conn.join(JOIN_ID, join).await?;
             Ok::<_, ClientError>((conn, reply, early))
         };
-        let (conn, reply, early) =
+        let (mut conn, reply, mut early) =
             tokio::time::timeout(timeout, first).await.map_err(|_| ClientError::Timeout(timeout))??;
-        let Reply::Joined(join) = reply else {
-            return Err(ClientError::Protocol { detail: format!("unexpected answer to a join: {reply:?}") });
+        let join = match reply {
+            Reply::Joined(join) => join,
+            Reply::Knocking { participant_id, room, .. } => {
+                tracing::info!(room = %room.id, participant = %participant_id, "waiting in the lobby");
+                if let Some(knocking) = knocking {
+                    let _ = knocking.send(room);
+                }
+                let wait = options.lobby_timeout;
+                let admitted = tokio::time::timeout(wait, conn.wait_in_lobby(&mut early)).await;
+                match admitted {
+                    Ok(result) => result?,
+                    Err(_) => {
+                        conn.close().await;
+                        return Err(ClientError::Timeout(wait));
+                    }
+                }
+            }
+            other => {
+                return Err(ClientError::Protocol { detail: format!("unexpected answer to a join: {other:?}") });
+            }
         };
         let (snapshot, resume_token) = RoomSnapshot::from_join(*join);
         tracing::info!(room = %snapshot.room.id, participant = %snapshot.local.id, "joined");
@@ -387,6 +424,63 @@ impl Room {
     /// Asks for `network_metrics` events about these participants (empty: stop).
     pub async fn set_network_metrics(&self, participants: Vec<ParticipantId>) -> Result<()> {
         self.request_ok("set_network_metrics", Request::SetNetworkMetrics { participants }).await
+    }
+
+    /// Lets someone waiting in the lobby in, or everyone waiting (`None`). Moderators.
+    pub async fn admit(&self, participant_id: Option<&ParticipantId>) -> Result<()> {
+        self.request_ok("admit", Request::Admit { participant_id: participant_id.cloned() }).await
+    }
+
+    /// Turns someone waiting in the lobby away, or everyone waiting (`None`). Moderators.
+    pub async fn deny(&self, participant_id: Option<&ParticipantId>) -> Result<()> {
+        self.request_ok("deny", Request::Deny { participant_id: participant_id.cloned() }).await
+    }
+
+    /// Locks the meeting (nobody new joins or knocks) or unlocks it. Moderators.
+    pub async fn set_locked(&self, locked: bool) -> Result<()> {
+        self.request_ok("set_locked", Request::SetLocked { locked }).await
+    }
+
+    /// Ends the meeting for everyone. Moderators.
+    pub async fn end_for_all(&self) -> Result<()> {
+        self.request_ok("end_session", Request::EndSession).await
+    }
+
+    /// Mutes someone's microphone (`Audio`) or stops their camera (`Video`). Moderators.
+    pub async fn mute_participant(&self, participant_id: &ParticipantId, kind: TrackKind) -> Result<()> {
+        let request = Request::MuteParticipant { participant_id: participant_id.clone(), kind };
+        self.request_ok("mute_participant", request).await
+    }
+
+    /// Mutes every microphone but the moderators'. Moderators.
+    pub async fn mute_all(&self) -> Result<()> {
+        self.request_ok("mute_all", Request::MuteAll).await
+    }
+
+    /// Asks someone to unmute (`Audio`) or to start their camera (`Video`). Moderators.
+    pub async fn request_unmute(&self, participant_id: &ParticipantId, kind: TrackKind) -> Result<()> {
+        let request = Request::RequestUnmute { participant_id: participant_id.clone(), kind };
+        self.request_ok("request_unmute", request).await
+    }
+
+    /// Makes someone a co-host (`true`) or takes it back. The room's managers.
+    pub async fn set_co_host(&self, participant_id: &ParticipantId, co_host: bool) -> Result<()> {
+        let participant_id = participant_id.clone();
+        let request = if co_host { Request::Promote { participant_id } } else { Request::Demote { participant_id } };
+        self.request_ok("promote", request).await
+    }
+
+    pub async fn raise_hand(&self) -> Result<()> {
+        self.request_ok("raise_hand", Request::RaiseHand).await
+    }
+
+    /// Lowers your hand (`None`), or someone else's (moderators).
+    pub async fn lower_hand(&self, participant_id: Option<&ParticipantId>) -> Result<()> {
+        self.request_ok("lower_hand", Request::LowerHand { participant_id: participant_id.cloned() }).await
+    }
+
+    pub async fn react(&self, reaction: Reaction) -> Result<()> {
+        self.request_ok("react", Request::React { reaction }).await
     }
 
     async fn request_ok(&self, name: &str, request: Request) -> Result<()> {

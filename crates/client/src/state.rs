@@ -11,7 +11,7 @@
 //! at most once, and keeps join order.
 
 use confer_proto::room::RoomInfo;
-use confer_proto::signal::{Event, IceServer, JoinSnapshot, ParticipantInfo, Role, SignalLimits};
+use confer_proto::signal::{Event, IceServer, JoinSnapshot, Knock, ParticipantInfo, RaisedHand, Role, SignalLimits};
 use confer_proto::track::StreamInfo;
 use confer_proto::{Identity, ParticipantId, UnixMillis};
 use serde::Serialize;
@@ -32,13 +32,29 @@ pub struct RoomSnapshot {
     pub token_expires_at: UnixMillis,
     pub ice_servers: Vec<IceServer>,
     pub limits: SignalLimits,
+    /// Whether a moderator locked the meeting.
+    pub locked: bool,
+    /// Raised hands, first raised first.
+    pub hands: Vec<RaisedHand>,
+    /// Who waits in the lobby; known to moderators only.
+    pub knocks: Vec<Knock>,
 }
 
 impl RoomSnapshot {
     /// Splits a join answer into the public snapshot and the secret resume token.
     pub(crate) fn from_join(join: JoinSnapshot) -> (Self, String) {
-        let JoinSnapshot { room, participant, participants, resume_token, token_expires_at, ice_servers, limits } =
-            join;
+        let JoinSnapshot {
+            room,
+            participant,
+            participants,
+            resume_token,
+            token_expires_at,
+            ice_servers,
+            limits,
+            locked,
+            hands,
+            knocks,
+        } = join;
         let local_id = participant.id.clone();
         let snapshot = RoomSnapshot {
             room,
@@ -49,6 +65,9 @@ impl RoomSnapshot {
             token_expires_at,
             ice_servers,
             limits,
+            locked,
+            hands,
+            knocks,
         };
         (snapshot, resume_token)
     }
@@ -136,6 +155,8 @@ impl RoomState {
                     .iter()
                     .position(|p| p.id == participant_id)
                     .map(|i| self.snapshot.remote.remove(i));
+                // A hand goes with its owner.
+                self.snapshot.hands.retain(|h| h.participant_id != participant_id);
                 let participant = match removed {
                     Some(p) => p,
                     None => self.info_or_stub(&participant_id, Some(&identity)),
@@ -201,6 +222,33 @@ impl RoomState {
                     _ => t.censored = false,
                 }
             }
+            Event::ParticipantUpdated { participant } => {
+                if self.snapshot.local.id == participant.id {
+                    // What the local participant publishes is known here, not from the event.
+                    let streams = std::mem::take(&mut self.snapshot.local.streams);
+                    self.snapshot.local = ParticipantInfo { streams, ..participant.clone() };
+                    if !participant.role.moderates() {
+                        self.snapshot.knocks.clear();
+                    }
+                } else if let Some(p) = self.snapshot.remote.iter_mut().find(|p| p.id == participant.id) {
+                    let streams = std::mem::take(&mut p.streams);
+                    *p = ParticipantInfo { streams, ..participant.clone() };
+                }
+            }
+            Event::HandRaised { participant_id, raised_at } => {
+                if !self.snapshot.hands.iter().any(|h| &h.participant_id == participant_id) {
+                    let hand = RaisedHand { participant_id: participant_id.clone(), raised_at: *raised_at };
+                    self.snapshot.hands.push(hand);
+                }
+            }
+            Event::HandLowered { participant_id, .. } => self.snapshot.hands.retain(|h| &h.participant_id != participant_id),
+            Event::Knocking { knock } => {
+                self.snapshot.knocks.retain(|k| k.participant_id != knock.participant_id);
+                self.snapshot.knocks.push(knock.clone());
+            }
+            Event::KnockEnded { participant_id, .. } => self.snapshot.knocks.retain(|k| &k.participant_id != participant_id),
+            Event::RoomLocked { .. } => self.snapshot.locked = true,
+            Event::RoomUnlocked { .. } => self.snapshot.locked = false,
             _ => {}
         }
     }

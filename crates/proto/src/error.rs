@@ -66,6 +66,8 @@ catalog! {
     InvalidSdp = 1005, "invalid_sdp", 400, "the session description cannot be used";
     /// An HTTP request (body and answer included) took longer than the server allows.
     RequestTimeout = 1006, "request_timeout", 408, "the request took too long";
+    /// A request from someone still waiting in the lobby (only `leave` and `ping` are).
+    NotAdmitted = 1007, "not_admitted", 403, "waiting for a moderator to let you in";
     /// The room API was called without valid API credentials.
     Unauthorized = 2000, "unauthorized", 401, "missing or wrong API credentials";
     /// A join or refresh token that is malformed or has a bad signature.
@@ -113,6 +115,8 @@ catalog! {
     DisabledByPolicy = 4001, "disabled_by_policy", 403, "the room's policy does not allow this";
     /// A per-participant limit: streams published at once.
     LimitExceeded = 4002, "limit_exceeded", 403, "a limit of the server was reached";
+    /// A moderator locked the meeting: nobody new joins or knocks.
+    RoomLocked = 4003, "room_locked", 403, "the meeting is locked";
     /// An unexpected server fault. The server logs the details.
     Internal = 5000, "internal", 500, "internal server error";
     /// The server is shutting down or not ready.

@@ -17,6 +17,9 @@ pub struct RoomPolicy {
     pub allow_guests: bool,
     /// Whether the room carries audio only.
     pub audio_only: bool,
+    /// Whether people who are not the room's managers wait in a lobby until a
+    /// moderator lets them in.
+    pub lobby: bool,
 }
 
 impl Default for RoomPolicy {
@@ -26,6 +29,7 @@ impl Default for RoomPolicy {
             publish_sources: TrackSource::ALL.to_vec(),
             allow_guests: true,
             audio_only: false,
+            lobby: false,
         }
     }
 }

@@ -118,6 +118,93 @@ pub enum Request {
     SetNetworkMetrics {
         participants: Vec<ParticipantId>,
     },
+    /// Let someone waiting in the lobby in (moderators); everyone waiting when
+    /// `participant_id` is absent. They get `admitted`, the moderators `knock_ended`.
+    Admit {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        participant_id: Option<ParticipantId>,
+    },
+    /// Turn someone waiting in the lobby away (moderators); everyone waiting when
+    /// `participant_id` is absent. They get `denied` and are disconnected.
+    Deny {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        participant_id: Option<ParticipantId>,
+    },
+    /// Lock the meeting (moderators): nobody new joins or knocks, whoever is in stays.
+    /// Everyone gets `room_locked` or `room_unlocked`.
+    SetLocked {
+        locked: bool,
+    },
+    /// End the meeting for everyone (moderators): all are removed with `session_ended`.
+    EndSession,
+    /// Mute someone's microphone (`audio`) or stop their camera (`video`) (moderators).
+    /// Everyone, the participant included, gets `track_disabled` with `by`; only the
+    /// participant can turn it back on.
+    MuteParticipant {
+        participant_id: ParticipantId,
+        kind: TrackKind,
+    },
+    /// Mute every microphone but the moderators' (moderators).
+    MuteAll,
+    /// Ask someone to unmute (`audio`) or start their camera (`video`) (moderators).
+    /// They get `unmute_requested`; nothing changes unless they act on it.
+    RequestUnmute {
+        participant_id: ParticipantId,
+        kind: TrackKind,
+    },
+    /// Make someone a co-host (the room's managers): moderator rights from now on,
+    /// without rejoining. Everyone gets `participant_updated`.
+    Promote {
+        participant_id: ParticipantId,
+    },
+    /// Take a co-host's moderator rights back (the room's managers).
+    Demote {
+        participant_id: ParticipantId,
+    },
+    /// Raise your hand. Everyone gets `hand_raised`; hands are listed in the order raised.
+    RaiseHand,
+    /// Lower your hand, or (moderators) someone else's. Everyone gets `hand_lowered`.
+    LowerHand {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        participant_id: Option<ParticipantId>,
+    },
+    /// Send a reaction to everyone (rate-limited). Everyone gets `reaction`.
+    React {
+        reaction: Reaction,
+    },
+}
+
+/// The reactions there are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reaction {
+    ThumbsUp,
+    Clap,
+    Heart,
+    Laugh,
+    Surprised,
+    Celebrate,
+}
+
+impl Reaction {
+    pub const ALL: [Reaction; 6] =
+        [Reaction::ThumbsUp, Reaction::Clap, Reaction::Heart, Reaction::Laugh, Reaction::Surprised, Reaction::Celebrate];
+
+    /// The wire name (`thumbs_up`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Reaction::ThumbsUp => "thumbs_up",
+            Reaction::Clap => "clap",
+            Reaction::Heart => "heart",
+            Reaction::Laugh => "laugh",
+            Reaction::Surprised => "surprised",
+            Reaction::Celebrate => "celebrate",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
 }
 
 /// A change to one published track in `update_stream`.
@@ -230,6 +317,15 @@ pub enum Reply {
     },
     Pong,
     Ok,
+    /// The room has a lobby: wait for `admitted` (with the room state) or `denied`.
+    /// Until then only `leave` and `ping` are answered.
+    Knocking {
+        participant_id: ParticipantId,
+        /// Lets this knock survive a dropped connection, as after a join.
+        resume_token: String,
+        room: RoomInfo,
+        limits: SignalLimits,
+    },
 }
 
 /// The room state handed to a participant when it joins.
@@ -246,6 +342,64 @@ pub struct JoinSnapshot {
     pub token_expires_at: UnixMillis,
     pub ice_servers: Vec<IceServer>,
     pub limits: SignalLimits,
+    /// Whether the meeting is locked.
+    #[serde(default)]
+    pub locked: bool,
+    /// Raised hands, first raised first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hands: Vec<RaisedHand>,
+    /// Who waits in the lobby (for moderators; empty for the others).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub knocks: Vec<Knock>,
+}
+
+/// A raised hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaisedHand {
+    pub participant_id: ParticipantId,
+    pub raised_at: UnixMillis,
+}
+
+/// Someone waiting in the lobby, as moderators see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Knock {
+    pub participant_id: ParticipantId,
+    pub identity: Identity,
+    pub name: String,
+    /// How they came: with an invite (a guest) or a join token.
+    pub via: JoinVia,
+    pub knocked_at: UnixMillis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinVia {
+    Invite,
+    Token,
+}
+
+/// How a knock ended, as moderators are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KnockOutcome {
+    Admitted,
+    Denied,
+    /// Nobody answered in time.
+    TimedOut,
+    /// The person gave up (left, or their connection did not come back).
+    Left,
+}
+
+/// Why a knock was turned away, as the person waiting is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenyReason {
+    /// A moderator said no.
+    Denied,
+    /// Nobody let them in in time.
+    TimedOut,
+    /// The meeting ended while they waited.
+    SessionEnded,
 }
 
 /// The server's limits and timers, so that clients can stay within them.
@@ -277,8 +431,18 @@ pub struct IceServer {
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Member,
+    /// The room's managers and holders of the `moderator` grant.
     Manager,
     Guest,
+    /// Promoted by a manager during this session: moderator rights until demoted.
+    CoHost,
+}
+
+impl Role {
+    /// Whether this role may moderate (admit, lock, mute, kick...).
+    pub fn moderates(self) -> bool {
+        matches!(self, Role::Manager | Role::CoHost)
+    }
 }
 
 /// A participant as others see it.
@@ -332,6 +496,8 @@ pub enum DisconnectReason {
     /// The server failed while serving this participant (a bug, logged there); the
     /// others carry on. Joining again works.
     ServerError,
+    /// The knock was turned away (see the `denied` event before this).
+    Denied,
 }
 
 /// Things that happen in the room, pushed by the server.
@@ -390,12 +556,15 @@ pub enum Event {
         key: String,
         error: ErrorBody,
     },
-    /// A track's publisher muted it.
+    /// A track was muted: by its publisher, or by the moderator `by` (then the
+    /// publisher is told too, and its client stops the device).
     TrackDisabled {
         participant_id: ParticipantId,
         key: String,
         track_id: TrackId,
         kind: TrackKind,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<ParticipantId>,
     },
     /// A track's publisher unmuted it.
     TrackEnabled {
@@ -452,6 +621,56 @@ pub enum Event {
     NetworkMetrics {
         reports: Vec<NetworkMetrics>,
     },
+    /// Someone is waiting in the lobby (moderators).
+    Knocking {
+        knock: Knock,
+    },
+    /// A knock is over (moderators): let in, turned away, timed out, or given up.
+    KnockEnded {
+        participant_id: ParticipantId,
+        outcome: KnockOutcome,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<ParticipantId>,
+    },
+    /// You were let in: the room state, as a join's reply would have had it.
+    Admitted {
+        snapshot: Box<JoinSnapshot>,
+    },
+    /// Your knock was turned away; `disconnected` follows.
+    Denied {
+        reason: DenyReason,
+    },
+    RoomLocked {
+        by: ParticipantId,
+    },
+    RoomUnlocked {
+        by: ParticipantId,
+    },
+    /// Someone's role changed (promoted to co-host, or demoted).
+    ParticipantUpdated {
+        participant: ParticipantInfo,
+    },
+    /// A moderator asks you to unmute (`audio`) or start your camera (`video`).
+    UnmuteRequested {
+        by: ParticipantId,
+        kind: TrackKind,
+    },
+    HandRaised {
+        participant_id: ParticipantId,
+        raised_at: UnixMillis,
+    },
+    /// A hand went down: lowered by its owner or by the moderator `by`. A hand also goes
+    /// when its owner leaves (no event: `participant_left` says it).
+    HandLowered {
+        participant_id: ParticipantId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<ParticipantId>,
+    },
+    Reaction {
+        participant_id: ParticipantId,
+        reaction: Reaction,
+        sent_at: UnixMillis,
+    },
 }
 
 impl Event {
@@ -477,6 +696,17 @@ impl Event {
             Event::SubscriberOffer { .. } => "subscriber_offer",
             Event::AudioActivity { .. } => "audio_activity",
             Event::NetworkMetrics { .. } => "network_metrics",
+            Event::Knocking { .. } => "knocking",
+            Event::KnockEnded { .. } => "knock_ended",
+            Event::Admitted { .. } => "admitted",
+            Event::Denied { .. } => "denied",
+            Event::RoomLocked { .. } => "room_locked",
+            Event::RoomUnlocked { .. } => "room_unlocked",
+            Event::ParticipantUpdated { .. } => "participant_updated",
+            Event::UnmuteRequested { .. } => "unmute_requested",
+            Event::HandRaised { .. } => "hand_raised",
+            Event::HandLowered { .. } => "hand_lowered",
+            Event::Reaction { .. } => "reaction",
         }
     }
 }

@@ -293,6 +293,17 @@ impl Connection {
                 self.closing = true;
                 return;
             }
+            (Request::EndSession, Some(joined)) => {
+                // As for a leave, the answer goes out before everyone's `disconnected`.
+                match self.state.hub.may_end_session(&joined.room, &joined.participant) {
+                    Ok(()) => {
+                        self.send(response(id, Reply::Ok));
+                        self.state.hub.end_session_by(&joined.room, &joined.participant, Now::system());
+                        return;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             (_, None) => Err(ErrorCode::NotJoined.into()),
             (request, Some(joined)) => self.handle(request, &joined).await,
         };
@@ -346,6 +357,10 @@ impl Connection {
         let hub = &self.state.hub;
         if self.state.take_signaling_fault(&me.participant) {
             panic!("fault injected into {}'s signaling", me.participant);
+        }
+        // Someone in the lobby may only wait (or leave, answered in `on_text`).
+        if !matches!(request, Request::Ping) && hub.is_waiting(&me.room, &me.participant) {
+            return Err(ErrorCode::NotAdmitted.into());
         }
         match request {
             // Answered in `on_text`, which needs to own the connection state for them.
@@ -424,6 +439,37 @@ impl Connection {
             Request::SetNetworkMetrics { participants } => {
                 hub.set_network_metrics(&me.room, &me.participant, participants)?;
                 Ok(Reply::Ok)
+            }
+            Request::Admit { participant_id } => {
+                hub.admit(&me.room, &me.participant, participant_id.as_ref(), Now::system()).map(|()| Reply::Ok)
+            }
+            Request::Deny { participant_id } => {
+                hub.deny(&me.room, &me.participant, participant_id.as_ref(), Now::system()).map(|()| Reply::Ok)
+            }
+            Request::SetLocked { locked } => {
+                hub.set_locked(&me.room, &me.participant, locked, Now::system()).map(|()| Reply::Ok)
+            }
+            // Answered in `on_text`: the answer must go before the connection closes.
+            Request::EndSession => Err(ApiError::new(ErrorCode::MalformedRequest, "unexpected request")),
+            Request::MuteParticipant { participant_id, kind } => hub
+                .mute_participant(&me.room, &me.participant, &participant_id, kind, Now::system())
+                .map(|()| Reply::Ok),
+            Request::MuteAll => hub.mute_all(&me.room, &me.participant, Now::system()).map(|()| Reply::Ok),
+            Request::RequestUnmute { participant_id, kind } => hub
+                .request_unmute(&me.room, &me.participant, &participant_id, kind, Now::system())
+                .map(|()| Reply::Ok),
+            Request::Promote { participant_id } => {
+                hub.set_co_host(&me.room, &me.participant, &participant_id, true, Now::system()).map(|()| Reply::Ok)
+            }
+            Request::Demote { participant_id } => {
+                hub.set_co_host(&me.room, &me.participant, &participant_id, false, Now::system()).map(|()| Reply::Ok)
+            }
+            Request::RaiseHand => hub.raise_hand(&me.room, &me.participant, Now::system()).map(|()| Reply::Ok),
+            Request::LowerHand { participant_id } => {
+                hub.lower_hand(&me.room, &me.participant, participant_id.as_ref(), Now::system()).map(|()| Reply::Ok)
+            }
+            Request::React { reaction } => {
+                hub.react(&me.room, &me.participant, reaction, Now::system()).map(|()| Reply::Ok)
             }
         }
     }

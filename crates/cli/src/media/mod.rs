@@ -38,6 +38,8 @@ pub struct MediaPlan {
     options: SubscriptionOptions,
     /// Timed actions not done yet, soonest first.
     actions: Vec<(Instant, BotAction)>,
+    /// `--accept-unmute`: do what a moderator's `unmute_requested` asks.
+    accept_unmute: bool,
     /// `--censor`: whose tracks to censor when they appear, and for how long.
     censor: Option<(String, Option<Duration>)>,
     subscribed: Vec<(ParticipantId, String)>,
@@ -122,6 +124,7 @@ impl MediaPlan {
             subscribe: args.subscribe.clone(),
             options: SubscriptionOptions { audio: true, video: true, quality: args.quality.into() },
             actions,
+            accept_unmute: args.accept_unmute,
             censor: args.censor.clone().map(|who| (who, args.uncensor_after)),
             subscribed: Vec::new(),
             metrics: args.metrics.clone(),
@@ -175,6 +178,13 @@ impl MediaPlan {
                     if !self.subscribed.iter().any(|(p, k)| *p == participant_id && *k == key) =>
                 {
                     self.subscribed.push((participant_id, key));
+                }
+                Event::UnmuteRequested { kind, .. } if self.accept_unmute => {
+                    let kind = match kind {
+                        TrackKind::Video => MediaKindArg::Video,
+                        _ => MediaKindArg::Audio,
+                    };
+                    refused |= self.act(room, BotAction::Unmute(kind), out).await?;
                 }
                 _ => {}
             },
@@ -378,6 +388,7 @@ impl MediaPlan {
                     refused |= self.start_publishing(room, &plan, out).await?;
                 }
             }
+            BotAction::Host(host) => refused |= crate::host::act(room, host, at_ms, out).await?,
         }
         Ok(refused)
     }

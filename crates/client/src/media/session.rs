@@ -243,6 +243,19 @@ impl MediaTask {
                 }
             }
             Event::StreamUnpublished { participant_id, key } => self.shared.want(&participant_id, &key, None),
+            // A moderator muted one of our tracks: what feeds it stops sending, as after
+            // `Room::set_track_muted` (the server stopped forwarding it already).
+            Event::TrackDisabled { participant_id, track_id, by: Some(by), .. }
+                if participant_id == self.snapshot.borrow().local.id =>
+            {
+                let publisher = self.shared.publisher.lock().await;
+                let mut tracks = publisher.streams().iter().flat_map(|s| s.tracks());
+                let track = tracks.find(|t| t.id().as_ref() == Some(&track_id));
+                if let Some(track) = track {
+                    tracing::info!(track = %track_id, %by, "muted by a moderator");
+                    track.set_muted(true);
+                }
+            }
             Event::StreamFailed { key, error } => {
                 let mut publisher = self.shared.publisher.lock().await;
                 // One failed connection fails every stream on it; the first event

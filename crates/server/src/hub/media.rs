@@ -299,7 +299,7 @@ impl Hub {
             media.send(Command::SetTrackState { track_id: t.id.clone(), muted: t.muted, censored: t.censored });
             let (participant_id, key, track_id, kind) = (id.clone(), key.to_owned(), t.id.clone(), t.kind);
             events.push(if u.muted {
-                Event::TrackDisabled { participant_id, key, track_id, kind }
+                Event::TrackDisabled { participant_id, key, track_id, kind, by: None }
             } else {
                 Event::TrackEnabled { participant_id, key, track_id, kind }
             });
@@ -482,9 +482,8 @@ impl Hub {
     ) -> ApiResult<()> {
         let mut sessions = self.lock();
         let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
-        let managers = session.room.managers.clone();
-        if !session.get_mut(by)?.can_moderate(&managers) {
-            return Err(ApiError::new(ErrorCode::PermissionDenied, "only managers and moderators can censor"));
+        if !session.get_mut(by)?.can_moderate() {
+            return Err(ApiError::new(ErrorCode::PermissionDenied, "only the host and co-hosts can stop a track"));
         }
         let (idx, key, _) = session.find_track(track_id).ok_or(ErrorCode::TrackNotFound)?;
         let p = &mut session.participants[idx];

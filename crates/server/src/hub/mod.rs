@@ -8,6 +8,7 @@
 //! participant's `joined` response is queued before any event addressed to it.
 
 mod media;
+mod moderation;
 mod participant;
 #[cfg(test)]
 mod tests;
@@ -19,12 +20,13 @@ use std::time::{Duration, Instant};
 use confer_proto::room::Room;
 use confer_proto::session::SessionInfo;
 use confer_proto::signal::{
-    DisconnectReason, Event, IceServer, JoinRequest, JoinSnapshot, LeaveReason, Outcome, ParticipantInfo, Reply,
-    ServerMessage, SignalLimits,
+    DisconnectReason, Event, IceServer, JoinRequest, JoinSnapshot, LeaveReason, Outcome, ParticipantInfo, RaisedHand,
+    Reply, ServerMessage, SignalLimits,
 };
 use confer_proto::track::TrackSource;
 use confer_proto::{ErrorCode, Identity, ParticipantId, RoomId, UnixMillis};
 
+use moderation::Waiting;
 use participant::{frame, Participant};
 pub use participant::{Link, Outbound, Queued};
 
@@ -70,6 +72,12 @@ struct Session {
     censored: HashSet<(Identity, TrackSource)>,
     /// The media worker the room lives on.
     sfu: RoomMedia,
+    /// Waiting in the lobby, first knock first.
+    lobby: Vec<Waiting>,
+    /// Locked by a moderator: nobody new joins or knocks.
+    locked: bool,
+    /// Raised hands, first raised first.
+    hands: Vec<RaisedHand>,
 }
 
 impl Session {
@@ -78,7 +86,46 @@ impl Session {
     }
 
     fn get_mut(&mut self, id: &ParticipantId) -> ApiResult<&mut Participant> {
-        self.participants.iter_mut().find(|p| &p.info.id == id).ok_or_else(|| ErrorCode::ParticipantNotFound.into())
+        if let Some(p) = self.participants.iter_mut().find(|p| &p.info.id == id) {
+            return Ok(p);
+        }
+        if self.lobby.iter().any(|w| &w.p.info.id == id) {
+            return Err(ErrorCode::NotAdmitted.into());
+        }
+        Err(ErrorCode::ParticipantNotFound.into())
+    }
+
+    /// Nobody in the meeting and nobody waiting: the session can go.
+    fn is_empty(&self) -> bool {
+        self.participants.is_empty() && self.lobby.is_empty()
+    }
+
+    /// The room state as `participant` is to see it at its join (or admission).
+    fn snapshot(&self, me: &Participant, ice_servers: Vec<IceServer>, limits: &SignalLimits) -> JoinSnapshot {
+        JoinSnapshot {
+            room: self.room.info(),
+            participant: me.info.clone(),
+            participants: self
+                .participants
+                .iter()
+                .filter(|p| p.info.id != me.info.id)
+                .map(|p| p.info.clone())
+                .collect(),
+            resume_token: me.resume_token.clone(),
+            token_expires_at: me.token_expires_at.saturating_mul(1000),
+            ice_servers,
+            limits: limits.clone(),
+            locked: self.locked,
+            hands: self.hands.clone(),
+            knocks: if me.can_moderate() { self.lobby.iter().map(|w| w.knock.clone()).collect() } else { Vec::new() },
+        }
+    }
+
+    /// Queues an event for every moderator.
+    fn tell_moderators(&mut self, event: &Event, now: Instant) {
+        for p in self.participants.iter_mut().filter(|p| p.can_moderate()) {
+            p.push(event.clone(), now);
+        }
     }
 
     fn broadcast(&mut self, event: &Event, except: Option<&ParticipantId>, now: Instant) {
@@ -102,6 +149,7 @@ impl Session {
             self.end_stream(idx, &key, None, now);
         }
         self.sfu.send(Command::Remove { participant: id.clone() });
+        self.hands.retain(|h| h.participant_id != id);
         let mut gone = self.participants.remove(idx);
         gone.push(Event::Disconnected { reason: disconnect }, now);
         gone.send(Outbound::Close, now);
@@ -180,16 +228,23 @@ impl Hub {
             participants: Vec::new(),
             censored: HashSet::new(),
             sfu: self.sfu.place(),
+            lobby: Vec::new(),
+            locked: false,
+            hands: Vec::new(),
         });
         // The stored room may be newer than the session's copy.
         if room.version > session.room.version {
             session.room = room;
         }
+        let role = Participant::role_for(&token.identity, &token.grants, &session.room.managers);
+        if session.locked && !role.moderates() {
+            return Err(ApiError::new(ErrorCode::RoomLocked, "the meeting is locked; ask the host to unlock it"));
+        }
         let replaced = session.participants.iter().position(|p| p.info.identity == token.identity);
         let others = session.participants.len() - usize::from(replaced.is_some());
         if let Some(max) = session.room.policy.max_participants {
             if others >= max as usize {
-                if session.participants.is_empty() {
+                if session.is_empty() {
                     sessions.remove(&token.room);
                 }
                 return Err(ErrorCode::RoomFull.into());
@@ -198,6 +253,7 @@ impl Hub {
         if let Some(idx) = replaced {
             session.remove(idx, Some(LeaveReason::Replaced), DisconnectReason::Replaced, now.mono);
         }
+        session.end_knock_of(&token.identity, now);
 
         let name = req.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| token.name.clone());
         let info = ParticipantInfo {
@@ -205,24 +261,20 @@ impl Hub {
             identity: token.identity.clone(),
             name,
             context: req.context.clone(),
-            role: Participant::role_for(&token.identity, &token.grants, &session.room.managers),
+            role,
             can_receive_messages: token.grants.data,
             joined_at: now.unix_ms,
             streams: Vec::new(),
         };
-        let resume_token = random_secret(24);
+        let guest = token.grants.guest;
         let ice_servers = self.ice_servers(&token);
-        let snapshot = JoinSnapshot {
-            room: session.room.info(),
-            participant: info.clone(),
-            participants: session.participants.iter().map(|p| p.info.clone()).collect(),
-            resume_token: resume_token.clone(),
-            token_expires_at: token.expires_at.saturating_mul(1000),
-            ice_servers,
-            limits: self.config.limits.clone(),
-        };
         let mut participant =
-            Participant::new(info.clone(), token.grants, token.expires_at, resume_token, link, self.config.backlog);
+            Participant::new(info.clone(), token.grants, token.expires_at, random_secret(24), link, self.config.backlog);
+        if session.room.policy.lobby && !role.moderates() {
+            session.knock(participant, guest, request_id, &self.config.limits, now);
+            return Ok(Admitted { room: session.room.id.clone(), participant: info.id });
+        }
+        let snapshot = session.snapshot(&participant, ice_servers, &self.config.limits);
         participant.send(response(request_id, Reply::Joined(Box::new(snapshot))), now.mono);
         tracing::info!(room = %session.room.id, participant = %info.id, identity = %info.identity, "participant joined");
         session.broadcast(&Event::ParticipantJoined { participant: info.clone() }, None, now.mono);
@@ -242,7 +294,10 @@ impl Hub {
         let mut sessions = self.lock();
         let session = sessions.get_mut(&token.room).ok_or_else(|| failed("no live session"))?;
         let managers = session.room.managers.clone();
-        let p = session.get_mut(&resume.participant_id).map_err(|_| failed("participant is gone"))?;
+        let p = match session.lobby.iter_mut().find(|w| w.p.info.id == resume.participant_id) {
+            Some(waiting) => &mut waiting.p,
+            None => session.get_mut(&resume.participant_id).map_err(|_| failed("participant is gone"))?,
+        };
         let token_matches: bool =
             subtle::ConstantTimeEq::ct_eq(p.resume_token.as_bytes(), resume.resume_token.as_bytes()).into();
         if p.info.identity != token.identity || !token_matches {
@@ -266,7 +321,14 @@ impl Hub {
     /// grace period so that it can resume.
     pub fn detach(&self, room: &RoomId, id: &ParticipantId, conn_id: u64, now: Now) {
         let mut sessions = self.lock();
-        let Some(p) = sessions.get_mut(room).and_then(|s| s.get_mut(id).ok()) else { return };
+        let Some(session) = sessions.get_mut(room) else { return };
+        let p = match session.lobby.iter_mut().find(|w| &w.p.info.id == id) {
+            Some(waiting) => &mut waiting.p,
+            None => match session.get_mut(id) {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
         if p.link.as_ref().is_some_and(|l| l.conn_id == conn_id) {
             tracing::info!(%room, participant = %id, "connection dropped; participant may resume");
             p.detach(now.mono);
@@ -284,6 +346,8 @@ impl Hub {
         let Some(session) = sessions.get_mut(room) else { return };
         if let Some(idx) = session.position(id) {
             session.remove(idx, None, disconnect, now.mono);
+        } else {
+            session.end_knock(id, confer_proto::signal::KnockOutcome::Left, None, now);
         }
         drop_if_empty(&mut sessions, room);
     }
@@ -300,9 +364,8 @@ impl Hub {
         let mut sessions = self.lock();
         let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
         if let Some(by) = by {
-            let managers = session.room.managers.clone();
-            if !session.get_mut(by)?.can_moderate(&managers) {
-                return Err(ApiError::new(ErrorCode::PermissionDenied, "only managers and moderators can kick"));
+            if !session.get_mut(by)?.can_moderate() {
+                return Err(ApiError::new(ErrorCode::PermissionDenied, "only the host and co-hosts can remove people"));
             }
         }
         if by == Some(target) {
@@ -365,7 +428,11 @@ impl Hub {
 
     /// The TURN relays for the holder of `token`, with credentials valid as long as it.
     pub fn ice_servers(&self, token: &JoinToken) -> Vec<IceServer> {
-        self.config.turn.as_ref().map(|t| t.ice_servers(&token.identity, token.expires_at)).unwrap_or_default()
+        self.turn_servers(&token.identity, token.expires_at)
+    }
+
+    fn turn_servers(&self, identity: &Identity, expires_at: u64) -> Vec<IceServer> {
+        self.config.turn.as_ref().map(|t| t.ice_servers(identity, expires_at)).unwrap_or_default()
     }
 
     /// Replaces a participant's join token (same room and identity); returns its expiry.
@@ -400,14 +467,16 @@ impl Hub {
             {
                 session.remove(idx, Some(LeaveReason::ConnectionLost), DisconnectReason::Left, now.mono);
             }
+            session.expire_knocks(grace, now);
         }
-        sessions.retain(|_, s| !s.participants.is_empty());
+        sessions.retain(|_, s| !s.is_empty());
     }
 
     /// Ends a session for everyone; `false` if there was none.
     pub fn end_session(&self, room: &RoomId, disconnect: DisconnectReason, now: Now) -> bool {
         let mut sessions = self.lock();
         let Some(session) = sessions.get_mut(room) else { return false };
+        session.deny_all(confer_proto::signal::DenyReason::SessionEnded, None, now);
         while !session.participants.is_empty() {
             session.remove(0, Some(LeaveReason::SessionEnded), disconnect, now.mono);
         }
@@ -421,7 +490,7 @@ impl Hub {
     pub fn shutdown(&self, now: Now) {
         let mut sessions = self.lock();
         for session in sessions.values_mut() {
-            for p in &mut session.participants {
+            for p in session.participants.iter_mut().chain(session.lobby.iter_mut().map(|w| &mut w.p)) {
                 p.push(Event::Disconnected { reason: DisconnectReason::ServerShutdown }, now.mono);
                 p.send(Outbound::Close, now.mono);
             }
@@ -435,6 +504,18 @@ impl Hub {
         let Some(session) = sessions.get_mut(&room.id) else { return };
         session.room = room.clone();
         session.broadcast(&Event::RoomUpdated { room: room.info() }, None, now.mono);
+        // A change of managers changes who moderates.
+        let mut changed = Vec::new();
+        for p in &mut session.participants {
+            let before = p.info.role;
+            p.refresh_role(&room.managers);
+            if p.info.role != before {
+                changed.push(p.info.clone());
+            }
+        }
+        for participant in changed {
+            session.broadcast(&Event::ParticipantUpdated { participant }, None, now.mono);
+        }
     }
 
     pub fn session(&self, room: &RoomId) -> Option<SessionInfo> {
@@ -460,7 +541,7 @@ impl Hub {
 }
 
 fn drop_if_empty(sessions: &mut HashMap<RoomId, Session>, room: &RoomId) {
-    if sessions.get(room).is_some_and(|s| s.participants.is_empty()) {
+    if sessions.get(room).is_some_and(Session::is_empty) {
         sessions.remove(room);
     }
 }

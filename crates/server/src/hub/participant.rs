@@ -14,6 +14,13 @@ use confer_proto::signal::{Event, ParticipantInfo, Role, ServerMessage};
 use confer_proto::token::Grants;
 use tokio::sync::mpsc;
 
+use crate::limit::TokenBucket;
+
+/// Reactions a participant may send: a burst of this many...
+const REACTION_BURST: u32 = 4;
+/// ...then this many a second.
+const REACTIONS_PER_SECOND: u32 = 1;
+
 /// Most bytes of events kept for a resume, whatever their number: a participant that
 /// missed more joins afresh.
 const BACKLOG_BYTES: usize = 1 << 20;
@@ -92,6 +99,10 @@ pub struct Participant {
     pub subscriptions: Vec<Subscription>,
     /// Whose network metrics it asked for.
     pub metrics_for: Vec<confer_proto::ParticipantId>,
+    /// A manager made it a co-host in this session.
+    pub promoted: bool,
+    /// Reactions it may still send now.
+    pub reactions: TokenBucket,
 }
 
 /// One stream a participant receives.
@@ -125,20 +136,31 @@ impl Participant {
             publishing: Vec::new(),
             subscriptions: Vec::new(),
             metrics_for: Vec::new(),
+            promoted: false,
+            reactions: TokenBucket::new(REACTIONS_PER_SECOND, REACTION_BURST, Instant::now()),
         }
     }
 
     /// Takes a renewed token's grants and expiry; what others see of this participant
     /// (role, whether it receives messages) follows the new grants.
     pub fn set_token(&mut self, grants: Grants, expires_at: u64, managers: &[confer_proto::Identity]) {
-        self.info.role = Self::role_for(&self.info.identity, &grants, managers);
         self.info.can_receive_messages = grants.data;
         self.grants = grants;
         self.token_expires_at = expires_at;
+        self.refresh_role(managers);
     }
 
-    pub fn can_moderate(&self, managers: &[confer_proto::Identity]) -> bool {
-        self.grants.moderator || managers.contains(&self.info.identity)
+    /// Whether it may moderate: a manager of the room, or promoted to co-host.
+    pub fn can_moderate(&self) -> bool {
+        self.info.role.moderates()
+    }
+
+    /// Sets the role others see from the grants, the room's managers and a promotion.
+    pub fn refresh_role(&mut self, managers: &[confer_proto::Identity]) {
+        self.info.role = Self::role_for(&self.info.identity, &self.grants, managers);
+        if self.promoted && self.info.role != Role::Manager {
+            self.info.role = Role::CoHost;
+        }
     }
 
     pub fn role_for(identity: &confer_proto::Identity, grants: &Grants, managers: &[confer_proto::Identity]) -> Role {

@@ -11,6 +11,7 @@ mod data_tracks;
 mod devices;
 mod fault_isolation;
 mod h264;
+mod host_controls;
 mod load;
 mod mute_and_censor;
 mod network_interruption;
