@@ -468,7 +468,10 @@ pub enum BotAction {
     Mute(MediaKindArg),
     Unmute(MediaKindArg),
     Quality(QualityArg),
-    Receive { audio: bool, video: bool },
+    Receive {
+        audio: bool,
+        video: bool,
+    },
     Censor(String),
     Uncensor(String),
     Unpublish,

@@ -14,7 +14,12 @@ use crate::output::JsonLines;
 
 /// Does `action`; prints `action_done` (with the action's name and whom it was about)
 /// or the server's refusal. Returns whether it was refused.
-pub async fn act(room: &Room, action: HostAction, at_ms: u64, out: &mut JsonLines<impl Write>) -> std::io::Result<bool> {
+pub async fn act(
+    room: &Room,
+    action: HostAction,
+    at_ms: u64,
+    out: &mut JsonLines<impl Write>,
+) -> std::io::Result<bool> {
     let (name, about, result) = run(room, &action).await;
     match result {
         Ok(()) => {

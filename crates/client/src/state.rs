@@ -241,12 +241,16 @@ impl RoomState {
                     self.snapshot.hands.push(hand);
                 }
             }
-            Event::HandLowered { participant_id, .. } => self.snapshot.hands.retain(|h| &h.participant_id != participant_id),
+            Event::HandLowered { participant_id, .. } => {
+                self.snapshot.hands.retain(|h| &h.participant_id != participant_id)
+            }
             Event::Knocking { knock } => {
                 self.snapshot.knocks.retain(|k| k.participant_id != knock.participant_id);
                 self.snapshot.knocks.push(knock.clone());
             }
-            Event::KnockEnded { participant_id, .. } => self.snapshot.knocks.retain(|k| &k.participant_id != participant_id),
+            Event::KnockEnded { participant_id, .. } => {
+                self.snapshot.knocks.retain(|k| &k.participant_id != participant_id)
+            }
             Event::RoomLocked { .. } => self.snapshot.locked = true,
             Event::RoomUnlocked { .. } => self.snapshot.locked = false,
             _ => {}

@@ -187,8 +187,14 @@ pub enum Reaction {
 }
 
 impl Reaction {
-    pub const ALL: [Reaction; 6] =
-        [Reaction::ThumbsUp, Reaction::Clap, Reaction::Heart, Reaction::Laugh, Reaction::Surprised, Reaction::Celebrate];
+    pub const ALL: [Reaction; 6] = [
+        Reaction::ThumbsUp,
+        Reaction::Clap,
+        Reaction::Heart,
+        Reaction::Laugh,
+        Reaction::Surprised,
+        Reaction::Celebrate,
+    ];
 
     /// The wire name (`thumbs_up`, ...).
     pub fn name(self) -> &'static str {

@@ -455,9 +455,9 @@ impl Connection {
                 .mute_participant(&me.room, &me.participant, &participant_id, kind, Now::system())
                 .map(|()| Reply::Ok),
             Request::MuteAll => hub.mute_all(&me.room, &me.participant, Now::system()).map(|()| Reply::Ok),
-            Request::RequestUnmute { participant_id, kind } => hub
-                .request_unmute(&me.room, &me.participant, &participant_id, kind, Now::system())
-                .map(|()| Reply::Ok),
+            Request::RequestUnmute { participant_id, kind } => {
+                hub.request_unmute(&me.room, &me.participant, &participant_id, kind, Now::system()).map(|()| Reply::Ok)
+            }
             Request::Promote { participant_id } => {
                 hub.set_co_host(&me.room, &me.participant, &participant_id, true, Now::system()).map(|()| Reply::Ok)
             }

@@ -268,8 +268,14 @@ impl Hub {
         };
         let guest = token.grants.guest;
         let ice_servers = self.ice_servers(&token);
-        let mut participant =
-            Participant::new(info.clone(), token.grants, token.expires_at, random_secret(24), link, self.config.backlog);
+        let mut participant = Participant::new(
+            info.clone(),
+            token.grants,
+            token.expires_at,
+            random_secret(24),
+            link,
+            self.config.backlog,
+        );
         if session.room.policy.lobby && !role.moderates() {
             session.knock(participant, guest, request_id, &self.config.limits, now);
             return Ok(Admitted { room: session.room.id.clone(), participant: info.id });

@@ -146,8 +146,7 @@ impl Session {
             .lobby
             .iter()
             .filter(|w| {
-                now.mono.saturating_duration_since(w.since) >= KNOCK_TIMEOUT
-                    || w.p.token_expires_at <= now.unix_secs()
+                now.mono.saturating_duration_since(w.since) >= KNOCK_TIMEOUT || w.p.token_expires_at <= now.unix_secs()
             })
             .map(|w| w.p.info.id.clone())
             .collect();
@@ -399,8 +398,7 @@ impl Hub {
         if session.hands.len() == before {
             return Ok(());
         }
-        let event =
-            Event::HandLowered { participant_id: target.clone(), by: (target != by).then(|| by.clone()) };
+        let event = Event::HandLowered { participant_id: target.clone(), by: (target != by).then(|| by.clone()) };
         session.broadcast(&event, None, now.mono);
         Ok(())
     }

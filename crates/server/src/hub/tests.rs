@@ -1,5 +1,6 @@
-//! The hub's rules about publications, with no media thread: what it allows, and the
-//! commands it sends the media thread.
+//! The hub's rules, with no media thread: what it allows of publications and the
+//! commands it sends the media thread, and the meeting controls (lobby, lock, co-hosts,
+//! hands, reactions) as the participants' queues see them.
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ struct Fixture {
     commands: mpsc::UnboundedReceiver<Command>,
     // Kept so that the participants' links stay open.
     _links: Vec<mpsc::Receiver<super::participant::Queued>>,
+    policy: RoomPolicy,
 }
 
 fn room() -> Room {
@@ -40,10 +42,14 @@ impl Fixture {
         let (sfu, commands) = SfuHandle::detached();
         let limits = crate::ServerConfig::default().limits;
         let hub = Hub::new(HubConfig { limits, backlog: 1024, turn: None }, sfu);
-        Fixture { hub, commands, _links: Vec::new() }
+        Fixture { hub, commands, _links: Vec::new(), policy: RoomPolicy::default() }
     }
 
     fn join(&mut self, identity: &str, grants: Grants) -> ParticipantId {
+        self.try_join(identity, grants).expect("joined")
+    }
+
+    fn try_join(&mut self, identity: &str, grants: Grants) -> ApiResult<ParticipantId> {
         let (tx, rx) = mpsc::channel(4096);
         self._links.push(rx);
         let link =
@@ -64,7 +70,20 @@ impl Fixture {
             context: serde_json::Value::Null,
             resume: None,
         };
-        self.hub.join(room(), token, &req, 1, link, Now::system()).expect("joined").participant
+        let room = Room { policy: self.policy.clone(), ..room() };
+        self.hub.join(room, token, &req, 1, link, Now::system()).map(|a| a.participant)
+    }
+
+    /// The names of the events queued for the `n`th one to join (from 0) since last asked.
+    fn events(&mut self, n: usize) -> Vec<String> {
+        let mut names = Vec::new();
+        while let Ok(q) = self._links[n].try_recv() {
+            if let Outbound::Frame(text) = q.out {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                names.push(v["event"].as_str().or(v["result"]["type"].as_str()).unwrap_or("?").to_owned());
+            }
+        }
+        names
     }
 
     /// Publishes `tracks` as stream `key`, as if the media thread accepted the offer.
@@ -163,4 +182,99 @@ fn without_the_data_grant_no_data_track_is_sent() {
         })
         .collect();
     assert_eq!(kinds, [(bob, vec![TrackKind::Video]), (carol, vec![TrackKind::Video, TrackKind::Data])]);
+}
+
+fn r() -> RoomId {
+    "r".into()
+}
+
+#[test]
+fn the_lobby_holds_knocks_until_a_moderator_answers() {
+    let mut f = Fixture::new();
+    f.policy.lobby = true;
+    let host = f.join("host", Grants::default());
+    let bob = f.join("bob", Grants::default());
+    let carol = f.join("carol", Grants::default());
+    assert_eq!(f.events(0), ["joined", "knocking", "knocking"]);
+    assert_eq!(f.events(1), ["knocking"], "bob's join is answered with a wait");
+    // Waiting, bob is nobody in the meeting and can do nothing.
+    assert_eq!(f.hub.session(&r()).unwrap().participants.len(), 1);
+    assert_eq!(f.hub.raise_hand(&r(), &bob, Now::system()).unwrap_err().code, ErrorCode::NotAdmitted);
+    // Someone waiting cannot let anyone in either.
+    assert_eq!(f.hub.admit(&r(), &bob, Some(&carol), Now::system()).unwrap_err().code, ErrorCode::NotAdmitted);
+
+    f.hub.admit(&r(), &host, Some(&bob), Now::system()).unwrap();
+    f.hub.deny(&r(), &host, Some(&carol), Now::system()).unwrap();
+    assert_eq!(f.events(1), ["admitted"]);
+    assert_eq!(f.events(2), ["knocking", "denied", "disconnected"]);
+    assert_eq!(f.events(0), ["knock_ended", "participant_joined", "knock_ended"]);
+    let names: Vec<_> = f.hub.session(&r()).unwrap().participants.into_iter().map(|p| p.identity.0).collect();
+    assert_eq!(names, ["host", "bob"]);
+    f.hub.raise_hand(&r(), &bob, Now::system()).unwrap();
+}
+
+#[test]
+fn a_locked_meeting_admits_only_managers() {
+    let mut f = Fixture::new();
+    let host = f.join("host", Grants::default());
+    let alice = f.join("alice", Grants::default());
+    assert_eq!(f.hub.set_locked(&r(), &alice, true, Now::system()).unwrap_err().code, ErrorCode::PermissionDenied);
+    f.hub.set_locked(&r(), &host, true, Now::system()).unwrap();
+    assert_eq!(f.try_join("bob", Grants::default()).unwrap_err().code, ErrorCode::RoomLocked);
+    // A manager coming back (from another device) still gets in.
+    f.try_join("host", Grants::default()).expect("a manager joins a locked meeting");
+}
+
+#[test]
+fn a_co_host_moderates_until_demoted() {
+    let mut f = Fixture::new();
+    let host = f.join("host", Grants::default());
+    let alice = f.join("alice", Grants::default());
+    let bob = f.join("bob", Grants::default());
+    assert_eq!(f.hub.mute_all(&r(), &alice, Now::system()).unwrap_err().code, ErrorCode::PermissionDenied);
+    // Only a manager makes co-hosts.
+    assert_eq!(
+        f.hub.set_co_host(&r(), &bob, &alice, true, Now::system()).unwrap_err().code,
+        ErrorCode::PermissionDenied
+    );
+    f.hub.set_co_host(&r(), &host, &alice, true, Now::system()).unwrap();
+    assert!(f.events(2).contains(&"participant_updated".to_owned()));
+    f.hub.mute_all(&r(), &alice, Now::system()).unwrap();
+    assert!(f.hub.set_co_host(&r(), &alice, &bob, true, Now::system()).is_err(), "co-hosts do not promote");
+    f.hub.set_co_host(&r(), &host, &alice, false, Now::system()).unwrap();
+    assert_eq!(f.hub.kick(&r(), Some(&alice), &bob, Now::system()).unwrap_err().code, ErrorCode::PermissionDenied);
+    // The room's managers are not demoted by anyone in the call.
+    assert!(f.hub.set_co_host(&r(), &host, &host, false, Now::system()).is_err());
+}
+
+#[test]
+fn hands_are_kept_in_order_and_go_with_their_owner() {
+    let mut f = Fixture::new();
+    let host = f.join("host", Grants::default());
+    let alice = f.join("alice", Grants::default());
+    let bob = f.join("bob", Grants::default());
+    let carol = f.join("carol", Grants::default());
+    for who in [&bob, &alice, &carol, &bob] {
+        f.hub.raise_hand(&r(), who, Now::system()).unwrap();
+    }
+    // Only a moderator lowers someone else's hand.
+    let err = f.hub.lower_hand(&r(), &alice, Some(&bob), Now::system()).unwrap_err();
+    assert_eq!(err.code, ErrorCode::PermissionDenied);
+    f.hub.lower_hand(&r(), &host, Some(&alice), Now::system()).unwrap();
+    f.hub.leave(&r(), &carol, Now::system());
+    let hands = {
+        let sessions = f.hub.lock();
+        sessions[&r()].hands.iter().map(|h| h.participant_id.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(hands, [bob]);
+}
+
+#[test]
+fn reactions_are_rate_limited() {
+    let mut f = Fixture::new();
+    let alice = f.join("alice", Grants::default());
+    let sent = (0..10)
+        .filter(|_| f.hub.react(&r(), &alice, confer_proto::signal::Reaction::Clap, Now::system()).is_ok())
+        .count();
+    assert_eq!(sent, 4, "a burst of four, then one a second");
 }

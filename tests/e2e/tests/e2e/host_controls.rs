@@ -88,7 +88,8 @@ fn a_host_runs_the_meeting() {
     let t = token(&server, &room, "dave", &[]);
     let mut dave = Bot::spawn("dave", &server, &t, &["--duration", "25"]);
     let invite = cli_json(&server, &["invite", "create", "--room", &room]);
-    let pair = cli_json(&server, &["invite", "exchange", "--invite", invite["invite"].as_str().unwrap(), "--name", "Gus"]);
+    let pair =
+        cli_json(&server, &["invite", "exchange", "--invite", invite["invite"].as_str().unwrap(), "--name", "Gus"]);
     let mut gus = Bot::spawn(
         "gus",
         &server,
@@ -161,7 +162,9 @@ fn a_host_runs_the_meeting() {
     }
     // Carol was made a co-host live, and everyone saw it.
     for who in [&hana, &bob, &gus] {
-        find(who, "participant_updated", |l| l["participant"]["identity"] == "carol" && l["participant"]["role"] == "co_host");
+        find(who, "participant_updated", |l| {
+            l["participant"]["identity"] == "carol" && l["participant"]["role"] == "co_host"
+        });
     }
     find(&hana, "participant_left", |l| l["identity"] == "bob" && l["reason"] == "kicked");
 
