@@ -391,7 +391,8 @@ pub struct BotArgs {
     /// Do something at a time after joining: `SECONDS:ACTION`, repeatable. Actions:
     /// `mute=audio|video`, `unmute=audio|video`, `quality=low|medium|high`,
     /// `receive=audio|video|both|none` (what to receive of the subscribed streams),
-    /// `censor=IDENTITY`, `uncensor=IDENTITY`, `unpublish`, `publish`; running the
+    /// `censor=IDENTITY`, `uncensor=IDENTITY`, `unpublish`, `publish`,
+    /// `audio_only=on|off`; running the
     /// meeting: `raise_hand`, `lower_hand`, `react=NAME` (thumbs_up, clap, heart,
     /// laugh, surprised, celebrate), and for moderators `lock`, `unlock`,
     /// `end_for_all`, `mute_all`, `mute=IDENTITY:audio|video`,
@@ -403,6 +404,10 @@ pub struct BotArgs {
     /// Unmute (or start the camera) when a moderator asks to (`unmute_requested`).
     #[arg(long)]
     pub accept_unmute: bool,
+    /// Audio only, as on a weak link: no video is received or published (with
+    /// --publish, only the tone). Switch in the call with `--at SECONDS:audio_only=off`.
+    #[arg(long)]
+    pub audio_only: bool,
     /// Also publish a data track in stream `main`, sending a small message every 100 ms.
     #[arg(long)]
     pub data: bool,
@@ -476,6 +481,8 @@ pub enum BotAction {
     Uncensor(String),
     Unpublish,
     Publish,
+    /// Audio only on or off.
+    AudioOnly(bool),
     /// Running the meeting (see [`crate::host`]).
     Host(HostAction),
 }
@@ -542,6 +549,11 @@ fn parse_timed_action(s: &str) -> Result<(Duration, BotAction), String> {
         "uncensor" => BotAction::Uncensor(needs()?.to_owned()),
         "unpublish" => BotAction::Unpublish,
         "publish" => BotAction::Publish,
+        "audio_only" => match needs()? {
+            "on" => BotAction::AudioOnly(true),
+            "off" => BotAction::AudioOnly(false),
+            other => return Err(format!("audio_only={other}: use on or off")),
+        },
         "raise_hand" => BotAction::Host(HostAction::RaiseHand),
         "lower_hand" => BotAction::Host(HostAction::LowerHand(value.map(str::to_owned))),
         "react" => {

@@ -64,6 +64,7 @@ pub async fn run(url: &str, args: BotArgs, out: &mut JsonLines<impl Write>) -> R
         options = options.with_refresh_token(refresh_token.as_str());
     }
     options = options.with_force_relay(args.force_relay);
+    options = options.with_audio_only(args.audio_only);
     let connect_started = Instant::now();
     // A room with a lobby answers the join with a wait: say so, then wait to be let in.
     let (knocking, mut knocked) = tokio::sync::oneshot::channel();

@@ -61,6 +61,9 @@ pub struct RoomOptions {
     /// How long to wait in a room's lobby for a moderator (the server turns a knock
     /// away after ten minutes anyway).
     pub lobby_timeout: Duration,
+    /// Join with audio only: no video received, none published (a weak link). Switch
+    /// with [`Room::set_audio_only`] in the call.
+    pub audio_only: bool,
 }
 
 impl Default for RoomOptions {
@@ -75,6 +78,7 @@ impl Default for RoomOptions {
             force_relay: false,
             renewal: None,
             lobby_timeout: Duration::from_secs(11 * 60),
+            audio_only: false,
         }
     }
 }
@@ -87,6 +91,11 @@ impl RoomOptions {
 
     pub fn with_room(mut self, room: impl Into<RoomId>) -> Self {
         self.room = Some(room.into());
+        self
+    }
+
+    pub fn with_audio_only(mut self, audio_only: bool) -> Self {
+        self.audio_only = audio_only;
         self
     }
 
@@ -238,10 +247,12 @@ impl Room {
         let config =
             MediaConfig { bind_ip: options.media_ip, force_relay: options.force_relay, room: snapshot_rx.clone() };
         let renewal = options.renewal.clone().map(|r| r.source(&url)).transpose()?;
+        let audio_only = options.audio_only;
         let joined = Joined { url, token: token.to_owned(), options, snapshot, resume_token, last_request_id: JOIN_ID };
         let (media_tx, media_rx) = mpsc::unbounded_channel();
         let requester = Requester { commands: commands_tx.downgrade(), timeout: request_timeout };
         let media = MediaShared::new(config.clone());
+        media.audio_only.store(audio_only, std::sync::atomic::Ordering::Relaxed);
         if let Some(source) = renewal {
             tokio::spawn(crate::renewal::run(source, requester.clone(), snapshot_rx.clone(), events_tx.clone()));
         }
@@ -334,6 +345,9 @@ impl Room {
     /// opens the publisher connection. The stream stays published through network
     /// trouble (see [`crate::media::session`]) until [`Room::unpublish`].
     pub async fn publish(&self, key: &str, tracks: Vec<TrackOptions>) -> Result<LocalStream> {
+        if self.is_audio_only() && tracks.iter().any(|t| t.kind == TrackKind::Video) {
+            return Err(ClientError::Media { detail: "audio only: no video is published; switch it off first".into() });
+        }
         let requester = self.requester();
         self.media.publisher.lock().await.publish(&requester, key, tracks).await
     }
@@ -385,7 +399,11 @@ impl Room {
         key: &str,
         options: SubscriptionOptions,
     ) -> Result<()> {
-        let request = Request::Subscribe { participant_id: participant_id.clone(), key: key.to_owned(), options };
+        let request = Request::Subscribe {
+            participant_id: participant_id.clone(),
+            key: key.to_owned(),
+            options: self.media.receivable(options),
+        };
         self.request_ok("subscribe", request).await?;
         self.media.want(participant_id, key, Some(options));
         Ok(())
@@ -398,10 +416,39 @@ impl Room {
         key: &str,
         options: SubscriptionOptions,
     ) -> Result<()> {
-        let request =
-            Request::UpdateSubscription { participant_id: participant_id.clone(), key: key.to_owned(), options };
+        let request = Request::UpdateSubscription {
+            participant_id: participant_id.clone(),
+            key: key.to_owned(),
+            options: self.media.receivable(options),
+        };
         self.request_ok("update_subscription", request).await?;
         self.media.want(participant_id, key, Some(options));
+        Ok(())
+    }
+
+    /// Whether the room is received and sent as audio only.
+    pub fn is_audio_only(&self) -> bool {
+        self.media.is_audio_only()
+    }
+
+    /// Switches to audio only (no video received, none published: the app stops its
+    /// camera first) or back. Every subscription is changed at once, without
+    /// renegotiation; back from audio only, each gets the video its options asked for.
+    pub async fn set_audio_only(&self, audio_only: bool) -> Result<()> {
+        self.media.audio_only.store(audio_only, std::sync::atomic::Ordering::Relaxed);
+        let wanted = self.media.wanted.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for w in wanted {
+            let request = Request::UpdateSubscription {
+                participant_id: w.publisher.clone(),
+                key: w.key.clone(),
+                options: self.media.receivable(w.options),
+            };
+            match self.request_ok("update_subscription", request).await {
+                // Gone meanwhile: the SDK forgets it when the server says so.
+                Err(ClientError::Server(body)) if body.code == confer_proto::ErrorCode::SubscriptionNotFound => {}
+                other => other?,
+            }
+        }
         Ok(())
     }
 

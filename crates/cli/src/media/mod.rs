@@ -78,6 +78,7 @@ impl MediaPlan {
             ProcessingConfig { echo_cancellation: !args.no_aec, ..ProcessingConfig::default() }
         };
         let video = match (args.camera, args.publish) {
+            _ if args.audio_only => None,
             (Some(index), _) => Some(VideoSource::Camera(index)),
             (None, true) => Some(VideoSource::Pattern),
             (None, false) => None,
@@ -87,7 +88,7 @@ impl MediaPlan {
             (None, true) => Some(AudioSource::Tone(args.tone)),
             (None, false) => None,
         };
-        let screen = args.screen.map(|m| (m, args.screen_fps));
+        let screen = args.screen.filter(|_| !args.audio_only).map(|m| (m, args.screen_fps));
         let plan = (video.is_some() || audio.is_some() || screen.is_some()).then_some(PublishPlan {
             width,
             height,
@@ -388,6 +389,13 @@ impl MediaPlan {
                     refused |= self.start_publishing(room, &plan, out).await?;
                 }
             }
+            BotAction::AudioOnly(on) => match room.set_audio_only(on).await {
+                Ok(()) => out.emit_event(json!({"event": "audio_only_changed", "audio_only": on, "at_ms": at_ms}))?,
+                Err(e) => {
+                    out.emit_event(error_line("update_subscription", &e))?;
+                    refused = true;
+                }
+            },
             BotAction::Host(host) => refused |= crate::host::act(room, host, at_ms, out).await?,
         }
         Ok(refused)

@@ -75,6 +75,8 @@ pub(crate) struct MediaShared {
     pub wanted: Wanted,
     pub levels: AudioLevels,
     pub subscriber: SubscriberView,
+    /// Audio only: no video is received (whatever a subscription asks) or published.
+    pub audio_only: std::sync::atomic::AtomicBool,
 }
 
 impl MediaShared {
@@ -85,7 +87,17 @@ impl MediaShared {
             wanted: Arc::default(),
             levels,
             subscriber: SubscriberView::default(),
+            audio_only: Default::default(),
         })
+    }
+
+    pub(crate) fn is_audio_only(&self) -> bool {
+        self.audio_only.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// What to ask the server for, of what the app wants: no video when audio only.
+    pub(crate) fn receivable(&self, options: SubscriptionOptions) -> SubscriptionOptions {
+        SubscriptionOptions { video: options.video && !self.is_audio_only(), ..options }
     }
 
     /// Statistics of both connections.
@@ -325,7 +337,7 @@ impl MediaTask {
             let request = confer_proto::signal::Request::Subscribe {
                 participant_id: w.publisher.clone(),
                 key: w.key.clone(),
-                options: w.options,
+                options: self.shared.receivable(w.options),
             };
             if let Err(e) = self.requester.request(request).await {
                 tracing::warn!(publisher = %w.publisher, key = %w.key, error = %e, "cannot subscribe again");

@@ -6,6 +6,7 @@
 mod acceptance;
 mod activity_and_metrics;
 mod app_ui;
+mod audio_only;
 mod browser_interop;
 mod data_tracks;
 mod devices;
