@@ -398,7 +398,9 @@ pub struct BotArgs {
     /// `end_for_all`, `mute_all`, `mute=IDENTITY:audio|video`,
     /// `ask_unmute=IDENTITY:audio|video`, `lower_hand=IDENTITY`,
     /// `admit=IDENTITY|all`, `deny=IDENTITY|all`, `promote=IDENTITY`,
-    /// `demote=IDENTITY`, `kick=IDENTITY`.
+    /// `demote=IDENTITY`, `kick=IDENTITY`, `breakouts=N` (set up N rooms, spread
+    /// everyone evenly, open), `close_breakouts[=SECONDS]`, `move=IDENTITY:N|main`,
+    /// `message_breakouts=TEXT`; and `join_breakout=N|main` where choosing is allowed.
     #[arg(long = "at", value_name = "SECONDS:ACTION", value_parser = parse_timed_action)]
     pub at: Vec<(Duration, BotAction)>,
     /// Unmute (or start the camera) when a moderator asks to (`unmute_requested`).
@@ -506,12 +508,33 @@ pub enum HostAction {
     Promote(String),
     Demote(String),
     Kick(String),
+    /// Set up this many breakout rooms, spread everyone evenly, open them.
+    Breakouts(u32),
+    /// Close them after this many seconds.
+    CloseBreakouts(Option<u32>),
+    /// Go to breakout room N (from 1), or back to the main room (`None`).
+    JoinBreakout(Option<u32>),
+    /// Move someone to breakout room N (from 1), or back (`None`).
+    Move(String, Option<u32>),
+    /// A message to every room.
+    MessageBreakouts(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum MediaKindArg {
     Audio,
     Video,
+}
+
+/// A breakout room as the bot's actions name it: `1`, `2`, ... or `main`.
+fn breakout_room(v: &str) -> Result<Option<u32>, String> {
+    if v == "main" {
+        return Ok(None);
+    }
+    match v.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(Some(n - 1)),
+        _ => Err(format!("{v:?}: a breakout room number from 1, or main")),
+    }
 }
 
 fn parse_timed_action(s: &str) -> Result<(Duration, BotAction), String> {
@@ -577,6 +600,24 @@ fn parse_timed_action(s: &str) -> Result<(Duration, BotAction), String> {
         "promote" => BotAction::Host(HostAction::Promote(needs()?.to_owned())),
         "demote" => BotAction::Host(HostAction::Demote(needs()?.to_owned())),
         "kick" => BotAction::Host(HostAction::Kick(needs()?.to_owned())),
+        "breakouts" => {
+            let n: u32 = needs()?
+                .parse()
+                .map_err(|_| format!("breakouts={}: a number of rooms", needs().unwrap_or_default()))?;
+            BotAction::Host(HostAction::Breakouts(n))
+        }
+        "close_breakouts" => {
+            let secs =
+                value.map(|v| v.parse::<u32>().map_err(|_| format!("close_breakouts={v}: seconds"))).transpose()?;
+            BotAction::Host(HostAction::CloseBreakouts(secs))
+        }
+        "join_breakout" => BotAction::Host(HostAction::JoinBreakout(breakout_room(needs()?)?)),
+        "move" => {
+            let v = needs()?;
+            let (who, room) = v.rsplit_once(':').ok_or_else(|| format!("move={v}: use move=IDENTITY:N|main"))?;
+            BotAction::Host(HostAction::Move(who.to_owned(), breakout_room(room)?))
+        }
+        "message_breakouts" => BotAction::Host(HostAction::MessageBreakouts(needs()?.to_owned())),
         other => return Err(format!("unknown action {other:?}")),
     };
     Ok((at, action))

@@ -13,7 +13,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use confer_client::proto::signal::ParticipantInfo;
+use confer_client::proto::signal::{Event, ParticipantInfo};
 use confer_client::proto::{Identity, ParticipantId};
 use confer_client::{ClientError, Room, RoomEvent, RoomOptions, RoomSnapshot};
 use serde_json::{json, Value};
@@ -304,6 +304,16 @@ pub fn describe(event: &RoomEvent) -> Value {
             "codec": track.codec,
         }),
         RoomEvent::Media { event } => {
+            // A room's whole state: what a reader needs of it is where, and with whom.
+            if let Event::Moved { snapshot } | Event::Admitted { snapshot } = event.as_ref() {
+                return json!({
+                    "event": name,
+                    "room": snapshot.room.id,
+                    "room_name": snapshot.room.name,
+                    "main_room": snapshot.main_room,
+                    "participants": snapshot.participants.iter().map(|p| p.identity.as_str()).collect::<Vec<_>>(),
+                });
+            }
             // The protocol's own shape, with the event name; identities are added by the caller.
             let mut line = serde_json::to_value(event.as_ref()).unwrap_or(Value::Null);
             if let Some(map) = line.as_object_mut() {

@@ -98,6 +98,29 @@ async fn run(room: &Room, action: &HostAction) -> (&'static str, Value, Result<(
             };
             (if promote { "promote" } else { "demote" }, json!(identity), result)
         }
+        HostAction::Breakouts(n) => {
+            let names = (1..=*n).map(|i| format!("Room {i}")).collect();
+            let mut result = room.create_breakouts(names, false).await;
+            if result.is_ok() {
+                result = room.assign_breakouts(Vec::new(), true).await;
+            }
+            if result.is_ok() {
+                result = room.open_breakouts().await;
+            }
+            ("breakouts", Value::Null, result)
+        }
+        HostAction::CloseBreakouts(secs) => ("close_breakouts", Value::Null, room.close_breakouts(*secs).await),
+        HostAction::JoinBreakout(index) => ("join_breakout", Value::Null, room.join_breakout(*index).await),
+        HostAction::Move(identity, index) => {
+            let result = match someone(identity) {
+                Ok(id) => room.move_participant(&id, *index).await,
+                Err(e) => Err(e),
+            };
+            ("move_participant", json!(identity), result)
+        }
+        HostAction::MessageBreakouts(text) => {
+            ("message_breakouts", Value::Null, room.message_breakouts(text.as_str()).await.map(|_| ()))
+        }
         HostAction::Kick(identity) => {
             let result = match someone(identity) {
                 Ok(id) => room.kick(&id).await,

@@ -104,6 +104,8 @@ pub(crate) struct Engine {
     events: mpsc::UnboundedSender<RoomEvent>,
     /// The media task's share of the events: offers, subscriptions, failed streams.
     media: mpsc::UnboundedSender<MediaSignal>,
+    /// The app's subscriptions, forgotten when the participant moves to another room.
+    wanted: crate::media::session::Wanted,
 }
 
 /// What the engine starts from: the answer to the first join.
@@ -124,6 +126,7 @@ impl Engine {
         snapshot_tx: watch::Sender<RoomSnapshot>,
         events: mpsc::UnboundedSender<RoomEvent>,
         media: mpsc::UnboundedSender<MediaSignal>,
+        wanted: crate::media::session::Wanted,
     ) -> Self {
         Self {
             url: joined.url,
@@ -142,6 +145,7 @@ impl Engine {
             snapshot_tx,
             events,
             media,
+            wanted,
         }
     }
 
@@ -344,6 +348,23 @@ impl Engine {
             | Event::StreamUnpublished { .. }
             | Event::TrackDisabled { by: Some(_), .. } => {
                 let _ = self.media.send(MediaSignal::Event(event.clone(), now));
+            }
+            Event::Moved { snapshot } => {
+                // Another room of the meeting: its state replaces this one's, as after a
+                // fresh join, and media is published and subscribed there anew (the
+                // devices stay open). The participant, its seq and resume token stay.
+                let (snapshot, _same_resume_token) = RoomSnapshot::from_join((**snapshot).clone());
+                tracing::info!(room = %snapshot.room.id, "moved to another room of the meeting");
+                let diff = self.state.move_to(snapshot);
+                // Before the app hears of the new room's streams and subscribes to them.
+                self.wanted.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                self.publish();
+                let _ = self.media.send(MediaSignal::Moved);
+                self.emit(RoomEvent::Media { event: Box::new(event) });
+                for e in diff {
+                    self.emit(e);
+                }
+                return None;
             }
             _ => {}
         }

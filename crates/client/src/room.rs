@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confer_proto::room::RoomInfo;
-use confer_proto::signal::{ParticipantInfo, Reaction, Reply, Request, TrackUpdate};
+use confer_proto::signal::{BreakoutAssignment, ParticipantInfo, Reaction, Reply, Request, TrackUpdate};
 use confer_proto::track::{SubscriptionOptions, TrackId, TrackKind};
 use confer_proto::{Identity, ParticipantId, RoomId, UnixMillis};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -258,7 +258,7 @@ impl Room {
         }
         let task = MediaTask::new(media.clone(), config, requester, snapshot_rx.clone(), events_tx.clone());
         tokio::spawn(task.run(media_rx));
-        let engine = Engine::new(joined, commands_rx, snapshot_tx, events_tx, media_tx);
+        let engine = Engine::new(joined, commands_rx, snapshot_tx, events_tx, media_tx, media.wanted.clone());
         tokio::spawn(engine.run(conn, early));
         let room = Room { commands: commands_tx, snapshot: snapshot_rx, request_timeout, media };
         Ok((room, events_rx))
@@ -528,6 +528,48 @@ impl Room {
 
     pub async fn react(&self, reaction: Reaction) -> Result<()> {
         self.request_ok("react", Request::React { reaction }).await
+    }
+
+    /// Sets up breakout rooms, one per name (moderators). With `allow_choice`, people
+    /// may pick their room ([`Room::join_breakout`]).
+    pub async fn create_breakouts(&self, names: Vec<String>, allow_choice: bool) -> Result<()> {
+        self.request_ok("create_breakouts", Request::CreateBreakouts { rooms: names, allow_choice }).await
+    }
+
+    /// Who goes where (moderators): these assignments, or with `evenly` everyone but
+    /// the moderators spread at random.
+    pub async fn assign_breakouts(&self, assignments: Vec<BreakoutAssignment>, evenly: bool) -> Result<()> {
+        self.request_ok("assign_breakouts", Request::AssignBreakouts { assignments, evenly }).await
+    }
+
+    /// Opens the breakout rooms: the people assigned move (moderators).
+    pub async fn open_breakouts(&self) -> Result<()> {
+        self.request_ok("open_breakouts", Request::OpenBreakouts).await
+    }
+
+    /// Closes them after a countdown (default 10 s): everyone comes back (moderators).
+    pub async fn close_breakouts(&self, countdown_secs: Option<u32>) -> Result<()> {
+        self.request_ok("close_breakouts", Request::CloseBreakouts { countdown_secs }).await
+    }
+
+    /// Goes to breakout room `room`, or back to the main room (`None`), when choosing
+    /// is allowed (or as a moderator). The move arrives as a `moved` event.
+    pub async fn join_breakout(&self, room: Option<u32>) -> Result<()> {
+        self.request_ok("join_breakout", Request::JoinBreakout { room }).await
+    }
+
+    /// Moves someone to breakout room `room`, or back to the main room (moderators).
+    pub async fn move_participant(&self, participant_id: &ParticipantId, room: Option<u32>) -> Result<()> {
+        let request = Request::MoveParticipant { participant_id: participant_id.clone(), room };
+        self.request_ok("move_participant", request).await
+    }
+
+    /// A message to everyone in every room of the meeting (moderators).
+    pub async fn message_breakouts(&self, text: impl Into<String>) -> Result<String> {
+        match self.request(Request::MessageBreakouts { text: text.into() }).await? {
+            Reply::MessageSent { message_id } => Ok(message_id),
+            other => Err(unexpected("message_breakouts", other)),
+        }
     }
 
     async fn request_ok(&self, name: &str, request: Request) -> Result<()> {

@@ -11,7 +11,9 @@
 //! at most once, and keeps join order.
 
 use confer_proto::room::RoomInfo;
-use confer_proto::signal::{Event, IceServer, JoinSnapshot, Knock, ParticipantInfo, RaisedHand, Role, SignalLimits};
+use confer_proto::signal::{
+    Breakouts, Event, IceServer, JoinSnapshot, Knock, LeaveReason, ParticipantInfo, RaisedHand, Role, SignalLimits,
+};
 use confer_proto::track::StreamInfo;
 use confer_proto::{Identity, ParticipantId, UnixMillis};
 use serde::Serialize;
@@ -38,6 +40,10 @@ pub struct RoomSnapshot {
     pub hands: Vec<RaisedHand>,
     /// Who waits in the lobby; known to moderators only.
     pub knocks: Vec<Knock>,
+    /// The meeting's breakout rooms, once a moderator set them up.
+    pub breakouts: Option<Breakouts>,
+    /// In a breakout room: the meeting's main room.
+    pub main_room: Option<confer_proto::RoomId>,
 }
 
 impl RoomSnapshot {
@@ -54,6 +60,8 @@ impl RoomSnapshot {
             locked,
             hands,
             knocks,
+            breakouts,
+            main_room,
         } = join;
         let local_id = participant.id.clone();
         let snapshot = RoomSnapshot {
@@ -68,6 +76,8 @@ impl RoomSnapshot {
             locked,
             hands,
             knocks,
+            breakouts,
+            main_room,
         };
         (snapshot, resume_token)
     }
@@ -251,10 +261,23 @@ impl RoomState {
             Event::KnockEnded { participant_id, .. } => {
                 self.snapshot.knocks.retain(|k| &k.participant_id != participant_id)
             }
+            Event::BreakoutsUpdated { breakouts } => self.snapshot.breakouts = breakouts.clone(),
             Event::RoomLocked { .. } => self.snapshot.locked = true,
             Event::RoomUnlocked { .. } => self.snapshot.locked = false,
             _ => {}
         }
+    }
+
+    /// Moves to another room of the meeting: everyone of the old room leaves (as far as
+    /// the app can tell), everyone of the new one joins with their streams announced,
+    /// for the app to subscribe there as it would on a join.
+    pub(crate) fn move_to(&mut self, new: RoomSnapshot) -> Vec<RoomEvent> {
+        let mut out: Vec<RoomEvent> = std::mem::take(&mut self.snapshot.remote)
+            .into_iter()
+            .map(|participant| RoomEvent::ParticipantLeft { participant, reason: Some(LeaveReason::Moved) })
+            .collect();
+        out.extend(self.replace(new));
+        out
     }
 
     /// Replaces the state with the snapshot of a fresh join. Returns `ParticipantLeft`

@@ -172,6 +172,75 @@ pub enum Request {
     React {
         reaction: Reaction,
     },
+    /// Set up breakout rooms (moderators), one per name, replacing any not open yet.
+    /// With `allow_choice`, people may pick their room themselves (`join_breakout`).
+    /// Everyone gets `breakouts_updated`.
+    CreateBreakouts {
+        rooms: Vec<String>,
+        #[serde(default)]
+        allow_choice: bool,
+    },
+    /// Who goes where (moderators): the listed assignments, or with `evenly` everyone
+    /// but the moderators spread over the rooms at random.
+    AssignBreakouts {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        assignments: Vec<BreakoutAssignment>,
+        #[serde(default)]
+        evenly: bool,
+    },
+    /// Open the breakout rooms (moderators): everyone assigned moves to their room
+    /// (`moved`).
+    OpenBreakouts,
+    /// Close them (moderators): everyone is told when (`breakouts_closing`), and after
+    /// `countdown_secs` (default 10) everyone in a breakout room moves back.
+    CloseBreakouts {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        countdown_secs: Option<u32>,
+    },
+    /// Go to breakout room `room` (an index into the list), or back to the main room
+    /// (`room` absent), while they are open: when choosing is allowed, or moderators.
+    JoinBreakout {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<u32>,
+    },
+    /// Move someone to breakout room `room`, or back to the main room (moderators).
+    MoveParticipant {
+        participant_id: ParticipantId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<u32>,
+    },
+    /// A message to everyone in every breakout room and the main room (moderators).
+    MessageBreakouts {
+        text: String,
+    },
+}
+
+/// One person's breakout room, by index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakoutAssignment {
+    pub participant_id: ParticipantId,
+    pub room: u32,
+}
+
+/// The breakout rooms of a meeting, as everyone in it sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Breakouts {
+    /// In the order created; `room` in assignments and requests is an index into it.
+    pub rooms: Vec<BreakoutRoom>,
+    pub assignments: Vec<BreakoutAssignment>,
+    pub open: bool,
+    pub allow_choice: bool,
+    /// When they close, once a moderator started the countdown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closes_at: Option<UnixMillis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakoutRoom {
+    /// The breakout room's id (its session's room id, as `moved` carries it).
+    pub id: RoomId,
+    pub name: String,
 }
 
 /// The reactions there are.
@@ -357,6 +426,12 @@ pub struct JoinSnapshot {
     /// Who waits in the lobby (for moderators; empty for the others).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub knocks: Vec<Knock>,
+    /// The meeting's breakout rooms, when a moderator set them up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakouts: Option<Breakouts>,
+    /// In a breakout room: the main room's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main_room: Option<RoomId>,
 }
 
 /// A raised hand.
@@ -482,6 +557,8 @@ pub enum LeaveReason {
     Replaced,
     /// A moderator ended the session for everyone, or the room was deleted.
     SessionEnded,
+    /// It moved to another room of the meeting (a breakout room, or back).
+    Moved,
 }
 
 /// Why the server is closing this connection; sent as [`Event::Disconnected`] just
@@ -677,6 +754,16 @@ pub enum Event {
         reaction: Reaction,
         sent_at: UnixMillis,
     },
+    /// The breakout rooms changed (set up, assigned, opened, closing, closed: `None`).
+    BreakoutsUpdated {
+        breakouts: Option<Breakouts>,
+    },
+    /// You are now in another room of the meeting (a breakout room, or back in the
+    /// main one): its state, as a join would have given it. Your streams and
+    /// subscriptions of the room you left are gone: publish and subscribe again.
+    Moved {
+        snapshot: Box<JoinSnapshot>,
+    },
 }
 
 impl Event {
@@ -713,6 +800,8 @@ impl Event {
             Event::HandRaised { .. } => "hand_raised",
             Event::HandLowered { .. } => "hand_lowered",
             Event::Reaction { .. } => "reaction",
+            Event::BreakoutsUpdated { .. } => "breakouts_updated",
+            Event::Moved { .. } => "moved",
         }
     }
 }

@@ -243,7 +243,7 @@ impl Connection {
         let count = self.violations.record(Instant::now());
         if count > ABUSE_LIMIT {
             tracing::warn!(conn = self.conn_id, "closing connection after repeated limit violations");
-            if let Some(joined) = &self.joined {
+            if let Some(joined) = self.joined.as_ref().map(Admitted::current) {
                 self.state.hub.remove(
                     &joined.room,
                     &joined.participant,
@@ -286,6 +286,7 @@ impl Connection {
             },
             (Request::Join(_), Some(_)) => Err(ApiError::new(ErrorCode::MalformedRequest, "already joined")),
             (Request::Leave, Some(joined)) => {
+                let joined = joined.current();
                 // The answer goes out before the hub queues `disconnected` and the close.
                 self.send(response(id, Reply::Ok));
                 self.state.hub.leave(&joined.room, &joined.participant, Now::system());
@@ -295,6 +296,7 @@ impl Connection {
             }
             (Request::EndSession, Some(joined)) => {
                 // As for a leave, the answer goes out before everyone's `disconnected`.
+                let joined = joined.current();
                 match self.state.hub.may_end_session(&joined.room, &joined.participant) {
                     Ok(()) => {
                         self.send(response(id, Reply::Ok));
@@ -305,7 +307,7 @@ impl Connection {
                 }
             }
             (_, None) => Err(ErrorCode::NotJoined.into()),
-            (request, Some(joined)) => self.handle(request, &joined).await,
+            (request, Some(joined)) => self.handle(request, &joined.current()).await,
         };
         match result {
             Ok(reply) => self.send(response(id, reply)),
@@ -471,20 +473,40 @@ impl Connection {
             Request::React { reaction } => {
                 hub.react(&me.room, &me.participant, reaction, Now::system()).map(|()| Reply::Ok)
             }
+            Request::CreateBreakouts { rooms, allow_choice } => {
+                hub.create_breakouts(&me.room, &me.participant, rooms, allow_choice, Now::system()).map(|()| Reply::Ok)
+            }
+            Request::AssignBreakouts { assignments, evenly } => {
+                hub.assign_breakouts(&me.room, &me.participant, assignments, evenly, Now::system()).map(|()| Reply::Ok)
+            }
+            Request::OpenBreakouts => hub.open_breakouts(&me.room, &me.participant, Now::system()).map(|()| Reply::Ok),
+            Request::CloseBreakouts { countdown_secs } => {
+                let countdown = countdown_secs.map(|s| Duration::from_secs(u64::from(s)));
+                hub.close_breakouts(&me.room, &me.participant, countdown, Now::system()).map(|()| Reply::Ok)
+            }
+            Request::JoinBreakout { room } => {
+                hub.join_breakout(&me.room, &me.participant, room, Now::system()).map(|()| Reply::Ok)
+            }
+            Request::MoveParticipant { participant_id, room } => hub
+                .move_participant(&me.room, &me.participant, &participant_id, room, Now::system())
+                .map(|()| Reply::Ok),
+            Request::MessageBreakouts { text } => hub
+                .message_breakouts(&me.room, &me.participant, text, Now::system())
+                .map(|message_id| Reply::MessageSent { message_id }),
         }
     }
 
     /// Handling a request panicked: the participant goes, with the others told.
     fn failed(&mut self) {
         tracing::error!(conn = self.conn_id, joined = self.joined.is_some(), "signaling request handler panicked");
-        if let Some(joined) = self.joined.take() {
+        if let Some(joined) = self.joined.take().as_ref().map(Admitted::current) {
             self.state.hub.remove(&joined.room, &joined.participant, DisconnectReason::ServerError, Now::system());
         }
         self.send(Outbound::Close);
     }
 
     fn finish(&mut self) {
-        if let Some(joined) = self.joined.take() {
+        if let Some(joined) = self.joined.take().as_ref().map(Admitted::current) {
             self.state.hub.detach(&joined.room, &joined.participant, self.conn_id, Now::system());
         }
         self.send(Outbound::Close);

@@ -180,6 +180,8 @@ impl MediaPlan {
                 {
                     self.subscribed.push((participant_id, key));
                 }
+                // Another room: what was received in the old one is gone.
+                Event::Moved { .. } => self.subscribed.clear(),
                 Event::UnmuteRequested { kind, .. } if self.accept_unmute => {
                     let kind = match kind {
                         TrackKind::Video => MediaKindArg::Video,

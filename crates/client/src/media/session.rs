@@ -57,6 +57,10 @@ pub(crate) enum MediaSignal {
     Event(Event, Instant),
     /// Signaling is back: as the same participant (`resumed`) or as a new one.
     Reconnected { resumed: bool },
+    /// The participant moved to another room of the meeting: the subscriptions of the
+    /// old room are gone (the app subscribes anew, on the new room's announcements),
+    /// and what it publishes is published there again.
+    Moved,
 }
 
 /// A subscription the app made, to make again when needed.
@@ -212,6 +216,14 @@ impl MediaTask {
                 if self.subscriber.is_down() {
                     subscriber.last_restart = Some(now);
                     self.restart_subscriber().await;
+                }
+            }
+            MediaSignal::Moved => {
+                tracing::info!("moved: publishing again in the new room");
+                self.subscriber.close().await;
+                let mut publisher = self.shared.publisher.lock().await;
+                if let Err(e) = publisher.republish(&self.requester).await {
+                    tracing::warn!(error = %e, "republishing after a move failed");
                 }
             }
             MediaSignal::Reconnected { resumed: false } => {

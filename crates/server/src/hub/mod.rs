@@ -7,6 +7,7 @@
 //! which frames are queued is the order in which things happened. In particular a
 //! participant's `joined` response is queued before any event addressed to it.
 
+mod breakouts;
 mod media;
 mod moderation;
 mod participant;
@@ -78,9 +79,33 @@ struct Session {
     locked: bool,
     /// Raised hands, first raised first.
     hands: Vec<RaisedHand>,
+    /// A breakout room's main room.
+    parent: Option<RoomId>,
+    /// The main room's breakout rooms, once set up.
+    breakouts: Option<breakouts::Plan>,
 }
 
 impl Session {
+    fn new(room: Room, started_at: UnixMillis, sfu: RoomMedia, parent: Option<RoomId>) -> Self {
+        Session {
+            room,
+            started_at,
+            participants: Vec::new(),
+            censored: HashSet::new(),
+            sfu,
+            lobby: Vec::new(),
+            locked: false,
+            hands: Vec::new(),
+            parent,
+            breakouts: None,
+        }
+    }
+
+    /// The meeting's main room: this one, or the one this breakout room belongs to.
+    fn main_room(&self) -> &RoomId {
+        self.parent.as_ref().unwrap_or(&self.room.id)
+    }
+
     fn position(&self, id: &ParticipantId) -> Option<usize> {
         self.participants.iter().position(|p| &p.info.id == id)
     }
@@ -118,6 +143,8 @@ impl Session {
             locked: self.locked,
             hands: self.hands.clone(),
             knocks: if me.can_moderate() { self.lobby.iter().map(|w| w.knock.clone()).collect() } else { Vec::new() },
+            breakouts: None,
+            main_room: self.parent.clone(),
         }
     }
 
@@ -137,6 +164,26 @@ impl Session {
     /// Takes a participant out: everyone (it included) hears `participant_leaving`, it
     /// gets `disconnected` and its connection closes, the rest hear `participant_left`.
     fn remove(&mut self, idx: usize, reason: Option<LeaveReason>, disconnect: DisconnectReason, now: Instant) {
+        let left = self.take_out(idx, reason, now);
+        let Some(mut gone) = left.1 else { return };
+        gone.push(Event::Disconnected { reason: disconnect }, now);
+        gone.send(Outbound::Close, now);
+        let (id, identity) = left.0;
+        let left = Event::ParticipantLeft { participant_id: id, identity, reason };
+        self.broadcast(&left, None, now);
+    }
+
+    /// The first steps of a removal: `participant_leaving` to everyone (it included),
+    /// its streams ended and its media gone. Returns who it was and the participant, for
+    /// the caller to finish with (a `disconnected`, or a move), and to send
+    /// `participant_left` after.
+    #[allow(clippy::type_complexity)]
+    fn take_out(
+        &mut self,
+        idx: usize,
+        reason: Option<LeaveReason>,
+        now: Instant,
+    ) -> ((ParticipantId, Identity), Option<Participant>) {
         let (id, identity) = {
             let p = &self.participants[idx];
             (p.info.id.clone(), p.info.identity.clone())
@@ -150,11 +197,8 @@ impl Session {
         }
         self.sfu.send(Command::Remove { participant: id.clone() });
         self.hands.retain(|h| h.participant_id != id);
-        let mut gone = self.participants.remove(idx);
-        gone.push(Event::Disconnected { reason: disconnect }, now);
-        gone.send(Outbound::Close, now);
-        let left = Event::ParticipantLeft { participant_id: id, identity, reason };
-        self.broadcast(&left, None, now);
+        let gone = self.participants.remove(idx);
+        ((id, identity), Some(gone))
     }
 
     fn info(&self) -> SessionInfo {
@@ -177,8 +221,21 @@ pub struct Census {
 /// The answer to a successful join or resume.
 #[derive(Debug, Clone)]
 pub struct Admitted {
+    /// The room it joined. It may move (breakout rooms): `current` says where it is.
     pub room: RoomId,
     pub participant: ParticipantId,
+    pub location: Location,
+}
+
+/// Which room of the meeting a participant is in now; the hub moves it.
+pub type Location = Arc<Mutex<RoomId>>;
+
+impl Admitted {
+    /// As joined, but in the room it is in now.
+    pub fn current(&self) -> Admitted {
+        let room = self.location.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Admitted { room, ..self.clone() }
+    }
 }
 
 pub struct Hub {
@@ -222,16 +279,9 @@ impl Hub {
             return Err(ErrorCode::NotAMember.into());
         }
         let mut sessions = self.lock();
-        let session = sessions.entry(room.id.clone()).or_insert_with(|| Session {
-            room: room.clone(),
-            started_at: now.unix_ms,
-            participants: Vec::new(),
-            censored: HashSet::new(),
-            sfu: self.sfu.place(),
-            lobby: Vec::new(),
-            locked: false,
-            hands: Vec::new(),
-        });
+        let session = sessions
+            .entry(room.id.clone())
+            .or_insert_with(|| Session::new(room.clone(), now.unix_ms, self.sfu.place(), None));
         // The stored room may be newer than the session's copy.
         if room.version > session.room.version {
             session.room = room;
@@ -276,16 +326,19 @@ impl Hub {
             link,
             self.config.backlog,
         );
+        participant.location = Arc::new(Mutex::new(session.room.id.clone()));
+        let location = participant.location.clone();
         if session.room.policy.lobby && !role.moderates() {
             session.knock(participant, guest, request_id, &self.config.limits, now);
-            return Ok(Admitted { room: session.room.id.clone(), participant: info.id });
+            return Ok(Admitted { room: session.room.id.clone(), participant: info.id, location });
         }
-        let snapshot = session.snapshot(&participant, ice_servers, &self.config.limits);
+        let mut snapshot = session.snapshot(&participant, ice_servers, &self.config.limits);
+        snapshot.breakouts = session.breakouts.as_ref().map(|b| b.info.clone());
         participant.send(response(request_id, Reply::Joined(Box::new(snapshot))), now.mono);
         tracing::info!(room = %session.room.id, participant = %info.id, identity = %info.identity, "participant joined");
         session.broadcast(&Event::ParticipantJoined { participant: info.clone() }, None, now.mono);
         session.participants.push(participant);
-        Ok(Admitted { room: session.room.id.clone(), participant: info.id })
+        Ok(Admitted { room: session.room.id.clone(), participant: info.id, location })
     }
 
     fn resume(
@@ -298,7 +351,16 @@ impl Hub {
     ) -> ApiResult<Admitted> {
         let failed = |why: &str| ApiError::new(ErrorCode::ResumeFailed, format!("cannot resume: {why}"));
         let mut sessions = self.lock();
-        let session = sessions.get_mut(&token.room).ok_or_else(|| failed("no live session"))?;
+        // The participant may be in one of the meeting's breakout rooms by now.
+        let holds = |s: &Session| {
+            (s.room.id == token.room || s.parent.as_ref() == Some(&token.room))
+                && (s.position(&resume.participant_id).is_some() || s.knock_index(&resume.participant_id).is_some())
+        };
+        let Some(at) = sessions.values().find(|s| holds(s)).map(|s| s.room.id.clone()) else {
+            let why = if sessions.contains_key(&token.room) { "participant is gone" } else { "no live session" };
+            return Err(failed(why));
+        };
+        let Some(session) = sessions.get_mut(&at) else { return Err(failed("no live session")) };
         let managers = session.room.managers.clone();
         let p = match session.lobby.iter_mut().find(|w| w.p.info.id == resume.participant_id) {
             Some(waiting) => &mut waiting.p,
@@ -320,7 +382,7 @@ impl Hub {
             p.send(Outbound::Frame(text), now.mono);
         }
         tracing::info!(room = %token.room, participant = %p.info.id, after_seq = resume.last_seq, "participant resumed");
-        Ok(Admitted { room: token.room.clone(), participant: p.info.id.clone() })
+        Ok(Admitted { room: token.room.clone(), participant: p.info.id.clone(), location: p.location.clone() })
     }
 
     /// The connection `conn_id` of this participant dropped; keep the participant for the
@@ -368,6 +430,14 @@ impl Hub {
         now: Now,
     ) -> ApiResult<confer_proto::Identity> {
         let mut sessions = self.lock();
+        // From the room API, the target may be in any room of the meeting.
+        let found = by.is_none().then(|| {
+            sessions
+                .values()
+                .find(|s| (s.room.id == *room || s.parent.as_ref() == Some(room)) && s.position(target).is_some())
+                .map(|s| s.room.id.clone())
+        });
+        let room = &found.flatten().unwrap_or_else(|| room.clone());
         let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
         if let Some(by) = by {
             if !session.get_mut(by)?.can_moderate() {
@@ -475,18 +545,29 @@ impl Hub {
             }
             session.expire_knocks(grace, now);
         }
-        sessions.retain(|_, s| !s.is_empty());
+        self.close_due_breakouts(&mut sessions, now);
+        let rooms: Vec<RoomId> = sessions.keys().cloned().collect();
+        for room in rooms {
+            drop_if_empty(&mut sessions, &room);
+        }
     }
 
     /// Ends a session for everyone; `false` if there was none.
     pub fn end_session(&self, room: &RoomId, disconnect: DisconnectReason, now: Now) -> bool {
         let mut sessions = self.lock();
-        let Some(session) = sessions.get_mut(room) else { return false };
-        session.deny_all(confer_proto::signal::DenyReason::SessionEnded, None, now);
-        while !session.participants.is_empty() {
-            session.remove(0, Some(LeaveReason::SessionEnded), disconnect, now.mono);
+        let Some(main) = sessions.get(room).map(|s| s.main_room().clone()) else { return false };
+        // The whole meeting: its breakout rooms first, then the main room.
+        let mut rooms: Vec<RoomId> =
+            sessions.values().filter(|s| s.parent.as_ref() == Some(&main)).map(|s| s.room.id.clone()).collect();
+        rooms.push(main);
+        for id in rooms {
+            let Some(session) = sessions.get_mut(&id) else { continue };
+            session.deny_all(confer_proto::signal::DenyReason::SessionEnded, None, now);
+            while !session.participants.is_empty() {
+                session.remove(0, Some(LeaveReason::SessionEnded), disconnect, now.mono);
+            }
+            sessions.remove(&id);
         }
-        sessions.remove(room);
         true
     }
 
@@ -546,9 +627,17 @@ impl Hub {
     }
 }
 
+/// Ends a session nobody is in (or waits for) any more; a main room waits for its
+/// breakout rooms to empty, and goes with the last of them.
 fn drop_if_empty(sessions: &mut HashMap<RoomId, Session>, room: &RoomId) {
-    if sessions.get(room).is_some_and(Session::is_empty) {
-        sessions.remove(room);
+    let Some(s) = sessions.get(room) else { return };
+    if !s.is_empty() || sessions.values().any(|o| o.parent.as_ref() == Some(room)) {
+        return;
+    }
+    let parent = s.parent.clone();
+    sessions.remove(room);
+    if let Some(main) = parent {
+        drop_if_empty(sessions, &main);
     }
 }
 

@@ -53,7 +53,7 @@ impl Session {
         self.lobby.push(Waiting { p, knock, since: now.mono });
     }
 
-    fn knock_index(&self, id: &ParticipantId) -> Option<usize> {
+    pub(super) fn knock_index(&self, id: &ParticipantId) -> Option<usize> {
         self.lobby.iter().position(|w| &w.p.info.id == id)
     }
 

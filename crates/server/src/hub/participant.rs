@@ -103,6 +103,9 @@ pub struct Participant {
     pub promoted: bool,
     /// Reactions it may still send now.
     pub reactions: TokenBucket,
+    /// The room of the meeting it is in, shared with its connection (it moves between
+    /// breakout rooms).
+    pub location: super::Location,
 }
 
 /// One stream a participant receives.
@@ -138,6 +141,7 @@ impl Participant {
             metrics_for: Vec::new(),
             promoted: false,
             reactions: TokenBucket::new(REACTIONS_PER_SECOND, REACTION_BURST, Instant::now()),
+            location: Arc::new(std::sync::Mutex::new(confer_proto::RoomId(String::new()))),
         }
     }
 

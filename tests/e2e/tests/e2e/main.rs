@@ -7,6 +7,7 @@ mod acceptance;
 mod activity_and_metrics;
 mod app_ui;
 mod audio_only;
+mod breakouts;
 mod browser_interop;
 mod data_tracks;
 mod devices;
