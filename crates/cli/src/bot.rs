@@ -501,6 +501,11 @@ mod tests {
                 ping_interval_ms: 1,
                 resume_grace_ms: 1,
             },
+            locked: false,
+            hands: vec![],
+            knocks: vec![],
+            breakouts: None,
+            main_room: None,
         }
     }
 

@@ -381,6 +381,11 @@ mod tests {
                 ping_interval_ms: 1000,
                 resume_grace_ms: 5000,
             },
+            locked: false,
+            hands: vec![],
+            knocks: vec![],
+            breakouts: None,
+            main_room: None,
         }
     }
 
