@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use confer_client::media::{Codec, TrackOptions};
 use confer_client::proto::track::{Quality, TrackKind, TrackSource};
 use confer_client::{LocalStream, LocalTrack, Room};
-use confer_media::audio::{DeviceChoice, FarEndReceiver, Microphone, ProcessingConfig};
+use confer_media::audio::{DeviceChoice, DeviceSwitch, FarEndReceiver, Microphone, ProcessingConfig};
 use confer_media::h264::{H264Config, H264Encoder};
 use confer_media::opus::{OpusConfig, OpusEncoder, FRAME_SAMPLES, SAMPLE_RATE};
 use confer_media::tone::level_dbfs;
@@ -121,6 +121,9 @@ pub fn unix_ms() -> u64 {
 /// A published stream and the tasks that feed it (stopped when dropped).
 pub struct Publication {
     pub stream: LocalStream,
+    /// Moves the microphone feeding it to another device, live (no renegotiation: the
+    /// track stays, its sound comes from elsewhere).
+    pub microphone: Option<DeviceSwitch>,
     _feeders: Vec<MediaThread>,
 }
 
@@ -166,6 +169,7 @@ pub async fn publish(
     if !tracks.is_empty() {
         let stream = room.publish("main", tracks).await?;
         let mut feeders = Vec::new();
+        let microphone = mic.as_ref().map(Microphone::switch);
         if let (Some(video), Some(source)) = (stream.track(TrackKind::Video), &plan.video) {
             feeders.push(MediaThread::spawn("camera", video_loop(video.clone(), plan.clone(), source.clone())));
         }
@@ -181,7 +185,7 @@ pub async fn publish(
         if let Some(data) = stream.track(TrackKind::Data) {
             feeders.push(MediaThread::spawn("data", data_loop(data.clone())));
         }
-        publications.push(Publication { stream, _feeders: feeders });
+        publications.push(Publication { stream, microphone, _feeders: feeders });
     }
     if let Some((capture, fps)) = screen {
         let stream = match room.publish("screen", vec![TrackOptions::new(TrackSource::ScreenShare, plan.codec)]).await {
@@ -198,7 +202,7 @@ pub async fn publish(
         if let Some(video) = stream.track(TrackKind::Video) {
             feeders.push(MediaThread::spawn("screen", screen_loop(video.clone(), capture, plan.codec, fps)));
         }
-        publications.push(Publication { stream, _feeders: feeders });
+        publications.push(Publication { stream, microphone: None, _feeders: feeders });
     }
     Ok(publications)
 }

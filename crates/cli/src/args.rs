@@ -392,7 +392,7 @@ pub struct BotArgs {
     /// `mute=audio|video`, `unmute=audio|video`, `quality=low|medium|high`,
     /// `receive=audio|video|both|none` (what to receive of the subscribed streams),
     /// `censor=IDENTITY`, `uncensor=IDENTITY`, `unpublish`, `publish`,
-    /// `audio_only=on|off`; running the
+    /// `audio_only=on|off`, `mic=DEVICE`, `speaker=DEVICE` (switched live); running the
     /// meeting: `raise_hand`, `lower_hand`, `react=NAME` (thumbs_up, clap, heart,
     /// laugh, surprised, celebrate), and for moderators `lock`, `unlock`,
     /// `end_for_all`, `mute_all`, `mute=IDENTITY:audio|video`,
@@ -485,6 +485,10 @@ pub enum BotAction {
     Publish,
     /// Audio only on or off.
     AudioOnly(bool),
+    /// Move the microphone (`--mic`) to another device, live.
+    Mic(String),
+    /// Move the speaker (`--speaker`) to another device, live.
+    Speaker(String),
     /// Running the meeting (see [`crate::host`]).
     Host(HostAction),
 }
@@ -572,6 +576,8 @@ fn parse_timed_action(s: &str) -> Result<(Duration, BotAction), String> {
         "uncensor" => BotAction::Uncensor(needs()?.to_owned()),
         "unpublish" => BotAction::Unpublish,
         "publish" => BotAction::Publish,
+        "mic" => BotAction::Mic(needs()?.to_owned()),
+        "speaker" => BotAction::Speaker(needs()?.to_owned()),
         "audio_only" => match needs()? {
             "on" => BotAction::AudioOnly(true),
             "off" => BotAction::AudioOnly(false),

@@ -391,6 +391,27 @@ impl MediaPlan {
                     refused |= self.start_publishing(room, &plan, out).await?;
                 }
             }
+            BotAction::Mic(device) => {
+                let switch = self.publications.iter().find_map(|p| p.microphone.clone());
+                let Some(switch) = switch else {
+                    out.emit_event(
+                        json!({"event": "error", "request": "mic", "message": "no microphone is published (--mic)"}),
+                    )?;
+                    return Ok(true);
+                };
+                switch.switch_to(device.parse().unwrap_or_default());
+                out.emit_event(json!({"event": "mic_switched", "device": device, "at_ms": at_ms}))?;
+            }
+            BotAction::Speaker(device) => {
+                let Some(speaker) = &self.speaker else {
+                    out.emit_event(
+                        json!({"event": "error", "request": "speaker", "message": "no speaker is playing (--speaker)"}),
+                    )?;
+                    return Ok(true);
+                };
+                speaker.switch().switch_to(device.parse().unwrap_or_default());
+                out.emit_event(json!({"event": "speaker_switched", "device": device, "at_ms": at_ms}))?;
+            }
             BotAction::AudioOnly(on) => match room.set_audio_only(on).await {
                 Ok(()) => out.emit_event(json!({"event": "audio_only_changed", "audio_only": on, "at_ms": at_ms}))?,
                 Err(e) => {

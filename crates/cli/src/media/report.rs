@@ -66,6 +66,11 @@ pub struct StreamReport {
     /// Capture (pattern stamp) to decode, or data message sent to received, ms.
     pub latency_ms: Percentiles,
     pub tone_hz: Option<f64>,
+    /// Audio: each change of the dominant frequency, judged over a quarter of a second,
+    /// as (Unix ms, Hz): when what was heard changed (a microphone switched, a speaker
+    /// changed tone).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tone_changes: Vec<(u64, f64)>,
     /// `--probe-tones`: the level of each frequency (Hz as the key) over the last two
     /// seconds, dBFS.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -92,6 +97,8 @@ struct StreamStats {
     first_frame_number: Option<u64>,
     last_frame_number: Option<u64>,
     pcm: Vec<i16>,
+    /// Samples decoded since the dominant frequency was last judged.
+    tone_block: usize,
     /// The last decoded picture (for `--snapshot`).
     picture: Option<I420Frame>,
 }
@@ -211,6 +218,7 @@ pub async fn receive(
         frames_expected: 0,
         latency_ms: Percentiles::default(),
         tone_hz: None,
+        tone_changes: Vec::new(),
         tone_levels_db: Default::default(),
         first_frame_ms: None,
         first_frame_at: None,
@@ -224,6 +232,7 @@ pub async fn receive(
         first_frame_number: None,
         last_frame_number: None,
         pcm: Vec::new(),
+        tone_block: 0,
         picture: None,
     };
     {
@@ -302,6 +311,16 @@ pub async fn receive(
             if s.pcm.len() > keep {
                 let cut = s.pcm.len() - keep;
                 s.pcm.drain(..cut);
+            }
+            s.tone_block += p.len();
+            let block = SAMPLE_RATE as usize / 4;
+            if s.tone_block >= block && s.pcm.len() >= block {
+                s.tone_block = 0;
+                let hz = dominant_frequency(&s.pcm[s.pcm.len() - block..], SAMPLE_RATE);
+                let last = s.report.tone_changes.last().map(|(_, hz)| *hz);
+                if let Some(hz) = hz.filter(|hz| last.is_none_or(|l| (l - hz).abs() > 15.0)) {
+                    s.report.tone_changes.push((now_ms, hz.round()));
+                }
             }
         }
         if let Some(m) = message {

@@ -46,6 +46,11 @@ impl Microphone {
         self.keeper.device()
     }
 
+    /// Moves capture to another device, live (see [`super::DeviceSwitch`]).
+    pub fn switch(&self) -> super::DeviceSwitch {
+        self.keeper.switch()
+    }
+
     pub fn processing(&self) -> ProcessingConfig {
         self.processor.config()
     }

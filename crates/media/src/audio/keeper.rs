@@ -2,7 +2,8 @@
 //! alike, whatever happens to devices: if the device fails or disappears it reopens on
 //! the default after a short wait (retrying while there is no device at all); when the
 //! choice is "default" and the system default changes, it moves to the new default;
-//! when a chosen device that was missing comes back, it moves back to it.
+//! when a chosen device that was missing comes back, it moves back to it; when the user
+//! picks another device ([`DeviceSwitch`]), it moves there within a tenth of a second.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -24,7 +25,26 @@ pub(super) type Opener = Box<dyn FnMut(&cpal::Device, mpsc::Sender<String>) -> R
 pub(super) struct Keeper {
     stop: Arc<AtomicBool>,
     device: Arc<Mutex<Option<String>>>,
+    switch: DeviceSwitch,
     thread: Option<JoinHandle<()>>,
+}
+
+/// Moves a running stream to another device, live: the next tenth of a second it
+/// closes the current one and opens the new choice (a gap of a few tens of ms). A
+/// choice that cannot open falls back to the default, as a vanished device does.
+#[derive(Clone, Debug)]
+pub struct DeviceSwitch {
+    wanted: Arc<Mutex<Option<DeviceChoice>>>,
+}
+
+impl DeviceSwitch {
+    pub fn switch_to(&self, choice: DeviceChoice) {
+        *self.wanted.lock().unwrap_or_else(|p| p.into_inner()) = Some(choice);
+    }
+
+    fn take(&self) -> Option<DeviceChoice> {
+        self.wanted.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
 impl Keeper {
@@ -38,13 +58,14 @@ impl Keeper {
     ) -> Result<Self, AudioError> {
         let stop = Arc::new(AtomicBool::new(false));
         let device = Arc::new(Mutex::new(None));
+        let switch = DeviceSwitch { wanted: Arc::default() };
         let (opened_tx, opened_rx) = mpsc::channel();
-        let (s, d) = (stop.clone(), device.clone());
+        let (s, d, w) = (stop.clone(), device.clone(), switch.clone());
         let thread = std::thread::Builder::new()
             .name(name.into())
-            .spawn(move || run(direction, choice, open, s, d, opened_tx))
+            .spawn(move || run(direction, choice, open, s, d, w, opened_tx))
             .map_err(|e| AudioError::Device(e.to_string()))?;
-        let keeper = Self { stop, device, thread: Some(thread) };
+        let keeper = Self { stop, device, switch, thread: Some(thread) };
         match opened_rx.recv_timeout(Duration::from_secs(5)) {
             Ok(Ok(())) => Ok(keeper),
             Ok(Err(e)) => Err(e),
@@ -55,6 +76,11 @@ impl Keeper {
     /// The device in use now.
     pub(super) fn device(&self) -> Option<String> {
         self.device.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A handle that moves this stream to another device.
+    pub(super) fn switch(&self) -> DeviceSwitch {
+        self.switch.clone()
     }
 }
 
@@ -69,10 +95,11 @@ impl Drop for Keeper {
 
 fn run(
     direction: Direction,
-    choice: DeviceChoice,
+    mut choice: DeviceChoice,
     mut open: Opener,
     stop: Arc<AtomicBool>,
     device_name: Arc<Mutex<Option<String>>>,
+    switch: DeviceSwitch,
     opened: mpsc::Sender<Result<(), AudioError>>,
 ) {
     let host = device::host();
@@ -115,6 +142,11 @@ fn run(
             if let Ok(error) = errors_rx.recv_timeout(Duration::from_millis(100)) {
                 tracing::warn!(?direction, device = %name, %error, "audio device failed; reopening");
                 std::thread::sleep(RETRY);
+                break;
+            }
+            if let Some(next) = switch.take() {
+                tracing::info!(?direction, from = %name, to = ?next, "audio switching device");
+                choice = next;
                 break;
             }
             if last_check.elapsed() >= RECHECK {

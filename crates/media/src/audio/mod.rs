@@ -19,6 +19,7 @@ pub mod sounds;
 
 pub use capture::Microphone;
 pub use device::{AudioDevice, DeviceChange, DeviceChoice, DeviceWatcher, Direction};
+pub use keeper::DeviceSwitch;
 pub use playout::{Mixer, RemoteAudio, Speaker};
 pub use processing::{far_end, FarEndReceiver, FarEndSender, ProcessingConfig};
 pub use sounds::{Sound, UiSounds};

@@ -128,6 +128,11 @@ impl Speaker {
     pub fn device(&self) -> Option<String> {
         self.keeper.device()
     }
+
+    /// Moves playback to another device, live (see [`super::DeviceSwitch`]).
+    pub fn switch(&self) -> super::DeviceSwitch {
+        self.keeper.switch()
+    }
 }
 
 fn open_stream(

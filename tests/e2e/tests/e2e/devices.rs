@@ -188,6 +188,69 @@ fn pulling_out_the_microphone_keeps_the_call() {
     server.stop();
 }
 
+/// A headset plugged in during the call: the microphone is switched live, and the
+/// other side hears the new one within a second, with no rejoin (same track, same
+/// connection).
+#[test]
+fn a_microphone_switched_live_changes_what_the_others_hear() {
+    let _one_at_a_time = exclusive();
+    let dir = temp_dir("devices-switch");
+    let (_laptop, _laptop_in) = devices::microphone("laptop_mic");
+    let (_headset, _headset_in) = devices::microphone("headset_mic");
+    let _room_sound = TonePlayer::start("laptop_mic_in", 440.0, 0.3);
+    let _voice = TonePlayer::start("headset_mic_in", 880.0, 0.3);
+    let server = ServerProcess::start(dir.join("db.sqlite"));
+    let room = create_room(&server, "switch", &[]);
+    let env = pulse_env();
+    let mut ivy = bot(
+        "ivy",
+        &server,
+        &room,
+        &[
+            "--publish",
+            "--video",
+            "128x72@10",
+            "--mic",
+            "laptop_mic",
+            "--subscribe",
+            "none",
+            "--at",
+            "6:mic=headset_mic",
+            "--duration",
+            "12",
+        ],
+        &env,
+    );
+    ivy.expect_event("published", Duration::from_secs(10), |_| true);
+    let report = dir.join("jon.json");
+    let mut jon = bot("jon", &server, &room, &["--duration", "10", "--report", report.to_str().unwrap()], &env);
+    assert_eq!(jon.wait_exit(Duration::from_secs(30)), 0);
+    assert_eq!(ivy.wait_exit(Duration::from_secs(30)), 0, "{:?}", ivy.seen);
+    let switched = at(ivy.seen.iter().find(|l| l["event"] == "mic_switched").expect("switched"));
+    assert!(!ivy.seen.iter().any(|l| l["event"] == "published" && at(l) > switched), "ivy published again");
+
+    let report = read_report(&report);
+    let audio = stream(&report, "ivy", "audio");
+    let changes: Vec<(u64, f64)> = audio["tone_changes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tone changes: {audio:#}"))
+        .iter()
+        .map(|c| (c[0].as_u64().unwrap(), c[1].as_f64().unwrap()))
+        .collect();
+    let near = |hz: f64, want: f64| (hz - want).abs() < 10.0;
+    assert!(changes.iter().any(|(t, hz)| *t < switched && near(*hz, 440.0)), "the laptop first: {changes:?}");
+    let (heard_at, _) = *changes
+        .iter()
+        .find(|(t, hz)| *t >= switched && near(*hz, 880.0))
+        .unwrap_or_else(|| panic!("the headset never heard after the switch at {switched}: {changes:?}"));
+    eprintln!("microphone switch: the new one heard {} ms after the switch", heard_at - switched);
+    assert!(heard_at <= switched + 1000, "the headset was heard {} ms after the switch", heard_at - switched);
+    assert!(changes.last().is_some_and(|(_, hz)| near(*hz, 880.0)), "it stayed on the headset: {changes:?}");
+    // One track all along: no stall longer than the switch itself.
+    assert!(stalls(audio).iter().all(|(from, to)| to.is_some_and(|to| to - from < 1000)), "{audio:#}");
+    server.stop();
+}
+
 #[test]
 fn devices_are_listed_by_name_and_interface_sounds_play() {
     let _one_at_a_time = exclusive();
