@@ -135,6 +135,9 @@ start_server() {
   SERVER_SECRET="soak-$RANDOM$RANDOM$RANDOM"
   # Port 0 everywhere: the server announces what it bound, so nothing can take a
   # probed-free port between the probe and the bind.
+  # The file exists before the server's shell opens it: the loop below may read it
+  # before the background process has started.
+  : >"$OUT/server.out"
   CONFER_LOG=${CONFER_LOG:-info,str0m=error} "$SERVER_BIN" --db "$OUT/server.db" \
     --http-addr 127.0.0.1:0 --udp-addr 127.0.0.1:0 \
     --api-key soak --api-secret "$SERVER_SECRET" \
