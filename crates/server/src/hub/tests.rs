@@ -278,3 +278,38 @@ fn reactions_are_rate_limited() {
         .count();
     assert_eq!(sent, 4, "a burst of four, then one a second");
 }
+
+#[test]
+fn breakout_rooms_take_people_out_and_bring_them_back() {
+    let mut f = Fixture::new();
+    let host = f.join("host", Grants::default());
+    let people: Vec<ParticipantId> = ["a", "b", "c", "d"].iter().map(|w| f.join(w, Grants::default())).collect();
+    let names = vec!["One".to_owned(), "Two".to_owned()];
+    // Only moderators split the meeting.
+    let refused = f.hub.create_breakouts(&r(), &people[0], names.clone(), false, Now::system()).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::PermissionDenied);
+    f.hub.create_breakouts(&r(), &host, names, false, Now::system()).unwrap();
+    f.hub.assign_breakouts(&r(), &host, Vec::new(), true, Now::system()).unwrap();
+    f.hub.open_breakouts(&r(), &host, Now::system()).unwrap();
+    let in_main = f.hub.session(&r()).unwrap().participants.len();
+    assert_eq!(in_main, 1, "only the host stays");
+    for room in ["r~1", "r~2"] {
+        let s = f.hub.session(&room.into()).unwrap_or_else(|| panic!("{room} is live"));
+        assert_eq!(s.participants.len(), 2, "{room}: two each, evenly");
+    }
+    // Choosing is not allowed: a participant cannot go elsewhere by itself.
+    let at: RoomId = if f.hub.session(&"r~1".into()).unwrap().participants.iter().any(|p| p.id == people[0]) {
+        "r~1".into()
+    } else {
+        "r~2".into()
+    };
+    let refused = f.hub.join_breakout(&at, &people[0], None, Now::system()).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::PermissionDenied);
+    f.hub.close_breakouts(&r(), &host, Some(Duration::ZERO), Now::system()).unwrap();
+    f.hub.tick(Now::system());
+    assert_eq!(f.hub.session(&r()).unwrap().participants.len(), 5, "everyone is back");
+    assert!(f.hub.session(&"r~1".into()).is_none() && f.hub.session(&"r~2".into()).is_none());
+    // Ending the meeting from the main room ends it everywhere.
+    assert!(f.hub.end_session(&r(), DisconnectReason::SessionEnded, Now::system()));
+    assert!(f.hub.sessions().is_empty());
+}

@@ -103,6 +103,12 @@ fn breakout_rooms_split_the_meeting_and_bring_it_back() {
         for l in &subscribed {
             assert_eq!(l["identity"], mate.as_str(), "{}: media from outside the room: {l}", bot.name);
         }
+        // The move takes under a second: the roommate's sound and picture are there.
+        let arrived =
+            |kind: &str| subscribed.iter().find(|l| l["kind"] == kind).map(|l| at(l) - out).unwrap_or(u64::MAX);
+        let (audio_ms, video_ms) = (arrived("audio"), arrived("video"));
+        eprintln!("{}: moved; {mate}'s audio after {audio_ms} ms, video after {video_ms} ms", bot.name);
+        assert!(audio_ms < 1000 && video_ms < 1000, "{}: {audio_ms} / {video_ms} ms to media", bot.name);
         // What a viewer notices: the roommate's picture and sound went on through the
         // breakout; everyone else's stopped for it and came back after it.
         let report = read_report(&dir.join(format!("{}.json", bot.name)));
