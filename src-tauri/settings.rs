@@ -3,7 +3,7 @@
 //! the window's size and place.
 //! Kept with tauri-plugin-store in `settings.json` in the app's data directory.
 
-use confer_app_core::call::MediaSettings;
+use confer_app_core::settings::MediaSettings;
 use serde::{Deserialize, Serialize};
 use tauri::{Manager, PhysicalPosition, PhysicalSize, Runtime};
 use tauri_plugin_store::StoreExt;

@@ -15,6 +15,7 @@ pub mod host;
 pub mod link;
 pub mod preview;
 pub mod publish;
+pub mod settings;
 pub mod view;
 
 use serde::Serialize;

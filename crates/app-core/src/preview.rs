@@ -10,7 +10,7 @@ use confer_media::audio::Microphone;
 use confer_media::video::Camera;
 use confer_media::PatternSource;
 
-use crate::call::MediaSettings;
+use crate::settings::MediaSettings;
 use crate::frames::FrameHub;
 use crate::publish::{unix_ms, VideoSource};
 
