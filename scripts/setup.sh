@@ -20,6 +20,8 @@ packages=(
   libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev
   # Running the app headless in tests: X server, session bus, window tools, screenshots
   xvfb xauth dbus dbus-x11 xdotool x11-utils imagemagick
+  # Hands and reactions are emoji: a colour emoji font to draw them
+  fonts-noto-color-emoji
   # The app's UI test: WebKitGTK's WebDriver (tauri-driver, below, drives it)
   webkit2gtk-driver
   # Browser interop test: a real Chromium driven by playwright-core

@@ -340,6 +340,92 @@ pub async fn censor(participant: String, censored: bool, state: tauri::State<'_,
     with_call(&state, async |c| c.censor(&participant, censored).await).await
 }
 
+// Running the meeting (see `confer_app_core::call::meeting`).
+
+#[tauri::command]
+#[specta::specta]
+pub async fn raise_hand(raised: bool, state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+    with_call(&state, async |c| c.raise_hand(raised).await).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn lower_hand_of(participant: String, state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+    with_call(&state, async |c| c.lower_hand_of(&participant).await).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn react(reaction: String, state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+    with_call(&state, async |c| c.react(&reaction).await).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn admit(participant: Option<String>, state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+    with_call(&state, async |c| c.admit(participant.as_deref()).await).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn deny(participant: Option<String>, state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+    with_call(&state, async |c| c.deny(participant.as_deref()).await).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn set_locked(locked: bool, state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+    with_call(&state, async |c| c.set_locked(locked).await).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn end_for_all(state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+    with_call(&state, async |c| c.end_for_all().await).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn mute_all(state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+    with_call(&state, async |c| c.mute_all().await).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn mute_participant(
+    participant: String,
+    camera: bool,
+    state: tauri::State<'_, CallState>,
+) -> Result<(), AppError> {
+    with_call(&state, async |c| c.mute_participant(&participant, camera).await).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn ask_to_unmute(
+    participant: String,
+    camera: bool,
+    state: tauri::State<'_, CallState>,
+) -> Result<(), AppError> {
+    with_call(&state, async |c| c.ask_to_unmute(&participant, camera).await).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn set_co_host(
+    participant: String,
+    co_host: bool,
+    state: tauri::State<'_, CallState>,
+) -> Result<(), AppError> {
+    with_call(&state, async |c| c.set_co_host(&participant, co_host).await).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn set_audio_only(on: bool, state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+    with_call(&state, async |c| c.set_audio_only(on).await).await
+}
+
 /// What the view shows, so that subscriptions follow it.
 #[tauri::command]
 #[specta::specta]

@@ -545,6 +545,10 @@ mod tests {
             camera,
             sharing_screen: false,
             invite_link: None,
+            locked: false,
+            audio_only: false,
+            hands: vec![],
+            knocks: vec![],
         }
     }
 

@@ -36,6 +36,18 @@ export const commands = {
 	sendChat: (text: string, to: string | null) => typedError<ChatMessage_Serialize, AppError>(__TAURI_INVOKE("send_chat", { text, to })),
 	kick: (participant: string) => typedError<null, AppError>(__TAURI_INVOKE("kick", { participant })),
 	censor: (participant: string, censored: boolean) => typedError<null, AppError>(__TAURI_INVOKE("censor", { participant, censored })),
+	raiseHand: (raised: boolean) => typedError<null, AppError>(__TAURI_INVOKE("raise_hand", { raised })),
+	lowerHandOf: (participant: string) => typedError<null, AppError>(__TAURI_INVOKE("lower_hand_of", { participant })),
+	react: (reaction: string) => typedError<null, AppError>(__TAURI_INVOKE("react", { reaction })),
+	admit: (participant: string | null) => typedError<null, AppError>(__TAURI_INVOKE("admit", { participant })),
+	deny: (participant: string | null) => typedError<null, AppError>(__TAURI_INVOKE("deny", { participant })),
+	setLocked: (locked: boolean) => typedError<null, AppError>(__TAURI_INVOKE("set_locked", { locked })),
+	endForAll: () => typedError<null, AppError>(__TAURI_INVOKE("end_for_all")),
+	muteAll: () => typedError<null, AppError>(__TAURI_INVOKE("mute_all")),
+	muteParticipant: (participant: string, camera: boolean) => typedError<null, AppError>(__TAURI_INVOKE("mute_participant", { participant, camera })),
+	askToUnmute: (participant: string, camera: boolean) => typedError<null, AppError>(__TAURI_INVOKE("ask_to_unmute", { participant, camera })),
+	setCoHost: (participant: string, coHost: boolean) => typedError<null, AppError>(__TAURI_INVOKE("set_co_host", { participant, coHost })),
+	setAudioOnly: (on: boolean) => typedError<null, AppError>(__TAURI_INVOKE("set_audio_only", { on })),
 	/**  What the view shows, so that subscriptions follow it. */
 	setTiles: (tiles: TileWant[]) => typedError<null, AppError>(__TAURI_INVOKE("set_tiles", { tiles })),
 	/**  The user's settings. */
@@ -116,14 +128,22 @@ export type CallEvent_Deserialize = { type: "updated"; view: CallView_Deserializ
 /**  Worth telling the user, not fatal (a device missing, a request refused). */
 { type: "notice"; code: string; message: string } | 
 /**  The call is over: left, kicked, ended, connection lost for good. */
-{ type: "ended"; code: string; message: string };
+{ type: "ended"; code: string; message: string } | 
+/**  Someone reacted (`thumbs_up`, `clap`, `heart`, `laugh`, `surprised`, `celebrate`). */
+{ type: "reaction"; from_id: string; from_name: string; reaction: string } | 
+/**  A moderator asks the user to unmute (or, `camera`, to start the camera). */
+{ type: "unmute_requested"; by_name: string; camera: boolean };
 
 /**  Something the call tells the view. */
 export type CallEvent_Serialize = { type: "updated"; view: CallView_Serialize } | { type: "chat"; message: ChatMessage_Serialize } | 
 /**  Worth telling the user, not fatal (a device missing, a request refused). */
 { type: "notice"; code: string; message: string } | 
 /**  The call is over: left, kicked, ended, connection lost for good. */
-{ type: "ended"; code: string; message: string };
+{ type: "ended"; code: string; message: string } | 
+/**  Someone reacted (`thumbs_up`, `clap`, `heart`, `laugh`, `surprised`, `celebrate`). */
+{ type: "reaction"; from_id: string; from_name: string; reaction: string } | 
+/**  A moderator asks the user to unmute (or, `camera`, to start the camera). */
+{ type: "unmute_requested"; by_name: string; camera: boolean };
 
 /**  Something happened in the call (see `CallEvent`). */
 export type CallUpdate = CallUpdate_Serialize | CallUpdate_Deserialize;
@@ -160,6 +180,14 @@ export type CallView_Deserialize = {
 	sharing_screen: boolean,
 	/**  An invite link others can join with, when the app knows one. */
 	invite_link?: string | null,
+	/**  A moderator locked the meeting: nobody new gets in. */
+	locked: boolean,
+	/**  Receiving and sending no video (a weak link). */
+	audio_only: boolean,
+	/**  Raised hands, first raised first: participant ids. */
+	hands: string[],
+	/**  Who waits in the lobby (shown to moderators). */
+	knocks: KnockView[],
 };
 
 /**
@@ -182,6 +210,14 @@ export type CallView_Serialize = {
 	sharing_screen: boolean,
 	/**  An invite link others can join with, when the app knows one. */
 	invite_link: string | null,
+	/**  A moderator locked the meeting: nobody new gets in. */
+	locked: boolean,
+	/**  Receiving and sending no video (a weak link). */
+	audio_only: boolean,
+	/**  Raised hands, first raised first: participant ids. */
+	hands: string[],
+	/**  Who waits in the lobby (shown to moderators). */
+	knocks: KnockView[],
 };
 
 /**  A chat message, sent or received. */
@@ -281,6 +317,14 @@ export type JoinForm_Serialize = {
 	media: MediaSettings_Serialize,
 };
 
+/**  Someone waiting in the lobby. */
+export type KnockView = {
+	id: string,
+	name: string,
+	/**  Came with an invite (a guest) rather than a token. */
+	guest: boolean,
+};
+
 /**  A join link opened while the app runs. */
 export type LinkOpened = string;
 
@@ -337,7 +381,10 @@ export type ParticipantView = {
 	name: string,
 	local: boolean,
 	moderator: boolean,
+	/**  Made a co-host during the call (a moderator too). */
+	co_host: boolean,
 	guest: boolean,
+	hand_raised: boolean,
 	/**  No audio track, or muted, or censored. */
 	mic_muted: boolean,
 	camera_off: boolean,

@@ -32,6 +32,16 @@ interface Slot {
 const PAGE_SIZE = 9;
 const STRIP_SIZE = 6;
 
+/** The reactions there are, as the server names them, and how they are drawn. */
+const REACTIONS: [string, string][] = [
+  ["thumbs_up", "👍"],
+  ["clap", "👏"],
+  ["heart", "❤️"],
+  ["laugh", "😂"],
+  ["surprised", "😮"],
+  ["celebrate", "🎉"],
+];
+
 const ICON = {
   mic: `<svg viewBox="0 0 24 24"><path d="M12 14a3 3 0 0 0 3-3V5a3 3 0 0 0-6 0v6a3 3 0 0 0 3 3zm5-3a5 5 0 0 1-10 0H5a7 7 0 0 0 6 6.9V21h2v-3.1A7 7 0 0 0 19 11z"/></svg>`,
   micOff: `<svg viewBox="0 0 24 24"><path d="M19 11h-2a5 5 0 0 1-.6 2.4l1.5 1.5A7 7 0 0 0 19 11zM15 11V5a3 3 0 0 0-5.9-.8L15 10.1zM4.3 3 3 4.3l6 6V11a3 3 0 0 0 4.3 2.7l1.6 1.6A5 5 0 0 1 7 11H5a7 7 0 0 0 6 6.9V21h2v-3.1a7 7 0 0 0 3.4-1.3l3.3 3.3 1.3-1.3z"/></svg>`,
@@ -70,6 +80,7 @@ export class CallScreen {
           <span class="room-name" id="room-name"></span>
           <span class="banner reconnecting" id="reconnecting" hidden>Connection lost — reconnecting…</span>
           <span class="banner sharing" id="sharing" hidden>You are sharing your screen</span>
+          <span class="banner locked" id="locked" hidden>Meeting locked</span>
           <span class="spacer"></span>
           <button type="button" class="ghost" id="copy-invite" hidden>Copy invite link</button>
           <div class="segmented" role="group" aria-label="Layout">
@@ -95,7 +106,21 @@ export class CallScreen {
           <button type="button" class="control" id="camera-toggle" title="Camera"></button>
           <button type="button" class="control" id="screen-toggle" title="Share screen">${ICON.screen}</button>
           <button type="button" class="control" id="chat-toggle" title="Chat">${ICON.chat}<span class="badge" id="chat-badge" hidden></span></button>
-          <button type="button" class="control" id="people-toggle" title="Participants">${ICON.people}</button>
+          <button type="button" class="control" id="people-toggle" title="Participants">${ICON.people}<span class="badge" id="people-badge" hidden></span></button>
+          <button type="button" class="control" id="hand-toggle" title="Raise hand">✋</button>
+          <span class="reactions-anchor">
+            <button type="button" class="control" id="react-toggle" title="Reactions">🙂</button>
+            <span class="reactions" id="reactions" hidden>${REACTIONS.map(([name, glyph]) => `<button type="button" class="reaction" data-reaction="${name}" title="${name.replace("_", " ")}">${glyph}</button>`).join("")}</span>
+          </span>
+          <span class="reactions-anchor">
+            <button type="button" class="control" id="more-toggle" title="More">⋯</button>
+            <span class="menu" id="more-menu" hidden>
+              <button type="button" id="audio-only-toggle">Audio only</button>
+              <button type="button" id="lock-toggle" class="host-only">Lock meeting</button>
+              <button type="button" id="mute-all" class="host-only">Mute everyone</button>
+              <button type="button" id="end-for-all" class="host-only danger">End meeting for everyone</button>
+            </span>
+          </span>
           <button type="button" class="control" id="settings-toggle" title="Settings">⚙</button>
           <button type="button" class="control danger" id="leave" title="Leave">${ICON.leave}</button>
         </nav>
@@ -109,6 +134,31 @@ export class CallScreen {
     q("#people-toggle").addEventListener("click", () => this.showPanel(this.panel === "people" ? null : "people"));
     q("#settings-toggle").addEventListener("click", () => void openSettings(this.app));
     q("#leave").addEventListener("click", () => void this.leave());
+    q("#hand-toggle").addEventListener("click", () => this.act(commands.raiseHand(!this.me()?.hand_raised)));
+    q("#react-toggle").addEventListener("click", () => this.toggleMenu("#reactions"));
+    q("#more-toggle").addEventListener("click", () => this.toggleMenu("#more-menu"));
+    this.app.root.querySelectorAll<HTMLButtonElement>("#reactions .reaction").forEach((b) =>
+      b.addEventListener("click", () => {
+        this.toggleMenu(null);
+        this.act(commands.react(b.dataset.reaction!));
+      }),
+    );
+    q("#audio-only-toggle").addEventListener("click", () => {
+      this.toggleMenu(null);
+      this.act(commands.setAudioOnly(!this.view.audio_only));
+    });
+    q("#lock-toggle").addEventListener("click", () => {
+      this.toggleMenu(null);
+      this.act(commands.setLocked(!this.view.locked));
+    });
+    q("#mute-all").addEventListener("click", () => {
+      this.toggleMenu(null);
+      this.act(commands.muteAll());
+    });
+    q("#end-for-all").addEventListener("click", () => {
+      this.toggleMenu(null);
+      if (confirm("End the meeting for everyone?")) this.act(commands.endForAll());
+    });
     q("#layout-grid").addEventListener("click", () => this.setLayout("grid"));
     q("#layout-speaker").addEventListener("click", () => this.setLayout("speaker"));
     q("#page-prev").addEventListener("click", () => this.turn(-1));
@@ -135,6 +185,12 @@ export class CallScreen {
         case "notice":
           this.toast(event.message, event.code);
           break;
+        case "reaction":
+          this.showReaction(event.from_id, event.reaction);
+          break;
+        case "unmute_requested":
+          this.askToUnmute(event.by_name, event.camera);
+          break;
         case "ended":
           this.close();
           // Left from the tray: home, as after the leave button.
@@ -149,6 +205,49 @@ export class CallScreen {
   }
 
   private onResize = () => this.render();
+
+  private me(): ParticipantView | undefined {
+    return this.view.participants.find((p) => p.local);
+  }
+
+  /** Opens one of the control bar's pop-up menus (closing the other), or closes both. */
+  private toggleMenu(which: "#reactions" | "#more-menu" | null): void {
+    for (const id of ["#reactions", "#more-menu"]) {
+      const menu = this.app.root.querySelector<HTMLElement>(id)!;
+      menu.hidden = id !== which || !menu.hidden;
+    }
+  }
+
+  /** A reaction floats over its sender's tile for a few seconds. */
+  private showReaction(from: string, reaction: string): void {
+    const glyph = REACTIONS.find(([name]) => name === reaction)?.[1] ?? "👍";
+    const box = this.tiles.get(`person:${from}`)?.box;
+    const who = this.view.participants.find((p) => p.id === from)?.name ?? "Someone";
+    if (!box) {
+      this.toast(`${who} ${glyph}`, "reaction");
+      return;
+    }
+    const float = el("span", { class: "reaction-float", "data-reaction": reaction }, [glyph]);
+    box.append(float);
+    setTimeout(() => float.remove(), 4000);
+  }
+
+  /** A moderator asks to unmute: the user decides (nobody can unmute anyone else). */
+  private askToUnmute(by: string, camera: boolean): void {
+    const what = camera ? "start your camera" : "unmute";
+    const dialog = document.createElement("dialog");
+    dialog.className = "dialog";
+    dialog.id = "unmute-prompt";
+    dialog.innerHTML = `<form method="dialog"><h2>${esc(by)} asks you to ${what}</h2><menu>
+      <button value="" class="secondary">Not now</button><button value="yes" id="unmute-accept">${camera ? "Start camera" : "Unmute"}</button></menu></form>`;
+    document.body.append(dialog);
+    dialog.addEventListener("close", () => {
+      const yes = dialog.returnValue === "yes";
+      dialog.remove();
+      if (yes) this.act(camera ? commands.setCamera(true) : commands.setMicrophone(true));
+    });
+    dialog.showModal();
+  }
 
   private act(request: Promise<{ status: "ok" } | { status: "error"; error: { code: string; message: string } }>): void {
     void request.then((r) => {
@@ -205,6 +304,7 @@ export class CallScreen {
     root.querySelector<HTMLElement>("#reconnecting")!.hidden = v.connection !== "reconnecting";
     root.querySelector<HTMLElement>("#copy-invite")!.hidden = !v.invite_link;
     root.querySelector<HTMLElement>("#sharing")!.hidden = !v.sharing_screen;
+    root.querySelector<HTMLElement>("#locked")!.hidden = !v.locked;
     this.renderControls();
 
     const slots = this.slots();
@@ -280,7 +380,7 @@ export class CallScreen {
     let entry = this.tiles.get(slot.id);
     if (!entry) {
       const box = el("div", { class: "tile", "data-slot": slot.id });
-      box.innerHTML = `<canvas width="640" height="360"></canvas><div class="avatar"></div><div class="label"><span class="mic"></span><span class="name"></span><span class="quality"></span></div>`;
+      box.innerHTML = `<canvas width="640" height="360"></canvas><div class="avatar"></div><div class="label"><span class="hand" hidden>✋</span><span class="mic"></span><span class="name"></span><span class="quality"></span></div>`;
       entry = { box, video: null };
       this.tiles.set(slot.id, entry);
     }
@@ -302,6 +402,7 @@ export class CallScreen {
     box.classList.toggle("no-video", !wantTile);
     box.classList.toggle("speaking", p.speaking && !slot.screen);
     setText(box.querySelector(".avatar")!, initials(p.name));
+    box.querySelector<HTMLElement>(".hand")!.hidden = !p.hand_raised || slot.screen;
     setText(box.querySelector(".name")!, slot.screen ? `${p.name} (screen)` : p.local ? `${p.name} (you)` : p.name);
     const mic = box.querySelector<HTMLElement>(".mic")!;
     if (mic.classList.contains("muted") !== p.mic_muted || !mic.dataset.drawn) {
@@ -336,6 +437,17 @@ export class CallScreen {
     const screen = this.app.root.querySelector<HTMLButtonElement>("#screen-toggle")!;
     screen.classList.toggle("active", v.sharing_screen);
     screen.title = v.sharing_screen ? "Stop sharing" : "Share screen";
+    const raised = !!this.me()?.hand_raised;
+    const hand = this.app.root.querySelector<HTMLButtonElement>("#hand-toggle")!;
+    hand.classList.toggle("active", raised);
+    hand.title = raised ? "Lower hand" : "Raise hand";
+    // Moderators: people waiting in the lobby show as a count on the participants button.
+    const badge = this.app.root.querySelector<HTMLElement>("#people-badge")!;
+    badge.hidden = !v.moderator || v.knocks.length === 0;
+    badge.textContent = String(v.knocks.length);
+    this.app.root.querySelectorAll<HTMLElement>(".host-only").forEach((b) => (b.hidden = !v.moderator));
+    setText(this.app.root.querySelector("#lock-toggle")!, v.locked ? "Unlock meeting" : "Lock meeting");
+    setText(this.app.root.querySelector("#audio-only-toggle")!, v.audio_only ? "Turn video back on" : "Audio only");
   }
 
   private async toggleScreen(): Promise<void> {
@@ -443,16 +555,76 @@ export class CallScreen {
     const list = this.app.root.querySelector<HTMLUListElement>("#people-list");
     if (!list) return;
     // Rebuilt only when what it shows changed (a click on kick must not be lost to an update).
-    const key = JSON.stringify([this.view.moderator, this.view.participants.map((p) => [p.id, p.name, p.moderator, p.guest, p.mic_muted, p.camera_off])]);
+    const v = this.view;
+    const key = JSON.stringify([
+      v.moderator,
+      v.hands,
+      v.knocks,
+      v.participants.map((p) => [p.id, p.name, p.moderator, p.co_host, p.guest, p.mic_muted, p.camera_off]),
+    ]);
     if (list.dataset.key === key) return;
     list.dataset.key = key;
     list.innerHTML = "";
+    const me = this.me();
+    // Managers (not co-hosts) make co-hosts.
+    const manager = v.moderator && !me?.co_host;
+    if (v.moderator && v.knocks.length > 0) {
+      const lobby = el("li", { class: "lobby", id: "lobby" });
+      lobby.append(el("h3", {}, [`Waiting to join (${v.knocks.length})`]));
+      for (const k of v.knocks) {
+        const row = el("div", { class: "knock", "data-knock": k.id }, [el("span", { class: "who" }, [`${k.name}${k.guest ? " (guest)" : ""}`])]);
+        const admit = el("button", { type: "button", class: "small admit" }, ["Admit"]);
+        admit.addEventListener("click", () => this.act(commands.admit(k.id)));
+        const deny = el("button", { type: "button", class: "ghost small danger deny" }, ["Deny"]);
+        deny.addEventListener("click", () => this.act(commands.deny(k.id)));
+        row.append(admit, deny);
+        lobby.append(row);
+      }
+      if (v.knocks.length > 1) {
+        const all = el("button", { type: "button", class: "small admit-all" }, ["Admit all"]);
+        all.addEventListener("click", () => this.act(commands.admit(null)));
+        lobby.append(all);
+      }
+      list.append(lobby);
+    }
+    if (v.hands.length > 0) {
+      const hands = el("li", { class: "hands", id: "hands" });
+      hands.append(el("h3", {}, ["Raised hands"]));
+      const ol = el("ol", {});
+      for (const id of v.hands) {
+        const p = v.participants.find((q) => q.id === id);
+        if (!p) continue;
+        const item = el("li", { "data-participant": id }, [`✋ ${p.name}${p.local ? " (you)" : ""}`]);
+        if (v.moderator && !p.local) {
+          const lower = el("button", { type: "button", class: "ghost small lower-hand" }, ["Lower"]);
+          lower.addEventListener("click", () => this.act(commands.lowerHandOf(id)));
+          item.append(lower);
+        }
+        ol.append(item);
+      }
+      hands.append(ol);
+      list.append(hands);
+    }
     for (const p of this.view.participants) {
       const row = el("li", { class: "person", "data-participant": p.id });
       row.innerHTML = `<span class="avatar small">${esc(initials(p.name))}</span>
-        <span class="who">${esc(p.name)}${p.local ? " (you)" : ""}${p.moderator ? ' <em>moderator</em>' : ""}${p.guest ? ' <em>guest</em>' : ""}</span>
+        <span class="who">${esc(p.name)}${p.local ? " (you)" : ""}${p.co_host ? " <em>co-host</em>" : p.moderator ? " <em>host</em>" : ""}${p.guest ? " <em>guest</em>" : ""}</span>
         <span class="state">${p.mic_muted ? ICON.micOff : ICON.mic}${p.camera_off ? ICON.camOff : ICON.cam}</span>`;
-      if (this.view.moderator && !p.local) {
+      if (v.moderator && !p.local) {
+        if (p.mic_muted) {
+          const ask = el("button", { type: "button", class: "ghost small ask-unmute" }, ["Ask to unmute"]);
+          ask.addEventListener("click", () => this.act(commands.askToUnmute(p.id, false)));
+          row.append(ask);
+        } else {
+          const mute = el("button", { type: "button", class: "ghost small mute" }, ["Mute"]);
+          mute.addEventListener("click", () => this.act(commands.muteParticipant(p.id, false)));
+          row.append(mute);
+        }
+        if (manager && (!p.moderator || p.co_host)) {
+          const cohost = el("button", { type: "button", class: "ghost small co-host" }, [p.co_host ? "Remove co-host" : "Make co-host"]);
+          cohost.addEventListener("click", () => this.act(commands.setCoHost(p.id, !p.co_host)));
+          row.append(cohost);
+        }
         const censor = el("button", { type: "button", class: "ghost small censor" }, ["Stop media"]);
         censor.addEventListener("click", () => this.act(commands.censor(p.id, true)));
         const kick = el("button", { type: "button", class: "ghost small danger kick" }, ["Remove"]);

@@ -77,7 +77,15 @@ export async function renderPrejoin(app: App, dest: Destination, error?: { code:
     };
     void saveSettings(app.settings);
     await leave();
+    // A meeting with a lobby: the join waits until the host lets this person in.
+    const unlisten = await events.callUpdate.listen((e) => {
+      if (e.payload.type === "notice" && e.payload.code === "waiting_in_lobby") {
+        status.textContent = e.payload.message;
+        status.dataset.code = e.payload.code;
+      }
+    });
     const joined = await commands.joinCall({ server: dest.server, name: app.settings.name, link: dest.link, media: app.settings.media });
+    unlisten();
     if (joined.status === "error") {
       await renderPrejoin(app, dest, joined.error);
       return;

@@ -10,9 +10,9 @@ use confer_media::audio::Microphone;
 use confer_media::video::Camera;
 use confer_media::PatternSource;
 
-use crate::settings::MediaSettings;
 use crate::frames::FrameHub;
 use crate::publish::{unix_ms, VideoSource};
+use crate::settings::MediaSettings;
 
 pub const PREVIEW_TILE: &str = "preview";
 

@@ -22,6 +22,23 @@ pub struct CallView {
     pub sharing_screen: bool,
     /// An invite link others can join with, when the app knows one.
     pub invite_link: Option<String>,
+    /// A moderator locked the meeting: nobody new gets in.
+    pub locked: bool,
+    /// Receiving and sending no video (a weak link).
+    pub audio_only: bool,
+    /// Raised hands, first raised first: participant ids.
+    pub hands: Vec<String>,
+    /// Who waits in the lobby (shown to moderators).
+    pub knocks: Vec<KnockView>,
+}
+
+/// Someone waiting in the lobby.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
+pub struct KnockView {
+    pub id: String,
+    pub name: String,
+    /// Came with an invite (a guest) rather than a token.
+    pub guest: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, specta::Type)]
@@ -50,7 +67,10 @@ pub struct ParticipantView {
     pub name: String,
     pub local: bool,
     pub moderator: bool,
+    /// Made a co-host during the call (a moderator too).
+    pub co_host: bool,
     pub guest: bool,
+    pub hand_raised: bool,
     /// No audio track, or muted, or censored.
     pub mic_muted: bool,
     pub camera_off: bool,
@@ -114,5 +134,16 @@ pub enum CallEvent {
     Ended {
         code: String,
         message: String,
+    },
+    /// Someone reacted (`thumbs_up`, `clap`, `heart`, `laugh`, `surprised`, `celebrate`).
+    Reaction {
+        from_id: String,
+        from_name: String,
+        reaction: String,
+    },
+    /// A moderator asks the user to unmute (or, `camera`, to start the camera).
+    UnmuteRequested {
+        by_name: String,
+        camera: bool,
     },
 }

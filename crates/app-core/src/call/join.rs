@@ -2,7 +2,7 @@
 //! hosted server), and what the user reads when something refuses or ends the call.
 
 use confer_client::api::{ApiClient, ApiError, Call as ApiCall};
-use confer_client::proto::signal::DisconnectReason;
+use confer_client::proto::signal::{DenyReason, DisconnectReason};
 use confer_client::proto::token::{CreateToken, ExchangeInvite, Grants, TokenPair};
 use confer_client::proto::ErrorBody;
 use confer_client::ClientError;
@@ -94,7 +94,8 @@ pub(super) fn refusal(body: &ErrorBody) -> CallError {
         "room_full" => "This meeting is full.",
         "room_not_found" => "This meeting's room does not exist.",
         "disabled_by_policy" => "This meeting does not admit guests.",
-        "not_a_member" | "forbidden" => "You are not allowed into this meeting.",
+        "not_a_member" => "You are not allowed into this meeting.",
+        "room_locked" => "The host locked this meeting: nobody new can join.",
         _ => return CallError::new(body.name.clone(), body.message.clone()),
     };
     CallError::new(body.name.clone(), message)
@@ -120,6 +121,14 @@ pub(super) fn client_error(server: &str, error: &ClientError) -> CallError {
     tracing::warn!(error = %error, server, "joining failed");
     match error {
         ClientError::Server(body) => refusal(body),
+        ClientError::Denied { reason } => {
+            let message = match reason {
+                DenyReason::Denied => "The host did not let you into the meeting.",
+                DenyReason::TimedOut => "Nobody let you into the meeting in time. Try joining again.",
+                DenyReason::SessionEnded => "The meeting ended while you were waiting.",
+            };
+            CallError::new("denied", message)
+        }
         ClientError::Transport(_) | ClientError::Timeout(_) | ClientError::Tls(_) => unreachable(server),
         other => CallError::new(other.name().to_owned(), other.to_string()),
     }

@@ -33,6 +33,7 @@ use crate::CallError;
 
 mod join;
 mod local;
+mod meeting;
 mod remote;
 mod view;
 
@@ -133,8 +134,20 @@ impl Call {
         if let Some(refresh_token) = access.refresh_token {
             options = options.with_refresh_token(refresh_token);
         }
-        let (room, events) =
-            Room::connect(&server, &access.token, options).await.map_err(|e| client_error(&server, &e))?;
+        // A meeting with a lobby answers with a wait: say so while it lasts.
+        let (knocking, knocked) = tokio::sync::oneshot::channel();
+        let waiting = sink.clone();
+        tokio::spawn(async move {
+            if knocked.await.is_ok() {
+                waiting(CallEvent::Notice {
+                    code: "waiting_in_lobby".into(),
+                    message: "Waiting for the host to let you in…".into(),
+                });
+            }
+        });
+        let (room, events) = Room::connect_through_lobby(&server, &access.token, options, Some(knocking))
+            .await
+            .map_err(|e| client_error(&server, &e))?;
         tracing::info!(room = %request.target.room, server, "joined");
 
         let (far_tx, far_rx) = far_end();
@@ -438,6 +451,7 @@ impl Inner {
     }
 
     async fn on_media(self: &Arc<Self>, event: Event) {
+        self.on_meeting(&event).await;
         match event {
             Event::StreamPublished { participant_id, stream } => {
                 if participant_id != self.room.local_participant().id {

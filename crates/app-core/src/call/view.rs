@@ -1,9 +1,9 @@
 //! What the view is told: the call projected into a [`CallView`].
 
-use confer_client::proto::signal::{ParticipantInfo, Role};
+use confer_client::proto::signal::{JoinVia, ParticipantInfo, Role};
 use confer_client::proto::track::TrackKind;
 
-use crate::view::{CallEvent, CallView, Connection, LocalDevice, ParticipantView, TileInfo};
+use crate::view::{CallEvent, CallView, Connection, KnockView, LocalDevice, ParticipantView, TileInfo};
 
 use super::remote::is_screen;
 use super::{lock, tile_of, Inner, LOCAL_TILE};
@@ -50,7 +50,9 @@ impl Inner {
                 name: p.name.clone(),
                 local: is_local,
                 moderator: p.role.moderates(),
+                co_host: p.role == Role::CoHost,
                 guest: p.role == Role::Guest,
+                hand_raised: state.hands.iter().any(|h| h.participant_id == p.id),
                 mic_muted,
                 camera_off,
                 tiles,
@@ -71,6 +73,18 @@ impl Inner {
             camera: local.camera_state,
             sharing_screen: local.screen.is_some(),
             invite_link: self.invite_link.clone(),
+            locked: state.locked,
+            audio_only: self.room.is_audio_only(),
+            hands: state.hands.iter().map(|h| h.participant_id.to_string()).collect(),
+            knocks: state
+                .knocks
+                .iter()
+                .map(|k| KnockView {
+                    id: k.participant_id.to_string(),
+                    name: k.name.clone(),
+                    guest: k.via == JoinVia::Invite,
+                })
+                .collect(),
         }
     }
 }

@@ -574,3 +574,76 @@ async fn the_call_goes_on_with_the_window_closed_and_the_tray_and_shortcut_reach
     drop(driver);
     alice.kill();
 }
+
+/// A meeting with a lobby, from the app as a guest: it waits (and says so) until the
+/// host lets it in; its raised hand and a reaction reach the host; the host's "mute
+/// everyone" turns its microphone off with a notice; the host's lock shows.
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "needs the desktop app and tauri-driver: scripts/test.sh runs it"]
+async fn the_app_waits_in_the_lobby_and_follows_the_host() {
+    pulse();
+    let dir = temp_dir("app-ui-lobby");
+    let server = ServerProcess::start(dir.join("db.sqlite3"));
+    let room = create_room(&server, "All hands", &["--lobby", "--manager", "hana"]);
+    let invite = cli_json(&server, &["invite", "create", "--room", &room]);
+    let link = invite["link"].as_str().expect("an invite link").to_owned();
+    let t = token(&server, &room, "hana", &[]);
+    let mut hana = Bot::spawn("hana", &server, &t, &["--subscribe", "none", "--duration", "120"]);
+    hana.expect_event("connected", T, |_| true);
+
+    let driver = Driver::start(&dir);
+    let c = driver.session().await;
+    type_into(&c, "#join-name", "Tester").await;
+    type_into(&c, "#join-link", &link).await;
+    click(&c, "#join-submit").await;
+    click(&c, "#prejoin-join").await;
+    // Waiting: the pre-join screen says so, and the host sees the knock.
+    until(&c, "the lobby message", "return document.querySelector('#status')?.dataset.code === 'waiting_in_lobby'")
+        .await;
+    let knock = hana.expect_event("knocking", T, |v| v["knock"]["name"] == "Tester");
+    assert_eq!(knock["knock"]["via"], "invite", "{knock}");
+    drop(hana);
+
+    // The host, as a bot that lets everyone in, then acts on the meeting.
+    let t = token(&server, &room, "hana", &[]);
+    let mut hana = Bot::spawn(
+        "hana",
+        &server,
+        &t,
+        &["--subscribe", "none", "--at", "1:admit=all", "--at", "8:mute_all", "--at", "9:lock", "--duration", "60"],
+    );
+    within("the call screen", c.wait().at_most(T).for_element(Locator::Css("#call"))).await.expect("let in");
+    hana.expect_event("participant_joined", T, |v| v["name"] == "Tester");
+
+    // A raised hand and a reaction reach the host.
+    click(&c, "#hand-toggle").await;
+    hana.expect_event("hand_raised", T, |v| v["identity"].as_str().is_some_and(|i| i.starts_with("guest-")));
+    until(&c, "the hand on the button", "return document.querySelector('#hand-toggle').classList.contains('active')")
+        .await;
+    click(&c, "#react-toggle").await;
+    click(&c, "#reactions [data-reaction='clap']").await;
+    hana.expect_event("reaction", T, |v| v["reaction"] == "clap");
+    until(
+        &c,
+        "the reaction on the app's own tile",
+        "return !!document.querySelector('.reaction-float[data-reaction=clap]')",
+    )
+    .await;
+
+    // "Mute everyone": the app's microphone goes off, and it says who did it.
+    hana.expect_event("action_done", T, |v| v["action"] == "mute_all");
+    until(&c, "the microphone off", "return document.querySelector('#mic-toggle').dataset.state === 'off'").await;
+    until(
+        &c,
+        "the notice",
+        "return [...document.querySelectorAll('.toast')].some(t => t.dataset.code === 'muted_by_moderator')",
+    )
+    .await;
+    hana.expect_event("track_disabled", T, |v| v["kind"] == "audio" && v["by"].is_string());
+    // Locked: the banner shows.
+    until(&c, "the lock banner", "return !document.querySelector('#locked').hidden").await;
+    save_screenshot(&driver, "app-meeting-controls.png");
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.close()).await;
+    drop(driver);
+    hana.kill();
+}
