@@ -16,6 +16,7 @@ use confer_proto::signal::{BreakoutAssignment, BreakoutRoom, Breakouts, Event, L
 use confer_proto::{ErrorCode, ParticipantId, RoomId, UnixMillis};
 use rand::seq::SliceRandom;
 
+use super::moderation::moderated;
 use super::{drop_if_empty, Hub, Now, Session};
 use crate::error::{ApiError, ApiResult};
 
@@ -46,12 +47,7 @@ fn main_of<'a>(sessions: &'a mut Sessions, room: &RoomId) -> ApiResult<&'a mut S
 
 /// Checks that `by`, in `room`, moderates.
 fn check_moderator(sessions: &mut Sessions, room: &RoomId, by: &ParticipantId, what: &str) -> ApiResult<()> {
-    let p = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?.get_mut(by)?;
-    if p.can_moderate() {
-        Ok(())
-    } else {
-        Err(ApiError::new(ErrorCode::PermissionDenied, format!("only the host and co-hosts can {what}")))
-    }
+    moderated(sessions, room, by, what).map(|_| ())
 }
 
 /// Every session of the meeting whose main room is `main`, the main one first.

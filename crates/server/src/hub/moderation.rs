@@ -6,6 +6,7 @@
 //! is decided by the participant's role: the room's managers (and holders of the
 //! `moderator` grant) moderate, and so do the co-hosts a manager promotes.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use confer_proto::signal::{
@@ -22,6 +23,27 @@ use crate::sfu::Command;
 
 /// How long a knock waits for a moderator before it is turned away.
 const KNOCK_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// The session of `room`, when `by` moderates it; `what` says what `by` tried, for the
+/// refusal.
+pub(super) fn moderated<'a>(
+    sessions: &'a mut HashMap<RoomId, Session>,
+    room: &RoomId,
+    by: &ParticipantId,
+    what: &str,
+) -> ApiResult<&'a mut Session> {
+    let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
+    session.moderator(by, what)?;
+    Ok(session)
+}
+
+/// A microphone (`audio`) or a camera (`video`): what a moderator's mute is about.
+fn device_kind(kind: TrackKind) -> ApiResult<()> {
+    if kind == TrackKind::Data {
+        return Err(ApiError::new(ErrorCode::MalformedRequest, "`kind` is audio or video"));
+    }
+    Ok(())
+}
 
 /// Someone in the lobby: a participant that nobody in the meeting sees yet.
 pub(super) struct Waiting {
@@ -206,8 +228,7 @@ impl Hub {
     /// `by` lets `target` in, or everyone waiting.
     pub fn admit(&self, room: &RoomId, by: &ParticipantId, target: Option<&ParticipantId>, now: Now) -> ApiResult<()> {
         let mut sessions = self.lock();
-        let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
-        session.moderator(by, "let people in")?;
+        let session = moderated(&mut sessions, room, by, "let people in")?;
         let ids: Vec<ParticipantId> = match target {
             Some(id) => vec![id.clone()],
             None => session.lobby.iter().map(|w| w.p.info.id.clone()).collect(),
@@ -225,8 +246,7 @@ impl Hub {
     /// `by` turns `target` away, or everyone waiting.
     pub fn deny(&self, room: &RoomId, by: &ParticipantId, target: Option<&ParticipantId>, now: Now) -> ApiResult<()> {
         let mut sessions = self.lock();
-        let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
-        session.moderator(by, "turn people away")?;
+        let session = moderated(&mut sessions, room, by, "turn people away")?;
         match target {
             Some(id) if session.knock_index(id).is_none() => {
                 return Err(ApiError::new(ErrorCode::ParticipantNotFound, format!("nobody {id} is waiting")));
@@ -240,8 +260,8 @@ impl Hub {
 
     pub fn set_locked(&self, room: &RoomId, by: &ParticipantId, locked: bool, now: Now) -> ApiResult<()> {
         let mut sessions = self.lock();
-        let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
-        session.moderator(by, if locked { "lock the meeting" } else { "unlock the meeting" })?;
+        let session =
+            moderated(&mut sessions, room, by, if locked { "lock the meeting" } else { "unlock the meeting" })?;
         if session.locked == locked {
             return Ok(());
         }
@@ -256,8 +276,7 @@ impl Hub {
     /// Whether `by` may end the meeting for everyone.
     pub fn may_end_session(&self, room: &RoomId, by: &ParticipantId) -> ApiResult<()> {
         let mut sessions = self.lock();
-        let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
-        session.moderator(by, "end the meeting for everyone")
+        moderated(&mut sessions, room, by, "end the meeting for everyone").map(|_| ())
     }
 
     /// A moderator ended the meeting for everyone (checked with [`Hub::may_end_session`]).
@@ -276,11 +295,8 @@ impl Hub {
         now: Now,
     ) -> ApiResult<()> {
         let mut sessions = self.lock();
-        let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
-        session.moderator(by, "mute others")?;
-        if kind == TrackKind::Data {
-            return Err(ApiError::new(ErrorCode::MalformedRequest, "`kind` is audio or video"));
-        }
+        let session = moderated(&mut sessions, room, by, "mute others")?;
+        device_kind(kind)?;
         let idx = session.position(target).ok_or(ErrorCode::ParticipantNotFound)?;
         tracing::info!(%room, by = %by, participant = %target, ?kind, "muted by a moderator");
         session.mute_tracks(idx, kind, by, now.mono);
@@ -290,8 +306,7 @@ impl Hub {
     /// `by` mutes every microphone but the moderators'.
     pub fn mute_all(&self, room: &RoomId, by: &ParticipantId, now: Now) -> ApiResult<()> {
         let mut sessions = self.lock();
-        let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
-        session.moderator(by, "mute everyone")?;
+        let session = moderated(&mut sessions, room, by, "mute everyone")?;
         tracing::info!(%room, by = %by, "everyone muted");
         for idx in 0..session.participants.len() {
             if !session.participants[idx].can_moderate() {
@@ -311,11 +326,8 @@ impl Hub {
         now: Now,
     ) -> ApiResult<()> {
         let mut sessions = self.lock();
-        let session = sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?;
-        session.moderator(by, "ask others to unmute")?;
-        if kind == TrackKind::Data {
-            return Err(ApiError::new(ErrorCode::MalformedRequest, "`kind` is audio or video"));
-        }
+        let session = moderated(&mut sessions, room, by, "ask others to unmute")?;
+        device_kind(kind)?;
         if by == target {
             return Err(ApiError::new(ErrorCode::MalformedRequest, "to unmute yourself, send update_stream"));
         }

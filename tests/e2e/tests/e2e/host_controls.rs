@@ -107,6 +107,8 @@ fn a_host_runs_the_meeting() {
             "1:end_for_all",
             "--at",
             "1:promote=carol",
+            "--at",
+            "1.5:move=carol:main",
             "--duration",
             "25",
         ],
@@ -178,7 +180,7 @@ fn a_host_runs_the_meeting() {
     find(&gus, "reaction", |l| l["identity"] == "carol" && l["reaction"] == "clap");
 
     // Each control the guest tried was refused with the catalog's code.
-    for request in ["admit", "lock", "mute_all", "end_for_all", "promote"] {
+    for request in ["admit", "lock", "mute_all", "end_for_all", "promote", "move_participant"] {
         assert_eq!(refused(&gus, request), "permission_denied", "guest's {request}");
     }
     // The knocks' ends, as the host saw them.
