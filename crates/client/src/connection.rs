@@ -29,7 +29,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// What one read produced.
 #[derive(Debug)]
 pub(crate) enum Incoming {
-    Message(ServerMessage),
+    Message(Box<ServerMessage>),
     /// A ping, pong or a skipped frame: proof of life, nothing to act on.
     Keepalive,
 }
@@ -63,7 +63,7 @@ impl Connection {
         let Some(frame) = self.ws.next().await else { return Ok(None) };
         match frame? {
             Message::Text(text) => match serde_json::from_str::<ServerMessage>(text.as_str()) {
-                Ok(msg) => Ok(Some(Incoming::Message(msg))),
+                Ok(msg) => Ok(Some(Incoming::Message(Box::new(msg)))),
                 Err(e) => {
                     tracing::warn!(error = %e, "skipping unreadable signaling frame");
                     Ok(Some(Incoming::Keepalive))
@@ -100,18 +100,20 @@ impl Connection {
             };
             match incoming {
                 Incoming::Keepalive => {}
-                Incoming::Message(ServerMessage::Event { seq, event }) => early.push((seq, event)),
-                Incoming::Message(ServerMessage::Response { id: rid, outcome }) => {
-                    // A null id is the server rejecting a frame it could not read: ours.
-                    if rid.is_some_and(|rid| rid != id) {
-                        tracing::warn!(id = ?rid, "ignoring an answer to an unknown request during join");
-                        continue;
+                Incoming::Message(msg) => match *msg {
+                    ServerMessage::Event { seq, event } => early.push((seq, event)),
+                    ServerMessage::Response { id: rid, outcome } => {
+                        // A null id is the server rejecting a frame it could not read: ours.
+                        if rid.is_some_and(|rid| rid != id) {
+                            tracing::warn!(id = ?rid, "ignoring an answer to an unknown request during join");
+                            continue;
+                        }
+                        return match outcome {
+                            Outcome::Result(reply) => Ok((reply, early)),
+                            Outcome::Error(body) => Err(ClientError::Server(body)),
+                        };
                     }
-                    return match outcome {
-                        Outcome::Result(reply) => Ok((reply, early)),
-                        Outcome::Error(body) => Err(ClientError::Server(body)),
-                    };
-                }
+                },
             }
         }
     }
@@ -124,7 +126,8 @@ impl Connection {
             let Some(incoming) = self.recv().await? else {
                 return Err(ClientError::Closed);
             };
-            let Incoming::Message(ServerMessage::Event { seq, event }) = incoming else { continue };
+            let Incoming::Message(msg) = incoming else { continue };
+            let ServerMessage::Event { seq, event } = *msg else { continue };
             match event {
                 Event::Admitted { snapshot } => {
                     early.push((seq, Event::Admitted { snapshot: snapshot.clone() }));

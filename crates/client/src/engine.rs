@@ -217,14 +217,14 @@ impl Engine {
                 incoming = conn.recv() => {
                     last_heard = Instant::now();
                     match incoming {
-                        Ok(Some(Incoming::Message(ServerMessage::Event { seq, event }))) => {
-                            if let Some(end) = self.on_event(seq, event) {
-                                return end;
+                        Ok(Some(Incoming::Message(msg))) => match *msg {
+                            ServerMessage::Event { seq, event } => {
+                                if let Some(end) = self.on_event(seq, event) {
+                                    return end;
+                                }
                             }
-                        }
-                        Ok(Some(Incoming::Message(ServerMessage::Response { id, outcome }))) => {
-                            self.on_response(id, outcome);
-                        }
+                            ServerMessage::Response { id, outcome } => self.on_response(id, outcome),
+                        },
                         Ok(Some(Incoming::Keepalive)) => {}
                         Ok(None) => return self.ended(ClientError::Closed),
                         Err(error) => return self.ended(error),

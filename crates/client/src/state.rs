@@ -245,11 +245,11 @@ impl RoomState {
                     *p = ParticipantInfo { streams, ..participant.clone() };
                 }
             }
-            Event::HandRaised { participant_id, raised_at } => {
-                if !self.snapshot.hands.iter().any(|h| &h.participant_id == participant_id) {
-                    let hand = RaisedHand { participant_id: participant_id.clone(), raised_at: *raised_at };
-                    self.snapshot.hands.push(hand);
-                }
+            Event::HandRaised { participant_id, raised_at }
+                if !self.snapshot.hands.iter().any(|h| &h.participant_id == participant_id) =>
+            {
+                let hand = RaisedHand { participant_id: participant_id.clone(), raised_at: *raised_at };
+                self.snapshot.hands.push(hand);
             }
             Event::HandLowered { participant_id, .. } => {
                 self.snapshot.hands.retain(|h| &h.participant_id != participant_id)

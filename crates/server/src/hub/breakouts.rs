@@ -122,7 +122,7 @@ impl Hub {
         let main_id = main.room.id.clone();
         let people: Vec<ParticipantId> =
             main.participants.iter().filter(|p| !p.can_moderate()).map(|p| p.info.id.clone()).collect();
-        let plan = main.breakouts.as_mut().ok_or_else(|| no_breakouts())?;
+        let plan = main.breakouts.as_mut().ok_or_else(no_breakouts)?;
         let count = plan.info.rooms.len() as u32;
         if let Some(bad) = assignments.iter().find(|a| a.room >= count) {
             return Err(ApiError::new(ErrorCode::MalformedRequest, format!("there is no breakout room {}", bad.room)));
@@ -150,7 +150,7 @@ impl Hub {
         check_moderator(&mut sessions, room, by, "open breakout rooms")?;
         let main = main_of(&mut sessions, room)?;
         let main_id = main.room.id.clone();
-        let plan = main.breakouts.as_mut().ok_or_else(|| no_breakouts())?;
+        let plan = main.breakouts.as_mut().ok_or_else(no_breakouts)?;
         plan.info.open = true;
         let moves: Vec<(ParticipantId, u32)> =
             plan.info.assignments.iter().map(|a| (a.participant_id.clone(), a.room)).collect();
@@ -177,7 +177,7 @@ impl Hub {
         let countdown = countdown.unwrap_or(DEFAULT_COUNTDOWN).min(MAX_COUNTDOWN);
         let main = main_of(&mut sessions, room)?;
         let main_id = main.room.id.clone();
-        let plan = main.breakouts.as_mut().ok_or_else(|| no_breakouts())?;
+        let plan = main.breakouts.as_mut().ok_or_else(no_breakouts)?;
         plan.closes_at = Some(now.mono + countdown);
         plan.info.closes_at = Some(now.unix_ms + countdown.as_millis() as UnixMillis);
         tracing::info!(room = %main_id, by = %by, ?countdown, "breakout rooms closing");

@@ -12,7 +12,7 @@ use serde_json::Value;
 const LONG: Duration = Duration::from_secs(40);
 const TONES: [(&str, &str); 4] = [("ann", "500"), ("ben", "600"), ("cat", "700"), ("dan", "800")];
 
-fn moved<'a>(bot: &'a Bot, pred: impl Fn(&Value) -> bool) -> &'a Value {
+fn moved(bot: &Bot, pred: impl Fn(&Value) -> bool) -> &Value {
     bot.seen
         .iter()
         .find(|l| l["event"] == "moved" && pred(l))
