@@ -45,11 +45,6 @@ fn main_of<'a>(sessions: &'a mut Sessions, room: &RoomId) -> ApiResult<&'a mut S
     sessions.get_mut(&main).ok_or_else(|| ErrorCode::SessionNotFound.into())
 }
 
-/// Checks that `by`, in `room`, moderates.
-fn check_moderator(sessions: &mut Sessions, room: &RoomId, by: &ParticipantId, what: &str) -> ApiResult<()> {
-    moderated(sessions, room, by, what).map(|_| ())
-}
-
 /// Every session of the meeting whose main room is `main`, the main one first.
 fn rooms_of(sessions: &Sessions, main: &RoomId) -> Vec<RoomId> {
     let mut ids = vec![main.clone()];
@@ -81,7 +76,7 @@ impl Hub {
         now: Now,
     ) -> ApiResult<()> {
         let mut sessions = self.lock();
-        check_moderator(&mut sessions, room, by, "set up breakout rooms")?;
+        moderated(&mut sessions, room, by, "set up breakout rooms")?;
         if names.is_empty() || names.len() > MAX_ROOMS {
             return Err(ApiError::new(ErrorCode::MalformedRequest, format!("1 to {MAX_ROOMS} breakout rooms")));
         }
@@ -117,7 +112,7 @@ impl Hub {
         now: Now,
     ) -> ApiResult<()> {
         let mut sessions = self.lock();
-        check_moderator(&mut sessions, room, by, "assign breakout rooms")?;
+        moderated(&mut sessions, room, by, "assign breakout rooms")?;
         let main = main_of(&mut sessions, room)?;
         let main_id = main.room.id.clone();
         let people: Vec<ParticipantId> =
@@ -147,7 +142,7 @@ impl Hub {
     /// Opens the breakout rooms: everyone assigned who is in the main room moves.
     pub fn open_breakouts(&self, room: &RoomId, by: &ParticipantId, now: Now) -> ApiResult<()> {
         let mut sessions = self.lock();
-        check_moderator(&mut sessions, room, by, "open breakout rooms")?;
+        moderated(&mut sessions, room, by, "open breakout rooms")?;
         let main = main_of(&mut sessions, room)?;
         let main_id = main.room.id.clone();
         let plan = main.breakouts.as_mut().ok_or_else(no_breakouts)?;
@@ -173,7 +168,7 @@ impl Hub {
         now: Now,
     ) -> ApiResult<()> {
         let mut sessions = self.lock();
-        check_moderator(&mut sessions, room, by, "close breakout rooms")?;
+        moderated(&mut sessions, room, by, "close breakout rooms")?;
         let countdown = countdown.unwrap_or(DEFAULT_COUNTDOWN).min(MAX_COUNTDOWN);
         let main = main_of(&mut sessions, room)?;
         let main_id = main.room.id.clone();
@@ -212,7 +207,7 @@ impl Hub {
         now: Now,
     ) -> ApiResult<()> {
         let mut sessions = self.lock();
-        check_moderator(&mut sessions, room, by, "move people between rooms")?;
+        moderated(&mut sessions, room, by, "move people between rooms")?;
         let main = main_of(&mut sessions, room)?.room.id.clone();
         let from = rooms_of(&sessions, &main)
             .into_iter()
@@ -224,7 +219,7 @@ impl Hub {
     /// A moderator's message to everyone in the meeting, whichever room they are in.
     pub fn message_breakouts(&self, room: &RoomId, by: &ParticipantId, text: String, now: Now) -> ApiResult<String> {
         let mut sessions = self.lock();
-        check_moderator(&mut sessions, room, by, "message every room")?;
+        moderated(&mut sessions, room, by, "message every room")?;
         if text.is_empty() {
             return Err(ApiError::new(ErrorCode::MalformedRequest, "empty message"));
         }
