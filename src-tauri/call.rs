@@ -10,6 +10,8 @@ use confer_app_core::frames::FrameHub;
 use confer_app_core::host::HostedServer;
 use confer_app_core::link::{Access, JoinTarget};
 use confer_app_core::preview::Preview;
+use confer_app_core::publish::VideoSource;
+use confer_app_core::settings::{TEST_PATTERN, TEST_TONE};
 use confer_app_core::view::{CallEvent, CallView, ChatMessage, TileWant};
 use confer_app_core::CallError;
 use confer_media::video::ScreenSource;
@@ -55,6 +57,10 @@ impl CallState {
 /// Something happened in the call (see `CallEvent`).
 #[derive(Debug, Clone, Serialize, specta::Type, Event)]
 pub struct CallUpdate(pub CallEvent);
+
+/// Devices came or went: the lists as they are now.
+#[derive(Debug, Clone, Serialize, specta::Type, Event)]
+pub struct DevicesChanged(pub DeviceList);
 
 /// The pre-join microphone meter: 0.0 (silence) to 1.0.
 #[derive(Debug, Clone, Serialize, specta::Type, Event)]
@@ -106,36 +112,96 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Microphones, speakers, cameras (with the synthetic test pattern) and screens.
+/// Microphones, speakers, cameras (with the test tone and pattern) and screens.
 #[tauri::command]
 #[specta::specta]
 pub async fn list_devices() -> DeviceList {
-    tauri::async_runtime::spawn_blocking(|| {
-        let devices = confer_media::devices::DeviceManager::new().devices();
-        let audio = |list: Vec<confer_media::audio::AudioDevice>| {
-            list.into_iter().map(|d| DeviceOption { id: d.id, name: d.name, is_default: d.is_default }).collect()
-        };
-        let mut cameras: Vec<DeviceOption> = devices
-            .cameras
-            .iter()
-            .map(|c| DeviceOption { id: c.index.to_string(), name: c.name.clone(), is_default: c.index == 0 })
-            .collect();
-        cameras.push(DeviceOption { id: "synthetic".into(), name: "Test pattern".into(), is_default: false });
-        let screens = confer_media::video::screen::list()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|s| {
-                let id = match s.source {
-                    ScreenSource::Monitor(i) => format!("monitor:{i}"),
-                    ScreenSource::Window(w) => format!("window:{w}"),
-                };
-                DeviceOption { id, name: format!("{} ({}x{})", s.name, s.width, s.height), is_default: s.primary }
+    tauri::async_runtime::spawn_blocking(|| device_list(confer_media::devices::DeviceManager::new().devices()))
+        .await
+        .unwrap_or(DeviceList { microphones: vec![], speakers: vec![], cameras: vec![], screens: vec![] })
+}
+
+fn device_list(devices: confer_media::devices::Devices) -> DeviceList {
+    // "Default" names what the default choice opens: the test tone and pattern
+    // when the environment forces them (test machines), else the system's devices.
+    let defaults = MediaSettings::default();
+    let tone_forced = defaults.microphone_tone().is_some();
+    let mut microphones: Vec<DeviceOption> = devices
+        .microphones
+        .into_iter()
+        .map(|d| DeviceOption { id: d.id, name: d.name, is_default: d.is_default && !tone_forced })
+        .collect();
+    microphones.push(DeviceOption { id: TEST_TONE.into(), name: "Test tone".into(), is_default: tone_forced });
+    let speakers = devices
+        .speakers
+        .into_iter()
+        .map(|d| DeviceOption { id: d.id, name: d.name, is_default: d.is_default })
+        .collect();
+    let default_camera = defaults.video_source();
+    let mut cameras: Vec<DeviceOption> = devices
+        .cameras
+        .iter()
+        .map(|c| DeviceOption {
+            id: c.index.to_string(),
+            name: c.name.clone(),
+            is_default: default_camera == Some(VideoSource::Camera(c.index)),
+        })
+        .collect();
+    cameras.push(DeviceOption {
+        id: TEST_PATTERN.into(),
+        name: "Test pattern".into(),
+        is_default: default_camera == Some(VideoSource::Pattern),
+    });
+    let screens = confer_media::video::screen::list()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| {
+            let id = match s.source {
+                ScreenSource::Monitor(i) => format!("monitor:{i}"),
+                ScreenSource::Window(w) => format!("window:{w}"),
+            };
+            DeviceOption { id, name: format!("{} ({}x{})", s.name, s.width, s.height), is_default: s.primary }
+        })
+        .collect();
+    DeviceList { microphones, speakers, cameras, screens }
+}
+
+/// How often devices are looked for: platforms mostly give no signal when one comes or
+/// goes, and a headset plugged in should show in a couple of seconds.
+const DEVICE_LOOK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Looks for devices coming and going for as long as the app runs: the view's pickers
+/// follow ([`DevicesChanged`]), and a call whose device went away falls back to the
+/// default and says so.
+pub fn watch_devices(app: tauri::AppHandle) {
+    tauri::async_runtime::spawn(async move {
+        let manager = tauri::async_runtime::spawn_blocking(confer_media::devices::DeviceManager::new).await;
+        let Ok(manager) = manager else { return };
+        let manager = Arc::new(std::sync::Mutex::new(manager));
+        loop {
+            tokio::time::sleep(DEVICE_LOOK).await;
+            let looked = manager.clone();
+            let polled = tauri::async_runtime::spawn_blocking(move || {
+                let mut m = lock(&looked);
+                let changes = m.poll();
+                (changes, m.devices())
             })
-            .collect();
-        DeviceList { microphones: audio(devices.microphones), speakers: audio(devices.speakers), cameras, screens }
-    })
-    .await
-    .unwrap_or(DeviceList { microphones: vec![], speakers: vec![], cameras: vec![], screens: vec![] })
+            .await;
+            let Ok((changes, devices)) = polled else { return };
+            if changes.is_empty() {
+                continue;
+            }
+            tracing::info!(?changes, "devices changed");
+            if let Err(e) = DevicesChanged(device_list(devices)).emit(&app) {
+                tracing::warn!(error = %e, "the view was not told of changed devices");
+            }
+            let state = app.state::<CallState>();
+            let call = state.call.lock().await;
+            if let Some(call) = call.as_ref() {
+                call.devices_changed(&changes).await;
+            }
+        }
+    });
 }
 
 /// Starts the camera preview (tile `preview`) and the `MicLevel` meter. Opening the
@@ -293,6 +359,13 @@ pub async fn set_microphone(on: bool, state: tauri::State<'_, CallState>) -> Res
 #[specta::specta]
 pub async fn set_camera(on: bool, state: tauri::State<'_, CallState>) -> Result<(), AppError> {
     with_call(&state, async |c| c.set_camera(on).await).await
+}
+
+/// Moves the call to the microphone, speaker and camera the settings name, live.
+#[tauri::command]
+#[specta::specta]
+pub async fn use_devices(media: MediaSettings, state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+    with_call(&state, async |c| c.use_devices(&media).await).await
 }
 
 /// Shares `monitor:N` or `window:ID`; `null` stops sharing.

@@ -42,6 +42,7 @@ pub fn builder() -> Builder<tauri::Wry> {
             call::leave_call,
             call::set_microphone,
             call::set_camera,
+            call::use_devices,
             call::share_screen,
             call::send_chat,
             call::kick,
@@ -67,6 +68,7 @@ pub fn builder() -> Builder<tauri::Wry> {
         .events(collect_events![
             call::CallUpdate,
             call::MicLevel,
+            call::DevicesChanged,
             links::LinkOpened,
             desktop::QuickJoin,
             desktop::QuitRequested

@@ -105,6 +105,7 @@ pub fn run() {
                 bench::start_producers(hub.clone());
             }
             app.manage(call::CallState::new(hub));
+            call::watch_devices(app.handle().clone());
             app.manage(Frames { server });
             Ok(())
         })

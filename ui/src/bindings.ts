@@ -15,7 +15,7 @@ export const commands = {
 	benchConfig: () => __TAURI_INVOKE<BenchConfig | null>("bench_config"),
 	/**  The view's measurements: print the table and quit. */
 	benchReport: (results: TileResult[]) => __TAURI_INVOKE<void>("bench_report", { results }),
-	/**  Microphones, speakers, cameras (with the synthetic test pattern) and screens. */
+	/**  Microphones, speakers, cameras (with the test tone and pattern) and screens. */
 	listDevices: () => __TAURI_INVOKE<DeviceList>("list_devices"),
 	/**
 	 *  Starts the camera preview (tile `preview`) and the `MicLevel` meter. Opening the
@@ -30,6 +30,8 @@ export const commands = {
 	leaveCall: () => typedError<null, AppError>(__TAURI_INVOKE("leave_call")),
 	setMicrophone: (on: boolean) => typedError<null, AppError>(__TAURI_INVOKE("set_microphone", { on })),
 	setCamera: (on: boolean) => typedError<null, AppError>(__TAURI_INVOKE("set_camera", { on })),
+	/**  Moves the call to the microphone, speaker and camera the settings name, live. */
+	useDevices: (media: MediaSettings_Deserialize) => typedError<null, AppError>(__TAURI_INVOKE("use_devices", { media })),
 	/**  Shares `monitor:N` or `window:ID`; `null` stops sharing. */
 	shareScreen: (source: string | null) => typedError<null, AppError>(__TAURI_INVOKE("share_screen", { source })),
 	/**  Sends a chat message to everyone (`to` null) or to one participant. */
@@ -66,6 +68,7 @@ export const commands = {
 /** Events */
 export const events = {
 	callUpdate: makeEvent<CallUpdate_Serialize, CallUpdate_Deserialize>("call-update"),
+	devicesChanged: makeEvent<DevicesChanged, DevicesChanged>("devices-changed"),
 	linkOpened: makeEvent<LinkOpened, LinkOpened>("link-opened"),
 	micLevel: makeEvent<MicLevel, MicLevel>("mic-level"),
 	quickJoin: makeEvent<QuickJoin_Serialize, QuickJoin_Deserialize>("quick-join"),
@@ -267,6 +270,9 @@ export type DeviceOption = {
 	is_default: boolean,
 };
 
+/**  Devices came or went: the lists as they are now. */
+export type DevicesChanged = DeviceList;
+
 export type FrameEndpoint = {
 	/**  `ws://127.0.0.1:PORT`; a tile is at `{base}/frames/{tile}?key={key}`. */
 	base: string,
@@ -340,7 +346,10 @@ export type MediaSettings = MediaSettings_Serialize | MediaSettings_Deserialize;
 
 /**  What the user picked for devices and quality (the settings screen). */
 export type MediaSettings_Deserialize = {
-	/**  A microphone by id or name; `None` follows the system default. */
+	/**
+	 *  A microphone by id or name, or `"tone"` for the test tone; `None` follows the
+	 *  system default.
+	 */
 	microphone?: string | null,
 	speaker?: string | null,
 	/**  A camera index, or `"synthetic"` for the test pattern; `None` is the first camera. */
@@ -357,7 +366,10 @@ export type MediaSettings_Deserialize = {
 
 /**  What the user picked for devices and quality (the settings screen). */
 export type MediaSettings_Serialize = {
-	/**  A microphone by id or name; `None` follows the system default. */
+	/**
+	 *  A microphone by id or name, or `"tone"` for the test tone; `None` follows the
+	 *  system default.
+	 */
 	microphone: string | null,
 	speaker: string | null,
 	/**  A camera index, or `"synthetic"` for the test pattern; `None` is the first camera. */

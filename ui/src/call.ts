@@ -15,7 +15,7 @@ import {
   type TileWant,
 } from "./bindings";
 import type { App } from "./main";
-import { el, esc, initials } from "./dom";
+import { el, esc, initials, tip } from "./dom";
 import { openSettings } from "./settingsDialog";
 import { TileView } from "./video";
 
@@ -102,18 +102,18 @@ export class CallScreen {
         </div>
         <div class="toasts" id="toasts"></div>
         <nav class="controls">
-          <button type="button" class="control" id="mic-toggle" title="Microphone"></button>
-          <button type="button" class="control" id="camera-toggle" title="Camera"></button>
-          <button type="button" class="control" id="screen-toggle" title="Share screen">${ICON.screen}</button>
-          <button type="button" class="control" id="chat-toggle" title="Chat">${ICON.chat}<span class="badge" id="chat-badge" hidden></span></button>
-          <button type="button" class="control" id="people-toggle" title="Participants">${ICON.people}<span class="badge" id="people-badge" hidden></span></button>
-          <button type="button" class="control" id="hand-toggle" title="Raise hand">✋</button>
+          <button type="button" class="control" id="mic-toggle" data-tip="Microphone" aria-label="Microphone"></button>
+          <button type="button" class="control" id="camera-toggle" data-tip="Camera" aria-label="Camera"></button>
+          <button type="button" class="control" id="screen-toggle" data-tip="Share screen" aria-label="Share screen">${ICON.screen}</button>
+          <button type="button" class="control" id="chat-toggle" data-tip="Chat" aria-label="Chat">${ICON.chat}<span class="badge" id="chat-badge" hidden></span></button>
+          <button type="button" class="control" id="people-toggle" data-tip="Participants" aria-label="Participants">${ICON.people}<span class="badge" id="people-badge" hidden></span></button>
+          <button type="button" class="control" id="hand-toggle" data-tip="Raise hand" aria-label="Raise hand">✋</button>
           <span class="reactions-anchor">
-            <button type="button" class="control" id="react-toggle" title="Reactions">🙂</button>
-            <span class="reactions" id="reactions" hidden>${REACTIONS.map(([name, glyph]) => `<button type="button" class="reaction" data-reaction="${name}" title="${name.replace("_", " ")}">${glyph}</button>`).join("")}</span>
+            <button type="button" class="control" id="react-toggle" data-tip="Reactions" aria-label="Reactions">🙂</button>
+            <span class="reactions" id="reactions" hidden>${REACTIONS.map(([name, glyph]) => `<button type="button" class="reaction" data-reaction="${name}" data-tip="${name.replace("_", " ")}" aria-label="${name.replace("_", " ")}">${glyph}</button>`).join("")}</span>
           </span>
           <span class="reactions-anchor">
-            <button type="button" class="control" id="more-toggle" title="More">⋯</button>
+            <button type="button" class="control" id="more-toggle" data-tip="More" aria-label="More">⋯</button>
             <span class="menu" id="more-menu" hidden>
               <button type="button" id="audio-only-toggle">Audio only</button>
               <button type="button" id="lock-toggle" class="host-only">Lock meeting</button>
@@ -121,8 +121,8 @@ export class CallScreen {
               <button type="button" id="end-for-all" class="host-only danger">End meeting for everyone</button>
             </span>
           </span>
-          <button type="button" class="control" id="settings-toggle" title="Settings">⚙</button>
-          <button type="button" class="control danger" id="leave" title="Leave">${ICON.leave}</button>
+          <button type="button" class="control" id="settings-toggle" data-tip="Settings" aria-label="Settings">⚙</button>
+          <button type="button" class="control danger" id="leave" data-tip="Leave" aria-label="Leave">${ICON.leave}</button>
         </nav>
       </main>`;
     this.buildPanel();
@@ -132,7 +132,8 @@ export class CallScreen {
     q("#screen-toggle").addEventListener("click", () => void this.toggleScreen());
     q("#chat-toggle").addEventListener("click", () => this.showPanel(this.panel === "chat" ? null : "chat"));
     q("#people-toggle").addEventListener("click", () => this.showPanel(this.panel === "people" ? null : "people"));
-    q("#settings-toggle").addEventListener("click", () => void openSettings(this.app));
+    // Devices picked in the settings change at once, on the same call.
+    q("#settings-toggle").addEventListener("click", () => void openSettings(this.app, () => this.act(commands.useDevices(this.app.settings.media))));
     q("#leave").addEventListener("click", () => void this.leave());
     q("#hand-toggle").addEventListener("click", () => this.act(commands.raiseHand(!this.me()?.hand_raised)));
     q("#react-toggle").addEventListener("click", () => this.toggleMenu("#reactions"));
@@ -413,7 +414,7 @@ export class CallScreen {
     const q = box.querySelector<HTMLElement>(".quality")!;
     if (q.dataset.score !== String(p.network_quality)) {
       q.dataset.score = String(p.network_quality);
-      q.title = p.network_quality ? `Network quality ${p.network_quality}/5` : "Network quality unknown";
+      tip(q, p.network_quality ? `Network quality ${p.network_quality}/5` : "Network quality unknown");
       q.innerHTML = [1, 2, 3].map((b) => `<i class="${p.network_quality >= b * 2 - 1 ? "on" : ""}"></i>`).join("");
     }
     return box;
@@ -430,17 +431,17 @@ export class CallScreen {
       b.classList.toggle("off", state !== "on");
       b.disabled = state === "missing" || state === "censored";
       b.innerHTML = state === "on" ? on : off;
-      b.title = state === "missing" ? `No ${title.toLowerCase()}` : state === "censored" ? `${title} stopped by a moderator` : title;
+      tip(b, state === "missing" ? `No ${title.toLowerCase()}` : state === "censored" ? `${title} stopped by a moderator` : title);
     };
     set("#mic-toggle", v.microphone, ICON.mic, ICON.micOff, "Microphone");
     set("#camera-toggle", v.camera, ICON.cam, ICON.camOff, "Camera");
     const screen = this.app.root.querySelector<HTMLButtonElement>("#screen-toggle")!;
     screen.classList.toggle("active", v.sharing_screen);
-    screen.title = v.sharing_screen ? "Stop sharing" : "Share screen";
+    tip(screen, v.sharing_screen ? "Stop sharing" : "Share screen");
     const raised = !!this.me()?.hand_raised;
     const hand = this.app.root.querySelector<HTMLButtonElement>("#hand-toggle")!;
     hand.classList.toggle("active", raised);
-    hand.title = raised ? "Lower hand" : "Raise hand";
+    tip(hand, raised ? "Lower hand" : "Raise hand");
     // Moderators: people waiting in the lobby show as a count on the participants button.
     const badge = this.app.root.querySelector<HTMLElement>("#people-badge")!;
     badge.hidden = !v.moderator || v.knocks.length === 0;

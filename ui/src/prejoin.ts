@@ -14,23 +14,25 @@ export async function renderPrejoin(app: App, dest: Destination, error?: { code:
   const media = app.settings.media;
   app.root.innerHTML = `
     <main class="prejoin" id="prejoin">
-      <section class="card wide">
-        <h2>Ready to join?</h2>
-        <p class="tagline">${esc(dest.label)}</p>
-        ${dest.reachNote ? `<p class="hint" id="reach-note">${esc(dest.reachNote)}</p>` : ""}
-        <div class="preview">
-          <canvas id="preview-video" width="640" height="360"></canvas>
-          <p class="preview-missing" id="preview-missing" hidden>No camera</p>
+      <section class="card prejoin-card">
+        <div class="prejoin-media">
+          <div class="preview">
+            <canvas id="preview-video" width="640" height="360"></canvas>
+            <p class="preview-missing" id="preview-missing" hidden>No camera</p>
+          </div>
+          <div class="meter" aria-label="Microphone level"><div id="mic-meter"></div></div>
+          <form id="prejoin-form" class="devices"><p class="hint">Looking for devices…</p></form>
         </div>
-        <div class="meter" title="Microphone level"><div id="mic-meter"></div></div>
-        <form id="prejoin-form" class="devices"><p class="hint">Looking for devices…</p></form>
-        <label class="check"><input type="checkbox" id="start-muted" ${media.start_muted ? "checked" : ""}/> Join with the microphone muted</label>
-        <label class="check"><input type="checkbox" id="start-camera-off" ${media.start_camera_off ? "checked" : ""}/> Join with the camera off</label>
-        <div class="row">
-          <button type="button" class="secondary" id="prejoin-back">Back</button>
+        <div class="prejoin-join">
+          <h2>Ready to join?</h2>
+          <p class="tagline">${esc(dest.label)}</p>
+          ${dest.reachNote ? `<p class="hint" id="reach-note">${esc(dest.reachNote)}</p>` : ""}
+          <label class="check"><input type="checkbox" id="start-muted" ${media.start_muted ? "checked" : ""}/> Join with the microphone muted</label>
+          <label class="check"><input type="checkbox" id="start-camera-off" ${media.start_camera_off ? "checked" : ""}/> Join with the camera off</label>
           <button type="button" id="prejoin-join">Join now</button>
+          <button type="button" class="secondary" id="prejoin-back">Back</button>
+          <p id="status" class="status" role="status" ${error ? `data-code="${esc(error.code)}"` : ""}>${esc(error?.message ?? "")}</p>
         </div>
-        <p id="status" class="status" role="status" ${error ? `data-code="${esc(error.code)}"` : ""}>${esc(error?.message ?? "")}</p>
       </section>
     </main>`;
   const status = app.root.querySelector<HTMLElement>("#status")!;
@@ -60,6 +62,7 @@ export async function renderPrejoin(app: App, dest: Destination, error?: { code:
     left = true;
     tile?.close();
     (await listening)();
+    (await plugged)();
     await commands.stopPreview();
   };
 
@@ -94,9 +97,13 @@ export async function renderPrejoin(app: App, dest: Destination, error?: { code:
     app.showCall(joined.data);
   });
 
+  const form = app.root.querySelector<HTMLFormElement>("#prejoin-form")!;
+  // Devices plugged in or out show up in the pickers as they come and go.
+  const plugged = events.devicesChanged.listen((e) => {
+    if (!left) form.innerHTML = deviceFields(e.payload, app.settings.media);
+  });
   void commands.listDevices().then((devices) => {
     if (left) return;
-    const form = app.root.querySelector<HTMLFormElement>("#prejoin-form")!;
     form.innerHTML = deviceFields(devices, app.settings.media);
     form.addEventListener("change", () => {
       const data = new FormData(form);

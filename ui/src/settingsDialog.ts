@@ -1,10 +1,10 @@
 /**
  * Settings: devices, audio processing, video quality and the mute shortcut. Changes are
- * saved at once; devices and quality apply to the next preview or call, the shortcut at
- * once.
+ * saved at once. In a call the devices change live (`onChange`); quality, processing and
+ * the network apply to the next call. The device lists follow devices plugged in or out.
  */
 
-import { commands, type DeviceList, type DeviceOption } from "./bindings";
+import { commands, events, type DeviceList, type DeviceOption } from "./bindings";
 import type { App } from "./main";
 import { esc } from "./dom";
 import { DEFAULT_MUTE_SHORTCUT, saveSettings } from "./settings";
@@ -17,7 +17,7 @@ export async function openSettings(app: App, onChange?: () => void): Promise<voi
   dialog.innerHTML = `
     <form method="dialog" class="settings">
       <h2>Settings</h2>
-      ${deviceFields(devices, app.settings.media)}
+      <div class="devices" id="device-fields">${deviceFields(devices, app.settings.media)}</div>
       <fieldset>
         <legend>Audio processing</legend>
         <label class="check"><input type="checkbox" name="echo_cancellation" ${app.settings.media.echo_cancellation ? "checked" : ""}/> Echo cancellation</label>
@@ -36,7 +36,7 @@ export async function openSettings(app: App, onChange?: () => void): Promise<voi
         <label class="check"><input type="checkbox" name="force_relay" ${app.settings.media.force_relay ? "checked" : ""}/> Relay media through the server's TURN relay only</label>
         <p class="hint">For networks that allow nothing else out, or to keep this computer's addresses private. Needs a server with a TURN relay.</p>
       </fieldset>
-      <p class="hint">Device, quality and network changes apply to the next call.</p>
+      <p class="hint">Devices change at once, also during a call; quality, audio processing and network changes apply to the next call.</p>
       <label>Mute shortcut (works in any application during a call)
         <span class="shortcut-row">
           <input type="text" name="mute_shortcut" id="setting-mute-shortcut" value="${esc(app.settings.mute_shortcut)}"
@@ -95,31 +95,44 @@ export async function openSettings(app: App, onChange?: () => void): Promise<voi
     }
     onChange?.();
   });
-  dialog.addEventListener("close", () => dialog.remove());
+  const unlisten = events.devicesChanged.listen((e) => {
+    dialog.querySelector("#device-fields")!.innerHTML = deviceFields(e.payload, app.settings.media);
+  });
+  dialog.addEventListener("close", () => {
+    dialog.remove();
+    void unlisten.then((stop) => stop());
+  });
   dialog.showModal();
 }
 
-/** The three device pickers (also on the pre-join screen). */
+/** The three device pickers (also on the pre-join screen and in the call). The first
+ * choice follows the system and says which device that is now. */
 export function deviceFields(
   devices: DeviceList,
   media: { microphone?: string | null; speaker?: string | null; camera?: string | null },
 ): string {
-  const select = (name: string, label: string, options: DeviceOption[], picked: string | null | undefined, none: string) => {
+  const select = (name: string, label: string, options: DeviceOption[], picked: string | null | undefined, missing: string) => {
     const current = picked ?? null;
+    const fallback = options.find((o) => o.is_default);
+    const real = options.filter((o) => !TEST_DEVICES.includes(o.id));
+    const none = fallback ? `Default (${esc(fallback.name)})` : real.length > 0 ? "System default" : missing;
     return `
     <label>${label}
       <select name="${name}" id="pick-${name}">
         <option value="" ${current === null ? "selected" : ""}>${none}</option>
-        ${options.map((o) => `<option value="${esc(o.id)}" ${current === o.id ? "selected" : ""}>${esc(o.name)}${o.is_default ? " (default)" : ""}</option>`).join("")}
+        ${options.map((o) => `<option value="${esc(o.id)}" ${current === o.id ? "selected" : ""}>${esc(o.name)}</option>`).join("")}
       </select>
     </label>`;
   };
   return (
-    select("microphone", "Microphone", devices.microphones, media.microphone, "System default") +
-    select("speaker", "Speaker", devices.speakers, media.speaker, "System default") +
-    select("camera", "Camera", devices.cameras, media.camera, devices.cameras.length > 1 ? "First camera" : "No camera found")
+    select("microphone", "Microphone", devices.microphones, media.microphone, "No microphone found") +
+    select("speaker", "Speaker", devices.speakers, media.speaker, "No speaker found") +
+    select("camera", "Camera", devices.cameras, media.camera, "No camera found")
   );
 }
+
+/** The stand-ins a machine without devices can still pick: the test tone and pattern. */
+const TEST_DEVICES = ["tone", "synthetic"];
 
 /** The accelerator for a key press with Ctrl, Alt or Super held (`Ctrl+Shift+M`), or null. */
 function accelerator(event: KeyboardEvent): string | null {

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use confer_media::audio::Microphone;
+use confer_media::opus::{FRAME_SAMPLES, SAMPLE_RATE};
 use confer_media::video::Camera;
-use confer_media::PatternSource;
+use confer_media::{PatternSource, ToneSource};
 
 use crate::frames::FrameHub;
 use crate::publish::{unix_ms, VideoSource};
@@ -46,7 +47,11 @@ impl Preview {
             }
             None => missing.camera = true,
         }
-        match Microphone::open(settings.microphone_choice(), settings.processing(), None) {
+        let opened = match settings.microphone_tone() {
+            Some(hz) => Ok(Sound::Tone(ToneSource::new(hz, SAMPLE_RATE))),
+            None => Microphone::open(settings.microphone_choice(), settings.processing(), None).map(Sound::Microphone),
+        };
+        match opened {
             Ok(mic) => {
                 let stop = stop.clone();
                 spawn("preview-microphone", move || meter(mic, &stop, level));
@@ -102,12 +107,31 @@ fn camera(source: VideoSource, hub: &FrameHub, stop: &AtomicBool) {
     hub.remove(PREVIEW_TILE);
 }
 
+/// What the meter listens to: the microphone, or the test tone standing in for it.
+enum Sound {
+    Microphone(Microphone),
+    Tone(ToneSource),
+}
+
+impl Sound {
+    /// The next block of samples (full scale 1.0), or `None` after a device gap.
+    fn read(&mut self) -> Option<Vec<f32>> {
+        match self {
+            Sound::Microphone(mic) => mic.read(Duration::from_millis(200)),
+            Sound::Tone(tone) => {
+                std::thread::sleep(Duration::from_millis(20));
+                Some(tone.next_block(FRAME_SAMPLES).iter().map(|&s| f32::from(s) / 32768.0).collect())
+            }
+        }
+    }
+}
+
 /// Peak level over 100 ms windows, on a scale that makes speech move the meter.
-fn meter(mut mic: Microphone, stop: &AtomicBool, level: impl Fn(f32)) {
+fn meter(mut sound: Sound, stop: &AtomicBool, level: impl Fn(f32)) {
     let mut peak = 0.0f32;
     let mut window = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        if let Some(frame) = mic.read(Duration::from_millis(200)) {
+        if let Some(frame) = sound.read() {
             peak = frame.iter().fold(peak, |p, s| p.max(s.abs()));
         }
         if window.elapsed() >= Duration::from_millis(100) {

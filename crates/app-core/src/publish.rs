@@ -99,7 +99,7 @@ impl std::fmt::Debug for FrameTap {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VideoSource {
     Pattern,
     Camera(u32),
@@ -175,10 +175,10 @@ pub async fn publish(
         }
         match (stream.track(TrackKind::Audio), &plan.audio, mic) {
             (Some(audio), Some(AudioSource::Tone(hz)), _) => {
-                feeders.push(MediaThread::spawn("microphone", audio_loop(audio.clone(), *hz)));
+                feeders.push(MediaThread::spawn("microphone", audio_loop(audio.clone(), *hz, MutedSpeech::deaf())));
             }
             (Some(audio), Some(AudioSource::Microphone(..)), Some(mic)) => {
-                feeders.push(MediaThread::spawn("microphone", mic_loop(audio.clone(), mic)));
+                feeders.push(MediaThread::spawn("microphone", mic_loop(audio.clone(), mic, MutedSpeech::deaf())));
             }
             _ => {}
         }
@@ -373,7 +373,7 @@ pub async fn video_loop(track: LocalTrack, mut plan: PublishPlan, source: VideoS
 }
 
 /// Encodes a sine tone of `hz` as the microphone.
-pub async fn audio_loop(track: LocalTrack, hz: f64) {
+pub async fn audio_loop(track: LocalTrack, hz: f64, mut muted_speech: MutedSpeech) {
     let Ok(mut encoder) = OpusEncoder::new(OpusConfig::default()) else { return };
     let mut tone = ToneSource::new(hz, SAMPLE_RATE);
     let period = Duration::from_millis(20);
@@ -383,8 +383,10 @@ pub async fn audio_loop(track: LocalTrack, hz: f64) {
         tick.tick().await;
         let pcm = tone.next_block(FRAME_SAMPLES);
         if track.is_muted() {
+            muted_speech.hear(&pcm);
             continue;
         }
+        muted_speech.reset();
         let level = (-level_dbfs(&pcm)).clamp(0.0, 127.0) as u8;
         let Ok(packet) = encoder.encode(&pcm) else { continue };
         if let Err(e) = track.write(None, packet, period, Some(level)).await {
@@ -395,7 +397,7 @@ pub async fn audio_loop(track: LocalTrack, hz: f64) {
 
 /// Encodes the microphone's processed audio in 20 ms Opus frames. A device gap (the
 /// microphone being replaced) sends nothing: receivers conceal, then play silence.
-pub async fn mic_loop(track: LocalTrack, mut mic: Microphone) {
+pub async fn mic_loop(track: LocalTrack, mut mic: Microphone, mut muted_speech: MutedSpeech) {
     let Ok(mut encoder) = OpusEncoder::new(OpusConfig::default()) else { return };
     let period = Duration::from_millis(20);
     loop {
@@ -403,15 +405,65 @@ pub async fn mic_loop(track: LocalTrack, mut mic: Microphone) {
             tokio::task::yield_now().await;
             continue;
         };
-        if track.is_muted() {
-            continue; // read and dropped: a muted microphone sends nothing
-        }
         let pcm = confer_media::audio::to_i16(&[a, b].concat());
+        if track.is_muted() {
+            muted_speech.hear(&pcm); // heard, and sent nowhere
+            continue;
+        }
+        muted_speech.reset();
         let level = (-level_dbfs(&pcm)).clamp(0.0, 127.0) as u8;
         let Ok(packet) = encoder.encode(&pcm) else { continue };
         if let Err(e) = track.write(None, packet, period, Some(level)).await {
             tracing::debug!(error = %e, "audio write failed");
         }
+    }
+}
+
+/// Notices someone talking into a muted microphone, for a "you are muted" hint: sound
+/// above [`MutedSpeech::LOUD_DBFS`] in most of the last second or so. It tells at most
+/// once per [`MutedSpeech::QUIET_AFTER`], and not at all without a listener.
+pub struct MutedSpeech {
+    tell: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Loud 20 ms frames, less quiet ones.
+    loud: u32,
+    told: Option<Instant>,
+}
+
+impl MutedSpeech {
+    /// Louder than a room's hum, quieter than a voice near a microphone.
+    pub const LOUD_DBFS: f64 = -45.0;
+    /// 0.8 s of talk.
+    const TALK_FRAMES: u32 = 40;
+    pub const QUIET_AFTER: Duration = Duration::from_secs(30);
+
+    pub fn new(tell: impl Fn() + Send + Sync + 'static) -> Self {
+        Self { tell: Some(Arc::new(tell)), loud: 0, told: None }
+    }
+
+    /// Hears nothing and tells no one.
+    pub fn deaf() -> Self {
+        Self { tell: None, loud: 0, told: None }
+    }
+
+    /// One block heard while muted (20 ms frames, or a multiple).
+    pub fn hear(&mut self, pcm: &[i16]) {
+        let Some(tell) = &self.tell else { return };
+        let frames = (pcm.len() / FRAME_SAMPLES).max(1) as u32;
+        if level_dbfs(pcm) > Self::LOUD_DBFS {
+            self.loud += frames;
+        } else {
+            self.loud = self.loud.saturating_sub(frames);
+        }
+        if self.loud >= Self::TALK_FRAMES && self.told.is_none_or(|t| t.elapsed() >= Self::QUIET_AFTER) {
+            self.told = Some(Instant::now());
+            self.loud = 0;
+            tell();
+        }
+    }
+
+    /// Unmuted: what was heard before does not count.
+    pub fn reset(&mut self) {
+        self.loud = 0;
     }
 }
 

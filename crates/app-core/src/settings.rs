@@ -6,11 +6,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::publish::VideoSource;
 
+/// The microphone id of the test tone.
+pub const TEST_TONE: &str = "tone";
+/// The camera id of the test pattern.
+pub const TEST_PATTERN: &str = "synthetic";
+
 /// What the user picked for devices and quality (the settings screen).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, specta::Type)]
 #[serde(default)]
 pub struct MediaSettings {
-    /// A microphone by id or name; `None` follows the system default.
+    /// A microphone by id or name, or `"tone"` for the test tone; `None` follows the
+    /// system default.
     pub microphone: Option<String>,
     pub speaker: Option<String>,
     /// A camera index, or `"synthetic"` for the test pattern; `None` is the first camera.
@@ -73,6 +79,17 @@ impl MediaSettings {
         }
     }
 
+    /// The test tone's pitch when it stands in for the microphone: picked in settings
+    /// (440 Hz), or made the default with `CONFER_FAKE_MICROPHONE=HZ` as test machines
+    /// do (a device picked by name still wins).
+    pub fn microphone_tone(&self) -> Option<f64> {
+        match self.microphone.as_deref() {
+            None => std::env::var("CONFER_FAKE_MICROPHONE").ok().and_then(|v| v.parse::<f64>().ok()),
+            Some(TEST_TONE) => Some(440.0),
+            Some(_) => None,
+        }
+    }
+
     pub fn microphone_choice(&self) -> DeviceChoice {
         self.microphone.as_deref().and_then(|m| m.parse().ok()).unwrap_or_default()
     }
@@ -81,13 +98,14 @@ impl MediaSettings {
         self.speaker.as_deref().and_then(|m| m.parse().ok()).unwrap_or_default()
     }
 
-    /// The camera to open: the synthetic pattern when asked for (in settings, or with
-    /// `CONFER_FAKE_CAMERA=1` as test machines do), else a real one if any is present.
+    /// The camera to open: the synthetic pattern when asked for (in settings, or as the
+    /// default with `CONFER_FAKE_CAMERA=1` as test machines do), else a real one if any
+    /// is present.
     pub fn video_source(&self) -> Option<VideoSource> {
         let fake = std::env::var_os("CONFER_FAKE_CAMERA").is_some_and(|v| v != "0");
         match self.camera.as_deref() {
-            _ if fake => Some(VideoSource::Pattern),
-            Some("synthetic") => Some(VideoSource::Pattern),
+            None if fake => Some(VideoSource::Pattern),
+            Some(TEST_PATTERN) => Some(VideoSource::Pattern),
             Some(index) => index.parse().ok().map(VideoSource::Camera),
             None => confer_media::video::camera::list().first().map(|c| VideoSource::Camera(c.index)),
         }

@@ -11,6 +11,7 @@ use confer_app_core::call::{Call, EventSink, JoinRequest, MediaSettings, LOCAL_T
 use confer_app_core::frames::FrameHub;
 use confer_app_core::host::HostedServer;
 use confer_app_core::link::JoinTarget;
+use confer_app_core::publish;
 use confer_app_core::view::{CallEvent, CallView};
 use confer_media::pattern::read_stamp;
 
@@ -39,11 +40,20 @@ struct App {
 
 impl App {
     async fn join(name: &str, link: &str, host: Option<confer_app_core::call::HostAccess>) -> App {
+        let media = MediaSettings { camera: Some("synthetic".into()), ..MediaSettings::default() };
+        App::join_with(name, link, host, media).await
+    }
+
+    async fn join_with(
+        name: &str,
+        link: &str,
+        host: Option<confer_app_core::call::HostAccess>,
+        media: MediaSettings,
+    ) -> App {
         let hub = FrameHub::new();
         let events = Arc::new(Mutex::new(Vec::new()));
         let seen = events.clone();
         let sink: EventSink = Arc::new(move |e| seen.lock().unwrap().push(e));
-        let media = MediaSettings { camera: Some("synthetic".into()), ..MediaSettings::default() };
         let request = JoinRequest {
             server: "http://127.0.0.1:1".into(),
             name: name.into(),
@@ -91,7 +101,10 @@ impl App {
             if let Some(n) = stamp() {
                 break n;
             }
-            assert!(Instant::now() < deadline, "no pattern in tile {tile}");
+            if Instant::now() >= deadline {
+                let latest = self.hub.latest(tile).map(|f| (f.seq, f.picture.width, f.picture.height, f.capture_ms));
+                panic!("no pattern in tile {tile}: its latest picture (seq, width, height, capture ms) is {latest:?}, now {}", publish::unix_ms());
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -185,6 +198,50 @@ async fn a_guest_stays_in_a_call_much_longer_than_a_join_token_lives() {
         tokio::time::sleep(Duration::from_secs(9)).await;
     }
     assert!(checks >= 15, "checked {checks} times in three minutes");
+    guest.call.leave().await;
+    owner.call.leave().await;
+    host.stop().await;
+}
+
+/// Issue 15, devices during the call. The host joins with a camera that is not there
+/// and the test tone as a muted microphone: sound into the muted microphone brings "you
+/// are muted". Then the host picks the test pattern as the camera during the call: the
+/// guest decodes it on the tile that was dark, with no rejoin and no new publication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_picked_during_the_call_is_seen_without_rejoining() {
+    let _one_call_at_a_time = one_call_at_a_time().await;
+    let host = HostedServer::start(":memory:".into()).await.unwrap();
+    let meeting = host.create_meeting("Devices").await.unwrap();
+    let media = MediaSettings {
+        camera: Some("7".into()),
+        microphone: Some("tone".into()),
+        start_muted: true,
+        ..MediaSettings::default()
+    };
+    let owner = App::join_with("Olivia", &meeting.room, Some(meeting.access.clone()), media.clone()).await;
+    owner
+        .until_event("you are muted", |e| matches!(e, CallEvent::Notice { code, .. } if code == "speaking_while_muted"))
+        .await;
+    let guest = App::join("Gus", &meeting.access.invite_link, None).await;
+    let olivia = owner.view().me;
+    let v =
+        guest.until("the host's tile", |v| v.participants.iter().any(|p| p.id == olivia && !p.tiles.is_empty())).await;
+    let tile = v.participants.iter().find(|p| p.id == olivia).unwrap().tiles[0].tile.clone();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(guest.hub.latest(&tile).is_none(), "a camera that is not there shows nothing");
+    let tiles_of = |app: &App| app.view().participants.iter().find(|p| p.id == olivia).map(|p| p.tiles.clone());
+    let before = tiles_of(&guest);
+
+    let picked = Instant::now();
+    owner.call.use_devices(&MediaSettings { camera: Some("synthetic".into()), ..media }).await.unwrap();
+    while guest.hub.latest(&tile).is_none() && picked.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("camera picked during the call: the guest's first decoded picture after {:?}", picked.elapsed());
+    let (a, b) = guest.playing(&tile).await;
+    assert!(b > a, "the picked camera moves at the guest: frame {a} then {b}");
+    assert_eq!(tiles_of(&guest), before, "the same tile, not a new publication");
+    assert!(owner.hub.latest(LOCAL_TILE).is_some(), "the self view shows the new camera");
     guest.call.leave().await;
     owner.call.leave().await;
     host.stop().await;

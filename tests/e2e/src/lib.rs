@@ -336,6 +336,13 @@ impl Bot {
         }
     }
 
+    /// Asks the bot to leave (SIGTERM, as Ctrl-C would: it says goodbye and writes its
+    /// report) and waits for it; returns its exit code.
+    pub fn terminate(&mut self) -> i32 {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.wait_exit(Duration::from_secs(15))
+    }
+
     /// Kills the bot without letting it say goodbye (SIGKILL), as a crash or a power cut
     /// would.
     pub fn kill(&mut self) {

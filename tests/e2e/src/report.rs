@@ -27,6 +27,21 @@ pub fn find_stream<'a>(report: &'a Value, identity: &str, kind: &str) -> Option<
     report["streams"].as_array()?.iter().find(|s| s["identity"] == identity && s["kind"] == kind)
 }
 
+/// When an audio stream's dominant tone changed, as (Unix ms, Hz).
+pub fn tone_changes(stream: &Value) -> Vec<(u64, f64)> {
+    stream["tone_changes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tone changes: {stream:#}"))
+        .iter()
+        .map(|c| (c[0].as_u64().unwrap(), c[1].as_f64().unwrap()))
+        .collect()
+}
+
+/// Whether `hz` is heard as the tone `want` (within the analysis' resolution).
+pub fn near_tone(hz: f64, want: f64) -> bool {
+    (hz - want).abs() < 10.0
+}
+
 /// The stalls of a stream as (from, to) Unix milliseconds; `to` is `None` for one that
 /// lasted to the end of the run.
 pub fn stalls(stream: &Value) -> Vec<(u64, Option<u64>)> {

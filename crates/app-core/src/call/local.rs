@@ -6,9 +6,9 @@ use std::sync::Arc;
 use confer_client::media::{Codec, TrackOptions};
 use confer_client::proto::track::{TrackKind, TrackSource};
 use confer_client::LocalTrack;
-use confer_media::audio::{FarEndReceiver, Microphone};
+use confer_media::audio::{DeviceSwitch, FarEndReceiver, Microphone};
 
-use crate::publish::{self, unix_ms, FrameTap, MediaThread, PublishPlan, VideoSource};
+use crate::publish::{self, unix_ms, FrameTap, MediaThread, MutedSpeech, PublishPlan, VideoSource};
 use crate::view::{CallEvent, LocalDevice};
 
 use super::join::request_error;
@@ -18,8 +18,8 @@ impl Inner {
     /// Publishes stream `main` (camera and microphone, as far as present), starting
     /// muted or with the camera off as the settings say.
     pub(super) async fn publish_main(self: &Arc<Self>, far: Option<FarEndReceiver>) {
-        let media = &self.media;
-        let fake_tone = std::env::var("CONFER_FAKE_MICROPHONE").ok().and_then(|v| v.parse::<f64>().ok());
+        let media = lock(&self.local).media.clone();
+        let fake_tone = media.microphone_tone();
         let (choice, processing) = (media.microphone_choice(), media.processing());
         let opened = match fake_tone {
             Some(_) => None,
@@ -61,28 +61,63 @@ impl Inner {
                 return;
             }
         };
+        let size = media.video_size();
         let mut local = lock(&self.local);
         if let Some(track) = stream.track(TrackKind::Audio).cloned() {
-            local.mic = Some(match (mic, fake_tone) {
-                (Some(mic), _) => MediaThread::spawn("microphone", publish::mic_loop(track, mic)),
-                (None, hz) => MediaThread::spawn("microphone", publish::audio_loop(track, hz.unwrap_or(440.0))),
-            });
+            let (feeder, switch) = self.microphone_feeder(track, mic, fake_tone);
+            (local.mic, local.mic_switch) = (Some(feeder), switch);
             local.mic_state = if media.start_muted { LocalDevice::Off } else { LocalDevice::On };
         }
         if let (Some(track), Some(source)) = (stream.track(TrackKind::Video).cloned(), video) {
             if media.start_camera_off {
                 local.camera_state = LocalDevice::Off;
             } else {
-                local.camera = Some(self.camera_feeder(track, source));
+                local.camera = Some(self.camera_feeder(track, source, size));
                 local.camera_state = LocalDevice::On;
             }
         }
         local.main = Some(stream);
     }
 
+    /// Encodes the microphone (or the test tone when there is none) into `track`, and
+    /// says so when someone talks while it is muted.
+    pub(super) fn microphone_feeder(
+        self: &Arc<Self>,
+        track: LocalTrack,
+        mic: Option<Microphone>,
+        tone: Option<f64>,
+    ) -> (MediaThread, Option<DeviceSwitch>) {
+        let sink = self.sink.clone();
+        let heard = MutedSpeech::new(move || {
+            sink(CallEvent::Notice {
+                code: "speaking_while_muted".into(),
+                message: "You are muted: unmute to be heard.".into(),
+            })
+        });
+        match mic {
+            Some(mic) => {
+                let switch = mic.switch();
+                (MediaThread::spawn("microphone", publish::mic_loop(track, mic, heard)), Some(switch))
+            }
+            None => {
+                let hz = tone.unwrap_or(440.0);
+                (MediaThread::spawn("microphone", publish::audio_loop(track, hz, heard)), None)
+            }
+        }
+    }
+
+    /// The camera's size as the quality setting asks.
+    pub(super) fn video_size(&self) -> (usize, usize) {
+        lock(&self.local).media.video_size()
+    }
+
     /// Captures and encodes the camera, showing each frame in the local tile.
-    pub(super) fn camera_feeder(self: &Arc<Self>, track: LocalTrack, source: VideoSource) -> MediaThread {
-        let (width, height) = self.media.video_size();
+    pub(super) fn camera_feeder(
+        self: &Arc<Self>,
+        track: LocalTrack,
+        source: VideoSource,
+        (width, height): (usize, usize),
+    ) -> MediaThread {
         let hub = self.hub.clone();
         let tap = FrameTap(Arc::new(move |frame| hub.publish(LOCAL_TILE, Arc::new(frame.clone()), unix_ms())));
         let plan = PublishPlan {

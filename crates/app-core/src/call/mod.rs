@@ -22,7 +22,7 @@ use confer_client::proto::signal::Event;
 use confer_client::proto::track::{SubscriptionOptions, TrackKind, TrackSource};
 use confer_client::proto::ParticipantId;
 use confer_client::{ConnectionState, LocalStream, Room, RoomEvent, RoomOptions};
-use confer_media::audio::{far_end, Speaker};
+use confer_media::audio::{far_end, DeviceSwitch, Speaker};
 use confer_media::video::{ScreenCapture, ScreenSource};
 
 use crate::frames::FrameHub;
@@ -31,6 +31,7 @@ use crate::publish::{self, unix_ms, MediaThread};
 use crate::view::{CallEvent, CallView, ChatMessage, LocalDevice, TileWant};
 use crate::CallError;
 
+mod devices;
 mod join;
 mod local;
 mod meeting;
@@ -77,7 +78,6 @@ struct Inner {
     room: Room,
     hub: Arc<FrameHub>,
     sink: EventSink,
-    media: MediaSettings,
     invite_link: Option<String>,
     speaker: Option<Arc<Speaker>>,
     local: Mutex<Local>,
@@ -86,8 +86,12 @@ struct Inner {
 
 /// The local side: what is published and what feeds it.
 struct Local {
+    /// The settings the call joined with, and the devices picked since.
+    media: MediaSettings,
     main: Option<LocalStream>,
     mic: Option<MediaThread>,
+    /// Moves the open microphone to another device (absent for the test tone).
+    mic_switch: Option<DeviceSwitch>,
     mic_state: LocalDevice,
     camera: Option<MediaThread>,
     camera_state: LocalDevice,
@@ -179,12 +183,13 @@ impl Call {
             room,
             hub,
             sink,
-            media,
             invite_link,
             speaker,
             local: Mutex::new(Local {
+                media,
                 main: None,
                 mic: None,
+                mic_switch: None,
                 mic_state: LocalDevice::Missing,
                 camera: None,
                 camera_state: LocalDevice::Missing,
@@ -227,13 +232,13 @@ impl Call {
                 return Err(CallError::new("censored", "A moderator turned your camera off."));
             }
             let track = local.main.as_ref().and_then(|s| s.track(TrackKind::Video).cloned());
-            (track, self.inner.media.video_source())
+            (track, local.media.video_source())
         };
         let (Some(track), Some(source)) = (track, source) else {
             return Err(CallError::new("no_camera", "There is no camera to turn on."));
         };
         if on {
-            let feeder = self.inner.camera_feeder(track.clone(), source);
+            let feeder = self.inner.camera_feeder(track.clone(), source, self.inner.video_size());
             self.inner.room.set_track_muted(&track, false).await.map_err(|e| request_error("camera", &e))?;
             let mut local = lock(&self.inner.local);
             local.camera = Some(feeder);

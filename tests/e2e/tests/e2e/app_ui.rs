@@ -25,6 +25,15 @@
 //!   notified.
 //! - A saved room is joined from the tray in one click; quitting during a call asks first.
 //!
+//! Devices (issue 15):
+//!
+//! - The pre-join screen fits the window (the preview beside "Join now") and names the
+//!   test pattern and tone it uses; the call's controls carry no native tooltips.
+//! - A headset plugged in during the call appears in the settings' microphone list on
+//!   its own; picked there, a bot hears it instead of the app's tone within a second,
+//!   on the same track. Sound into the muted microphone brings "you are muted";
+//!   unplugging the headset falls back to the default with a notice.
+//!
 //! Screenshots are kept in test-artifacts/ (`app-in-call.png` shows two remote videos).
 //!
 //! Needs the app built (`cargo build -p confer --features custom-protocol`) and
@@ -37,7 +46,8 @@ use std::time::{Duration, Instant};
 
 mod desktop;
 
-use confer_e2e::devices::{pulse, pulse_env, Display};
+use confer_e2e::devices::{self, pulse, pulse_env, Display, TonePlayer};
+use confer_e2e::report::{near_tone, read_report, stream, tone_changes};
 use confer_e2e::{artifacts_dir, cli_json, create_room, free_port, temp_dir, token, Bot, ServerProcess};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
@@ -650,4 +660,114 @@ async fn the_app_waits_in_the_lobby_and_follows_the_host() {
     let _ = tokio::time::timeout(Duration::from_secs(5), c.close()).await;
     drop(driver);
     hana.kill();
+}
+
+/// Issue 15: devices in the app, from the pre-join screen to a headset plugged in and
+/// pulled out during the call (see the module's documentation).
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "needs the desktop app and tauri-driver: scripts/test.sh runs it"]
+async fn the_app_switches_devices_live_and_follows_them_coming_and_going() {
+    pulse();
+    let dir = temp_dir("app-ui-devices");
+    let server = ServerProcess::start(dir.join("db.sqlite3"));
+    let (room, link) = room_with_invite(&server, "Devices");
+    let report = dir.join("jon.json");
+    let t = token(&server, &room, "jon", &[]);
+    let mut jon = Bot::spawn("jon", &server, &t, &["--duration", "120", "--report", report.to_str().unwrap()]);
+    jon.expect_event("connected", T, |_| true);
+
+    let driver = Driver::start(&dir);
+    let c = driver.session().await;
+    type_into(&c, "#join-name", "Tester").await;
+    type_into(&c, "#join-link", &link).await;
+    click(&c, "#join-submit").await;
+    // Pre-join: everything needed to join is in the window, and the pickers name what
+    // the preview uses.
+    until(&c, "the device pickers", "return !!document.querySelector('#pick-camera')").await;
+    let fits = until(
+        &c,
+        "the pre-join layout",
+        r#"
+        const join = document.querySelector('#prejoin-join').getBoundingClientRect();
+        return JSON.stringify({ bottom: join.bottom, height: window.innerHeight, width: window.innerWidth });"#,
+    )
+    .await;
+    let fits: serde_json::Value = serde_json::from_str(fits.as_str().unwrap()).unwrap();
+    assert!(fits["bottom"].as_f64() <= fits["height"].as_f64(), "'Join now' is below the fold: {fits}");
+    let first = |id: &str| format!("return document.querySelector('#pick-{id}').options[0].textContent");
+    assert_eq!(until(&c, "the camera picker", &first("camera")).await, "Default (Test pattern)");
+    assert_eq!(until(&c, "the microphone picker", &first("microphone")).await, "Default (Test tone)");
+    let status = c.execute("return document.querySelector('#status').textContent", vec![]).await.unwrap();
+    assert!(!status.as_str().unwrap_or("").contains("No microphone"), "the test tone is a microphone: {status}");
+    save_screenshot(&driver, "app-prejoin.png");
+    click(&c, "#prejoin-join").await;
+    within("the call screen", c.wait().at_most(T).for_element(Locator::Css("#call"))).await.expect("in the call");
+    let app =
+        jon.expect_event("participant_joined", T, |v| v["name"] == "Tester")["identity"].as_str().unwrap().to_owned();
+    let tooltips = c.execute("return document.querySelectorAll('#call [title]').length", vec![]).await.unwrap();
+    assert_eq!(tooltips, 0, "native tooltips float where the pointer was");
+
+    // A headset is plugged in: the settings list it without being reopened.
+    click(&c, "#settings-toggle").await;
+    let (headset, headset_in) = devices::microphone("headset_mic");
+    let voice = TonePlayer::start("headset_mic_in", 440.0, 0.3);
+    let pick = r#"
+        const s = document.querySelector('#pick-microphone');
+        const o = s && [...s.options].find(o => o.value.includes('headset_mic') || o.textContent.includes('headset_mic'));
+        if (!o) return false;
+        s.value = o.value;
+        const at = Date.now();
+        s.dispatchEvent(new Event('change', { bubbles: true }));
+        return at;"#;
+    // When the pick was made, by the same machine's clock as the bot's report.
+    let switched = until(&c, "the headset in the microphone list", pick).await.as_u64().expect("a time");
+    save_screenshot(&driver, "app-devices.png");
+    click(&c, "#settings-done").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Talking while muted: the app says so.
+    click(&c, "#mic-toggle[data-state='on']").await;
+    until(
+        &c,
+        "the muted notice",
+        "return [...document.querySelectorAll('.toast')].some(t => t.dataset.code === 'speaking_while_muted')",
+    )
+    .await;
+    click(&c, "#mic-toggle[data-state='off']").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Pulled out: back on the default, with a notice.
+    drop(voice);
+    drop(headset);
+    drop(headset_in);
+    until(
+        &c,
+        "the lost-device notice",
+        "return [...document.querySelectorAll('.toast')].some(t => t.dataset.code === 'device_lost')",
+    )
+    .await;
+    assert_eq!(jon.terminate(), 0, "{:?}", jon.seen);
+
+    // What jon heard: the app's tone, then the headset's within a second of the pick,
+    // on one track.
+    let report = read_report(&report);
+    let audio = stream(&report, &app, "audio");
+    let changes = tone_changes(audio);
+    assert!(
+        changes.iter().any(|(t, hz)| *t < switched && near_tone(*hz, APP_TONE)),
+        "the app's tone first: {changes:?}"
+    );
+    let (heard, _) = *changes
+        .iter()
+        .find(|(t, hz)| *t >= switched && near_tone(*hz, 440.0))
+        .unwrap_or_else(|| panic!("the headset was never heard after the pick at {switched}: {changes:?}"));
+    eprintln!("app microphone switch: the headset heard {} ms after the pick", heard - switched);
+    assert!(heard <= switched + 1500, "the headset was heard {} ms after the pick", heard - switched);
+    let tracks = report["streams"].as_array().unwrap().iter().filter(|s| s["identity"] == app.as_str()).count();
+    assert_eq!(tracks, 2, "one camera and one microphone track from the app, all along: {report:#}");
+
+    click(&c, "#leave").await;
+    within("home", c.wait().at_most(T).for_element(Locator::Css("#join-name"))).await.expect("home after leaving");
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.close()).await;
+    drop(driver);
 }

@@ -231,21 +231,15 @@ fn a_microphone_switched_live_changes_what_the_others_hear() {
 
     let report = read_report(&report);
     let audio = stream(&report, "ivy", "audio");
-    let changes: Vec<(u64, f64)> = audio["tone_changes"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no tone changes: {audio:#}"))
-        .iter()
-        .map(|c| (c[0].as_u64().unwrap(), c[1].as_f64().unwrap()))
-        .collect();
-    let near = |hz: f64, want: f64| (hz - want).abs() < 10.0;
-    assert!(changes.iter().any(|(t, hz)| *t < switched && near(*hz, 440.0)), "the laptop first: {changes:?}");
+    let changes = tone_changes(audio);
+    assert!(changes.iter().any(|(t, hz)| *t < switched && near_tone(*hz, 440.0)), "the laptop first: {changes:?}");
     let (heard_at, _) = *changes
         .iter()
-        .find(|(t, hz)| *t >= switched && near(*hz, 880.0))
+        .find(|(t, hz)| *t >= switched && near_tone(*hz, 880.0))
         .unwrap_or_else(|| panic!("the headset never heard after the switch at {switched}: {changes:?}"));
     eprintln!("microphone switch: the new one heard {} ms after the switch", heard_at - switched);
     assert!(heard_at <= switched + 1000, "the headset was heard {} ms after the switch", heard_at - switched);
-    assert!(changes.last().is_some_and(|(_, hz)| near(*hz, 880.0)), "it stayed on the headset: {changes:?}");
+    assert!(changes.last().is_some_and(|(_, hz)| near_tone(*hz, 880.0)), "it stayed on the headset: {changes:?}");
     // One track all along: no stall longer than the switch itself.
     assert!(stalls(audio).iter().all(|(from, to)| to.is_some_and(|to| to - from < 1000)), "{audio:#}");
     server.stop();
