@@ -483,6 +483,49 @@ pub async fn ask_to_unmute(
     with_call(&state, async |c| c.ask_to_unmute(&participant, camera).await).await
 }
 
+/// Sets up `count` breakout rooms, spreads people over them and opens them.
+#[tauri::command]
+#[specta::specta]
+pub async fn open_breakouts(
+    count: u32,
+    allow_choice: bool,
+    state: tauri::State<'_, CallState>,
+) -> Result<(), AppError> {
+    with_call(&state, async |c| c.open_breakouts(count, allow_choice).await).await
+}
+
+/// Everyone back to the main room after `countdown_secs`.
+#[tauri::command]
+#[specta::specta]
+pub async fn close_breakouts(countdown_secs: u32, state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+    with_call(&state, async |c| c.close_breakouts(countdown_secs).await).await
+}
+
+/// Goes to breakout room `room`, or back to the main room (`null`).
+#[tauri::command]
+#[specta::specta]
+pub async fn join_breakout(room: Option<u32>, state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+    with_call(&state, async |c| c.join_breakout(room).await).await
+}
+
+/// Moves someone to breakout room `room`, or to the main room (`null`).
+#[tauri::command]
+#[specta::specta]
+pub async fn move_participant(
+    participant: String,
+    room: Option<u32>,
+    state: tauri::State<'_, CallState>,
+) -> Result<(), AppError> {
+    with_call(&state, async |c| c.move_participant(&participant, room).await).await
+}
+
+/// A message to every room of the meeting.
+#[tauri::command]
+#[specta::specta]
+pub async fn message_breakouts(text: String, state: tauri::State<'_, CallState>) -> Result<(), AppError> {
+    with_call(&state, async |c| c.message_breakouts(&text).await).await
+}
+
 #[tauri::command]
 #[specta::specta]
 pub async fn set_co_host(

@@ -471,25 +471,30 @@ pub fn call_event(app: &AppHandle, event: &CallEvent) {
 fn on_call_event(app: &AppHandle, event: &CallEvent) {
     match event {
         CallEvent::Updated { view } => {
-            let joined: Vec<String> = {
+            let (joined, for_moderators) = {
                 let desktop = app.state::<Desktop>();
                 let mut state = lock(&desktop);
-                if state.call.is_none() {
+                let Some(before) = state.call.take() else {
                     // Still joining (or already ended): `call_started` takes over.
                     return;
-                }
-                let joined = view
+                };
+                let joined: Vec<String> = view
                     .participants
                     .iter()
                     .filter(|p| !p.local && state.known.insert(p.id.clone()))
                     .map(|p| p.name.clone())
                     .collect();
                 state.call = Some(view.clone());
-                joined
+                (joined, moderator_news(&before, view))
             };
             refresh_tray(app);
-            if !joined.is_empty() && !window_in_view(app) {
-                notify(app, &joined_text(&joined), &format!("In {}", room_name(view)));
+            if !window_in_view(app) {
+                if !joined.is_empty() {
+                    notify(app, &joined_text(&joined), &format!("In {}", room_name(view)));
+                }
+                for news in for_moderators {
+                    notify(app, &news, &format!("In {}", room_name(view)));
+                }
             }
         }
         CallEvent::Chat { message } if !message.mine && !window_in_view(app) => {
@@ -515,6 +520,21 @@ fn room_name(view: &CallView) -> &str {
     } else {
         &view.room_name
     }
+}
+
+/// What a moderator should hear of with the window out of sight: hands raised and
+/// people knocking since the last view.
+fn moderator_news(before: &CallView, now: &CallView) -> Vec<String> {
+    if !now.moderator {
+        return Vec::new();
+    }
+    let name = |id: &str| now.participants.iter().find(|p| p.id == id && !p.local).map(|p| p.name.clone());
+    let hands = now.hands.iter().filter(|h| !before.hands.contains(h)).filter_map(|h| name(h));
+    let knocks = now.knocks.iter().filter(|k| !before.knocks.iter().any(|b| b.id == k.id));
+    hands
+        .map(|n| format!("{n} raised a hand"))
+        .chain(knocks.map(|k| format!("{} is waiting to join", k.name)))
+        .collect()
 }
 
 /// "Ann joined", "Ann and Bo joined", "Ann, Bo and 3 others joined".
@@ -549,6 +569,7 @@ mod tests {
             audio_only: false,
             hands: vec![],
             knocks: vec![],
+            breakouts: None,
         }
     }
 
@@ -583,6 +604,40 @@ mod tests {
                 ("quit", "Quit Confer", true),
             ]
         );
+    }
+
+    fn person(id: &str, name: &str, local: bool) -> confer_app_core::view::ParticipantView {
+        confer_app_core::view::ParticipantView {
+            id: id.into(),
+            identity: name.to_lowercase(),
+            name: name.into(),
+            local,
+            moderator: local,
+            co_host: false,
+            guest: false,
+            hand_raised: false,
+            mic_muted: false,
+            camera_off: false,
+            speaking: false,
+            network_quality: 0,
+            tiles: vec![],
+        }
+    }
+
+    #[test]
+    fn a_moderator_out_of_sight_hears_of_new_hands_and_knocks_only() {
+        let mut before = call(LocalDevice::On, LocalDevice::On);
+        before.moderator = true;
+        before.participants =
+            vec![person("PA_1", "Me", true), person("PA_2", "Ann", false), person("PA_3", "Bo", false)];
+        before.hands = vec!["PA_2".into()];
+        let mut now = before.clone();
+        now.hands = vec!["PA_2".into(), "PA_3".into(), "PA_1".into()];
+        now.knocks = vec![confer_app_core::view::KnockView { id: "PA_9".into(), name: "Cy".into(), guest: true }];
+        assert_eq!(moderator_news(&before, &now), ["Bo raised a hand", "Cy is waiting to join"]);
+        assert!(moderator_news(&now, &now).is_empty(), "nothing new");
+        now.moderator = false;
+        assert!(moderator_news(&before, &now).is_empty(), "not for those who cannot act on it");
     }
 
     #[test]

@@ -49,6 +49,16 @@ export const commands = {
 	muteParticipant: (participant: string, camera: boolean) => typedError<null, AppError>(__TAURI_INVOKE("mute_participant", { participant, camera })),
 	askToUnmute: (participant: string, camera: boolean) => typedError<null, AppError>(__TAURI_INVOKE("ask_to_unmute", { participant, camera })),
 	setCoHost: (participant: string, coHost: boolean) => typedError<null, AppError>(__TAURI_INVOKE("set_co_host", { participant, coHost })),
+	/**  Sets up `count` breakout rooms, spreads people over them and opens them. */
+	openBreakouts: (count: number, allowChoice: boolean) => typedError<null, AppError>(__TAURI_INVOKE("open_breakouts", { count, allowChoice })),
+	/**  Everyone back to the main room after `countdown_secs`. */
+	closeBreakouts: (countdownSecs: number) => typedError<null, AppError>(__TAURI_INVOKE("close_breakouts", { countdownSecs })),
+	/**  Goes to breakout room `room`, or back to the main room (`null`). */
+	joinBreakout: (room: number | null) => typedError<null, AppError>(__TAURI_INVOKE("join_breakout", { room })),
+	/**  Moves someone to breakout room `room`, or to the main room (`null`). */
+	moveParticipant: (participant: string, room: number | null) => typedError<null, AppError>(__TAURI_INVOKE("move_participant", { participant, room })),
+	/**  A message to every room of the meeting. */
+	messageBreakouts: (text: string) => typedError<null, AppError>(__TAURI_INVOKE("message_breakouts", { text })),
 	setAudioOnly: (on: boolean) => typedError<null, AppError>(__TAURI_INVOKE("set_audio_only", { on })),
 	/**  What the view shows, so that subscriptions follow it. */
 	setTiles: (tiles: TileWant[]) => typedError<null, AppError>(__TAURI_INVOKE("set_tiles", { tiles })),
@@ -123,6 +133,43 @@ export type BenchConfig = {
 	tiles: string[],
 };
 
+export type BreakoutRoomView = {
+	name: string,
+	/**  Who is assigned to it, by name. */
+	members: string[],
+};
+
+/**  The meeting's breakout rooms. */
+export type BreakoutsView = BreakoutsView_Serialize | BreakoutsView_Deserialize;
+
+/**  The meeting's breakout rooms. */
+export type BreakoutsView_Deserialize = {
+	/**  In order; a room's number in requests is its index here. */
+	rooms: BreakoutRoomView[],
+	/**  People are in (or on their way to) their rooms. */
+	open: boolean,
+	/**  People may pick their room. */
+	allow_choice: boolean,
+	/**  When they close (Unix ms), once a moderator started the countdown. */
+	closes_at?: number | null,
+	/**  The breakout room this participant is in; `None` in the main room. */
+	current?: number | null,
+};
+
+/**  The meeting's breakout rooms. */
+export type BreakoutsView_Serialize = {
+	/**  In order; a room's number in requests is its index here. */
+	rooms: BreakoutRoomView[],
+	/**  People are in (or on their way to) their rooms. */
+	open: boolean,
+	/**  People may pick their room. */
+	allow_choice: boolean,
+	/**  When they close (Unix ms), once a moderator started the countdown. */
+	closes_at: number | null,
+	/**  The breakout room this participant is in; `None` in the main room. */
+	current: number | null,
+};
+
 /**  Something the call tells the view. */
 export type CallEvent = CallEvent_Serialize | CallEvent_Deserialize;
 
@@ -191,6 +238,8 @@ export type CallView_Deserialize = {
 	hands: string[],
 	/**  Who waits in the lobby (shown to moderators). */
 	knocks: KnockView[],
+	/**  Breakout rooms, once a moderator set them up. */
+	breakouts?: BreakoutsView_Deserialize | null,
 };
 
 /**
@@ -221,6 +270,8 @@ export type CallView_Serialize = {
 	hands: string[],
 	/**  Who waits in the lobby (shown to moderators). */
 	knocks: KnockView[],
+	/**  Breakout rooms, once a moderator set them up. */
+	breakouts: BreakoutsView_Serialize | null,
 };
 
 /**  A chat message, sent or received. */

@@ -29,7 +29,11 @@ interface Slot {
   screen: boolean;
 }
 
+type Panel = "chat" | "people" | "breakouts";
+
 const PAGE_SIZE = 9;
+/** How long people may get to finish when a moderator closes the breakout rooms (s). */
+const CLOSE_COUNTDOWNS = [0, 10, 30, 60, 120];
 const STRIP_SIZE = 6;
 
 /** The reactions there are, as the server names them, and how they are drawn. */
@@ -63,7 +67,8 @@ export class CallScreen {
   private lastWants = "";
   private chatTo: string | null = null;
   private unread = 0;
-  private panel: "chat" | "people" | null = null;
+  private bannerTimer = 0;
+  private panel: Panel | null = null;
 
   constructor(
     private readonly app: App,
@@ -81,6 +86,7 @@ export class CallScreen {
           <span class="banner reconnecting" id="reconnecting" hidden>Connection lost — reconnecting…</span>
           <span class="banner sharing" id="sharing" hidden>You are sharing your screen</span>
           <span class="banner locked" id="locked" hidden>Meeting locked</span>
+          <span class="banner breakout" id="breakout-banner" hidden></span>
           <span class="spacer"></span>
           <button type="button" class="ghost" id="copy-invite" hidden>Copy invite link</button>
           <div class="segmented" role="group" aria-label="Layout">
@@ -116,6 +122,7 @@ export class CallScreen {
             <button type="button" class="control" id="more-toggle" data-tip="More" aria-label="More">⋯</button>
             <span class="menu" id="more-menu" hidden>
               <button type="button" id="audio-only-toggle">Audio only</button>
+              <button type="button" id="breakouts-toggle">Breakout rooms</button>
               <button type="button" id="lock-toggle" class="host-only">Lock meeting</button>
               <button type="button" id="mute-all" class="host-only">Mute everyone</button>
               <button type="button" id="end-for-all" class="host-only danger">End meeting for everyone</button>
@@ -147,6 +154,10 @@ export class CallScreen {
     q("#audio-only-toggle").addEventListener("click", () => {
       this.toggleMenu(null);
       this.act(commands.setAudioOnly(!this.view.audio_only));
+    });
+    q("#breakouts-toggle").addEventListener("click", () => {
+      this.toggleMenu(null);
+      this.showPanel(this.panel === "breakouts" ? null : "breakouts");
     });
     q("#lock-toggle").addEventListener("click", () => {
       this.toggleMenu(null);
@@ -306,6 +317,7 @@ export class CallScreen {
     root.querySelector<HTMLElement>("#copy-invite")!.hidden = !v.invite_link;
     root.querySelector<HTMLElement>("#sharing")!.hidden = !v.sharing_screen;
     root.querySelector<HTMLElement>("#locked")!.hidden = !v.locked;
+    this.renderBreakoutBanner();
     this.renderControls();
 
     const slots = this.slots();
@@ -373,6 +385,7 @@ export class CallScreen {
       this.act(commands.setTiles(wants));
     }
     if (this.panel === "people") this.renderPeople();
+    if (this.panel === "breakouts") this.renderBreakouts();
     this.renderRecipients();
   }
 
@@ -447,6 +460,8 @@ export class CallScreen {
     badge.hidden = !v.moderator || v.knocks.length === 0;
     badge.textContent = String(v.knocks.length);
     this.app.root.querySelectorAll<HTMLElement>(".host-only").forEach((b) => (b.hidden = !v.moderator));
+    // Breakout rooms: moderators set them up; others see them once they may choose.
+    this.app.root.querySelector<HTMLElement>("#breakouts-toggle")!.hidden = !v.moderator && !v.breakouts?.allow_choice;
     setText(this.app.root.querySelector("#lock-toggle")!, v.locked ? "Unlock meeting" : "Lock meeting");
     setText(this.app.root.querySelector("#audio-only-toggle")!, v.audio_only ? "Turn video back on" : "Audio only");
   }
@@ -487,7 +502,8 @@ export class CallScreen {
           <div class="row"><input id="chat-input" autocomplete="off" placeholder="Message" maxlength="2000" /><button id="chat-send">Send</button></div>
         </form>
       </div>
-      <div class="panel-people" id="people"><h2>Participants</h2><ul id="people-list"></ul></div>`;
+      <div class="panel-people" id="people"><h2>Participants</h2><ul id="people-list"></ul></div>
+      <div class="panel-breakouts" id="breakouts"><h2>Breakout rooms</h2><div id="breakouts-body"></div></div>`;
     panel.querySelector("#chat-form")!.addEventListener("submit", async (e) => {
       e.preventDefault();
       const input = panel.querySelector<HTMLInputElement>("#chat-input")!;
@@ -506,7 +522,7 @@ export class CallScreen {
     });
   }
 
-  private showPanel(which: "chat" | "people" | null): void {
+  private showPanel(which: Panel | null): void {
     this.panel = which;
     const panel = this.app.root.querySelector<HTMLElement>("#panel")!;
     panel.hidden = which === null;
@@ -519,6 +535,7 @@ export class CallScreen {
       panel.querySelector<HTMLInputElement>("#chat-input")!.focus();
     }
     if (which === "people") this.renderPeople();
+    if (which === "breakouts") this.renderBreakouts();
   }
 
   private renderRecipients(): void {
@@ -562,6 +579,7 @@ export class CallScreen {
       v.hands,
       v.knocks,
       v.participants.map((p) => [p.id, p.name, p.moderator, p.co_host, p.guest, p.mic_muted, p.camera_off]),
+      v.breakouts?.open ? v.breakouts.rooms.map((r) => r.name) : null,
     ]);
     if (list.dataset.key === key) return;
     list.dataset.key = key;
@@ -621,6 +639,22 @@ export class CallScreen {
           mute.addEventListener("click", () => this.act(commands.muteParticipant(p.id, false)));
           row.append(mute);
         }
+        if (!p.camera_off) {
+          const stop = el("button", { type: "button", class: "ghost small stop-video" }, ["Stop video"]);
+          stop.addEventListener("click", () => this.act(commands.muteParticipant(p.id, true)));
+          row.append(stop);
+        }
+        if (v.breakouts?.open) {
+          const move = el("select", { class: "move-to", "aria-label": `Move ${p.name} to` });
+          move.innerHTML = `<option value="">Move to…</option><option value="main">Main room</option>${v.breakouts.rooms
+            .map((r, i) => `<option value="${i}">${esc(r.name)}</option>`)
+            .join("")}`;
+          move.addEventListener("change", () => {
+            if (move.value === "") return;
+            this.act(commands.moveParticipant(p.id, move.value === "main" ? null : Number(move.value)));
+          });
+          row.append(move);
+        }
         if (manager && (!p.moderator || p.co_host)) {
           const cohost = el("button", { type: "button", class: "ghost small co-host" }, [p.co_host ? "Remove co-host" : "Make co-host"]);
           cohost.addEventListener("click", () => this.act(commands.setCoHost(p.id, !p.co_host)));
@@ -635,6 +669,94 @@ export class CallScreen {
         row.append(censor, kick);
       }
       list.append(row);
+    }
+  }
+
+  /** Where this participant is, and the countdown when the rooms are closing. */
+  private renderBreakoutBanner(): void {
+    const banner = this.app.root.querySelector<HTMLElement>("#breakout-banner")!;
+    const b = this.view.breakouts;
+    const room = b?.current != null ? b.rooms[b.current]?.name : null;
+    const left = b?.closes_at != null ? Math.max(0, Math.ceil((b.closes_at - Date.now()) / 1000)) : null;
+    const text = [room ? `Breakout room: ${room}` : "", left != null && b?.open ? `Breakout rooms close in ${left} s` : ""].filter(Boolean).join(" · ");
+    banner.hidden = text === "";
+    setText(banner, text);
+    window.clearTimeout(this.bannerTimer);
+    if (left != null && left > 0) this.bannerTimer = window.setTimeout(() => this.renderBreakoutBanner(), 1000);
+  }
+
+  private renderBreakouts(): void {
+    const body = this.app.root.querySelector<HTMLElement>("#breakouts-body");
+    if (!body) return;
+    const v = this.view;
+    const b = v.breakouts;
+    const key = JSON.stringify([v.moderator, b, v.participants.map((p) => [p.id, p.name])]);
+    if (body.dataset.key === key) return;
+    body.dataset.key = key;
+    body.innerHTML = "";
+    if (!b || !b.open) {
+      if (!v.moderator) {
+        body.append(el("p", { class: "hint" }, ["No breakout rooms are open."]));
+        return;
+      }
+      const others = v.participants.filter((p) => !p.local && !p.moderator).length;
+      const form = el("form", { id: "breakouts-form", class: "breakouts-form" });
+      form.innerHTML = `
+        <label>Rooms <input type="number" id="breakouts-count" min="1" max="50" value="${Math.max(1, Math.min(Math.floor(others / 2), 50)) || 1}" /></label>
+        <label class="check"><input type="checkbox" id="breakouts-choice" /> Let people choose their room</label>
+        <p class="hint">Everyone but the hosts is spread over the rooms at random.</p>
+        <button type="submit" id="breakouts-open">Open breakout rooms</button>`;
+      form.addEventListener("submit", (e) => {
+        e.preventDefault();
+        const count = Number(form.querySelector<HTMLInputElement>("#breakouts-count")!.value);
+        const choice = form.querySelector<HTMLInputElement>("#breakouts-choice")!.checked;
+        this.act(commands.openBreakouts(count, choice));
+      });
+      body.append(form);
+      return;
+    }
+    const rooms = el("ol", { class: "breakout-rooms", id: "breakout-rooms" });
+    b.rooms.forEach((room, i) => {
+      const here = b.current === i;
+      const item = el("li", { class: `breakout-room${here ? " here" : ""}`, "data-room": String(i) }, [
+        el("strong", {}, [room.name + (here ? " (you are here)" : "")]),
+        el("span", { class: "members" }, [room.members.filter(Boolean).join(", ") || "Nobody yet"]),
+      ]);
+      if (!here && (v.moderator || b.allow_choice)) {
+        const join = el("button", { type: "button", class: "ghost small join-room" }, ["Join"]);
+        join.addEventListener("click", () => this.act(commands.joinBreakout(i)));
+        item.append(join);
+      }
+      rooms.append(item);
+    });
+    body.append(rooms);
+    if (b.current != null && (v.moderator || b.allow_choice)) {
+      const back = el("button", { type: "button", class: "secondary", id: "breakouts-main" }, ["Back to the main room"]);
+      back.addEventListener("click", () => this.act(commands.joinBreakout(null)));
+      body.append(back);
+    }
+    if (!v.moderator) return;
+    const message = el("form", { class: "row", id: "breakouts-message-form" });
+    message.innerHTML = `<input id="breakouts-message" placeholder="Message to every room" maxlength="2000" /><button id="breakouts-send">Send</button>`;
+    message.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const input = message.querySelector<HTMLInputElement>("#breakouts-message")!;
+      if (!input.value.trim()) return;
+      this.act(commands.messageBreakouts(input.value));
+      input.value = "";
+    });
+    body.append(message);
+    if (b.closes_at == null) {
+      // Like other meeting apps: people get a moment to finish, as long as the host likes.
+      const close = el("form", { class: "row", id: "breakouts-close-form" });
+      close.innerHTML = `<select id="breakouts-countdown" aria-label="Countdown">
+          ${CLOSE_COUNTDOWNS.map((s) => `<option value="${s}" ${s === 30 ? "selected" : ""}>${s === 0 ? "At once" : `In ${s} s`}</option>`).join("")}
+        </select><button class="danger" id="breakouts-close">Close rooms</button>`;
+      close.addEventListener("submit", (e) => {
+        e.preventDefault();
+        this.act(commands.closeBreakouts(Number(close.querySelector<HTMLSelectElement>("#breakouts-countdown")!.value)));
+      });
+      body.append(close);
     }
   }
 

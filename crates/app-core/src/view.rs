@@ -30,6 +30,30 @@ pub struct CallView {
     pub hands: Vec<String>,
     /// Who waits in the lobby (shown to moderators).
     pub knocks: Vec<KnockView>,
+    /// Breakout rooms, once a moderator set them up.
+    pub breakouts: Option<BreakoutsView>,
+}
+
+/// The meeting's breakout rooms.
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
+pub struct BreakoutsView {
+    /// In order; a room's number in requests is its index here.
+    pub rooms: Vec<BreakoutRoomView>,
+    /// People are in (or on their way to) their rooms.
+    pub open: bool,
+    /// People may pick their room.
+    pub allow_choice: bool,
+    /// When they close (Unix ms), once a moderator started the countdown.
+    pub closes_at: Option<f64>,
+    /// The breakout room this participant is in; `None` in the main room.
+    pub current: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
+pub struct BreakoutRoomView {
+    pub name: String,
+    /// Who is assigned to it, by name.
+    pub members: Vec<String>,
 }
 
 /// Someone waiting in the lobby.

@@ -1,6 +1,6 @@
 //! Running the meeting from the app: hands, reactions, the lobby, the lock, muting
-//! others and asking them to unmute, co-hosts, ending for everyone, audio only; and
-//! what the app does when a moderator acts on this participant.
+//! others and asking them to unmute, co-hosts, breakout rooms, ending for everyone,
+//! audio only; and what the app does when a moderator acts on this participant.
 
 use std::sync::Arc;
 
@@ -79,6 +79,47 @@ impl Call {
         self.inner.room.set_co_host(&participant.into(), co_host).await.map_err(|e| request_error("co_host", &e))
     }
 
+    /// Sets up `count` breakout rooms ("Room 1", ...), spreads everyone but the
+    /// moderators over them at random and opens them (moderators). With `allow_choice`
+    /// people may move to another room themselves.
+    pub async fn open_breakouts(&self, count: u32, allow_choice: bool) -> Result<(), CallError> {
+        if !(1..=50).contains(&count) {
+            return Err(CallError::new("invalid_breakouts", "Choose between 1 and 50 breakout rooms."));
+        }
+        let room = &self.inner.room;
+        let names = (1..=count).map(|i| format!("Room {i}")).collect();
+        room.create_breakouts(names, allow_choice).await.map_err(|e| request_error("breakouts", &e))?;
+        room.assign_breakouts(Vec::new(), true).await.map_err(|e| request_error("breakouts", &e))?;
+        room.open_breakouts().await.map_err(|e| request_error("breakouts", &e))
+    }
+
+    /// Brings everyone back to the main room after `countdown_secs` (moderators).
+    pub async fn close_breakouts(&self, countdown_secs: u32) -> Result<(), CallError> {
+        let room = &self.inner.room;
+        room.close_breakouts(Some(countdown_secs)).await.map_err(|e| request_error("breakouts", &e))
+    }
+
+    /// Goes to breakout room `room`, or back to the main room (`None`): moderators, or
+    /// anyone when choosing is allowed.
+    pub async fn join_breakout(&self, room: Option<u32>) -> Result<(), CallError> {
+        self.inner.room.join_breakout(room).await.map_err(|e| request_error("breakouts", &e))
+    }
+
+    /// Moves someone to breakout room `room`, or to the main room (moderators).
+    pub async fn move_participant(&self, participant: &str, room: Option<u32>) -> Result<(), CallError> {
+        let id = ParticipantId::from(participant);
+        self.inner.room.move_participant(&id, room).await.map_err(|e| request_error("breakouts", &e))
+    }
+
+    /// A message to everyone in every room of the meeting (moderators).
+    pub async fn message_breakouts(&self, text: &str) -> Result<(), CallError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(CallError::new("empty_message", "Type a message first."));
+        }
+        self.inner.room.message_breakouts(text).await.map(drop).map_err(|e| request_error("breakouts", &e))
+    }
+
     /// Audio only (no video received or sent: the camera goes off) or back.
     pub async fn set_audio_only(&self, on: bool) -> Result<(), CallError> {
         if on && lock(&self.inner.local).camera_state == LocalDevice::On {
@@ -116,6 +157,13 @@ impl Inner {
                     code: "muted_by_moderator".into(),
                     message: format!("{who} turned your {what} off. You can turn it on again."),
                 });
+            }
+            Event::Moved { snapshot } => {
+                let message = match &snapshot.main_room {
+                    Some(_) => format!("You are now in breakout room “{}”.", snapshot.room.name),
+                    None => "You are back in the main room.".to_owned(),
+                };
+                (self.sink)(CallEvent::Notice { code: "moved".into(), message });
             }
             Event::UnmuteRequested { by, kind } => {
                 (self.sink)(CallEvent::UnmuteRequested { by_name: name_of(by), camera: *kind == TrackKind::Video });

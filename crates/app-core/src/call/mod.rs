@@ -110,6 +110,8 @@ struct Remote {
     reconnecting: bool,
     /// Decoding threads and audio playback, per track id.
     readers: HashMap<String, MediaThread>,
+    /// Everyone's name by participant id, as last seen in this call.
+    names: HashMap<String, String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

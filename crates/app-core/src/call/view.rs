@@ -3,7 +3,9 @@
 use confer_client::proto::signal::{JoinVia, ParticipantInfo, Role};
 use confer_client::proto::track::TrackKind;
 
-use crate::view::{CallEvent, CallView, Connection, KnockView, LocalDevice, ParticipantView, TileInfo};
+use crate::view::{
+    BreakoutRoomView, BreakoutsView, CallEvent, CallView, Connection, KnockView, LocalDevice, ParticipantView, TileInfo,
+};
 
 use super::remote::is_screen;
 use super::{lock, tile_of, Inner, LOCAL_TILE};
@@ -17,8 +19,13 @@ impl Inner {
     pub(super) fn view(&self) -> CallView {
         let state = self.room.state();
         let local = lock(&self.local);
-        let remote = lock(&self.remote);
+        let mut remote = lock(&self.remote);
         let me = &state.local;
+        // Names of everyone seen, for the breakout rooms' lists (people in another room
+        // are not in this room's state).
+        for p in state.remote.iter().chain([me]) {
+            remote.names.insert(p.id.to_string(), p.name.clone());
+        }
         let person = |p: &ParticipantInfo, is_local: bool| {
             let id = p.id.to_string();
             let track = |kind: TrackKind| {
@@ -85,6 +92,26 @@ impl Inner {
                     guest: k.via == JoinVia::Invite,
                 })
                 .collect(),
+            breakouts: state.breakouts.as_ref().map(|b| BreakoutsView {
+                rooms: b
+                    .rooms
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| BreakoutRoomView {
+                        name: r.name.clone(),
+                        members: b
+                            .assignments
+                            .iter()
+                            .filter(|a| a.room as usize == i)
+                            .map(|a| remote.names.get(a.participant_id.as_str()).cloned().unwrap_or_default())
+                            .collect(),
+                    })
+                    .collect(),
+                open: b.open,
+                allow_choice: b.allow_choice,
+                closes_at: b.closes_at.map(|t| t as f64),
+                current: b.rooms.iter().position(|r| r.id == state.room.id).map(|i| i as u32),
+            }),
         }
     }
 }

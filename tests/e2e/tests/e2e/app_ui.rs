@@ -771,3 +771,125 @@ async fn the_app_switches_devices_live_and_follows_them_coming_and_going() {
     let _ = tokio::time::timeout(Duration::from_secs(5), c.close()).await;
     drop(driver);
 }
+
+/// A join link with a token for `identity` (the way an operator's own system would let
+/// its people in).
+fn token_link(server: &ServerProcess, room: &str, identity: &str) -> String {
+    let t = token(server, room, identity, &["--name", identity]);
+    let encoded = server.url.replace(':', "%3A").replace('/', "%2F");
+    format!("confer://join?server={encoded}&room={room}&token={t}")
+}
+
+/// A bot's participant id once it is in (its `connected` line).
+fn participant_id(bot: &mut Bot) -> String {
+    bot.expect_event("connected", T, |_| true)["participant_id"].as_str().expect("an id").to_owned()
+}
+
+/// Issue 15: the app as the meeting's host. People knock and the app admits one, turns
+/// one away and lets the rest in together; with the window closed a raised hand is
+/// notified, and the hands are listed in the order raised. The host makes a co-host,
+/// mutes someone and asks them to unmute (the bot accepts), stops their video, opens
+/// two breakout rooms (the bots are moved), messages every room and closes them: the
+/// bots are back in the main room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the desktop app and tauri-driver: scripts/test.sh runs it"]
+async fn the_app_runs_a_meeting_as_its_host() {
+    pulse();
+    let dir = temp_dir("app-ui-host");
+    let server = ServerProcess::start(dir.join("db.sqlite3"));
+    let room = create_room(&server, "Team meeting", &["--lobby", "--manager", "tester"]);
+    let driver = Driver::start(&dir);
+    let shell = desktop::Shell::start(&driver.bus).await;
+    let c = driver.session().await;
+    join(&c, &token_link(&server, &room, "tester")).await;
+    until(&c, "the host's controls", "return !document.querySelector('#mute-all').hidden").await;
+    click(&c, "#people-toggle").await;
+
+    // The lobby: Ann is let in, Ben turned away, Cid and Dan let in together.
+    let lobby = |name: &str, extra: &[&str]| {
+        let t = token(&server, &room, name, &["--name", name]);
+        let mut args = vec!["--subscribe", "none", "--duration", "300"];
+        args.extend_from_slice(extra);
+        Bot::spawn(name, &server, &t, &args)
+    };
+    let mut ann = lobby("Ann", &["--publish", "--video", "160x96@5", "--tone", "440", "--accept-unmute"]);
+    ann.expect_event("lobby_waiting", T, |_| true);
+    let knock = |name: &str| {
+        format!("return [...document.querySelectorAll('#lobby .knock')].find(k => k.textContent.includes('{name}'))?.dataset.knock")
+    };
+    let ann_knock = until(&c, "Ann's knock", &knock("Ann")).await;
+    click(&c, &format!(".knock[data-knock='{}'] .admit", ann_knock.as_str().unwrap())).await;
+    let ann_id = participant_id(&mut ann);
+    let mut ben = lobby("Ben", &[]);
+    let ben_knock = until(&c, "Ben's knock", &knock("Ben")).await;
+    click(&c, &format!(".knock[data-knock='{}'] .deny", ben_knock.as_str().unwrap())).await;
+    ben.expect_event("denied", T, |_| true);
+    let mut cid = lobby("Cid", &["--at", "3:raise_hand"]);
+    let mut dan = lobby("Dan", &["--at", "5:raise_hand"]);
+    until(&c, "two knocks", "return document.querySelectorAll('#lobby .knock').length === 2").await;
+    // Out of sight from here: the hands raised are notified.
+    let window = desktop::AppWindow::find(&driver.display.name, "Confer", T);
+    click(&c, "#lobby .admit-all").await;
+    window.close();
+    window.wait_shown(false, T);
+    let (cid_id, dan_id) = (participant_id(&mut cid), participant_id(&mut dan));
+    shell.notification("Cid's hand", T, |n| n.summary == "Cid raised a hand").await;
+    let hand = shell.notification("Dan's hand", T, |n| n.summary == "Dan raised a hand").await;
+    shell.click_notification(&hand).await;
+    window.wait_shown(true, T);
+    let order = until(
+        &c,
+        "both hands listed",
+        "const l = [...document.querySelectorAll('#hands li')].map(i => i.dataset.participant); return l.length === 2 && l.join(' ');",
+    )
+    .await;
+    assert_eq!(order, format!("{cid_id} {dan_id}").as_str(), "first raised, first listed");
+
+    // Ann: co-host, muted, asked to unmute (and she does), her video stopped.
+    let person = |id: &str, button: &str| format!(".person[data-participant='{id}'] .{button}");
+    click(&c, &person(&ann_id, "co-host")).await;
+    ann.expect_event("participant_updated", T, |v| v["participant"]["role"] == "co_host");
+    click(&c, &person(&ann_id, "mute")).await;
+    ann.expect_event("track_disabled", T, |v| v["kind"] == "audio" && v["by"].is_string());
+    click(&c, &person(&ann_id, "ask-unmute")).await;
+    ann.expect_event("unmute_requested", T, |_| true);
+    until(&c, "Ann unmuted again", &format!("return !!document.querySelector(\"{}\")", person(&ann_id, "mute"))).await;
+    click(&c, &person(&ann_id, "stop-video")).await;
+    ann.expect_event("track_disabled", T, |v| v["kind"] == "video" && v["by"].is_string());
+
+    // Breakout rooms: Cid and Dan (not the hosts) are spread over two.
+    click(&c, "#more-toggle").await;
+    click(&c, "#breakouts-toggle").await;
+    c.execute("document.querySelector('#breakouts-count').value = '2'", vec![]).await.unwrap();
+    click(&c, "#breakouts-open").await;
+    for bot in [&mut cid, &mut dan] {
+        bot.expect_event("moved", T, |v| v["main_room"] == room.as_str());
+    }
+    until(&c, "the rooms listed", "return document.querySelectorAll('#breakout-rooms .breakout-room').length === 2")
+        .await;
+    type_into(&c, "#breakouts-message", "Two minutes left").await;
+    click(&c, "#breakouts-send").await;
+    cid.expect_event("message_received", T, |v| v["text"] == "Two minutes left");
+    dan.expect_event("message_received", T, |v| v["text"] == "Two minutes left");
+    save_screenshot(&driver, "app-breakouts.png");
+    c.execute("document.querySelector('#breakouts-countdown').value = '0'", vec![]).await.unwrap();
+    click(&c, "#breakouts-close").await;
+    for bot in [&mut cid, &mut dan] {
+        bot.expect_event("moved", T, |v| v["room"] == room.as_str());
+    }
+    click(&c, "#people-toggle").await;
+    until(
+        &c,
+        "everyone back in the main room",
+        &format!(
+            "return ['{cid_id}', '{dan_id}', '{ann_id}'].every(id => document.querySelector(`.person[data-participant='${{id}}']`))"
+        ),
+    )
+    .await;
+    save_screenshot(&driver, "app-host.png");
+
+    click(&c, "#leave").await;
+    within("home", c.wait().at_most(T).for_element(Locator::Css("#join-name"))).await.expect("home after leaving");
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.close()).await;
+    drop(driver);
+}
