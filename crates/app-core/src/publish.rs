@@ -87,6 +87,8 @@ pub struct PublishPlan {
     pub screen: Option<(usize, u32)>,
     /// Sees every camera frame before it is encoded (the app's self view).
     pub tap: Option<FrameTap>,
+    /// The test pattern's first frame number.
+    pub first_frame: u32,
 }
 
 /// A callback that sees captured frames.
@@ -301,7 +303,7 @@ enum Frames {
 pub async fn video_loop(track: LocalTrack, mut plan: PublishPlan, source: VideoSource) {
     let mut source = match source {
         VideoSource::Pattern => match PatternSource::new(plan.width, plan.height) {
-            Ok(p) => Frames::Pattern(p),
+            Ok(p) => Frames::Pattern(p.starting_at(plan.first_frame)),
             Err(_) => {
                 tracing::error!(width = plan.width, height = plan.height, "unusable video size");
                 return;

@@ -368,6 +368,10 @@ pub struct BotArgs {
     /// Send the camera as three simulcast layers (full, half, quarter size).
     #[arg(long)]
     pub simulcast: bool,
+    /// The pattern's first frame number: bots started with different ones (0, 1000000,
+    /// 2000000...) can be told apart by their pictures alone.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub first_frame: u32,
     #[arg(long, value_enum, default_value = "vp8")]
     pub codec: VideoCodecArg,
     /// Tone frequency of the synthetic microphone, in Hz.

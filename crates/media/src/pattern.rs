@@ -54,6 +54,12 @@ impl PatternSource {
         Ok(Self { width, height, next_number: 0 })
     }
 
+    /// Numbers frames from `first` on (sources told apart by their numbers).
+    pub fn starting_at(mut self, first: u32) -> Self {
+        self.next_number = first;
+        self
+    }
+
     /// The next frame, stamped with `capture_ms`.
     pub fn next_frame(&mut self, capture_ms: u64) -> (I420Frame, Stamp) {
         let stamp = Stamp { frame_number: self.next_number, capture_ms: capture_ms & ((1 << 48) - 1) };

@@ -131,6 +131,7 @@ impl Inner {
             data: false,
             screen: None,
             tap: Some(tap),
+            first_frame: 0,
         };
         MediaThread::spawn("camera", publish::video_loop(track, plan, source))
     }

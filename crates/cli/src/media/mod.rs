@@ -100,6 +100,7 @@ impl MediaPlan {
             data: args.data,
             screen,
             tap: None,
+            first_frame: args.first_frame,
         });
         // Echo cancellation hears what the speaker plays when both run.
         let (far_tx, far_rx) = confer_media::audio::far_end();

@@ -278,13 +278,24 @@ async fn stamp_of(c: &Client, css: &str, last_tile: &mut Vec<u8>) -> Option<conf
     let mut reader = decoder.read_info().ok()?;
     let mut buf = vec![0; reader.output_buffer_size()?];
     let info = reader.next_frame(&mut buf).ok()?;
-    let (w, h) = (info.width as usize & !1, info.height as usize & !1);
     let rgba: Vec<u8> = match info.color_type {
         png::ColorType::Rgba => buf[..info.buffer_size()].to_vec(),
         png::ColorType::Rgb => buf[..info.buffer_size()].chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect(),
         _ => return None,
     };
-    let frame = confer_media::video::convert::rgba_to_i420(&rgba, w, h, info.width as usize * 4).ok()?;
+    // The picture is drawn "contained": bars beside or above it when the tile's shape
+    // is not the video's. Only the picture is read.
+    let script = format!("const c = document.querySelector(\"{css}\"); return [c.width, c.height]");
+    let size = within(&format!("the size of {css}"), c.execute(&script, vec![])).await.ok()?;
+    let (vw, vh) = (size[0].as_f64()?, size[1].as_f64()?);
+    let (ew, eh) = (info.width as f64, info.height as f64);
+    let scale = (ew / vw).min(eh / vh);
+    let (w, h) = ((vw * scale) as usize & !1, (vh * scale) as usize & !1);
+    let (x0, y0) = (((ew - w as f64) / 2.0) as usize, ((eh - h as f64) / 2.0) as usize);
+    let stride = info.width as usize * 4;
+    let picture: Vec<u8> =
+        (y0..y0 + h).flat_map(|y| &rgba[y * stride + x0 * 4..y * stride + (x0 + w) * 4]).copied().collect();
+    let frame = confer_media::video::convert::rgba_to_i420(&picture, w, h, w * 4).ok()?;
     confer_media::pattern::read_stamp(&frame)
 }
 
@@ -887,6 +898,71 @@ async fn the_app_runs_a_meeting_as_its_host() {
     )
     .await;
     save_screenshot(&driver, "app-host.png");
+
+    click(&c, "#leave").await;
+    within("home", c.wait().at_most(T).for_element(Locator::Css("#join-name"))).await.expect("home after leaving");
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.close()).await;
+    drop(driver);
+}
+
+/// Issue 15: nine remote bots page through the grid. The first page shows the app and
+/// eight bots, the second the ninth; every tile shows its own bot's picture, moving
+/// (each bot numbers its pattern's frames from its own million, so a picture says whose
+/// it is).
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "needs the desktop app and tauri-driver: scripts/test.sh runs it"]
+async fn the_grid_pages_through_nine_bots_each_tile_showing_its_own() {
+    pulse();
+    let dir = temp_dir("app-ui-grid");
+    let server = ServerProcess::start(dir.join("db.sqlite3"));
+    let (room, link) = room_with_invite(&server, "All hands");
+    let mut bots = Vec::new();
+    let mut number_of = std::collections::HashMap::new();
+    for k in 1..=9u32 {
+        let first = (k * 1_000_000).to_string();
+        let args = ["--video", "256x144@10", "--first-frame", &first, "--subscribe", "none", "--duration", "300"];
+        let mut bot = Bot::publisher(&format!("bot{k}"), &server, &room, &args);
+        number_of.insert(participant_id(&mut bot), k);
+        bots.push(bot);
+    }
+    let driver = Driver::start(&dir);
+    let c = driver.session().await;
+    join(&c, &link).await;
+    until(&c, "two pages", "return document.querySelector('#page-label')?.textContent === '1 / 2'").await;
+    let mut seen = Vec::new();
+    for page in 1..=2 {
+        let shown = until(
+            &c,
+            &format!("page {page}'s tiles"),
+            "return JSON.stringify([...document.querySelectorAll('#stage .tile.remote')].map(t => t.dataset.participant))",
+        )
+        .await;
+        let shown: Vec<String> = serde_json::from_str(shown.as_str().unwrap()).unwrap();
+        assert_eq!(shown.len(), if page == 1 { 8 } else { 1 }, "page {page} shows {shown:?}");
+        let css = |id: &str| format!("#stage .tile.remote[data-participant='{id}'] canvas");
+        let mut first = Vec::new();
+        for id in &shown {
+            let k = number_of[id];
+            let stamp = poll_stamp(&c, &css(id)).await.unwrap_or_else(|| panic!("bot{k}'s tile shows no pattern"));
+            assert_eq!(stamp.frame_number / 1_000_000, k, "bot{k}'s tile shows another's picture: {stamp:?}");
+            first.push(stamp);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for (id, before) in shown.iter().zip(&first) {
+            let k = number_of[id];
+            let later = poll_stamp(&c, &css(id)).await.unwrap_or_else(|| panic!("bot{k}'s tile stopped"));
+            assert_eq!(later.frame_number / 1_000_000, k, "bot{k}'s tile shows another's picture: {later:?}");
+            assert!(later.frame_number > before.frame_number, "bot{k}'s picture does not move: {before:?} {later:?}");
+        }
+        seen.extend(shown.iter().map(|id| number_of[id]));
+        save_screenshot(&driver, &format!("app-grid-page{page}.png"));
+        if page == 1 {
+            click(&c, "#page-next").await;
+            until(&c, "the second page", "return document.querySelector('#page-label').textContent === '2 / 2'").await;
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, (1..=9).collect::<Vec<_>>(), "every bot on one page or the other");
 
     click(&c, "#leave").await;
     within("home", c.wait().at_most(T).for_element(Locator::Css("#join-name"))).await.expect("home after leaving");
