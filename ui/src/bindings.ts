@@ -411,6 +411,11 @@ export type MediaSettings_Deserialize = {
 	video_quality?: VideoQuality,
 	start_muted?: boolean,
 	start_camera_off?: boolean,
+	/**
+	 *  Join with audio only, as on a weak link: no video received, and the camera off
+	 *  (it can be turned on, and video back on, during the call).
+	 */
+	audio_only?: boolean,
 	/**  Media through the server's TURN relays only, never a direct path. */
 	force_relay?: boolean,
 };
@@ -431,6 +436,11 @@ export type MediaSettings_Serialize = {
 	video_quality: VideoQuality,
 	start_muted: boolean,
 	start_camera_off: boolean,
+	/**
+	 *  Join with audio only, as on a weak link: no video received, and the camera off
+	 *  (it can be turned on, and video back on, during the call).
+	 */
+	audio_only: boolean,
 	/**  Media through the server's TURN relays only, never a direct path. */
 	force_relay: boolean,
 };

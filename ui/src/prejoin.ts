@@ -29,6 +29,7 @@ export async function renderPrejoin(app: App, dest: Destination, error?: { code:
           ${dest.reachNote ? `<p class="hint" id="reach-note">${esc(dest.reachNote)}</p>` : ""}
           <label class="check"><input type="checkbox" id="start-muted" ${media.start_muted ? "checked" : ""}/> Join with the microphone muted</label>
           <label class="check"><input type="checkbox" id="start-camera-off" ${media.start_camera_off ? "checked" : ""}/> Join with the camera off</label>
+          <label class="check"><input type="checkbox" id="start-audio-only" ${media.audio_only ? "checked" : ""}/> Audio only (no video, for a weak connection)</label>
           <button type="button" id="prejoin-join">Join now</button>
           <button type="button" class="secondary" id="prejoin-back">Back</button>
           <p id="status" class="status" role="status" ${error ? `data-code="${esc(error.code)}"` : ""}>${esc(error?.message ?? "")}</p>
@@ -77,6 +78,7 @@ export async function renderPrejoin(app: App, dest: Destination, error?: { code:
       ...app.settings.media,
       start_muted: app.root.querySelector<HTMLInputElement>("#start-muted")!.checked,
       start_camera_off: app.root.querySelector<HTMLInputElement>("#start-camera-off")!.checked,
+      audio_only: app.root.querySelector<HTMLInputElement>("#start-audio-only")!.checked,
     };
     void saveSettings(app.settings);
     await leave();

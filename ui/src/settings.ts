@@ -21,6 +21,7 @@ export const DEFAULT_MEDIA: MediaSettings = {
   video_quality: "standard",
   start_muted: false,
   start_camera_off: false,
+  audio_only: false,
   force_relay: false,
 };
 

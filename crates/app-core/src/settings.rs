@@ -27,6 +27,9 @@ pub struct MediaSettings {
     pub video_quality: VideoQuality,
     pub start_muted: bool,
     pub start_camera_off: bool,
+    /// Join with audio only, as on a weak link: no video received, and the camera off
+    /// (it can be turned on, and video back on, during the call).
+    pub audio_only: bool,
     /// Media through the server's TURN relays only, never a direct path.
     // For networks that allow nothing else out, or to keep this machine's addresses
     // from the server.
@@ -45,6 +48,7 @@ impl Default for MediaSettings {
             video_quality: VideoQuality::Standard,
             start_muted: false,
             start_camera_off: false,
+            audio_only: false,
             force_relay: false,
         }
     }

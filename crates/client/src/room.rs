@@ -343,9 +343,11 @@ impl Room {
     /// Publishes a stream of `tracks` under `key` (unique among this participant's
     /// streams) and returns it; write encoded frames to its tracks. The first publish
     /// opens the publisher connection. The stream stays published through network
-    /// trouble (see [`crate::media::session`]) until [`Room::unpublish`].
+    /// trouble (see [`crate::media::session`]) until [`Room::unpublish`]. While audio
+    /// only, video tracks may only be published muted.
     pub async fn publish(&self, key: &str, tracks: Vec<TrackOptions>) -> Result<LocalStream> {
-        if self.is_audio_only() && tracks.iter().any(|t| t.kind == TrackKind::Video) {
+        // A muted camera sends nothing: it is there for when video comes back.
+        if self.is_audio_only() && tracks.iter().any(|t| t.kind == TrackKind::Video && !t.muted) {
             return Err(ClientError::Media { detail: "audio only: no video is published; switch it off first".into() });
         }
         let requester = self.requester();

@@ -135,7 +135,10 @@ impl Call {
             (None, None) => request.server.clone(),
         };
         let access = join_token(&server, &name, &request).await?;
-        let mut options = RoomOptions::default().with_name(name).with_force_relay(request.media.force_relay);
+        let mut options = RoomOptions::default()
+            .with_name(name)
+            .with_force_relay(request.media.force_relay)
+            .with_audio_only(request.media.audio_only);
         // Renewed for as long as the call lasts: join tokens live minutes, calls hours.
         if let Some(refresh_token) = access.refresh_token {
             options = options.with_refresh_token(refresh_token);
@@ -157,7 +160,9 @@ impl Call {
         tracing::info!(room = %request.target.room, server, "joined");
 
         let (far_tx, far_rx) = far_end();
-        let media = request.media.clone();
+        let mut media = request.media.clone();
+        // Audio only: the camera track is there for later, but off.
+        media.start_camera_off |= media.audio_only;
         let cancel = media.echo_cancellation;
         // Opening an audio device blocks for a moment: not on the runtime's threads.
         let choice = media.speaker_choice();
@@ -232,6 +237,9 @@ impl Call {
             let local = lock(&self.inner.local);
             if local.camera_state == LocalDevice::Censored {
                 return Err(CallError::new("censored", "A moderator turned your camera off."));
+            }
+            if on && self.inner.room.is_audio_only() {
+                return Err(CallError::new("audio_only", "Turn video back on (in ⋯) to use the camera."));
             }
             let track = local.main.as_ref().and_then(|s| s.track(TrackKind::Video).cloned());
             (track, local.media.video_source())

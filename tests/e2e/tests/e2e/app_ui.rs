@@ -796,7 +796,8 @@ fn participant_id(bot: &mut Bot) -> String {
     bot.expect_event("connected", T, |_| true)["participant_id"].as_str().expect("an id").to_owned()
 }
 
-/// Issue 15: the app as the meeting's host. People knock and the app admits one, turns
+/// Issue 15: the app as the meeting's host, joined with audio only (no video drawn
+/// until it turns video back on). People knock and the app admits one, turns
 /// one away and lets the rest in together; with the window closed a raised hand is
 /// notified, and the hands are listed in the order raised. The host makes a co-host,
 /// mutes someone and asks them to unmute (the bot accepts), stops their video, opens
@@ -812,8 +813,15 @@ async fn the_app_runs_a_meeting_as_its_host() {
     let driver = Driver::start(&dir);
     let shell = desktop::Shell::start(&driver.bus).await;
     let c = driver.session().await;
-    join(&c, &token_link(&server, &room, "tester")).await;
+    // Joined with audio only, as on a weak link.
+    type_into(&c, "#join-name", "Tester").await;
+    type_into(&c, "#join-link", &token_link(&server, &room, "tester")).await;
+    click(&c, "#join-submit").await;
+    click(&c, "#start-audio-only").await;
+    click(&c, "#prejoin-join").await;
+    within("the call screen", c.wait().at_most(T).for_element(Locator::Css("#call"))).await.expect("in the call");
     until(&c, "the host's controls", "return !document.querySelector('#mute-all').hidden").await;
+    until(&c, "the camera off", "return document.querySelector('#camera-toggle').dataset.state === 'off'").await;
     click(&c, "#people-toggle").await;
 
     // The lobby: Ann is let in, Ben turned away, Cid and Dan let in together.
@@ -831,6 +839,17 @@ async fn the_app_runs_a_meeting_as_its_host() {
     let ann_knock = until(&c, "Ann's knock", &knock("Ann")).await;
     click(&c, &format!(".knock[data-knock='{}'] .admit", ann_knock.as_str().unwrap())).await;
     let ann_id = participant_id(&mut ann);
+    // Audio only: Ann's video is not received; back on, it is.
+    let ann_frames = format!(
+        "return Number(document.querySelector(\".tile.remote[data-participant='{ann_id}'] canvas\")?.dataset.frames || 0)"
+    );
+    until(&c, "Ann's tile", &format!("return !!document.querySelector(\".tile.remote[data-participant='{ann_id}']\")"))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(c.execute(&ann_frames, vec![]).await.unwrap(), 0, "audio only, yet Ann's video is drawn");
+    click(&c, "#more-toggle").await;
+    click(&c, "#audio-only-toggle").await;
+    until(&c, "Ann's video, with video back on", &ann_frames.replace("|| 0)", "|| 0) > 5")).await;
     let mut ben = lobby("Ben", &[]);
     let ben_knock = until(&c, "Ben's knock", &knock("Ben")).await;
     click(&c, &format!(".knock[data-knock='{}'] .deny", ben_knock.as_str().unwrap())).await;
