@@ -49,7 +49,8 @@ impl Preview {
         }
         let opened = match settings.microphone_tone() {
             Some(hz) => Ok(Sound::Tone(ToneSource::new(hz, SAMPLE_RATE))),
-            None => Microphone::open(settings.microphone_choice(), settings.processing(), None).map(Sound::Microphone),
+            None => Microphone::open(settings.microphone_choice(), settings.processing(), None)
+                .map(|m| Sound::Microphone(Box::new(m))),
         };
         match opened {
             Ok(mic) => {
@@ -109,7 +110,7 @@ fn camera(source: VideoSource, hub: &FrameHub, stop: &AtomicBool) {
 
 /// What the meter listens to: the microphone, or the test tone standing in for it.
 enum Sound {
-    Microphone(Microphone),
+    Microphone(Box<Microphone>),
     Tone(ToneSource),
 }
 
