@@ -176,7 +176,8 @@ impl LocalTrack {
     /// With simulcast, `layer` says which layer it belongs to; otherwise it is ignored.
     /// `audio_level` is the RFC 6464 level in -dBov (0 loudest, 127 silence), sent in
     /// the audio-level header extension so that the server can tell who speaks. While
-    /// the track is not published (the connection is being replaced) frames are dropped.
+    /// the track is not published (the connection is being replaced) frames are dropped,
+    /// and the next one of a video track is a keyframe.
     pub async fn write(
         &self,
         layer: Option<Quality>,
@@ -184,7 +185,10 @@ impl LocalTrack {
         duration: Duration,
         audio_level: Option<u8>,
     ) -> Result<()> {
-        let Some(binding) = self.binding() else { return Ok(()) };
+        let Some(binding) = self.binding() else {
+            self.frame_lost(layer);
+            return Ok(());
+        };
         let Carrier::Media { track, mid, encodings } = &binding.carrier else {
             return Err(ClientError::Media { detail: "a data track takes messages; use send".into() });
         };
@@ -212,7 +216,21 @@ impl LocalTrack {
             self.shared.levels.local(binding.info.id.clone(), level);
             writer = writer.with_audio_level(AudioLevelExtension { level: level.min(127), voice: level < 60 });
         }
-        writer.write_sample(&sample).await.map_err(media_error)
+        let written = writer.write_sample(&sample).await.map_err(media_error);
+        if written.is_err() {
+            self.frame_lost(layer);
+        }
+        written
+    }
+
+    /// A frame that did not leave (not published right now, or the write failed): its
+    /// receivers cannot tell, as it had no sequence numbers yet, and their decoders
+    /// would build the next frames on a picture they never got. So the next frame of
+    /// this layer is a keyframe.
+    fn frame_lost(&self, layer: Option<Quality>) {
+        if self.kind() == TrackKind::Video {
+            self.request_keyframe(if self.shared.keyframe_wanted.len() > 1 { layer } else { None });
+        }
     }
 
     /// Sends one message on a data track (binary). Dropped while not published.
@@ -571,5 +589,29 @@ async fn route_feedback(mut requests: mpsc::UnboundedReceiver<Feedback>, ssrcs: 
             (Some((track, layer)), Feedback::Loss { fraction, .. }) => track.reported_loss(layer, fraction),
             (None, _) => tracing::debug!(ssrc, "feedback for an unknown SSRC"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::levels::AudioLevels;
+    use confer_proto::track::TrackSource;
+
+    #[tokio::test]
+    async fn a_video_frame_that_cannot_leave_makes_the_next_one_a_keyframe() {
+        // Not published yet (as while the connection is replaced): the frame is dropped.
+        let camera = LocalTrack::new(
+            TrackOptions::new(TrackSource::Camera, Codec::Vp8).with_simulcast(true),
+            AudioLevels::default(),
+        );
+        camera.write(Some(Quality::Medium), vec![1, 2, 3], Duration::from_millis(33), None).await.unwrap();
+        assert!(camera.take_keyframe_request(Some(Quality::Medium)), "the dropped layer starts over");
+        assert!(!camera.take_keyframe_request(Some(Quality::Low)), "the others go on");
+        assert!(!camera.take_keyframe_request(Some(Quality::Medium)), "asked once");
+
+        let plain = LocalTrack::new(TrackOptions::new(TrackSource::Camera, Codec::Vp8), AudioLevels::default());
+        plain.write(Some(Quality::High), vec![1], Duration::from_millis(33), None).await.unwrap();
+        assert!(plain.take_keyframe_request(None), "without simulcast the layer is ignored");
     }
 }

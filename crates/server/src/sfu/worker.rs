@@ -650,7 +650,13 @@ impl Worker {
                     };
                     match writer.write(pt, data.network_time, time, data.data.clone()) {
                         Ok(()) => self.stats.frames_forwarded += 1,
-                        Err(e) => tracing::debug!(%participant, error = %e, "forwarding a frame failed"),
+                        Err(e) => {
+                            // Dropped before it had sequence numbers, so the subscriber
+                            // cannot tell, and its decoder would build on a picture it
+                            // never got: start it over at a keyframe.
+                            tracing::debug!(%participant, error = %e, "forwarding a frame failed");
+                            c.restart();
+                        }
                     }
                 }
                 self.dirty.push(id);
