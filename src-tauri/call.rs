@@ -12,7 +12,7 @@ use confer_app_core::link::{Access, JoinTarget};
 use confer_app_core::preview::Preview;
 use confer_app_core::publish::VideoSource;
 use confer_app_core::settings::{TEST_PATTERN, TEST_TONE};
-use confer_app_core::view::{CallEvent, CallView, ChatMessage, TileWant};
+use confer_app_core::view::{CallEvent, CallView, ChatMessage, EndReason, TileWant};
 use confer_app_core::CallError;
 use confer_media::video::ScreenSource;
 use serde::{Deserialize, Serialize};
@@ -332,7 +332,7 @@ pub async fn leave_call(app: tauri::AppHandle, state: tauri::State<'_, CallState
 pub async fn leave_from_outside(app: &tauri::AppHandle) {
     let Some(call) = app.state::<CallState>().call.lock().await.take() else { return };
     call.leave().await;
-    let ended = CallEvent::Ended { code: "left".into(), message: "You left the call.".into() };
+    let ended = CallEvent::ended(EndReason::Left);
     crate::desktop::call_event(app, &ended);
     if let Err(e) = CallUpdate(ended).emit(app) {
         tracing::warn!(error = %e, "the view was not told the call ended");

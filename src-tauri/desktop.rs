@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::Mutex;
 
-use confer_app_core::view::{CallEvent, CallView, LocalDevice};
+use confer_app_core::view::{CallEvent, CallView, EndReason, LocalDevice};
 use serde::Serialize;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
@@ -504,7 +504,7 @@ fn on_call_event(app: &AppHandle, event: &CallEvent) {
         }
         CallEvent::Ended { code, message } => {
             let hidden = lock(&app.state::<Desktop>()).hidden;
-            let on_purpose = code == "left";
+            let on_purpose = *code == EndReason::Left;
             end_call(app, !on_purpose);
             if hidden && !on_purpose {
                 notify(app, "The call ended", message);

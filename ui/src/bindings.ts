@@ -178,7 +178,7 @@ export type CallEvent_Deserialize = { type: "updated"; view: CallView_Deserializ
 /**  Worth telling the user, not fatal (a device missing, a request refused). */
 { type: "notice"; code: string; message: string } | 
 /**  The call is over: left, kicked, ended, connection lost for good. */
-{ type: "ended"; code: string; message: string } | 
+{ type: "ended"; code: EndReason; message: string } | 
 /**  Someone reacted (`thumbs_up`, `clap`, `heart`, `laugh`, `surprised`, `celebrate`). */
 { type: "reaction"; from_id: string; from_name: string; reaction: string } | 
 /**  A moderator asks the user to unmute (or, `camera`, to start the camera). */
@@ -189,7 +189,7 @@ export type CallEvent_Serialize = { type: "updated"; view: CallView_Serialize } 
 /**  Worth telling the user, not fatal (a device missing, a request refused). */
 { type: "notice"; code: string; message: string } | 
 /**  The call is over: left, kicked, ended, connection lost for good. */
-{ type: "ended"; code: string; message: string } | 
+{ type: "ended"; code: EndReason; message: string } | 
 /**  Someone reacted (`thumbs_up`, `clap`, `heart`, `laugh`, `surprised`, `celebrate`). */
 { type: "reaction"; from_id: string; from_name: string; reaction: string } | 
 /**  A moderator asks the user to unmute (or, `camera`, to start the camera). */
@@ -323,6 +323,19 @@ export type DeviceOption = {
 
 /**  Devices came or went: the lists as they are now. */
 export type DevicesChanged = DeviceList;
+
+/**  Why a call ended, as the view and the desktop branch on it. */
+export type EndReason = 
+/**  The user left (the leave button, the tray). */
+"left" | "kicked" | "token_expired" | 
+/**  The same person joined from somewhere else. */
+"replaced" | 
+/**  A moderator ended the meeting for everyone. */
+"session_ended" | "room_deleted" | "protocol_violation" | "server_shutdown" | "server_error" | 
+/**  The host did not let this person in from the lobby. */
+"denied" | 
+/**  The connection was lost and could not be restored. */
+"connection_lost";
 
 export type FrameEndpoint = {
 	/**  `ws://127.0.0.1:PORT`; a tile is at `{base}/frames/{tile}?key={key}`. */

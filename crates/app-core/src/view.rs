@@ -139,6 +139,54 @@ pub struct TileWant {
     pub large: bool,
 }
 
+/// Why a call ended, as the view and the desktop branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, specta::Type)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The user left (the leave button, the tray).
+    Left,
+    Kicked,
+    TokenExpired,
+    /// The same person joined from somewhere else.
+    Replaced,
+    /// A moderator ended the meeting for everyone.
+    SessionEnded,
+    RoomDeleted,
+    ProtocolViolation,
+    ServerShutdown,
+    ServerError,
+    /// The host did not let this person in from the lobby.
+    Denied,
+    /// The connection was lost and could not be restored.
+    ConnectionLost,
+}
+
+impl EndReason {
+    /// What the user reads.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Left => "You left the call.",
+            Self::Kicked => "A moderator removed you from the call.",
+            Self::TokenExpired => "Your access to this meeting expired. Join again with a fresh link.",
+            Self::Replaced => "You joined this meeting from somewhere else, so this window left it.",
+            Self::SessionEnded => "The meeting was ended for everyone.",
+            Self::RoomDeleted => "The meeting's room was deleted.",
+            Self::ProtocolViolation => "The server closed the connection after an error in this app.",
+            Self::ServerShutdown => "The server shut down.",
+            Self::ServerError => "The server ran into an error. Join again to continue.",
+            Self::Denied => "The host did not let you into the meeting.",
+            Self::ConnectionLost => "The connection to the meeting was lost and could not be restored.",
+        }
+    }
+}
+
+impl CallEvent {
+    /// The end of the call, for `reason`.
+    pub fn ended(reason: EndReason) -> Self {
+        Self::Ended { code: reason, message: reason.message().to_owned() }
+    }
+}
+
 /// Something the call tells the view.
 #[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -156,7 +204,7 @@ pub enum CallEvent {
     },
     /// The call is over: left, kicked, ended, connection lost for good.
     Ended {
-        code: String,
+        code: EndReason,
         message: String,
     },
     /// Someone reacted (`thumbs_up`, `clap`, `heart`, `laugh`, `surprised`, `celebrate`).

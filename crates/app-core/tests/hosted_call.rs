@@ -12,7 +12,7 @@ use confer_app_core::frames::FrameHub;
 use confer_app_core::host::HostedServer;
 use confer_app_core::link::JoinTarget;
 use confer_app_core::publish;
-use confer_app_core::view::{CallEvent, CallView};
+use confer_app_core::view::{CallEvent, CallView, EndReason};
 use confer_media::pattern::read_stamp;
 
 /// Calls encode and decode video on the machine's cores: two at once on a loaded CI
@@ -164,7 +164,7 @@ async fn a_hosted_meeting_is_joined_by_invite_and_both_sides_see_each_other() {
     // The host removes the guest: the guest's call ends, saying why.
     owner.call.kick(&gus).await.unwrap();
     let ended = guest.until_event("the end of the guest's call", |e| matches!(e, CallEvent::Ended { .. })).await;
-    assert!(matches!(&ended, CallEvent::Ended { code, .. } if code == "kicked"), "{ended:?}");
+    assert!(matches!(&ended, CallEvent::Ended { code: EndReason::Kicked, .. }), "{ended:?}");
     owner.until("the guest gone", |v| v.participants.iter().all(|p| p.id != gus)).await;
 
     owner.call.leave().await;

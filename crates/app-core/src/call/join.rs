@@ -9,34 +9,27 @@ use confer_client::ClientError;
 
 use crate::link::Access;
 use crate::publish::unix_ms;
-use crate::view::CallEvent;
+use crate::view::{CallEvent, EndReason};
 use crate::CallError;
 
 use super::JoinRequest;
 
 const USER_AGENT: &str = concat!("confer-app/", env!("CARGO_PKG_VERSION"));
 
-/// The end of a call the server ended, in words.
+/// The end of a call the server ended.
 pub(super) fn ended(reason: DisconnectReason) -> CallEvent {
-    let (code, message) = match reason {
-        DisconnectReason::Left => ("left", "You left the call."),
-        DisconnectReason::Kicked => ("kicked", "A moderator removed you from the call."),
-        DisconnectReason::TokenExpired => {
-            ("token_expired", "Your access to this meeting expired. Join again with a fresh link.")
-        }
-        DisconnectReason::Replaced => {
-            ("replaced", "You joined this meeting from somewhere else, so this window left it.")
-        }
-        DisconnectReason::SessionEnded => ("session_ended", "The meeting was ended for everyone."),
-        DisconnectReason::RoomDeleted => ("room_deleted", "The meeting's room was deleted."),
-        DisconnectReason::ProtocolViolation => {
-            ("protocol_violation", "The server closed the connection after an error in this app.")
-        }
-        DisconnectReason::ServerShutdown => ("server_shutdown", "The server shut down."),
-        DisconnectReason::ServerError => ("server_error", "The server ran into an error. Join again to continue."),
-        DisconnectReason::Denied => ("denied", "The host did not let you into the meeting."),
-    };
-    CallEvent::Ended { code: code.into(), message: message.into() }
+    CallEvent::ended(match reason {
+        DisconnectReason::Left => EndReason::Left,
+        DisconnectReason::Kicked => EndReason::Kicked,
+        DisconnectReason::TokenExpired => EndReason::TokenExpired,
+        DisconnectReason::Replaced => EndReason::Replaced,
+        DisconnectReason::SessionEnded => EndReason::SessionEnded,
+        DisconnectReason::RoomDeleted => EndReason::RoomDeleted,
+        DisconnectReason::ProtocolViolation => EndReason::ProtocolViolation,
+        DisconnectReason::ServerShutdown => EndReason::ServerShutdown,
+        DisconnectReason::ServerError => EndReason::ServerError,
+        DisconnectReason::Denied => EndReason::Denied,
+    })
 }
 
 /// A join token, and the refresh token that renews it when there is one.

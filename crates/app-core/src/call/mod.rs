@@ -28,7 +28,7 @@ use confer_media::video::{ScreenCapture, ScreenSource};
 use crate::frames::FrameHub;
 use crate::link::{Access, JoinTarget};
 use crate::publish::{self, unix_ms, MediaThread};
-use crate::view::{CallEvent, CallView, ChatMessage, LocalDevice, TileWant};
+use crate::view::{CallEvent, CallView, ChatMessage, EndReason, LocalDevice, TileWant};
 use crate::CallError;
 
 mod devices;
@@ -455,10 +455,7 @@ impl Inner {
             }
             RoomEvent::ConnectionLost { error } => {
                 tracing::warn!(error = %error, "connection lost for good");
-                return Some(CallEvent::Ended {
-                    code: "connection_lost".into(),
-                    message: "The connection to the meeting was lost and could not be restored.".into(),
-                });
+                return Some(CallEvent::ended(EndReason::ConnectionLost));
             }
             _ => self.update(),
         }

@@ -153,11 +153,24 @@ impl Driver {
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("wry"));
         caps.insert("tauri:options".into(), json!({ "application": app }));
-        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .expect("a WebDriver session with the app")
+        // tauri-driver may drop the first request while its WebKitWebDriver starts (seen
+        // right after another test's driver went away): a few tries, then the error.
+        let mut tries = 0;
+        loop {
+            let connected = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{}", self.port))
+                .await;
+            match connected {
+                Ok(c) => return c,
+                Err(e) if tries < 2 => {
+                    tries += 1;
+                    eprintln!("app_ui: no WebDriver session yet ({e}); trying again");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(e) => panic!("a WebDriver session with the app: {e}"),
+            }
+        }
     }
 }
 
@@ -802,7 +815,8 @@ fn participant_id(bot: &mut Bot) -> String {
 /// notified, and the hands are listed in the order raised. The host makes a co-host,
 /// mutes someone and asks them to unmute (the bot accepts), stops their video, opens
 /// two breakout rooms (the bots are moved), messages every room and closes them: the
-/// bots are back in the main room.
+/// bots are back in the main room. From the menu it mutes everyone, locks the meeting
+/// (a newcomer is refused) and ends it for everyone (after a question).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the desktop app and tauri-driver: scripts/test.sh runs it"]
 async fn the_app_runs_a_meeting_as_its_host() {
@@ -855,7 +869,7 @@ async fn the_app_runs_a_meeting_as_its_host() {
     click(&c, &format!(".knock[data-knock='{}'] .deny", ben_knock.as_str().unwrap())).await;
     ben.expect_event("denied", T, |_| true);
     let mut cid = lobby("Cid", &["--at", "3:raise_hand"]);
-    let mut dan = lobby("Dan", &["--at", "5:raise_hand"]);
+    let mut dan = lobby("Dan", &["--at", "5:raise_hand", "--publish", "--video", "160x96@5", "--tone", "660"]);
     until(&c, "two knocks", "return document.querySelectorAll('#lobby .knock').length === 2").await;
     // Out of sight from here: the hands raised are notified.
     let window = desktop::AppWindow::find(&driver.display.name, "Confer", T);
@@ -918,8 +932,24 @@ async fn the_app_runs_a_meeting_as_its_host() {
     .await;
     save_screenshot(&driver, "app-host.png");
 
-    click(&c, "#leave").await;
-    within("home", c.wait().at_most(T).for_element(Locator::Css("#join-name"))).await.expect("home after leaving");
+    // From the menu: mute everyone (the co-host keeps her microphone), lock (a newcomer
+    // is refused with `room_locked`), and end the meeting for everyone.
+    click(&c, "#more-toggle").await;
+    click(&c, "#mute-all").await;
+    dan.expect_event("track_disabled", T, |v| v["kind"] == "audio" && v["by"].is_string());
+    click(&c, "#more-toggle").await;
+    click(&c, "#lock-toggle").await;
+    until(&c, "the lock banner", "return !document.querySelector('#locked').hidden").await;
+    let mut eve = lobby("Eve", &[]);
+    let refusal = eve.expect_event("error", T, |v| v["request"] == "join");
+    assert_eq!(refusal["name"], "room_locked", "{refusal}");
+    click(&c, "#more-toggle").await;
+    click(&c, "#end-for-all").await;
+    within("the confirmation", c.accept_alert()).await.expect("a question first");
+    for bot in [&mut ann, &mut cid, &mut dan] {
+        bot.expect_event("disconnected", T, |v| v["reason"] == "session_ended");
+    }
+    within("home", c.wait().at_most(T).for_element(Locator::Css("#home"))).await.expect("home once the meeting ended");
     let _ = tokio::time::timeout(Duration::from_secs(5), c.close()).await;
     drop(driver);
 }
