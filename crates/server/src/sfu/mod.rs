@@ -28,6 +28,7 @@ mod audio_level;
 pub mod consumer;
 mod downlink;
 pub mod driver;
+pub mod dtls;
 mod negotiation;
 pub mod producer;
 mod reports;
@@ -442,13 +443,14 @@ mod tests {
 
     #[test]
     fn every_advertised_ip_gets_a_udp_and_a_tcp_candidate() {
-        let bound: SocketAddr = "0.0.0.0:7882".parse().unwrap();
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let bound = addr("0.0.0.0:7882");
         let a = MediaAddrs::announced(&config(&["203.0.113.5", "2001:db8::5"], None), bound, Some(bound));
-        assert_eq!(a.udp, vec!["203.0.113.5:7882".parse().unwrap(), "[2001:db8::5]:7882".parse().unwrap()]);
-        assert_eq!(a.tcp, vec!["203.0.113.5:7882".parse().unwrap(), "[2001:db8::5]:7882".parse().unwrap()]);
+        assert_eq!(a.udp, vec![addr("203.0.113.5:7882"), addr("[2001:db8::5]:7882")]);
+        assert_eq!(a.tcp, vec![addr("203.0.113.5:7882"), addr("[2001:db8::5]:7882")]);
         let a = MediaAddrs::announced(&config(&[], Some("198.51.100.1:40000")), bound, Some(bound));
-        assert_eq!(a.udp, vec!["198.51.100.1:40000".parse().unwrap()]);
-        assert_eq!(a.tcp, vec!["198.51.100.1:7882".parse().unwrap()]);
+        assert_eq!(a.udp, vec![addr("198.51.100.1:40000")]);
+        assert_eq!(a.tcp, vec![addr("198.51.100.1:7882")]);
     }
 
     #[test]

@@ -537,6 +537,7 @@ impl Worker {
             // Audio is forwarded as it comes: a lost packet is not waited for (the
             // receiver's decoder conceals it), so the packets behind it are not held.
             .set_reordering_size_audio(AUDIO_REORDERING)
+            .set_crypto_provider(super::dtls::crypto_provider())
             .build(now);
         let udp = self.addrs.udp.iter().map(|a| (*a, Candidate::host(*a, "udp")));
         let tcp =
