@@ -28,7 +28,7 @@ export function renderHome(app: App, message?: { code: string; text: string }, l
             <input id="join-name" name="name" type="text" placeholder="Your name" autocomplete="name" value="${esc(s.name)}" required />
           </label>
           <label>Join link or room
-            <input id="join-link" name="link" type="text" placeholder="confer://join?… or a room name" value="${esc(link ?? "")}" required />
+            <input id="join-link" name="link" type="text" placeholder="Invite link or room name" value="${esc(link ?? "")}" required />
           </label>
           <label>Server (for a room name)
             <input id="join-server" name="server" type="url" value="${esc(s.server)}" autocomplete="url" />

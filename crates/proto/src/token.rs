@@ -109,8 +109,11 @@ pub struct Invite {
     pub room: RoomId,
     pub expires_at: UnixMillis,
     pub max_uses: Option<u32>,
-    /// A `confer://join?...` link carrying the server address, room and invite.
+    /// The invite's join page, `<public URL>/j/<room>?invite=<invite>`: the link to
+    /// send people. It opens the app, or says why the invite cannot be used.
     pub link: String,
+    /// The same invite as a `confer://join?...` link, which opens the app directly.
+    pub app_link: String,
 }
 
 /// `POST /v1/invites/exchange`. Needs no API credentials: the invite is the credential.

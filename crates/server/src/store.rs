@@ -132,6 +132,18 @@ impl SpentReason {
     }
 }
 
+/// Whether an invite can still be used, as its join page says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InviteState {
+    Good,
+    Expired,
+    UsedUp,
+}
+
+/// Expired invites are kept this long (milliseconds), so that their links say they
+/// expired rather than that they were never valid.
+const EXPIRED_INVITES_KEPT_MS: u64 = 7 * 24 * 3600 * 1000;
+
 /// Outcome of trying to use an invite.
 #[derive(Debug, PartialEq, Eq)]
 pub enum InviteUse {
@@ -382,6 +394,31 @@ impl Store {
         .await
     }
 
+    /// The room of the invite with this hash and whether it can still be used at `now`
+    /// (without using it); `None` for an invite this server does not know.
+    pub async fn invite_state(&self, hash: String, now: UnixMillis) -> StoreResult<Option<(RoomId, InviteState)>> {
+        self.with(move |c| {
+            let row: Option<(String, i64, Option<i64>, i64)> = c
+                .query_row(
+                    "SELECT room, expires_at, max_uses, uses FROM invites WHERE hash = ?1",
+                    [hash],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            Ok(row.map(|(room, expires_at, max_uses, uses)| {
+                let state = if expires_at <= now as i64 {
+                    InviteState::Expired
+                } else if max_uses.is_some_and(|max| uses >= max) {
+                    InviteState::UsedUp
+                } else {
+                    InviteState::Good
+                };
+                (RoomId(room), state)
+            }))
+        })
+        .await
+    }
+
     /// Counts one use of the invite with this hash, if it is still good at `now`.
     pub async fn use_invite(&self, hash: String, now: UnixMillis) -> StoreResult<InviteUse> {
         self.with(move |c| {
@@ -463,10 +500,11 @@ impl Store {
         .await
     }
 
-    /// Drops expired invites and refresh tokens.
+    /// Drops expired refresh tokens, and invites a week after they expired.
     pub async fn purge_expired(&self, now: UnixMillis) -> StoreResult<usize> {
         self.with(move |c| {
-            let a = c.execute("DELETE FROM invites WHERE expires_at <= ?1", [now as i64])?;
+            let kept = now.saturating_sub(EXPIRED_INVITES_KEPT_MS);
+            let a = c.execute("DELETE FROM invites WHERE expires_at <= ?1", [kept as i64])?;
             let b = c.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?1", [now as i64])?;
             c.execute("DELETE FROM spent_refresh_tokens WHERE expires_at <= ?1", [now as i64])?;
             // Past the longest token lifetime, no token issued before a kick is still valid.
@@ -593,6 +631,9 @@ mod tests {
         store.insert_invite("h".into(), "r1".into(), 100, Some(1)).await.unwrap();
         assert_eq!(store.use_invite("h".into(), 50).await.unwrap(), InviteUse::Accepted("r1".into()));
         assert_eq!(store.use_invite("h".into(), 50).await.unwrap(), InviteUse::Invalid);
+        assert_eq!(store.invite_state("h".into(), 50).await.unwrap(), Some(("r1".into(), InviteState::UsedUp)));
+        assert_eq!(store.invite_state("h".into(), 100).await.unwrap(), Some(("r1".into(), InviteState::Expired)));
+        assert_eq!(store.invite_state("nope".into(), 50).await.unwrap(), None);
         store.insert_invite("g".into(), "r1".into(), 100, None).await.unwrap();
         assert_eq!(store.use_invite("g".into(), 100).await.unwrap(), InviteUse::Invalid);
     }

@@ -2,6 +2,7 @@
 //! and the upgrade to WebSocket signaling. Every error body is an
 //! [`ErrorBody`](confer_proto::ErrorBody), including those of malformed requests.
 
+mod join_page;
 pub mod listener;
 mod rooms;
 mod sessions;
@@ -45,6 +46,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/tokens", post(tokens::create))
         .route("/v1/tokens/refresh", post(tokens::refresh))
         .route("/v1/invites/exchange", post(tokens::exchange_invite))
+        .route("/j/{room}", get(join_page::show))
         .route(
             "/v1/signal",
             get(move |axum::extract::State(state): axum::extract::State<Arc<ServerState>>, ws: WebSocketUpgrade| async move {

@@ -87,13 +87,9 @@ pub async fn create_invite(
     let secret = random_secret(18);
     let expires_at = Now::system().unix_ms + ttl * 1000;
     state.store.insert_invite(hash_secret(&secret), room.clone(), expires_at, req.max_uses).await?;
-    let link = format!(
-        "confer://join?server={}&room={}&invite={}",
-        url_encode(&state.public_url),
-        url_encode(&room.0),
-        secret
-    );
-    Ok(Json(Invite { invite: secret, room, expires_at, max_uses: req.max_uses, link }))
+    let link = page_link(&state.public_url, &room, &secret);
+    let app_link = app_link(&state.public_url, &room, "invite", &secret);
+    Ok(Json(Invite { invite: secret, room, expires_at, max_uses: req.max_uses, link, app_link }))
 }
 
 pub async fn exchange_invite(
@@ -155,6 +151,16 @@ fn check_identity(identity: &Identity) -> ApiResult<()> {
     Ok(())
 }
 
+/// The invite's join page on this server (`/j/{room}?invite=...`): what people click.
+pub(super) fn page_link(public_url: &str, room: &RoomId, invite: &str) -> String {
+    format!("{}/j/{}?invite={}", public_url.trim_end_matches('/'), url_encode(&room.0), url_encode(invite))
+}
+
+/// The link that opens the Confer app: `confer://join?server=...&room=...&{kind}=...`.
+pub(super) fn app_link(public_url: &str, room: &RoomId, kind: &str, secret: &str) -> String {
+    format!("confer://join?server={}&room={}&{kind}={}", url_encode(public_url), url_encode(&room.0), url_encode(secret))
+}
+
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -173,5 +179,11 @@ mod tests {
     #[test]
     fn url_encoding() {
         assert_eq!(super::url_encode("http://a:1/x y"), "http%3A%2F%2Fa%3A1%2Fx%20y");
+        let room = confer_proto::RoomId("stand up".into());
+        assert_eq!(super::page_link("https://m.example/", &room, "s3"), "https://m.example/j/stand%20up?invite=s3");
+        assert_eq!(
+            super::app_link("https://m.example", &room, "invite", "s3"),
+            "confer://join?server=https%3A%2F%2Fm.example&room=stand%20up&invite=s3"
+        );
     }
 }

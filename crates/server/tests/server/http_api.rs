@@ -6,7 +6,8 @@ use confer_proto::session::{SessionInfo, SessionList};
 use confer_proto::token::{Invite, TokenPair};
 use confer_proto::ErrorCode;
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
+use std::time::Duration;
 
 #[tokio::test]
 async fn health_and_openapi_need_no_credentials() {
@@ -180,8 +181,9 @@ async fn invites_admit_guests_by_policy() {
         .json()
         .await
         .unwrap();
-    assert!(invite.link.starts_with("confer://join?server=http%3A%2F%2F127.0.0.1"));
-    assert!(invite.link.ends_with(&format!("&room=open&invite={}", invite.invite)));
+    assert_eq!(invite.link, t.url(&format!("/j/open?invite={}", invite.invite)));
+    assert!(invite.app_link.starts_with("confer://join?server=http%3A%2F%2F127.0.0.1"));
+    assert!(invite.app_link.ends_with(&format!("&room=open&invite={}", invite.invite)));
 
     let exchange = json!({"invite": invite.invite, "name": "Guest Gus"});
     let pair: TokenPair =
@@ -283,4 +285,85 @@ async fn updates_reach_the_live_session_and_delete_ends_it() {
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// The join page an invite link opens: the meeting and the app link when the link is
+/// good, and a message of its own for each reason it is not.
+#[tokio::test]
+async fn the_join_page_opens_the_app_or_says_why_it_cannot() {
+    let t = TestServer::start().await;
+    t.create_room(json!({"id": "weekly", "name": "Weekly <sync>", "policy": {"max_participants": 1}})).await;
+    t.create_room(json!({"id": "closed", "name": "Board", "policy": {"allow_guests": false}})).await;
+    t.create_room(json!({"id": "gone", "name": "Gone"})).await;
+    let invite = |room: &'static str, body: Value| {
+        let request = t.api(Method::POST, &format!("/v1/rooms/{room}/invites")).json(&body);
+        async move { request.send().await.unwrap().json::<Invite>().await.unwrap() }
+    };
+    let page = |link: String| {
+        let request = t.http.get(link);
+        async move {
+            let resp = request.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+            assert_eq!(headers["referrer-policy"], "no-referrer", "the invite in the address must not leak");
+            assert_eq!(headers["cache-control"], "no-store");
+            assert!(headers["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
+            (status, resp.text().await.unwrap())
+        }
+    };
+
+    let good = invite("weekly", json!({"max_uses": 1})).await;
+    let (status, html) = page(good.link.clone()).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Weekly &lt;sync&gt;"), "{html}");
+    let app_link = good.app_link.replace('&', "&amp;");
+    assert!(html.contains(&format!(r#"id="open-app" href="{app_link}""#)), "{html}");
+    // Looking does not use the invite: the page shows again.
+    assert_eq!(page(good.link.clone()).await.0, 200);
+
+    // Full: the one place is taken.
+    let (_member, _) = t.join(&t.token("weekly", "member").await).await;
+    let (status, html) = page(good.link.clone()).await;
+    assert_eq!(status, 503);
+    assert!(html.contains("This meeting is full"), "{html}");
+    drop(_member);
+
+    // Used up.
+    let exchange = json!({"invite": good.invite, "name": "Gus"});
+    t.http.post(t.url("/v1/invites/exchange")).json(&exchange).send().await.unwrap().error_for_status().unwrap();
+    let (status, html) = page(good.link.clone()).await;
+    assert_eq!(status, 410);
+    assert!(html.contains("This invite has been used up"), "{html}");
+
+    // Expired.
+    let short = invite("weekly", json!({"ttl": 1})).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, html) = page(short.link.clone()).await;
+    assert_eq!(status, 410);
+    assert!(html.contains("This invite has expired"), "{html}");
+
+    // Guests not admitted.
+    let closed = invite("closed", json!({})).await;
+    assert!(page(closed.link).await.1.contains("This meeting does not admit guests"));
+
+    // The room deleted.
+    let doomed = invite("gone", json!({})).await;
+    t.api(Method::DELETE, "/v1/rooms/gone").send().await.unwrap().error_for_status().unwrap();
+    let (status, html) = page(doomed.link).await;
+    assert_eq!(status, 404);
+    assert!(html.contains("This meeting no longer exists"), "{html}");
+
+    // A made-up or truncated invite, an invite for another room, no invite at all.
+    for link in ["/j/weekly?invite=made-up", "/j/weekly", &format!("/j/closed?invite={}", short.invite)] {
+        let (status, html) = page(t.url(link)).await;
+        assert_eq!(status, 404, "{link}");
+        assert!(html.contains("This link is not valid"), "{link}: {html}");
+    }
+
+    // A token link (a member's: guests need not apply).
+    let token = t.token("closed", "alice").await;
+    let (status, html) = page(t.url(&format!("/j/closed?token={token}"))).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("confer://join?server="), "{html}");
 }

@@ -27,10 +27,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/tokens/refresh"),
     ("post", "/v1/invites/exchange"),
     ("get", "/v1/signal"),
+    ("get", "/j/{room}"),
 ];
 
 /// Routes that need no API credentials; every other route is guarded by HTTP Basic.
-const PUBLIC: &[&str] = &["/healthz", "/v1/openapi.json", "/v1/tokens/refresh", "/v1/invites/exchange", "/v1/signal"];
+const PUBLIC: &[&str] = &["/healthz", "/v1/openapi.json", "/v1/tokens/refresh", "/v1/invites/exchange", "/v1/signal", "/j/{room}"];
 
 const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
