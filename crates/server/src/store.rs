@@ -399,11 +399,9 @@ impl Store {
     pub async fn invite_state(&self, hash: String, now: UnixMillis) -> StoreResult<Option<(RoomId, InviteState)>> {
         self.with(move |c| {
             let row: Option<(String, i64, Option<i64>, i64)> = c
-                .query_row(
-                    "SELECT room, expires_at, max_uses, uses FROM invites WHERE hash = ?1",
-                    [hash],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
+                .query_row("SELECT room, expires_at, max_uses, uses FROM invites WHERE hash = ?1", [hash], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
                 .optional()?;
             Ok(row.map(|(room, expires_at, max_uses, uses)| {
                 let state = if expires_at <= now as i64 {

@@ -72,7 +72,8 @@ async fn decide(state: &ServerState, room: &RoomId, query: LinkQuery) -> Result<
     let meeting = if stored.name.trim().is_empty() { stored.id.0.clone() } else { stored.name.clone() };
     let credential = match (query.invite.filter(|i| !i.is_empty()), query.token.filter(|t| !t.is_empty())) {
         (Some(invite), _) => {
-            let known = state.store.invite_state(hash_secret(&invite), now.unix_ms).await.map_err(|_| ErrorCode::Internal)?;
+            let known =
+                state.store.invite_state(hash_secret(&invite), now.unix_ms).await.map_err(|_| ErrorCode::Internal)?;
             match known {
                 Some((of, _)) if of != *room => return Ok(not_valid()),
                 None => return Ok(not_valid()),
@@ -148,11 +149,9 @@ fn render(page: &Page) -> Response {
                 link = esc(app_link),
             ),
         ),
-        Page::Refused { status, title, detail } => (
-            *status,
-            *title,
-            format!(r#"<h1 id="refused">{}</h1><p id="detail">{}</p>"#, esc(title), esc(detail)),
-        ),
+        Page::Refused { status, title, detail } => {
+            (*status, *title, format!(r#"<h1 id="refused">{}</h1><p id="detail">{}</p>"#, esc(title), esc(detail)))
+        }
     };
     let html = format!(
         r#"<!doctype html>

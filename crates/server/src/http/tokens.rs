@@ -158,7 +158,12 @@ pub(super) fn page_link(public_url: &str, room: &RoomId, invite: &str) -> String
 
 /// The link that opens the Confer app: `confer://join?server=...&room=...&{kind}=...`.
 pub(super) fn app_link(public_url: &str, room: &RoomId, kind: &str, secret: &str) -> String {
-    format!("confer://join?server={}&room={}&{kind}={}", url_encode(public_url), url_encode(&room.0), url_encode(secret))
+    format!(
+        "confer://join?server={}&room={}&{kind}={}",
+        url_encode(public_url),
+        url_encode(&room.0),
+        url_encode(secret)
+    )
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.

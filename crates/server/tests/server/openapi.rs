@@ -31,7 +31,8 @@ const ROUTES: &[(&str, &str)] = &[
 ];
 
 /// Routes that need no API credentials; every other route is guarded by HTTP Basic.
-const PUBLIC: &[&str] = &["/healthz", "/v1/openapi.json", "/v1/tokens/refresh", "/v1/invites/exchange", "/v1/signal", "/j/{room}"];
+const PUBLIC: &[&str] =
+    &["/healthz", "/v1/openapi.json", "/v1/tokens/refresh", "/v1/invites/exchange", "/v1/signal", "/j/{room}"];
 
 const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 

@@ -14,6 +14,7 @@ mod devices;
 mod fault_isolation;
 mod h264;
 mod host_controls;
+mod join_page;
 mod load;
 mod mute_and_censor;
 mod network_interruption;

@@ -1,0 +1,68 @@
+//! An invite link, as `confer-cli invite create` prints it, opened in Chromium: the
+//! join page names the meeting and its "Open in Confer" button carries the app's link;
+//! a link that cannot be used says why.
+//!
+//! Needs Node.js, `tests/browser/node_modules` and Chromium, as `browser_interop`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use confer_e2e::*;
+use serde_json::Value;
+
+fn browser_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../browser")
+}
+
+/// What Chromium shows at `url` (`tests/browser/page.mjs`).
+pub(crate) fn open_in_chromium(url: &str, dir: &Path, name: &str, extra: &[&str]) -> Value {
+    let chromium = std::env::var("CONFER_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(Path::new(&chromium).exists(), "Chromium is not at {chromium}: run scripts/setup.sh");
+    let out_file = dir.join(format!("{name}.json"));
+    let screenshot = artifacts_dir().join(format!("{name}.png"));
+    let out = Command::new("node")
+        .arg(browser_dir().join("page.mjs"))
+        .args(["--url", url, "--chromium", &chromium, "--out", out_file.to_str().unwrap()])
+        .args(["--screenshot", screenshot.to_str().unwrap()])
+        .args(extra)
+        .output()
+        .expect("node runs");
+    assert!(out.status.success(), "Chromium could not open {url}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap()
+}
+
+#[test]
+fn an_invite_link_opens_the_join_page_in_chromium() {
+    let dir = temp_dir("join-page");
+    let server = ServerProcess::start(dir.join("db.sqlite"));
+    let room = create_room(&server, "Design review", &[]);
+    let invite = cli_json(&server, &["invite", "create", "--room", &room, "--max-uses", "1"]);
+    let link = invite["link"].as_str().unwrap();
+    assert_eq!(link, format!("{}/j/{room}?invite={}", server.url, invite["invite"].as_str().unwrap()));
+
+    let page = open_in_chromium(link, &dir, "join-page", &[]);
+    assert_eq!(page["status"], 200, "{page:#}");
+    assert_eq!(page["headings"][0], "Design review", "{page:#}");
+    assert_eq!(page["scripts"], 0, "the page runs no script");
+    let open =
+        page["links"].as_array().unwrap().iter().find(|l| l["id"] == "open-app").expect("an Open in Confer button");
+    assert_eq!(open["text"], "Open in Confer");
+    assert_eq!(open["visible"], true);
+    assert_eq!(open["href"], invite["app_link"], "the button opens the app with the same invite");
+    assert!(open["href"].as_str().unwrap().starts_with("confer://join?server="));
+
+    // Used up: the page says so, and offers nothing to click through to.
+    let exchange = serde_json::json!({"invite": invite["invite"], "name": "Guest"}).to_string();
+    let used = Command::new("curl")
+        .args(["-sf", "-X", "POST", "-H", "content-type: application/json", "--data", &exchange])
+        .arg(format!("{}/v1/invites/exchange", server.url))
+        .output()
+        .unwrap();
+    assert!(used.status.success(), "the invite is exchanged once");
+    let page = open_in_chromium(link, &dir, "join-page-used-up", &[]);
+    assert_eq!(page["status"], 410, "{page:#}");
+    assert_eq!(page["headings"][0], "This invite has been used up", "{page:#}");
+    assert!(page["text"].as_str().unwrap().contains("Ask whoever invited you for a new link"), "{page:#}");
+    assert!(page["links"].as_array().unwrap().is_empty(), "{page:#}");
+    server.stop();
+}
