@@ -51,6 +51,15 @@ pub struct ServerConfig {
     pub sfu_workers: usize,
     /// A second listener for `/metrics` alone, without credentials.
     pub metrics_addr: Option<SocketAddr>,
+    /// HTTPS and WSS on the HTTP address, with this certificate chain and key.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files: the certificate chain (leaf first) and its private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +89,7 @@ impl Default for ServerConfig {
             max_connections_per_ip: 256,
             sfu_workers: 0,
             metrics_addr: None,
+            tls: None,
         }
     }
 }
@@ -167,6 +177,13 @@ pub struct Args {
     /// HTTP address it needs the API key and secret as HTTP Basic credentials).
     #[arg(long, env = "CONFER_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Serve HTTPS and WSS with this certificate chain (PEM, leaf first); needs
+    /// --tls-key. Behind a TLS-terminating proxy, leave it unset.
+    #[arg(long, env = "CONFER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "CONFER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +206,8 @@ pub enum ConfigError {
     UnspecifiedAdvertiseIp(IpAddr),
     #[error("--token-ttl must be 1 to 86400 seconds")]
     TokenTtl,
+    #[error("set both --tls-cert and --tls-key, or neither")]
+    HalfTls,
 }
 
 impl Args {
@@ -240,6 +259,11 @@ impl Args {
         if let Some(v) = self.metrics_addr.or(file.metrics_addr) {
             c.metrics_addr = Some(v);
         }
+        c.tls = match (self.tls_cert.or(file.tls_cert), self.tls_key.or(file.tls_key)) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err(ConfigError::HalfTls),
+        };
         layer!(token_ttl => c.token_ttl_secs);
         if !(1..=86_400).contains(&c.token_ttl_secs) {
             return Err(ConfigError::TokenTtl);

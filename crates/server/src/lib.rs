@@ -68,6 +68,8 @@ impl ServerState {
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`].
 pub struct Server {
     http_addr: SocketAddr,
+    /// Whether the HTTP address speaks TLS (HTTPS and WSS).
+    tls: bool,
     udp_addr: SocketAddr,
     sfu: sfu::SfuHandle,
     state: Arc<ServerState>,
@@ -83,7 +85,10 @@ impl Server {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http_addr))?;
         let http_addr = listener.local_addr()?;
-        let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
+        let tls = config.tls.as_ref().map(http::listener::tls_acceptor).transpose()?;
+        let tls_on = tls.is_some();
+        let scheme = if tls_on { "https" } else { "http" };
+        let public_url = config.public_url.clone().unwrap_or_else(|| format!("{scheme}://{http_addr}"));
         let sfu = sfu::Sfu::start(&sfu::SfuConfig {
             udp_addr: config.udp_addr,
             advertise_addr: config.advertise_addr,
@@ -118,7 +123,7 @@ impl Server {
         let app = http::router(state.clone());
         let limits =
             http::listener::Limits { per_address: config.max_connections_per_ip, ..http::listener::Limits::default() };
-        let serve = tokio::spawn(http::listener::serve(listener, app, limits, stopped.clone()));
+        let serve = tokio::spawn(http::listener::serve(listener, app, limits, tls, stopped.clone()));
         let mut tasks = vec![serve];
         if let Some(addr) = config.metrics_addr {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -140,7 +145,7 @@ impl Server {
         let media_events = tokio::spawn(media_events(state.clone(), sfu.events, stopped));
         tracing::info!(%http_addr, %udp_addr, db = %config.db, "confer-server started");
         tasks.extend([housekeeping, media_events]);
-        Ok(Server { http_addr, udp_addr, sfu: sfu.handle, state, stop, tasks })
+        Ok(Server { http_addr, tls: tls_on, udp_addr, sfu: sfu.handle, state, stop, tasks })
     }
 
     /// The media UDP address (ICE-lite, one port for everyone).
@@ -162,9 +167,14 @@ impl Server {
         self.http_addr
     }
 
-    /// `http://host:port` of the room API.
+    /// `http://host:port` (`https://` with TLS) of the room API.
     pub fn url(&self) -> String {
-        format!("http://{}", self.http_addr)
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.http_addr)
+    }
+
+    /// `ws://host:port/v1/signal` (`wss://` with TLS).
+    pub fn signal_url(&self) -> String {
+        format!("{}://{}/v1/signal", if self.tls { "wss" } else { "ws" }, self.http_addr)
     }
 
     pub fn api_key(&self) -> &str {

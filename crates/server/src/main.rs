@@ -40,9 +40,9 @@ async fn main() -> std::process::ExitCode {
         "(as configured)".to_owned()
     };
     let banner = format!(
-        "confer-server listening on {}\n  signaling:  ws://{}/v1/signal\n  database:   {db}\n  API key:    {}\n  API secret: {secret}\n",
+        "confer-server listening on {}\n  signaling:  {}\n  database:   {db}\n  API key:    {}\n  API secret: {secret}\n",
         server.url(),
-        server.http_addr(),
+        server.signal_url(),
         server.api_key(),
     );
     // Whoever started the server may not read its output (or may have closed it): the

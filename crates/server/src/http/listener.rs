@@ -11,6 +11,9 @@
 //!
 //! Request bodies are bounded in time by the router's own timeout (see
 //! [`super::router`]).
+//!
+//! With `--tls-cert` and `--tls-key` every connection is TLS (rustls, HTTP/1.1, so
+//! WebSocket signaling is WSS); its handshake must finish within [`HEADER_TIMEOUT`].
 
 use std::collections::HashMap;
 use std::io;
@@ -48,8 +51,36 @@ impl Default for Limits {
     }
 }
 
-/// Serves `app` on `listener` until `stop` turns true.
-pub async fn serve(listener: TcpListener, app: Router, limits: Limits, mut stop: watch::Receiver<bool>) {
+/// The TLS side of the listener, from PEM files.
+pub fn tls_acceptor(files: &crate::config::TlsFiles) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("cannot read the TLS certificate {}: {e}", files.cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("the TLS certificate file {} holds no certificate", files.cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| anyhow::anyhow!("cannot read the TLS key {}: {e}", files.key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| anyhow::anyhow!("the TLS certificate and key do not make a pair: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves `app` on `listener` (over TLS with `tls`) until `stop` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut stop: watch::Receiver<bool>,
+) {
     let counts = Counts::new(limits);
     let mut refused_logged = 0u64;
     loop {
@@ -76,11 +107,29 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, mut stop:
             continue;
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(Counted { stream, _slot: slot }, peer, app.clone(), stop.clone()));
+        let stream = Counted { stream, _slot: slot };
+        let (app, stop) = (app.clone(), stop.clone());
+        match &tls {
+            None => drop(tokio::spawn(serve_connection(stream, peer, app, stop))),
+            Some(tls) => {
+                let handshake = tls.accept(stream);
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HEADER_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => serve_connection(stream, peer, app, stop).await,
+                        // Scanners and plain-HTTP clients: routine, not worth a warning.
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
     }
 }
 
-async fn serve_connection(stream: Counted, peer: SocketAddr, app: Router, mut stop: watch::Receiver<bool>) {
+async fn serve_connection<S>(stream: S, peer: SocketAddr, app: Router, mut stop: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = TowerToHyperService::new(app);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);

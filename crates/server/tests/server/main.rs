@@ -14,3 +14,4 @@ mod persistence;
 mod properties;
 mod resume;
 mod signaling;
+mod tls;
