@@ -66,3 +66,45 @@ fn an_invite_link_opens_the_join_page_in_chromium() {
     assert!(page["links"].as_array().unwrap().is_empty(), "{page:#}");
     server.stop();
 }
+
+/// `--tls-cert` and `--tls-key`: the invite link is https and Chromium shows its page
+/// (the certificate is the test's own, so Chromium is told to accept it).
+#[test]
+fn the_join_page_over_https_with_the_servers_own_certificate() {
+    let dir = temp_dir("join-page-tls");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-keyout", key.to_str().unwrap(), "-out", cert.to_str().unwrap()])
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let server = ServerProcess::start_with(
+        dir.join("db.sqlite"),
+        free_port(),
+        &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+    );
+    let https = server.url.replacen("http://", "https://", 1);
+    // The room API over HTTPS, trusting the test's certificate.
+    let api = |path: &str, body: serde_json::Value| -> Value {
+        let out = Command::new("curl")
+            .args(["-sf", "--cacert", cert.to_str().unwrap(), "-u", &format!("{KEY}:{SECRET}")])
+            .args(["-H", "content-type: application/json", "--data", &body.to_string()])
+            .arg(format!("{https}{path}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "POST {path} over HTTPS failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let room = api("/v1/rooms", serde_json::json!({"name": "Over TLS"}))["id"].as_str().unwrap().to_owned();
+    let invite = api(&format!("/v1/rooms/{room}/invites"), serde_json::json!({}));
+    let link = invite["link"].as_str().unwrap();
+    assert!(link.starts_with("https://127.0.0.1:"), "{link}");
+    let page = open_in_chromium(link, &dir, "join-page-https", &["--ignore-https-errors", "1"]);
+    assert_eq!(page["status"], 200, "{page:#}");
+    assert_eq!(page["headings"][0], "Over TLS", "{page:#}");
+    let open = page["links"].as_array().unwrap().iter().find(|l| l["id"] == "open-app").expect("Open in Confer");
+    assert!(open["href"].as_str().unwrap().starts_with("confer://join?server=https%3A%2F%2F127.0.0.1"), "{open}");
+    server.stop();
+}
