@@ -312,11 +312,15 @@ async fn stamp_of(c: &Client, css: &str, last_tile: &mut Vec<u8>) -> Option<conf
     confer_media::pattern::read_stamp(&frame)
 }
 
-/// A new room, and an invite link to it.
-fn room_with_invite(server: &ServerProcess, name: &str) -> (String, String) {
+/// A new room, and an invite to it: its link (the join page, what people paste) and
+/// its `confer://` form (what the desktop hands the app when the page's button is
+/// clicked).
+fn room_with_invite(server: &ServerProcess, name: &str) -> (String, String, String) {
     let room = create_room(server, name, &[]);
     let invite = cli_json(server, &["invite", "create", "--room", &room]);
-    (room, invite["link"].as_str().expect("an invite link").to_owned())
+    let link = invite["link"].as_str().expect("an invite link").to_owned();
+    assert!(link.starts_with(&format!("{}/j/", server.url)), "{link}");
+    (room, link, invite["app_link"].as_str().expect("an app link").to_owned())
 }
 
 /// Home, then pre-join, then in the call.
@@ -334,7 +338,7 @@ async fn the_app_joins_shows_two_videos_mutes_chats_leaves_and_is_kicked() {
     pulse();
     let dir = temp_dir("app-ui");
     let server = ServerProcess::start(dir.join("db.sqlite3"));
-    let (room, link) = room_with_invite(&server, "Design review");
+    let (room, link, app_link) = room_with_invite(&server, "Design review");
     let mut alice =
         Bot::publisher("alice", &server, &room, &["--echo-messages", "--tone", "440", "--video", "640x360@15"]);
     let mut bob = Bot::publisher("bob", &server, &room, &["--tone", "660", "--video", "640x360@15"]);
@@ -398,7 +402,7 @@ async fn the_app_joins_shows_two_videos_mutes_chats_leaves_and_is_kicked() {
 
     // Back in through a link opened on the desktop: a second start hands it to this
     // instance and exits; this one shows the pre-join screen for it.
-    let status = driver.open_link(&link);
+    let status = driver.open_link(&app_link);
     assert!(status.success(), "the second instance exited with {status}");
     click(&c, "#prejoin-join").await;
     within("the call screen", c.wait().at_most(T).for_element(Locator::Css("#call"))).await.expect("in the call");
@@ -471,7 +475,7 @@ async fn the_call_goes_on_with_the_window_closed_and_the_tray_and_shortcut_reach
     pulse();
     let dir = temp_dir("app-desktop");
     let server = ServerProcess::start(dir.join("db.sqlite3"));
-    let (room, link) = room_with_invite(&server, "Standup");
+    let (room, link, _) = room_with_invite(&server, "Standup");
     let mut alice = Bot::publisher("alice", &server, &room, &["--tone", "440", "--video", "640x360@15"]);
 
     let driver = Driver::start(&dir);
@@ -694,7 +698,7 @@ async fn the_app_switches_devices_live_and_follows_them_coming_and_going() {
     pulse();
     let dir = temp_dir("app-ui-devices");
     let server = ServerProcess::start(dir.join("db.sqlite3"));
-    let (room, link) = room_with_invite(&server, "Devices");
+    let (room, link, _) = room_with_invite(&server, "Devices");
     let report = dir.join("jon.json");
     let t = token(&server, &room, "jon", &[]);
     let mut jon = Bot::spawn("jon", &server, &t, &["--duration", "120", "--report", report.to_str().unwrap()]);
@@ -964,12 +968,14 @@ async fn the_grid_pages_through_nine_bots_each_tile_showing_its_own() {
     pulse();
     let dir = temp_dir("app-ui-grid");
     let server = ServerProcess::start(dir.join("db.sqlite3"));
-    let (room, link) = room_with_invite(&server, "All hands");
+    let (room, link, _) = room_with_invite(&server, "All hands");
     let mut bots = Vec::new();
     let mut number_of = std::collections::HashMap::new();
     for k in 1..=9u32 {
         let first = (k * 1_000_000).to_string();
-        let args = ["--video", "256x144@10", "--first-frame", &first, "--subscribe", "none", "--duration", "300"];
+        // Cells of the stamp larger than VP8's 16-pixel macroblocks: at 256x144 a
+        // starved encoder (nine of them on two loaded cores) coded some grey.
+        let args = ["--video", "640x360@10", "--first-frame", &first, "--subscribe", "none", "--duration", "300"];
         let mut bot = Bot::publisher(&format!("bot{k}"), &server, &room, &args);
         number_of.insert(participant_id(&mut bot), k);
         bots.push(bot);
