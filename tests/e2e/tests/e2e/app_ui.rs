@@ -400,9 +400,15 @@ async fn the_app_joins_shows_two_videos_mutes_chats_leaves_and_is_kicked() {
         .expect("home after leaving");
     bob.expect_event("participant_left", T, |v| v["identity"] == app_identity.as_str());
 
-    // Back in through a link opened on the desktop: a second start hands it to this
-    // instance and exits; this one shows the pre-join screen for it.
-    let status = driver.open_link(&app_link);
+    // Back in through the invite's join page: its "Open in Confer" button is the link
+    // the desktop hands to Confer. A second start hands it to this instance and exits;
+    // this one shows the pre-join screen for it.
+    let page = std::process::Command::new("curl").args(["-sf", &link]).output().expect("curl runs");
+    let page = String::from_utf8_lossy(&page.stdout);
+    let href = page.split(r#"id="open-app" href=""#).nth(1).and_then(|rest| rest.split('"').next());
+    let button = href.expect("the join page's Open in Confer button").replace("&amp;", "&");
+    assert_eq!(button, app_link, "the page opens the app with the invite");
+    let status = driver.open_link(&button);
     assert!(status.success(), "the second instance exited with {status}");
     click(&c, "#prejoin-join").await;
     within("the call screen", c.wait().at_most(T).for_element(Locator::Css("#call"))).await.expect("in the call");
