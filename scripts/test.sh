@@ -58,13 +58,14 @@ deb="$artifacts/deb-check.log"
 ARTIFACTS_DIR="$artifacts" bash tests/deb-check.sh 2>&1 | tee "$deb" || app_status=$?
 
 # What the tools enforce: formatting, clippy's lints as errors (the workspace's own in
-# Cargo.toml included), and the UI's types.
-section "hygiene: rustfmt, clippy, the UI's type check"
+# Cargo.toml included), the UI's types, and the UI's pure modules' tests (its layout).
+section "hygiene: rustfmt, clippy, the UI's type check and tests"
 hygiene="$artifacts/hygiene.log"
 : >"$hygiene"
 for check in "cargo fmt --all --check" \
   "cargo clippy ${cargo_all[*]} --all-targets -- -D warnings" \
-  "npm --prefix ui run typecheck --silent"; do
+  "npm --prefix ui run typecheck --silent" \
+  "npm --prefix ui test --silent"; do
   if $check >>"$hygiene" 2>&1; then
     echo "hygiene: ok: $check"
     echo "1 passed" >>"$artifacts/verdicts.log"

@@ -12,29 +12,17 @@ import {
   type ChatMessage_Serialize as ChatMessage,
   type FrameEndpoint,
   type ParticipantView,
-  type TileWant,
 } from "./bindings";
 import type { App } from "./main";
 import { el, esc, initials, tip } from "./dom";
 import { openSettings } from "./settingsDialog";
 import { TileView } from "./video";
-
-type Layout = "grid" | "speaker";
-
-/** One box on the stage: a participant's camera (or its avatar) or a screen share. */
-interface Slot {
-  id: string;
-  participant: ParticipantView;
-  tile: string | null;
-  screen: boolean;
-}
+import { arrange, type Layout, type Slot } from "./layout";
 
 type Panel = "chat" | "people" | "breakouts";
 
-const PAGE_SIZE = 9;
 /** How long people may get to finish when a moderator closes the breakout rooms (s). */
 const CLOSE_COUNTDOWNS = [0, 10, 30, 60, 120];
-const STRIP_SIZE = 6;
 
 /** The reactions there are, as the server names them, and how they are drawn. */
 const REACTIONS: [string, string][] = [
@@ -296,19 +284,6 @@ export class CallScreen {
     this.render();
   }
 
-  /** Everything that can be on the stage, in order: screens, then people. */
-  private slots(): Slot[] {
-    const slots: Slot[] = [];
-    for (const p of this.view.participants) {
-      for (const t of p.tiles.filter((t) => t.screen)) slots.push({ id: t.tile, participant: p, tile: t.tile, screen: true });
-    }
-    for (const p of this.view.participants) {
-      const camera = p.tiles.find((t) => !t.screen);
-      slots.push({ id: `person:${p.id}`, participant: p, tile: camera && !p.camera_off ? camera.tile : null, screen: false });
-    }
-    return slots;
-  }
-
   private render(): void {
     const v = this.view;
     const root = this.app.root;
@@ -320,27 +295,13 @@ export class CallScreen {
     this.renderBreakoutBanner();
     this.renderControls();
 
-    const slots = this.slots();
-    const screens = slots.filter((s) => s.screen);
-    const people = slots.filter((s) => !s.screen);
-    let stage: Slot[];
-    let strip: Slot[] = [];
-    let pages = 1;
-    if (screens.length > 0) {
-      // Screen share: the (first remote) screen large, people in the strip.
-      const main = screens.find((s) => !s.participant.local) ?? screens[0];
-      stage = [main];
-      strip = [...screens.filter((s) => s !== main), ...people].slice(0, STRIP_SIZE);
-    } else if (this.layout === "speaker" && people.length > 1) {
-      const others = people.filter((s) => !s.participant.local);
-      const speaker = others.find((s) => s.participant.id === v.active_speaker) ?? others[0];
-      stage = [speaker];
-      strip = people.filter((s) => s !== speaker).slice(0, STRIP_SIZE);
-    } else {
-      pages = Math.max(1, Math.ceil(people.length / PAGE_SIZE));
-      this.page = Math.min(Math.max(this.page, 0), pages - 1);
-      stage = people.slice(this.page * PAGE_SIZE, (this.page + 1) * PAGE_SIZE);
-    }
+    const { stage, strip, pages, page, kind, wants } = arrange(v.participants, {
+      layout: this.layout,
+      page: this.page,
+      activeSpeaker: v.active_speaker,
+      hidden: document.hidden,
+    });
+    this.page = page;
     const pager = root.querySelector<HTMLElement>("#pager")!;
     pager.hidden = pages <= 1;
     root.querySelector("#page-label")!.textContent = `${this.page + 1} / ${pages}`;
@@ -349,7 +310,7 @@ export class CallScreen {
 
     const stageEl = root.querySelector<HTMLElement>("#stage")!;
     const stripEl = root.querySelector<HTMLElement>("#strip")!;
-    stageEl.className = `stage n${Math.min(stage.length, 9)} ${screens.length ? "screen" : this.layout}`;
+    stageEl.className = `stage n${Math.min(stage.length, 9)} ${kind}`;
     stripEl.hidden = strip.length === 0;
     const shown = new Set<string>();
     const place = (container: HTMLElement, list: Slot[]) => {
@@ -370,15 +331,6 @@ export class CallScreen {
       }
     }
     // Subscriptions follow what is seen.
-    const large = stage.length <= 4;
-    const wants: TileWant[] = [];
-    for (const s of slots) {
-      const camera = s.participant.tiles.find((t) => !t.screen);
-      const tile = s.screen ? s.id : camera?.tile;
-      if (!tile || s.participant.local) continue;
-      // A closed (hidden) window shows nothing: no video is received for it.
-      wants.push({ tile, visible: shown.has(s.id) && !document.hidden, large: stage.includes(s) && large });
-    }
     const key = JSON.stringify(wants);
     if (key !== this.lastWants) {
       this.lastWants = key;
