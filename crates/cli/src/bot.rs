@@ -277,6 +277,7 @@ pub fn describe(event: &RoomEvent) -> Value {
             "event": name,
             "message_id": message_id,
             "from": from.identity,
+            "from_name": from.name,
             "from_participant_id": from.id,
             "text": text,
             "to": to.as_ref().map(|to| to.iter().map(|p| p.identity.as_str()).collect::<Vec<_>>()),

@@ -173,8 +173,13 @@ impl RoomState {
                 };
                 vec![RoomEvent::ParticipantLeft { participant, reason }]
             }
-            Event::MessageReceived { message_id, from, from_identity, text, to, sent_at } => {
-                let from = self.info_or_stub(&from, Some(&from_identity));
+            Event::MessageReceived { message_id, from, from_identity, from_name, text, to, sent_at } => {
+                let from = match self.snapshot.participant(&from) {
+                    Some(p) => p.clone(),
+                    // A moderator in another room of the meeting (breakout rooms): the
+                    // event says who it is.
+                    None => ParticipantInfo { name: from_name, ..stub(&from, Some(&from_identity)) },
+                };
                 let to = to.map(|ids| ids.iter().map(|id| self.info_or_stub(id, None)).collect());
                 vec![RoomEvent::MessageReceived { message_id, from, text, to, sent_at }]
             }
@@ -328,16 +333,21 @@ impl RoomState {
             return p.clone();
         }
         tracing::warn!(%id, "event names a participant this client does not know");
-        ParticipantInfo {
-            id: id.clone(),
-            identity: identity.cloned().unwrap_or_else(|| Identity(String::new())),
-            name: String::new(),
-            context: serde_json::Value::Null,
-            role: Role::Member,
-            can_receive_messages: false,
-            joined_at: 0,
-            streams: Vec::new(),
-        }
+        stub(id, identity)
+    }
+}
+
+/// A participant known only by what an event names.
+fn stub(id: &ParticipantId, identity: Option<&Identity>) -> ParticipantInfo {
+    ParticipantInfo {
+        id: id.clone(),
+        identity: identity.cloned().unwrap_or_else(|| Identity(String::new())),
+        name: String::new(),
+        context: serde_json::Value::Null,
+        role: Role::Member,
+        can_receive_messages: false,
+        joined_at: 0,
+        streams: Vec::new(),
     }
 }
 
@@ -430,6 +440,7 @@ mod tests {
             message_id: "m1".into(),
             from: "pb".into(),
             from_identity: "bob".into(),
+            from_name: "Bob B.".into(),
             text: "hi".into(),
             to: Some(vec!["pa".into()]),
             sent_at: 5,
@@ -439,18 +450,19 @@ mod tests {
         assert_eq!(to[0].identity.as_str(), "alice");
         assert_eq!(text, "hi");
 
-        // A sender the state does not know still yields the message.
+        // A sender the state does not know (a moderator in another breakout room) still
+        // yields the message, with the name the event gives.
         let ev = s.apply(Event::MessageReceived {
             message_id: "m2".into(),
             from: "px".into(),
             from_identity: "xavier".into(),
+            from_name: "Xavier".into(),
             text: "?".into(),
             to: None,
             sent_at: 6,
         });
-        assert!(
-            matches!(&ev[..], [RoomEvent::MessageReceived { from, to: None, .. }] if from.identity.as_str() == "xavier")
-        );
+        let [RoomEvent::MessageReceived { from, to: None, .. }] = &ev[..] else { panic!("{ev:?}") };
+        assert_eq!((from.identity.as_str(), from.name.as_str()), ("xavier", "Xavier"));
     }
 
     #[test]

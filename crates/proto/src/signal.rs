@@ -611,6 +611,10 @@ pub enum Event {
         message_id: String,
         from: ParticipantId,
         from_identity: Identity,
+        /// The sender's display name: a moderator messaging every breakout room is in
+        /// another room than most of the people who read it.
+        #[serde(default)]
+        from_name: String,
         text: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         to: Option<Vec<ParticipantId>>,

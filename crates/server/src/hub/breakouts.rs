@@ -223,14 +223,15 @@ impl Hub {
         if text.is_empty() {
             return Err(ApiError::new(ErrorCode::MalformedRequest, "empty message"));
         }
-        let from_identity =
-            sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?.get_mut(by)?.info.identity.clone();
+        let sender = &sessions.get_mut(room).ok_or(ErrorCode::SessionNotFound)?.get_mut(by)?.info;
+        let (from_identity, from_name) = (sender.identity.clone(), sender.name.clone());
         let main = main_of(&mut sessions, room)?.room.id.clone();
         let message_id = format!("MS_{}", crate::auth::random_secret(9));
         let event = Event::MessageReceived {
             message_id: message_id.clone(),
             from: by.clone(),
             from_identity,
+            from_name,
             text,
             to: None,
             sent_at: now.unix_ms,

@@ -469,7 +469,7 @@ impl Hub {
         if !sender.grants.data {
             return Err(ApiError::new(ErrorCode::PermissionDenied, "the token has no data grant"));
         }
-        let from_identity = sender.info.identity.clone();
+        let (from_identity, from_name) = (sender.info.identity.clone(), sender.info.name.clone());
         if let Some(to) = &to {
             if to.is_empty() {
                 return Err(ApiError::new(
@@ -486,6 +486,7 @@ impl Hub {
             message_id: message_id.clone(),
             from: from.clone(),
             from_identity,
+            from_name,
             text,
             to: to.clone(),
             sent_at: now.unix_ms,

@@ -285,6 +285,7 @@ mod tests {
             message_id: "m".into(),
             from: "q".into(),
             from_identity: "b".into(),
+            from_name: "B".into(),
             text: "x".repeat(60 * 1024),
             to: None,
             sent_at: 0,

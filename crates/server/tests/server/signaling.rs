@@ -45,10 +45,10 @@ async fn messages_reach_exactly_their_recipients() {
         .unwrap();
     let Reply::MessageSent { message_id } = reply else { panic!("expected message_sent, got {reply:?}") };
     match bob.event().await.unwrap() {
-        Event::MessageReceived { message_id: id, from, from_identity, text, to, .. } => {
+        Event::MessageReceived { message_id: id, from, from_identity, from_name, text, to, .. } => {
             assert_eq!(
-                (id, from, from_identity.as_str(), text.as_str()),
-                (message_id, a.participant.id.clone(), "alice", "psst")
+                (id, from, from_identity.as_str(), from_name.as_str(), text.as_str()),
+                (message_id, a.participant.id.clone(), "alice", a.participant.name.as_str(), "psst")
             );
             assert_eq!(to, Some(vec![b.participant.id.clone()]));
         }

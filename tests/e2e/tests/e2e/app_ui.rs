@@ -923,8 +923,12 @@ async fn the_app_runs_a_meeting_as_its_host() {
         .await;
     type_into(&c, "#breakouts-message", "Two minutes left").await;
     click(&c, "#breakouts-send").await;
-    cid.expect_event("message_received", T, |v| v["text"] == "Two minutes left");
-    dan.expect_event("message_received", T, |v| v["text"] == "Two minutes left");
+    // From the main room to the breakout rooms: the sender is not in theirs, and its
+    // name comes with the message.
+    for bot in [&mut cid, &mut dan] {
+        let got = bot.expect_event("message_received", T, |v| v["text"] == "Two minutes left");
+        assert!(got["from_name"].as_str().is_some_and(|n| !n.is_empty()), "the sender's name: {got}");
+    }
     save_screenshot(&driver, "app-breakouts.png");
     c.execute("document.querySelector('#breakouts-countdown').value = '0'", vec![]).await.unwrap();
     click(&c, "#breakouts-close").await;
