@@ -736,10 +736,16 @@ async fn the_app_switches_devices_live_and_follows_them_coming_and_going() {
     save_screenshot(&driver, "app-prejoin.png");
     click(&c, "#prejoin-join").await;
     within("the call screen", c.wait().at_most(T).for_element(Locator::Css("#call"))).await.expect("in the call");
-    let app =
-        jon.expect_event("participant_joined", T, |v| v["name"] == "Tester")["identity"].as_str().unwrap().to_owned();
+    let joined = jon.expect_event("participant_joined", T, |v| v["name"] == "Tester");
+    let (app, app_id) = (joined["identity"].as_str().unwrap().to_owned(), joined["participant_id"].clone());
     let tooltips = c.execute("return document.querySelectorAll('#call [title]').length", vec![]).await.unwrap();
     assert_eq!(tooltips, 0, "native tooltips float where the pointer was");
+    // The app's tone reaches the server, and jon hears it for a while, before the
+    // switch: on a loaded machine the app's first audio can take a few seconds.
+    jon.expect_event("audio_activity", T, |v| {
+        v["levels"].as_array().is_some_and(|l| l.iter().any(|e| e["participant_id"] == app_id))
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
 
     // A headset is plugged in: the settings list it without being reopened.
     click(&c, "#settings-toggle").await;
