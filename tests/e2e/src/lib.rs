@@ -186,6 +186,11 @@ pub fn server_behind_relay(db: PathBuf, extra: &[&str]) -> (ServerProcess, link:
     (ServerProcess::start_with(db, free_port(), &args), relay)
 }
 
+/// `tests/browser`: the browser client and the Chromium drivers (`run.mjs`, `page.mjs`).
+pub fn browser_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../browser")
+}
+
 /// Creates a room with `confer-cli room create` (plus `extra` options); returns its id.
 pub fn create_room(server: &ServerProcess, name: &str, extra: &[&str]) -> String {
     let mut args = vec!["room", "create", "--name", name];

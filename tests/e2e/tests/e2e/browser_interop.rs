@@ -6,17 +6,12 @@
 //! Needs Node.js, `tests/browser/node_modules` (`npm ci` there) and Chromium at
 //! `/usr/bin/chromium` (or `CONFER_CHROMIUM`); `scripts/setup.sh` installs them.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use confer_e2e::report::*;
 use confer_e2e::*;
 use serde_json::Value;
-
-fn browser_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../browser")
-}
 
 #[test]
 fn chromium_and_a_bot_see_and_hear_each_other() {

@@ -4,15 +4,11 @@
 //!
 //! Needs Node.js, `tests/browser/node_modules` and Chromium, as `browser_interop`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use confer_e2e::*;
 use serde_json::Value;
-
-fn browser_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../browser")
-}
 
 /// What Chromium shows at `url` (`tests/browser/page.mjs`).
 pub(crate) fn open_in_chromium(url: &str, dir: &Path, name: &str, extra: &[&str]) -> Value {
