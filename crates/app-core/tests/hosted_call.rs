@@ -93,23 +93,28 @@ impl App {
         }
     }
 
-    /// The pattern stamps of `tile`'s newest decoded pictures, a second apart.
+    /// The pattern stamps of `tile`'s decoded pictures, a second or more apart. One
+    /// picture coded coarsely (the bandwidth estimate dipping) can hide its stamp, so
+    /// each read waits for the next readable picture rather than failing on it.
     async fn playing(&self, tile: &str) -> (u32, u32) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let stamp = || self.hub.latest(tile).and_then(|f| read_stamp(&f.picture)).map(|s| s.frame_number);
-        let first = loop {
-            if let Some(n) = stamp() {
-                break n;
+        let first = self.readable_stamp(tile, Duration::from_secs(20)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let later = self.readable_stamp(tile, Duration::from_secs(5)).await;
+        (first, later)
+    }
+
+    async fn readable_stamp(&self, tile: &str, wait: Duration) -> u32 {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(stamp) = self.hub.latest(tile).and_then(|f| read_stamp(&f.picture)) {
+                return stamp.frame_number;
             }
             if Instant::now() >= deadline {
                 let latest = self.hub.latest(tile).map(|f| (f.seq, f.picture.width, f.picture.height, f.capture_ms));
-                panic!("no pattern in tile {tile}: its latest picture (seq, width, height, capture ms) is {latest:?}, now {}", publish::unix_ms());
+                panic!("no pattern in tile {tile} for {wait:?}: its latest picture (seq, width, height, capture ms) is {latest:?}, now {}", publish::unix_ms());
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let later = stamp().expect("the tile keeps a picture");
-        (first, later)
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
