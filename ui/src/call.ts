@@ -5,18 +5,16 @@
  * so that hidden tiles get no video and small ones the low simulcast layer.
  */
 
-import {
-  commands,
-  events,
-  type CallView_Serialize as CallView,
-  type ChatMessage_Serialize as ChatMessage,
-  type FrameEndpoint,
-  type ParticipantView,
+import type {
+  CallView_Serialize as CallView,
+  ChatMessage_Serialize as ChatMessage,
+  FrameEndpoint,
+  ParticipantView,
 } from "./bindings";
+import { commands, events, showTile, type TileHandle } from "./engine";
 import type { App } from "./main";
 import { el, esc, initials, tip } from "./dom";
 import { openSettings } from "./settingsDialog";
-import { TileView } from "./video";
 import { arrange, type Layout, type Slot } from "./layout";
 
 type Panel = "chat" | "people" | "breakouts";
@@ -50,7 +48,7 @@ export class CallScreen {
   private layout: Layout = "grid";
   private page = 0;
   /** Live canvases by tile name. */
-  private tiles = new Map<string, { box: HTMLElement; video: TileView | null }>();
+  private tiles = new Map<string, { box: HTMLElement; video: TileHandle | null }>();
   private unlisten: (() => void) | null = null;
   private lastWants = "";
   private chatTo: string | null = null;
@@ -357,9 +355,7 @@ export class CallScreen {
       entry.video.close();
       entry.video = null;
     }
-    if (!entry.video && wantTile && this.endpoint) {
-      entry.video = new TileView(box.querySelector("canvas")!, this.endpoint, wantTile);
-    }
+    if (!entry.video && wantTile) entry.video = showTile(box.querySelector("canvas")!, wantTile, this.endpoint);
     box.dataset.tile = wantTile ?? "";
     box.dataset.participant = p.id;
     box.classList.toggle("remote", !p.local);

@@ -3,7 +3,7 @@
  * meeting on this machine.
  */
 
-import { commands } from "./bindings";
+import { commands, platform } from "./engine";
 import type { App } from "./main";
 import { el, esc } from "./dom";
 import { openSettings } from "./settingsDialog";
@@ -30,14 +30,14 @@ export function renderHome(app: App, message?: { code: string; text: string }, l
           <label>Join link or room
             <input id="join-link" name="link" type="text" placeholder="Invite link or room name" value="${esc(link ?? "")}" required />
           </label>
-          <label>Server (for a room name)
+          <label ${platform === "web" ? "hidden" : ""}>Server (for a room name)
             <input id="join-server" name="server" type="url" value="${esc(s.server)}" autocomplete="url" />
           </label>
           <button type="submit" id="join-submit">Continue</button>
           <p id="status" class="status" role="status"></p>
         </form>
-        <div class="divider"><span>or</span></div>
-        <button type="button" class="secondary" id="host">Host a meeting on this machine</button>
+        ${platform === "app" ? `<div class="divider"><span>or</span></div>
+        <button type="button" class="secondary" id="host">Host a meeting on this machine</button>` : ""}
         ${s.recent?.length ? `<h2 class="section">Recent</h2><ul class="recent" id="recent"></ul>` : ""}
       </section>
       <footer id="version"></footer>
@@ -89,7 +89,7 @@ export function renderHome(app: App, message?: { code: string; text: string }, l
     app.showPrejoin({ server, link, label: labelOf(link) });
   });
 
-  app.root.querySelector("#host")!.addEventListener("click", async () => {
+  app.root.querySelector("#host")?.addEventListener("click", async () => {
     const who = name();
     if (!who) return;
     status.textContent = "Starting a meeting server on this machine…";
@@ -118,6 +118,9 @@ export function labelOf(link: string): string {
     const url = new URL(link);
     const room = url.searchParams.get("room");
     if (room) return `${room} · ${url.searchParams.get("server") ?? ""}`;
+    // The join page's address: https://host/j/<room>?invite=…
+    const page = url.pathname.match(/\/j\/([^/]+)\/?$/);
+    if (page) return `${decodeURIComponent(page[1])} · ${url.host}`;
   } catch {
     // a bare room name
   }

@@ -1,10 +1,9 @@
 import "./style.css";
-import { isTauri } from "@tauri-apps/api/core";
-import { commands, events, type CallView_Serialize as CallView, type FrameEndpoint } from "./bindings";
+import type { CallView_Serialize as CallView, FrameEndpoint } from "./bindings";
+import { commands, events, platform } from "./engine";
 import { labelOf, renderHome } from "./home";
 import { renderPrejoin } from "./prejoin";
 import { CallScreen } from "./call";
-import { runBench } from "./bench";
 import { loadSettings, remember, saveSettings, type Settings } from "./settings";
 import type { RecentRoom } from "./bindings";
 
@@ -39,7 +38,8 @@ export class App {
       remember(this.settings, { server: this.settings.server, link, label: labelOf(link) });
       return;
     }
-    if (!this.settings.name.trim()) {
+    // The web client asks for the name on the pre-join screen.
+    if (!this.settings.name.trim() && platform === "app") {
       this.showHome(undefined, link);
       return;
     }
@@ -93,7 +93,7 @@ export class App {
   }
 
   endpoint(): Promise<FrameEndpoint | null> {
-    this.frames ??= isTauri() ? commands.frameEndpoint() : Promise.resolve(null);
+    this.frames ??= commands.frameEndpoint();
     return this.frames;
   }
 
@@ -112,14 +112,10 @@ export class App {
     void this.endpoint().then((endpoint) => new CallScreen(this, view, endpoint).start());
   }
 
-  /** Fills the footer with the app's version from the Rust side. */
+  /** Fills the footer with the app's version. */
   async showVersion(): Promise<void> {
     const footer = document.querySelector<HTMLElement>("#version");
     if (!footer) return;
-    if (!isTauri()) {
-      footer.textContent = "Confer (browser preview)";
-      return;
-    }
     try {
       footer.textContent = `Confer ${await commands.appVersion()}`;
     } catch (e) {
@@ -133,16 +129,16 @@ if (root) void start(root);
 
 /** The home screen, or the frame benchmark when the app was started as one. */
 async function start(root: HTMLElement): Promise<void> {
-  const bench = isTauri() ? await commands.benchConfig() : null;
+  const bench = await commands.benchConfig();
   if (bench) {
+    const { runBench } = await import("./bench");
     await runBench(root, bench);
     return;
   }
   const app = new App(root, await loadSettings());
-  const launch = isTauri() ? await commands.takeLaunchLink() : null;
+  const launch = await commands.takeLaunchLink();
   if (launch) app.openLink(launch);
   else app.showHome();
-  if (!isTauri()) return;
   await events.linkOpened.listen((e) => app.openLink(e.payload));
   await events.quickJoin.listen((e) => void app.quickJoin(e.payload));
   await events.quitRequested.listen(() => app.confirmQuit());

@@ -3,12 +3,12 @@
  * start muted or with the camera off, then join.
  */
 
-import { commands, events, type FrameEndpoint } from "./bindings";
+import type { FrameEndpoint } from "./bindings";
+import { commands, events, platform, showTile, type TileHandle } from "./engine";
 import type { App, Destination } from "./main";
 import { esc } from "./dom";
 import { deviceFields } from "./settingsDialog";
 import { remember, saveSettings } from "./settings";
-import { TileView } from "./video";
 
 export async function renderPrejoin(app: App, dest: Destination, error?: { code: string; message: string }): Promise<void> {
   const media = app.settings.media;
@@ -26,6 +26,7 @@ export async function renderPrejoin(app: App, dest: Destination, error?: { code:
         <div class="prejoin-join">
           <h2>Ready to join?</h2>
           <p class="tagline">${esc(dest.label)}</p>
+          ${platform === "web" ? `<label>Your name <input id="prejoin-name" type="text" autocomplete="name" maxlength="100" placeholder="The name others see" value="${esc(app.settings.name)}" /></label>` : ""}
           ${dest.reachNote ? `<p class="hint" id="reach-note">${esc(dest.reachNote)}</p>` : ""}
           <label class="check"><input type="checkbox" id="start-muted" ${media.start_muted ? "checked" : ""}/> Join with the microphone muted</label>
           <label class="check"><input type="checkbox" id="start-camera-off" ${media.start_camera_off ? "checked" : ""}/> Join with the camera off</label>
@@ -44,7 +45,7 @@ export async function renderPrejoin(app: App, dest: Destination, error?: { code:
     meter.style.width = `${Math.round((e.payload ?? 0) * 100)}%`;
   });
   const endpoint: Promise<FrameEndpoint | null> = app.endpoint();
-  let tile: TileView | null = null;
+  let tile: TileHandle | null = null;
   let left = false;
   const startPreview = async () => {
     if (left) return;
@@ -57,7 +58,7 @@ export async function renderPrejoin(app: App, dest: Destination, error?: { code:
     app.root.querySelector<HTMLElement>("#preview-missing")!.hidden = !started.data.camera_missing;
     if (started.data.microphone_missing) status.textContent = "No microphone found: the others will not hear you.";
     const frames = await endpoint;
-    if (!tile && frames && !left) tile = new TileView(app.root.querySelector("#preview-video")!, frames, "preview");
+    if (!tile && !left) tile = showTile(app.root.querySelector("#preview-video")!, "preview", frames);
   };
   const leave = async () => {
     left = true;
@@ -72,6 +73,15 @@ export async function renderPrejoin(app: App, dest: Destination, error?: { code:
     app.showHome();
   });
   app.root.querySelector("#prejoin-join")!.addEventListener("click", async (event) => {
+    const nameField = app.root.querySelector<HTMLInputElement>("#prejoin-name");
+    if (nameField) {
+      if (!nameField.value.trim()) {
+        status.textContent = "Please enter your name.";
+        nameField.focus();
+        return;
+      }
+      app.settings.name = nameField.value.trim();
+    }
     (event.currentTarget as HTMLButtonElement).disabled = true;
     status.textContent = "Joining…";
     app.settings.media = {

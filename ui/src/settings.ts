@@ -1,14 +1,13 @@
 /**
- * The user's choices that outlive a call, kept by the Rust side (tauri-plugin-store,
- * `src-tauri/settings.rs`); the browser preview keeps them in local storage.
+ * The user's choices that outlive a call, kept by the engine: the app's Rust side
+ * (tauri-plugin-store, `src-tauri/settings.rs`), or the browser's local storage.
  */
 
-import { isTauri } from "@tauri-apps/api/core";
-import { commands, type AppSettings_Serialize as Settings, type MediaSettings_Serialize as MediaSettings } from "./bindings";
+import type { AppSettings_Serialize as Settings, MediaSettings_Serialize as MediaSettings } from "./bindings";
+import { commands } from "./engine";
 
 export type { Settings };
 
-const KEY = "confer.settings";
 const RECENT = 8;
 
 export const DEFAULT_MEDIA: MediaSettings = {
@@ -37,9 +36,7 @@ const DEFAULTS: Settings = {
 };
 
 export async function loadSettings(): Promise<Settings> {
-  const stored: Partial<Settings> | null = isTauri()
-    ? await commands.getSettings()
-    : (JSON.parse(localStorage.getItem(KEY) ?? "null") as Partial<Settings> | null);
+  const stored: Partial<Settings> | null = await commands.getSettings();
   return {
     server: stored?.server || DEFAULTS.server,
     name: stored?.name ?? "",
@@ -57,10 +54,6 @@ function trimRooms(rooms: Settings["recent"]): Settings["recent"] {
 
 /** Saves the settings; resolves to the error when the Rust side refuses them (a bad shortcut). */
 export async function saveSettings(settings: Settings): Promise<{ code: string; message: string } | null> {
-  if (!isTauri()) {
-    localStorage.setItem(KEY, JSON.stringify(settings));
-    return null;
-  }
   const r = await commands.setSettings(settings);
   if (r.status === "ok") return null;
   console.error("settings not saved", r.error);

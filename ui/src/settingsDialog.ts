@@ -4,7 +4,8 @@
  * the network apply to the next call. The device lists follow devices plugged in or out.
  */
 
-import { commands, events, type DeviceList, type DeviceOption } from "./bindings";
+import type { DeviceList, DeviceOption } from "./bindings";
+import { commands, events } from "./engine";
 import type { App } from "./main";
 import { esc } from "./dom";
 import { DEFAULT_MUTE_SHORTCUT, saveSettings } from "./settings";

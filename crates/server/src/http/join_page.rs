@@ -1,6 +1,7 @@
 //! The join page, `GET /j/{room}?invite=...` (or `?token=...`): what an invite link
 //! opens in a browser. It names the meeting and offers to open it in the Confer app
-//! (the `confer://` form of the same link), or says plainly why the link cannot be
+//! (the `confer://` form of the same link) or to join in the browser (the web client at
+//! `/web/`, given the link after `#`), or says plainly why the link cannot be
 //! used: the meeting was deleted, the invite expired or was used up, the meeting is
 //! full or takes no guests.
 //!
@@ -30,8 +31,17 @@ pub struct LinkQuery {
 /// What the page says: the meeting and how to open it, or why it cannot be joined.
 #[derive(Debug, PartialEq)]
 enum Page {
-    Join { meeting: String, app_link: String },
-    Refused { status: StatusCode, title: &'static str, detail: String },
+    /// `web_link` when the server carries the web client.
+    Join {
+        meeting: String,
+        app_link: String,
+        web_link: Option<String>,
+    },
+    Refused {
+        status: StatusCode,
+        title: &'static str,
+        detail: String,
+    },
 }
 
 pub async fn show(
@@ -124,7 +134,17 @@ async fn decide(state: &ServerState, room: &RoomId, query: LinkQuery) -> Result<
         }
     }
     let app_link = super::tokens::app_link(&state.public_url, room, credential.0, &credential.1);
-    Ok(Page::Join { meeting, app_link })
+    // Relative, so that it holds below a proxy's path prefix; after `#`, so that the
+    // secret stays out of the web client's request.
+    let web_link = super::web_client::available().then(|| {
+        format!(
+            "../web/#/j/{}?{}={}",
+            super::tokens::url_encode(&room.0),
+            credential.0,
+            super::tokens::url_encode(&credential.1)
+        )
+    });
+    Ok(Page::Join { meeting, app_link, web_link })
 }
 
 fn not_valid() -> Page {
@@ -137,16 +157,25 @@ fn not_valid() -> Page {
 
 fn render(page: &Page) -> Response {
     let (status, title, body) = match page {
-        Page::Join { meeting, app_link } => (
+        Page::Join { meeting, app_link, web_link } => (
             StatusCode::OK,
             meeting.as_str(),
             format!(
                 r#"<p class="lead">You are invited to join</p>
 <h1 id="meeting">{meeting}</h1>
 <a class="button" id="open-app" href="{link}">Open in Confer</a>
-<p class="small">Don't have Confer? It runs on Windows, macOS and Linux: ask whoever invited you where to get it, then open this link again.</p>"#,
+{web}<p class="small">Don't have Confer? It runs on Windows, macOS and Linux: ask whoever invited you where to get it, then open this link again{or_browser}.</p>"#,
                 meeting = esc(meeting),
                 link = esc(app_link),
+                web = web_link
+                    .as_ref()
+                    .map(|l| format!(
+                        r#"<a class="button secondary" id="join-web" href="{}">Join in this browser</a>"#,
+                        esc(l)
+                    ))
+                    .unwrap_or_default(),
+                or_browser =
+                    if web_link.is_some() { ", or join in this browser without installing anything" } else { "" },
             ),
         ),
         Page::Refused { status, title, detail } => {
@@ -166,6 +195,7 @@ h1 {{ margin: .25rem 0 1.5rem; font-size: 1.6rem; overflow-wrap: anywhere; }}
 .lead {{ margin: 0; color: #9aa0a6; }}
 .button {{ display: inline-block; padding: .75rem 1.5rem; border-radius: 999px; background: #8ab4f8; color: #111418;
   font-weight: 600; text-decoration: none; }}
+.button.secondary {{ margin-left: .5rem; background: transparent; color: #8ab4f8; box-shadow: inset 0 0 0 1px #8ab4f8; }}
 .button:focus-visible {{ outline: 3px solid #e8eaed; outline-offset: 2px; }}
 .small {{ margin: 1.5rem 0 0; font-size: .875rem; color: #9aa0a6; }}
 </style></head>
@@ -215,6 +245,7 @@ mod tests {
         let page = Page::Join {
             meeting: "<script>alert(1)</script> & \"friends\"".into(),
             app_link: "confer://join?room=a&invite=b".into(),
+            web_link: Some("../web/#/j/a?invite=b&c".into()),
         };
         let response = render(&page);
         let csp = response.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
@@ -224,5 +255,6 @@ mod tests {
         assert!(!body.contains("<script>"), "{body}");
         assert!(body.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;friends&quot;"));
         assert!(body.contains(r#"href="confer://join?room=a&amp;invite=b""#));
+        assert!(body.contains(r#"href="../web/#/j/a?invite=b&amp;c""#));
     }
 }

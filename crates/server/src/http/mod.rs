@@ -7,6 +7,7 @@ pub mod listener;
 mod rooms;
 mod sessions;
 mod tokens;
+pub mod web_client;
 
 use std::sync::Arc;
 
@@ -47,6 +48,9 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/tokens/refresh", post(tokens::refresh))
         .route("/v1/invites/exchange", post(tokens::exchange_invite))
         .route("/j/{room}", get(join_page::show))
+        .route("/web", get(|| async { axum::response::Redirect::permanent("web/") }))
+        .route("/web/", get(web_client::index))
+        .route("/web/{*path}", get(web_client::asset))
         .route(
             "/v1/signal",
             get(move |axum::extract::State(state): axum::extract::State<Arc<ServerState>>, ws: WebSocketUpgrade| async move {

@@ -167,7 +167,7 @@ pub(super) fn app_link(public_url: &str, room: &RoomId, kind: &str, secret: &str
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-fn url_encode(s: &str) -> String {
+pub(super) fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

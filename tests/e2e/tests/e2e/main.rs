@@ -26,3 +26,4 @@ mod simulcast;
 mod subscriptions;
 mod three_bots;
 mod vanishing_publisher;
+mod web_client;

@@ -1,0 +1,145 @@
+//! Guests without the app: two people open the invite link `confer-cli invite create`
+//! prints in Chromium, press "Join in this browser" on the join page, and meet a bot in
+//! the web client (`ui/` built for the browser, served by the server at `/web/`), all
+//! through the page as a person would (`tests/browser/web_guests.mjs`): each decodes
+//! the others' video and hears the bot; the bot decodes each guest's video (at least
+//! 95 % of the frames the browser sent) and hears them; a chat message goes around, a
+//! guest's mute reaches the bot, and a shared screen reaches the bot and the other
+//! guest. The first guest's call, three tiles with video, is kept as
+//! `test-artifacts/web-client-call.png`.
+//!
+//! Needs Node.js, `tests/browser/node_modules`, Chromium and the built web client
+//! (`scripts/setup.sh`).
+
+use std::process::Command;
+
+use confer_e2e::report::*;
+use confer_e2e::*;
+use serde_json::Value;
+
+#[test]
+fn two_browser_guests_and_a_bot_meet_through_the_invite_link() {
+    let _one_at_a_time = exclusive();
+    let chromium = std::env::var("CONFER_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(std::path::Path::new(&chromium).exists(), "Chromium is not at {chromium}: run scripts/setup.sh");
+    let dir = temp_dir("web-client");
+    let server = ServerProcess::start(dir.join("db.sqlite"));
+    let web = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("{}/web/", server.url))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&web.stdout),
+        "200",
+        "the server carries the web client: build ui/ first (scripts/setup.sh)"
+    );
+    let room = create_room(&server, "Design review", &[]);
+    let invite = cli_json(&server, &["invite", "create", "--room", &room]);
+    let link = invite["link"].as_str().unwrap();
+    assert!(link.starts_with(&format!("{}/j/", server.url)), "{link}");
+
+    let bot_report = dir.join("bot.json");
+    let mut bot = Bot::publisher(
+        "bot",
+        &server,
+        &room,
+        &["--name", "Bot", "--echo-messages", "--report", bot_report.to_str().unwrap()],
+    );
+
+    let result_file = dir.join("guests.json");
+    let screenshot = artifacts_dir().join("web-client-call.png");
+    let out = Command::new("node")
+        .arg(browser_dir().join("web_guests.mjs"))
+        .args(["--link", link, "--guests", "Ann,Ben", "--others", "1", "--seconds", "6", "--tone", "660"])
+        .args(["--chromium", &chromium, "--out", result_file.to_str().unwrap()])
+        .args(["--screenshot", screenshot.to_str().unwrap()])
+        .output()
+        .expect("node runs");
+    eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(&result_file).unwrap()).unwrap();
+    assert!(out.status.success(), "the guests' call did not go as a person would expect: {result:#}");
+    assert_eq!(bot.terminate(), 0);
+    assert!(screenshot.exists());
+
+    let guests = result["guests"].as_array().unwrap();
+    let guest =
+        |name: &str| guests.iter().find(|g| g["name"] == name).unwrap_or_else(|| panic!("no {name}: {result:#}"));
+    let (ann, ben) = (guest("Ann"), guest("Ben"));
+    let id = |g: &Value| g["report"]["participant_id"].as_str().unwrap().to_owned();
+    for g in [ann, ben] {
+        assert_eq!(g["join_page"]["heading"], "Design review", "{g:#}");
+        // Each sees the two others' video moving, and hears the bot.
+        let tiles = g["tiles"].as_array().unwrap();
+        let others = tiles.iter().filter(|t| t["local"] == false && t["screen"] == false).collect::<Vec<_>>();
+        assert_eq!(others.len(), 2, "{g:#}");
+        assert!(others.iter().all(|t| t["video_width"].as_u64() > Some(0) && t["frames"].as_u64() > Some(0)), "{g:#}");
+        let inbound = g["report"]["inbound"].as_array().unwrap();
+        let from_bot = |kind: &str| {
+            inbound.iter().find(|s| s["name"] == "Bot" && s["kind"] == kind).unwrap_or_else(|| panic!("{g:#}"))
+        };
+        assert!(from_bot("video")["frames_decoded"].as_u64() > Some(100), "{g:#}");
+        assert!(from_bot("audio")["total_samples_received"].as_u64() > Some(48_000 * 5), "{g:#}");
+        assert!(from_bot("audio")["audio_level"].as_f64() > Some(0.05), "the bot's tone is heard: {g:#}");
+    }
+    // Chat went around: Ben read Ann's message, Ann read the bot's answer.
+    assert!(ben["chat"].as_array().unwrap().iter().any(|m| m == "hello from Ann"), "{ben:#}");
+    assert!(ann["chat"].as_array().unwrap().iter().any(|m| m == "re: hello from Ann"), "{ann:#}");
+    // Ben's mute shows on his tile at Ann's; Ann's screen is on Ben's stage, and her
+    // camera in his strip comes on the low simulcast layer.
+    assert!(
+        ann["tiles"].as_array().unwrap().iter().any(|t| t["participant"] == id(ben).as_str() && t["muted"] == true),
+        "{ann:#}"
+    );
+    let ben_sees = ben["report"]["inbound"].as_array().unwrap();
+    let ann_at_ben = |key: &str| {
+        ben_sees
+            .iter()
+            .find(|s| s["name"] == "Ann" && s["key"] == key && s["kind"] == "video")
+            .unwrap_or_else(|| panic!("{ben:#}"))
+    };
+    assert!(ann_at_ben("screen")["frames_decoded"].as_u64() > Some(20), "{ben:#}");
+    assert!(ann_at_ben("main")["frame_width"].as_u64() <= Some(480), "a strip tile gets a lower layer: {ben:#}");
+
+    // The bot decoded each guest's video, nearly every frame the browser sent, and heard them.
+    let report = read_report(&bot_report);
+    let received = |participant: &str, key: &str, kind: &str| {
+        report["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["participant_id"] == participant && s["key"] == key && s["kind"] == kind)
+            .unwrap_or_else(|| panic!("the bot got no {kind} {key} from {participant}: {report:#}"))
+            .clone()
+    };
+    for g in [ann, ben] {
+        let video = received(&id(g), "main", "video");
+        let sent = g["report"]["outbound"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["kind"] == "video" && !s["rid"].is_null())
+            .filter_map(|s| s["frames_sent"].as_u64())
+            .max()
+            .unwrap();
+        let share = video["frames_decoded"].as_u64().unwrap() as f64 / sent as f64;
+        eprintln!("the bot decoded {share:.3} of the {sent} frames {} sent", g["name"]);
+        assert!(share >= 0.95, "the bot decoded {share:.3} of {}'s frames: {video:#} of {sent}", g["name"]);
+        assert_eq!(video["decode_errors"], 0, "{video:#}");
+        assert!(video["width"].as_u64() >= Some(640), "the bot gets the top layer: {video:#}");
+        let audio = received(&id(g), "main", "audio");
+        let tone = audio["tone_hz"].as_f64().unwrap_or_else(|| panic!("no tone from {}: {audio:#}", g["name"]));
+        assert!((tone - 660.0).abs() < 3.0, "the bot heard {} at {tone} Hz", g["name"]);
+    }
+    let screen = received(&id(ann), "screen", "video");
+    assert!(screen["frames_decoded"].as_u64() > Some(20) && screen["decode_errors"] == 0, "{screen:#}");
+    // Ben's mute reached the bot.
+    let ben_id = id(ben);
+    assert!(
+        bot.drain()
+            .iter()
+            .any(|e| e["event"] == "track_disabled" && e["participant_id"] == ben_id.as_str() && e["kind"] == "audio"),
+        "the bot saw Ben mute"
+    );
+    server.stop();
+}
