@@ -7,7 +7,7 @@ pub mod listener;
 mod rooms;
 mod sessions;
 mod tokens;
-pub mod web_client;
+mod web_client;
 
 use std::sync::Arc;
 
@@ -48,9 +48,6 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/tokens/refresh", post(tokens::refresh))
         .route("/v1/invites/exchange", post(tokens::exchange_invite))
         .route("/j/{room}", get(join_page::show))
-        .route("/web", get(|| async { axum::response::Redirect::permanent("web/") }))
-        .route("/web/", get(web_client::index))
-        .route("/web/{*path}", get(web_client::asset))
         .route(
             "/v1/signal",
             get(move |axum::extract::State(state): axum::extract::State<Arc<ServerState>>, ws: WebSocketUpgrade| async move {
@@ -59,6 +56,8 @@ pub fn router(state: Arc<ServerState>) -> Router {
                     .on_upgrade(move |socket| crate::signal::serve(state, socket))
             }),
         )
+        // The web client's files: a page, not part of the room API.
+        .merge(web_client::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

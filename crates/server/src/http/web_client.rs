@@ -7,10 +7,16 @@
 //! content hash in their names and are cached for a year. Every answer has a content
 //! security policy that lets the page reach only its own server.
 
+use std::sync::Arc;
+
 use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
 use rust_embed::Embed;
+
+use crate::ServerState;
 
 #[derive(Embed)]
 #[folder = "../../ui/dist-web/"]
@@ -28,12 +34,12 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsa
     img-src 'self' data:; media-src 'self' blob: mediastream:; connect-src 'self'; \
     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-pub async fn index() -> Response {
-    serve("index.html")
-}
-
-pub async fn asset(Path(path): Path<String>) -> Response {
-    serve(&path)
+/// `/web/` and its files; `/web` goes to `/web/` (the page's asset paths are relative).
+pub fn routes() -> Router<Arc<ServerState>> {
+    Router::new()
+        .route("/web", get(|| async { Redirect::permanent("web/") }))
+        .route("/web/", get(|| async { serve("index.html") }))
+        .route("/web/{*path}", get(|Path(path): Path<String>| async move { serve(&path) }))
 }
 
 fn serve(path: &str) -> Response {

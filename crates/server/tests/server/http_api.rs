@@ -367,3 +367,33 @@ async fn the_join_page_opens_the_app_or_says_why_it_cannot() {
     assert_eq!(status, 200);
     assert!(html.contains("confer://join?server="), "{html}");
 }
+
+/// The web client is in the binary, at `/web/`: the entry page uncached, the hashed
+/// assets cached for good, each with a content security policy that keeps the page to
+/// its own server; the join page offers it. (Needs the UI built: `scripts/setup.sh`.)
+#[tokio::test]
+async fn the_web_client_is_served_from_the_binary() {
+    let t = TestServer::start().await;
+    let no_redirect = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let moved = no_redirect.get(t.url("/web")).send().await.unwrap();
+    assert_eq!(moved.status(), 308);
+    assert_eq!(moved.headers()["location"], "web/");
+
+    let index = t.http.get(t.url("/web/")).send().await.unwrap();
+    assert_eq!(index.status(), 200, "the server was built without ui/dist-web: run scripts/setup.sh");
+    let headers = index.headers().clone();
+    assert_eq!(headers["content-type"], "text/html");
+    assert_eq!(headers["cache-control"], "no-cache");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("connect-src 'self'") && csp.contains("script-src 'self'"), "{csp}");
+    let html = index.text().await.unwrap();
+    let script = html.split("src=\"./").nth(1).and_then(|s| s.split('"').next()).expect("the page loads a script");
+    let asset = t.http.get(t.url(&format!("/web/{script}"))).send().await.unwrap();
+    assert_eq!(asset.status(), 200);
+    assert_eq!(asset.headers()["content-type"], "text/javascript");
+    assert_eq!(asset.headers()["cache-control"], "public, max-age=31536000, immutable");
+
+    let missing = t.http.get(t.url("/web/assets/nothing.js")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.json::<Value>().await.unwrap()["name"], "not_found");
+}

@@ -447,6 +447,92 @@ async fn the_app_joins_shows_two_videos_mutes_chats_leaves_and_is_kicked() {
     kicker.kill();
 }
 
+/// Issue 16: a guest without the app joins from Chromium ("Join in this browser" on the
+/// invite's join page) while the app and a bot are in the call. The app draws her video;
+/// she sees the app's and the bot's; the bot decodes her video and hears her.
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "needs the desktop app and tauri-driver: scripts/test.sh runs it"]
+async fn a_browser_guest_meets_the_app_and_a_bot() {
+    pulse();
+    let dir = temp_dir("app-ui-web-guest");
+    let server = ServerProcess::start(dir.join("db.sqlite3"));
+    let (room, link, _) = room_with_invite(&server, "Planning");
+    let bot_report = dir.join("bot.json");
+    let mut bot = Bot::publisher(
+        "bot",
+        &server,
+        &room,
+        &["--echo-messages", "--video", "640x360@15", "--report", bot_report.to_str().unwrap()],
+    );
+    let driver = Driver::start(&dir);
+    let c = driver.session().await;
+    join(&c, &link).await;
+
+    let result_file = dir.join("guest.json");
+    let chromium = std::env::var("CONFER_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let mut guest = Command::new("node")
+        .arg(confer_e2e::browser_dir().join("web_guests.mjs"))
+        .args(["--link", &link, "--guests", "Wendy", "--others", "2", "--seconds", "8"])
+        .args(["--chromium", &chromium, "--out", result_file.to_str().unwrap()])
+        .args(["--screenshot", artifacts_dir().join("web-guest-with-app.png").to_str().unwrap()])
+        .spawn()
+        .expect("node runs");
+    // The app draws her camera while she is in the call.
+    until(
+        &c,
+        "the browser guest's tile drawing video in the app",
+        r#"
+        const tile = [...document.querySelectorAll('.tile.remote:not(.screen)')]
+            .find(t => t.querySelector('.name')?.textContent === 'Wendy');
+        return Number(tile?.querySelector('canvas')?.dataset.frames || 0) > 20;"#,
+    )
+    .await;
+    save_screenshot(&driver, "app-with-web-guest.png");
+    let status = tokio::task::spawn_blocking(move || guest.wait()).await.unwrap().unwrap();
+    let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&result_file).unwrap()).unwrap();
+    assert!(status.success(), "the browser guest's call: {result:#}");
+    // She saw both, moving.
+    let wendy = &result["guests"][0];
+    let seen = wendy["tiles"].as_array().unwrap();
+    for name in ["Tester", "bot"] {
+        assert!(
+            seen.iter()
+                .any(|t| t["name"] == name && t["video_width"].as_u64() > Some(0) && t["frames"].as_u64() > Some(0)),
+            "Wendy sees {name}'s video: {wendy:#}"
+        );
+    }
+    // The bot decoded nearly every frame she sent, and heard her tone.
+    assert_eq!(bot.terminate(), 0);
+    let report = read_report(&bot_report);
+    let her = wendy["report"]["participant_id"].as_str().unwrap();
+    let video = report["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["participant_id"] == her && s["key"] == "main" && s["kind"] == "video")
+        .unwrap_or_else(|| panic!("the bot got no video from Wendy: {report:#}"));
+    let sent = wendy["report"]["outbound"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "video" && !s["rid"].is_null())
+        .filter_map(|s| s["frames_sent"].as_u64())
+        .max()
+        .unwrap();
+    let share = video["frames_decoded"].as_u64().unwrap() as f64 / sent as f64;
+    eprintln!("the bot decoded {share:.3} of the {sent} frames Wendy sent");
+    assert!(share >= 0.95, "{video:#}");
+    let audio = report["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["participant_id"] == her && s["kind"] == "audio")
+        .unwrap_or_else(|| panic!("the bot got no audio from Wendy: {report:#}"));
+    assert!(near_tone(audio["tone_hz"].as_f64().unwrap_or(0.0), 660.0), "the bot heard Wendy: {audio:#}");
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.close()).await;
+    drop(driver);
+}
+
 /// A bot's participant id, from its own `connected` line.
 fn alice_or_bob_id(alice: &mut Bot, bob: &mut Bot, who: &str) -> String {
     let bot = if who == "alice" { alice } else { bob };

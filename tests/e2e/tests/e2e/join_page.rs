@@ -46,6 +46,18 @@ fn an_invite_link_opens_the_join_page_in_chromium() {
     assert_eq!(open["visible"], true);
     assert_eq!(open["href"], invite["app_link"], "the button opens the app with the same invite");
     assert!(open["href"].as_str().unwrap().starts_with("confer://join?server="));
+    let web = page["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["id"] == "join-web")
+        .expect("a Join in this browser button");
+    assert_eq!(web["text"], "Join in this browser");
+    assert_eq!(
+        web["href"],
+        format!("../web/#/j/{room}?invite={}", invite["invite"].as_str().unwrap()),
+        "the web client, with the invite after #"
+    );
 
     // Used up: the page says so, and offers nothing to click through to.
     let exchange = serde_json::json!({"invite": invite["invite"], "name": "Guest"}).to_string();
@@ -102,5 +114,24 @@ fn the_join_page_over_https_with_the_servers_own_certificate() {
     assert_eq!(page["headings"][0], "Over TLS", "{page:#}");
     let open = page["links"].as_array().unwrap().iter().find(|l| l["id"] == "open-app").expect("Open in Confer");
     assert!(open["href"].as_str().unwrap().starts_with("confer://join?server=https%3A%2F%2F127.0.0.1"), "{open}");
+
+    // "Join in this browser" over HTTPS: the web client loads, signals over WSS and
+    // sends its camera and microphone.
+    let _one_at_a_time = confer_e2e::report::exclusive();
+    let result_file = dir.join("guest.json");
+    let chromium = std::env::var("CONFER_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let out = Command::new("node")
+        .arg(browser_dir().join("web_guests.mjs"))
+        .args(["--link", link, "--guests", "Cleo", "--seconds", "2", "--ignore-https-errors", "1"])
+        .args(["--chromium", &chromium, "--out", result_file.to_str().unwrap()])
+        .output()
+        .expect("node runs");
+    eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(&result_file).unwrap()).unwrap();
+    assert!(out.status.success(), "{result:#}");
+    let report = &result["guests"][0]["report"];
+    assert_eq!(report["publisher"], "connected", "{report:#}");
+    let sent = report["outbound"].as_array().unwrap().iter().filter_map(|s| s["frames_sent"].as_u64()).max();
+    assert!(sent > Some(30), "{report:#}");
     server.stop();
 }
