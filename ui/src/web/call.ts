@@ -247,6 +247,40 @@ export class WebCall {
     this.finish("connection_lost");
   }
 
+  /** The server restarted: a fresh join (sessions are gone), retried with growing,
+   * jittered delays while it is down, for up to two minutes. */
+  private async rejoin(): Promise<void> {
+    this.signal.onClose = () => {};
+    this.signal.close();
+    this.reconnecting = true;
+    this.closeMedia();
+    this.update();
+    const giveUp = Date.now() + 120_000;
+    for (let delay = 500; Date.now() < giveUp && !this.ended; delay = Math.min(delay * 2, 8000)) {
+      await new Promise((r) => setTimeout(r, delay * (0.75 + Math.random() / 2)));
+      try {
+        if (this.token.refresh_token) {
+          this.token = (await api(this.target.server, "tokens/refresh", { refresh_token: this.token.refresh_token })) as TokenPair;
+        }
+        const signal = await Signal.open(`${this.target.server.replace(/^http/, "ws")}v1/signal`);
+        signal.onEvent = (e) => this.onEvent(e);
+        this.signal = signal;
+        let joined = await signal.request({ type: "join", token: this.token.token, room: this.room.id, name: this.me.name });
+        if (joined.type === "knocking") joined = await this.waitInLobby();
+        signal.onClose = () => void this.resume();
+        this.reconnecting = false;
+        await this.enter(joined);
+        this.scheduleRefresh();
+        return;
+      } catch (e) {
+        const refused = (e as Partial<CallError>)?.code ?? (e instanceof SignalError ? e.body.name : null);
+        console.warn("rejoining after the server restarted", refused, e);
+        if (refused && refused !== "server_unreachable" && refused !== "connection_lost") break;
+      }
+    }
+    this.finish("server_shutdown");
+  }
+
   private restartPublisher(): Promise<unknown> {
     return this.renegotiate(async (pc) => {
       await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
@@ -673,7 +707,9 @@ export class WebCall {
         void this.enter(frame.snapshot).catch((e) => console.warn("after the move", e));
         return;
       case "disconnected":
-        this.finish(frame.reason in ENDED ? (frame.reason as EndReason) : "server_error");
+        // A restart means "come back": join afresh once the server is up again.
+        if (frame.reason === "server_shutdown") void this.rejoin();
+        else this.finish(frame.reason in ENDED ? (frame.reason as EndReason) : "server_error");
         return;
     }
     this.update();
