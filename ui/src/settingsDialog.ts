@@ -5,7 +5,7 @@
  */
 
 import type { DeviceList, DeviceOption } from "./bindings";
-import { commands, events } from "./engine";
+import { commands, events, platform } from "./engine";
 import type { App } from "./main";
 import { esc } from "./dom";
 import { DEFAULT_MUTE_SHORTCUT, saveSettings } from "./settings";
@@ -38,14 +38,14 @@ export async function openSettings(app: App, onChange?: () => void): Promise<voi
         <p class="hint">For networks that allow nothing else out, or to keep this computer's addresses private. Needs a server with a TURN relay.</p>
       </fieldset>
       <p class="hint">Devices change at once, also during a call; quality, audio processing and network changes apply to the next call.</p>
-      <label>Mute shortcut (works in any application during a call)
+      <label ${platform === "web" ? "hidden" : ""}>Mute shortcut (works in any application during a call)
         <span class="shortcut-row">
           <input type="text" name="mute_shortcut" id="setting-mute-shortcut" value="${esc(app.settings.mute_shortcut)}"
             placeholder="None" autocomplete="off" spellcheck="false" />
           <button type="button" class="secondary" id="shortcut-default">Default</button>
         </span>
       </label>
-      <p class="hint" id="shortcut-status" role="status">Press the keys here, or type them (Ctrl+Alt+M); empty turns it off.</p>
+      <p class="hint" id="shortcut-status" role="status" ${platform === "web" ? "hidden" : ""}>Press the keys here, or type them (Ctrl+Alt+M); empty turns it off.</p>
       <menu><button value="done" id="settings-done">Done</button></menu>
     </form>`;
   document.body.append(dialog);
