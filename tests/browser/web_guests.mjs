@@ -6,9 +6,11 @@
 // guest's call with every tile showing video.
 //
 //   node web_guests.mjs --link URL --guests Ann,Ben --others 1 --out result.json
-//                       [--screenshot shot.png] [--seconds 10] [--tone 660]
+//                       [--screenshot shot.png] [--seconds 10] [--tone 660] [--share 0]
 //                       [--chromium /usr/bin/chromium] [--ignore-https-errors 1]
 //
+// `--share 0`: no screen share (a share starting makes the browser pause its camera's
+// top layer for a moment, which a test counting the camera's frames does not want).
 // `--others`: how many people besides the guests are in the call (each guest waits
 // until it sees video from every other person).
 
@@ -125,16 +127,25 @@ try {
     const id = await second.page.evaluate(() => document.querySelector(".tile.local")?.dataset.participant);
     await until(first.page, `${first.name} sees ${second.name} muted`, (p) => !!document.querySelector(`.tile[data-participant="${p}"] .mic.muted`), id);
     log(`${second.name} muted`);
+    // And raises a hand; the first sends a reaction.
+    await second.page.click("#hand-toggle");
+    await until(first.page, `${first.name} sees ${second.name}'s raised hand`, (p) => !document.querySelector(`.tile[data-participant="${p}"] .hand`)?.hidden, id);
+    await first.page.click("#react-toggle");
+    await first.page.click('#reactions .reaction[data-reaction="clap"]');
+    await until(second.page, `${second.name} sees ${first.name}'s reaction`, () => !!document.querySelector('.reaction-float[data-reaction="clap"]'));
+    log(`${second.name} raised a hand, ${first.name} clapped`);
   }
 
   // The first guest shares a screen; the others see it on the stage.
-  await first.page.click("#screen-toggle");
-  await first.page.click("#screen-picker .source");
-  await until(first.page, `${first.name}'s sharing banner`, () => !document.querySelector("#sharing")?.hidden);
-  for (const { name, page } of pages.slice(1)) {
-    await until(page, `${name} sees the shared screen`, () => !!document.querySelector(".tile.screen video")?.videoWidth);
+  if (args.share !== "0") {
+    await first.page.click("#screen-toggle");
+    await first.page.click("#screen-picker .source");
+    await until(first.page, `${first.name}'s sharing banner`, () => !document.querySelector("#sharing")?.hidden);
+    for (const { name, page } of pages.slice(1)) {
+      await until(page, `${name} sees the shared screen`, () => !!document.querySelector(".tile.screen video")?.videoWidth);
+    }
+    log(`${first.name} shares a screen`);
   }
-  log(`${first.name} shares a screen`);
 
   await first.page.waitForTimeout(seconds * 1000);
   for (const { name, page, joinPage } of pages) {

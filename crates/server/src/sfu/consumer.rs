@@ -101,7 +101,8 @@ impl Consumer {
         layers
             .iter()
             .filter(|l| {
-                l.live(now) && l.rid.as_ref().and_then(|r| Quality::from_rid(r)).is_none_or(|q| q <= self.wants.quality)
+                l.live(layers, now)
+                    && l.rid.as_ref().and_then(|r| Quality::from_rid(r)).is_none_or(|q| q <= self.wants.quality)
             })
             .map(|l| l.bitrate_bps)
             .max()
@@ -123,7 +124,7 @@ impl Consumer {
     /// flip between two. Returns the layer if it differs from the current target (the
     /// caller then asks the publisher for a keyframe of it).
     pub fn choose_layer(&mut self, layers: &[LayerMeter], budget_bps: Option<u64>, now: Instant) -> Option<Rid> {
-        let mut live: Vec<&LayerMeter> = layers.iter().filter(|l| l.live(now) && l.rid.is_some()).collect();
+        let mut live: Vec<&LayerMeter> = layers.iter().filter(|l| l.live(layers, now) && l.rid.is_some()).collect();
         if live.is_empty() {
             return None;
         }

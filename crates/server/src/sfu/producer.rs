@@ -14,6 +14,17 @@ use str0m::media::{MediaKind, Mid, Rid};
 /// A layer not seen for this long is taken as stopped by its publisher.
 const LAYER_STALE: Duration = Duration::from_millis(1500);
 
+/// A layer silent this long while another layer of the same track still comes is taken
+/// as paused by its publisher (browsers drop their top layers when their bandwidth
+/// estimate falls, or when a new stream such as a screen share takes its share), so
+/// that its subscribers move to a layer that flows well before [`LAYER_STALE`]. Far
+/// above a frame's interval at the lowest frame rates cameras send (7 fps: 140 ms).
+const LAYER_PAUSED: Duration = Duration::from_millis(500);
+
+/// How recently another layer must have been seen for a silent one to count as paused
+/// rather than the whole track being held up on the way.
+const SIBLING_FRESH: Duration = Duration::from_millis(150);
+
 /// Keyframe requests to a publisher for one layer are sent at most this often; requests
 /// from many subscribers in between are answered by the same keyframe.
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
@@ -46,8 +57,19 @@ impl LayerMeter {
         }
     }
 
-    pub fn live(&self, now: Instant) -> bool {
-        self.last_seen.is_some_and(|t| now.saturating_duration_since(t) < LAYER_STALE)
+    /// Whether the publisher sends this layer now: seen within [`LAYER_STALE`], and not
+    /// silent for [`LAYER_PAUSED`] while a sibling layer (of `layers`) keeps coming.
+    pub fn live(&self, layers: &[LayerMeter], now: Instant) -> bool {
+        let Some(seen) = self.last_seen else { return false };
+        let silent = now.saturating_duration_since(seen);
+        if silent >= LAYER_STALE {
+            return false;
+        }
+        let others_flow = layers
+            .iter()
+            .filter(|l| l.rid != self.rid)
+            .any(|l| l.last_seen.is_some_and(|t| now.saturating_duration_since(t) < SIBLING_FRESH));
+        silent < LAYER_PAUSED || !others_flow
     }
 
     pub fn quality(&self) -> Quality {
@@ -175,7 +197,33 @@ mod tests {
         }
         let l = &p.layers[0];
         assert_eq!(l.bitrate_bps, 11 * 1250 * 8);
-        assert!(l.live(t0 + Duration::from_secs(2)));
-        assert!(!l.live(t0 + Duration::from_secs(3)));
+        assert!(l.live(&p.layers, t0 + Duration::from_secs(2)));
+        assert!(!l.live(&p.layers, t0 + Duration::from_secs(3)));
+    }
+
+    /// A browser pauses its top layer (a screen share took its bandwidth): the layer
+    /// counts as gone after half a second while the others flow, but a pause of every
+    /// layer at once (the network held up) is waited out to the full staleness.
+    #[test]
+    fn a_paused_layer_is_noticed_while_its_siblings_flow() {
+        let t0 = Instant::now();
+        let mut p = Producer::new("v".into(), Mid::from("1"), TrackKind::Video, true, false);
+        let (h, f): (Rid, Rid) = ("h".into(), "f".into());
+        for i in 0..=10 {
+            p.meter(Some(h)).observe(800, t0 + Duration::from_millis(100 * i));
+            p.meter(Some(f)).observe(1200, t0 + Duration::from_millis(100 * i));
+        }
+        // f stops at 1 s; h goes on.
+        for i in 11..=20 {
+            p.meter(Some(h)).observe(800, t0 + Duration::from_millis(100 * i));
+        }
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let layer = |rid: Rid| p.layers.iter().find(|l| l.rid == Some(rid)).unwrap();
+        assert!(layer(f).live(&p.layers, at(1400)), "a moment's silence is not a pause");
+        assert!(!layer(f).live(&p.layers, at(1600)), "f is paused while h flows");
+        assert!(layer(h).live(&p.layers, at(2000)));
+        // Everything silent from 2 s: held up, not paused, until the staleness limit.
+        assert!(layer(h).live(&p.layers, at(3000)));
+        assert!(!layer(h).live(&p.layers, at(3600)));
     }
 }

@@ -472,7 +472,7 @@ async fn a_browser_guest_meets_the_app_and_a_bot() {
     let chromium = std::env::var("CONFER_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let mut guest = Command::new("node")
         .arg(confer_e2e::browser_dir().join("web_guests.mjs"))
-        .args(["--link", &link, "--guests", "Wendy", "--others", "2", "--seconds", "8"])
+        .args(["--link", &link, "--guests", "Wendy", "--others", "2", "--seconds", "8", "--share", "0"])
         .args(["--chromium", &chromium, "--out", result_file.to_str().unwrap()])
         .args(["--screenshot", artifacts_dir().join("web-guest-with-app.png").to_str().unwrap()])
         .spawn()
