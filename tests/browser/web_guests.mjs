@@ -9,12 +9,15 @@
 //                       [--screenshot shot.png] [--seconds 10] [--tone 660] [--share 0]
 //                       [--chromium /usr/bin/chromium] [--ignore-https-errors 1]
 //
+// `--pause FILE`: once everyone sees everyone, write FILE.ready and wait for FILE (the
+// test restarts the server meanwhile), then wait until every guest's call is back:
+// connected, and video from every other person moving again.
 // `--share 0`: no screen share (a share starting makes the browser pause its camera's
 // top layer for a moment, which a test counting the camera's frames does not want).
 // `--others`: how many people besides the guests are in the call (each guest waits
 // until it sees video from every other person).
 
-import { writeFile } from "node:fs/promises";
+import { access, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { chromium } from "playwright-core";
@@ -100,6 +103,25 @@ try {
       expected,
     );
     log(`${name}: sees ${expected} others`);
+  }
+  if (args.pause) {
+    await writeFile(`${args.pause}.ready`, "");
+    log("paused");
+    while (!(await access(args.pause).then(() => true, () => false))) await new Promise((r) => setTimeout(r, 100));
+    const started = Date.now();
+    for (const { name, page } of pages) {
+      await until(page, `${name} back in the call`, () => document.querySelector("#reconnecting")?.hidden === true && !!document.querySelector("#call"));
+      // Moving again: everyone joined afresh, so their tiles are new, and their frames
+      // were all drawn after the restart.
+      await until(
+        page,
+        `${name} sees video from ${expected} others again`,
+        (n) => [...document.querySelectorAll(".tile.remote:not(.screen) video")].filter((v) => v.videoWidth > 0 && Number(v.dataset.frames) > 20).length >= n,
+        expected,
+      );
+      log(`${name}: back, with video`);
+    }
+    result.back_after_ms = Date.now() - started;
   }
   const [first, second] = pages;
   if (args.screenshot) await first.page.screenshot({ path: args.screenshot });

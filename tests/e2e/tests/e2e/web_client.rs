@@ -152,3 +152,45 @@ fn two_browser_guests_and_a_bot_meet_through_the_invite_link() {
     );
     server.stop();
 }
+
+/// The server restarts under a call (SIGTERM, as an upgrade does): the browser guest
+/// shows "reconnecting", joins afresh once the server is back (with a token renewed by
+/// its refresh token) and sees the bot's video again, as the app and the SDK do.
+#[test]
+fn a_browser_guest_comes_back_after_the_server_restarts() {
+    let _one_at_a_time = exclusive();
+    let dir = temp_dir("web-client-restart");
+    let server = ServerProcess::start(dir.join("db.sqlite"));
+    let room = create_room(&server, "Restart", &[]);
+    let invite = cli_json(&server, &["invite", "create", "--room", &room]);
+    let link = invite["link"].as_str().unwrap().to_owned();
+    let mut bot = Bot::publisher("bot", &server, &room, &["--video", "320x176@15", "--echo-messages"]);
+
+    let pause = dir.join("go");
+    let result_file = dir.join("guest.json");
+    let chromium = std::env::var("CONFER_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let mut guest = Command::new("node")
+        .arg(browser_dir().join("web_guests.mjs"))
+        .args(["--link", &link, "--guests", "Rita", "--others", "1", "--seconds", "1", "--share", "0"])
+        .args(["--pause", pause.to_str().unwrap(), "--chromium", &chromium, "--out", result_file.to_str().unwrap()])
+        .spawn()
+        .expect("node runs");
+    let ready = dir.join("go.ready");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(std::time::Instant::now() < deadline, "the guest never saw the bot");
+        assert!(guest.try_wait().unwrap().is_none(), "the guest's page failed before the restart");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (db, port) = server.stop();
+    let server = ServerProcess::start_on(db, port);
+    std::fs::write(&pause, "").unwrap();
+    let status = guest.wait().unwrap();
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(&result_file).unwrap()).unwrap();
+    assert!(status.success(), "the guest did not come back: {result:#}");
+    let back = result["back_after_ms"].as_u64().unwrap();
+    println!("the browser guest was back in the call, with video, {back} ms after the server");
+    assert!(back < 20_000, "{result:#}");
+    bot.kill();
+    server.stop();
+}
