@@ -30,7 +30,7 @@ pub fn available() -> bool {
 
 /// What the page may do: scripts, styles and connections to its own server only (the
 /// signaling socket and the two credential routes), media from the devices it asks for.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; media-src 'self' blob: mediastream:; connect-src 'self'; \
     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
