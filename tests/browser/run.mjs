@@ -10,20 +10,10 @@ import { createServer } from "node:http";
 import { readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { tmpdir } from "node:os";
-import { chromium } from "playwright-core";
-import { toneWav } from "./tone.mjs";
+import { launchWithFakeDevices, parseArgs } from "./chromium.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith("--") ? [...pairs, [a.slice(2), all[i + 1]]] : pairs), []),
-);
-for (const required of ["url", "token", "out"]) {
-  if (!args[required]) {
-    console.error(`missing --${required}`);
-    process.exit(2);
-  }
-}
+const args = parseArgs(["url", "token", "out"]);
 const seconds = Number(args.seconds || 15);
 
 // The page is served from localhost, a secure context, so getUserMedia works.
@@ -39,28 +29,7 @@ const server = createServer(async (req, res) => {
 await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
 const pagePort = server.address().port;
 
-const wav = join(tmpdir(), `confer-tone-${process.pid}.wav`);
-await writeFile(wav, toneWav(Number(args.tone || 660), 60));
-const browser = await chromium.launch({
-  executablePath: args.chromium || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    `--use-file-for-fake-audio-capture=${wav}`,
-    "--autoplay-policy=no-user-gesture-required",
-    // The server is on loopback, and real addresses (not mDNS names) go in candidates.
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-  ],
-});
+const browser = await launchWithFakeDevices({ executablePath: args.chromium, toneHz: Number(args.tone || 660), seconds: 60 });
 let exitCode = 0;
 try {
   const page = await browser.newPage();

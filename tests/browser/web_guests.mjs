@@ -18,46 +18,15 @@
 // until it sees video from every other person).
 
 import { access, writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import { tmpdir } from "node:os";
-import { chromium } from "playwright-core";
-import { toneWav } from "./tone.mjs";
+import { launchWithFakeDevices, parseArgs } from "./chromium.mjs";
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith("--") ? [...pairs, [a.slice(2), all[i + 1]]] : pairs), []),
-);
-for (const required of ["link", "guests", "out"]) {
-  if (!args[required]) {
-    console.error(`missing --${required}`);
-    process.exit(2);
-  }
-}
+const args = parseArgs(["link", "guests", "out"]);
 const names = args.guests.split(",");
 const others = Number(args.others ?? 0);
 const seconds = Number(args.seconds ?? 10);
 const log = (text) => console.log(`[${new Date().toISOString().slice(11, 23)}] ${text}`);
 
-const wav = join(tmpdir(), `confer-web-tone-${process.pid}.wav`);
-await writeFile(wav, toneWav(Number(args.tone || 660), 120));
-const browser = await chromium.launch({
-  executablePath: args.chromium || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    `--use-file-for-fake-audio-capture=${wav}`,
-    "--autoplay-policy=no-user-gesture-required",
-    // The screen the fake picker shares.
-    "--auto-select-desktop-capture-source=Entire screen",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-  ],
-});
+const browser = await launchWithFakeDevices({ executablePath: args.chromium, toneHz: Number(args.tone || 660) });
 
 /** Waits for `pred` to hold in the page (polling), saying what it waited for if not. */
 async function until(page, what, pred, arg, timeout = 30_000) {

@@ -3,26 +3,15 @@
  * (tauri-plugin-store, `src-tauri/settings.rs`), or the browser's local storage.
  */
 
-import type { AppSettings_Serialize as Settings, MediaSettings_Serialize as MediaSettings } from "./bindings";
+import type { AppSettings_Serialize as Settings } from "./bindings";
+import { DEFAULT_MEDIA } from "./defaults";
 import { commands } from "./engine";
+
+export { DEFAULT_MEDIA };
 
 export type { Settings };
 
 const RECENT = 8;
-
-export const DEFAULT_MEDIA: MediaSettings = {
-  microphone: null,
-  speaker: null,
-  camera: null,
-  echo_cancellation: true,
-  noise_suppression: true,
-  gain_control: true,
-  video_quality: "standard",
-  start_muted: false,
-  start_camera_off: false,
-  audio_only: false,
-  force_relay: false,
-};
 
 /** Mutes and unmutes during a call, whichever application has the focus. */
 export const DEFAULT_MUTE_SHORTCUT = "CommandOrControl+Shift+M";

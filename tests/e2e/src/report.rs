@@ -94,6 +94,29 @@ pub fn at(line: &Value) -> u64 {
     line["at"].as_u64().unwrap_or_else(|| panic!("no time on {line}"))
 }
 
+/// The stream a bot's report holds from `participant` (by id): stream `key`, `kind`.
+pub fn stream_from<'a>(report: &'a Value, participant: &str, key: &str, kind: &str) -> &'a Value {
+    report["streams"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["participant_id"] == participant && s["key"] == key && s["kind"] == kind))
+        .unwrap_or_else(|| panic!("no {kind} of {key} from {participant} in {report:#}"))
+}
+
+/// The share of a web guest's camera frames a bot decoded: its `video` stream against
+/// the frames of the busiest simulcast layer the guest's browser sent (`page` is the web
+/// client's `window.confer.report()`, as `tests/browser/web_guests.mjs` writes it).
+pub fn share_of_sent(video: &Value, page: &Value) -> (f64, u64) {
+    let sent = page["outbound"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "video" && !s["rid"].is_null())
+        .filter_map(|s| s["frames_sent"].as_u64())
+        .max()
+        .unwrap_or_else(|| panic!("the browser sent no camera layers: {page:#}"));
+    (video["frames_decoded"].as_u64().unwrap_or(0) as f64 / sent as f64, sent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ import type {
 } from "../bindings";
 import type { commands as appCommands } from "../bindings";
 import type { EventSource, Events, TileHandle } from "../engineTypes";
+import { DEFAULT_MEDIA } from "../defaults";
 import { asCallError, WebCall, type CallError } from "./call";
 import { LinkError, pageLink, parseLink } from "./link";
 import { cameraConstraints, listDevices, meter, microphoneConstraints, open, setTile, showVideo } from "./media";
@@ -196,20 +197,7 @@ function request(body: Record<string, unknown>): Result<null> {
 
 /** Media settings with every field present. */
 function defaultsOf(media: Partial<Settings["media"]>): Settings["media"] {
-  return {
-    microphone: null,
-    speaker: null,
-    camera: null,
-    echo_cancellation: true,
-    noise_suppression: true,
-    gain_control: true,
-    video_quality: "standard",
-    start_muted: false,
-    start_camera_off: false,
-    audio_only: false,
-    force_relay: false,
-    ...media,
-  };
+  return { ...DEFAULT_MEDIA, ...media };
 }
 
 /** Shows `tile` in a `<video>` over the tile's canvas. */

@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 mod desktop;
 
 use confer_e2e::devices::{self, pulse, pulse_env, Display, TonePlayer};
-use confer_e2e::report::{near_tone, read_report, stream, tone_changes};
+use confer_e2e::report::{near_tone, read_report, share_of_sent, stream, stream_from, tone_changes};
 use confer_e2e::{artifacts_dir, cli_json, create_room, free_port, temp_dir, token, Bot, ServerProcess};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
@@ -519,29 +519,11 @@ async fn a_browser_guest_meets_the_app_and_a_bot() {
     assert_eq!(bot.terminate(), 0);
     let report = read_report(&bot_report);
     let her = wendy["report"]["participant_id"].as_str().unwrap();
-    let video = report["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["participant_id"] == her && s["key"] == "main" && s["kind"] == "video")
-        .unwrap_or_else(|| panic!("the bot got no video from Wendy: {report:#}"));
-    let sent = wendy["report"]["outbound"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["kind"] == "video" && !s["rid"].is_null())
-        .filter_map(|s| s["frames_sent"].as_u64())
-        .max()
-        .unwrap();
-    let share = video["frames_decoded"].as_u64().unwrap() as f64 / sent as f64;
+    let video = stream_from(&report, her, "main", "video");
+    let (share, sent) = share_of_sent(video, &wendy["report"]);
     eprintln!("the bot decoded {share:.3} of the {sent} frames Wendy sent");
     assert!(share >= 0.95, "{video:#}");
-    let audio = report["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["participant_id"] == her && s["kind"] == "audio")
-        .unwrap_or_else(|| panic!("the bot got no audio from Wendy: {report:#}"));
+    let audio = stream_from(&report, her, "main", "audio");
     assert!(near_tone(audio["tone_hz"].as_f64().unwrap_or(0.0), 660.0), "the bot heard Wendy: {audio:#}");
     let _ = tokio::time::timeout(Duration::from_secs(5), c.close()).await;
     drop(driver);

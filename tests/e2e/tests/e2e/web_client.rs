@@ -107,26 +107,10 @@ fn two_browser_guests_and_a_bot_meet_through_the_invite_link() {
     // the next layer (the SFU notices a paused layer in half a second; the app UI test,
     // without a share, asks for 95 %).
     let report = read_report(&bot_report);
-    let received = |participant: &str, key: &str, kind: &str| {
-        report["streams"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["participant_id"] == participant && s["key"] == key && s["kind"] == kind)
-            .unwrap_or_else(|| panic!("the bot got no {kind} {key} from {participant}: {report:#}"))
-            .clone()
-    };
+    let received = |participant: &str, key: &str, kind: &str| stream_from(&report, participant, key, kind).clone();
     for g in [ann, ben] {
         let video = received(&id(g), "main", "video");
-        let sent = g["report"]["outbound"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| s["kind"] == "video" && !s["rid"].is_null())
-            .filter_map(|s| s["frames_sent"].as_u64())
-            .max()
-            .unwrap();
-        let share = video["frames_decoded"].as_u64().unwrap() as f64 / sent as f64;
+        let (share, sent) = share_of_sent(&video, &g["report"]);
         eprintln!("the bot decoded {share:.3} of the {sent} frames {} sent; stalls {}", g["name"], video["stalls"]);
         assert!(share >= 0.85, "the bot decoded {share:.3} of {}'s frames: {video:#} of {sent}", g["name"]);
         assert_eq!(video["decode_errors"], 0, "{video:#}");
