@@ -21,7 +21,9 @@ export function parseArgs(required) {
   return args;
 }
 
-/** A mono 16-bit WAV of a sine tone, for Chromium's fake microphone. */
+/** A mono 16-bit WAV of a sine tone, for Chromium's fake microphone. The tone comes in
+ * syllables (a quarter second on, a twelfth off, with soft edges), as a voice does: a
+ * steady tone is what noise suppression is made to remove. */
 function toneWav(hz, seconds, rate = 48000) {
   const samples = rate * seconds;
   const buf = Buffer.alloc(44 + samples * 2);
@@ -37,7 +39,14 @@ function toneWav(hz, seconds, rate = 48000) {
   buf.writeUInt16LE(16, 34);
   buf.write("data", 36);
   buf.writeUInt32LE(samples * 2, 40);
-  for (let i = 0; i < samples; i++) buf.writeInt16LE(Math.round(12000 * Math.sin((2 * Math.PI * hz * i) / rate)), 44 + i * 2);
+  const syllable = rate / 3;
+  const on = rate / 4;
+  const edge = rate / 100;
+  for (let i = 0; i < samples; i++) {
+    const t = i % syllable;
+    const envelope = t >= on ? 0 : Math.min(1, t / edge, (on - t) / edge);
+    buf.writeInt16LE(Math.round(12000 * envelope * Math.sin((2 * Math.PI * hz * i) / rate)), 44 + i * 2);
+  }
   return buf;
 }
 

@@ -10,8 +10,11 @@
 //                       [--chromium /usr/bin/chromium] [--ignore-https-errors 1]
 //
 // `--pause FILE`: once everyone sees everyone, write FILE.ready and wait for FILE (the
-// test restarts the server meanwhile), then wait until every guest's call is back:
-// connected, and video from every other person moving again.
+// test restarts the server or cuts the connection meanwhile), then wait until every
+// guest's call is back: connected, and video from every other person moving again.
+// `--hold FILE`: at the end, every guest turns the camera off (so the frames sent stop
+// growing), the reports are taken a moment later, then FILE.ready is written and the
+// guests stay until FILE appears: the test reads what the others received meanwhile.
 // `--share 0`: no screen share (a share starting makes the browser pause its camera's
 // top layer for a moment, which a test counting the camera's frames does not want).
 // `--others`: how many people besides the guests are in the call (each guest waits
@@ -24,6 +27,12 @@ const args = parseArgs(["link", "guests", "out"]);
 const names = args.guests.split(",");
 const others = Number(args.others ?? 0);
 const seconds = Number(args.seconds ?? 10);
+/** Writes `file`.ready, then waits until the test writes `file`. */
+async function handOver(file) {
+  await writeFile(`${file}.ready`, "");
+  log(`waiting for ${file}`);
+  while (!(await access(file).then(() => true, () => false))) await new Promise((r) => setTimeout(r, 100));
+}
 const log = (text) => console.log(`[${new Date().toISOString().slice(11, 23)}] ${text}`);
 
 const browser = await launchWithFakeDevices({ executablePath: args.chromium, toneHz: Number(args.tone || 660) });
@@ -74,18 +83,18 @@ try {
     log(`${name}: sees ${expected} others`);
   }
   if (args.pause) {
-    await writeFile(`${args.pause}.ready`, "");
-    log("paused");
-    while (!(await access(args.pause).then(() => true, () => false))) await new Promise((r) => setTimeout(r, 100));
+    await handOver(args.pause);
     const started = Date.now();
+    result.reconnecting_shown = await pages[0].page.evaluate(() => document.querySelector("#reconnecting")?.hidden === false);
     for (const { name, page } of pages) {
       await until(page, `${name} back in the call`, () => document.querySelector("#reconnecting")?.hidden === true && !!document.querySelector("#call"));
-      // Moving again: everyone joined afresh, so their tiles are new, and their frames
-      // were all drawn after the restart.
+      // Moving again: 20 frames drawn on each other person's tile from now on (a fresh
+      // join has new tiles; a resumed call keeps its own).
+      await page.evaluate(() => document.querySelectorAll(".tile.remote:not(.screen) video").forEach((v) => (v.dataset.mark = v.dataset.frames ?? "0")));
       await until(
         page,
         `${name} sees video from ${expected} others again`,
-        (n) => [...document.querySelectorAll(".tile.remote:not(.screen) video")].filter((v) => v.videoWidth > 0 && Number(v.dataset.frames) > 20).length >= n,
+        (n) => [...document.querySelectorAll(".tile.remote:not(.screen) video")].filter((v) => v.videoWidth > 0 && Number(v.dataset.frames) > Number(v.dataset.mark ?? 0) + 20).length >= n,
         expected,
       );
       log(`${name}: back, with video`);
@@ -139,6 +148,14 @@ try {
   }
 
   await first.page.waitForTimeout(seconds * 1000);
+  if (args.hold) {
+    for (const { name, page } of pages) {
+      await page.click("#camera-toggle");
+      await until(page, `${name}'s camera button shows off`, () => document.querySelector("#camera-toggle")?.dataset.state === "off");
+    }
+    // The last frames sent reach everyone.
+    await first.page.waitForTimeout(1500);
+  }
   for (const { name, page, joinPage } of pages) {
     const seen = await page.evaluate(async () => ({
       tiles: [...document.querySelectorAll(".tile")].map((t) => ({
@@ -155,6 +172,7 @@ try {
     }));
     result.guests.push({ name, join_page: joinPage, chat_seen: name === first.name ? chatSeen : undefined, ...seen });
   }
+  if (args.hold) await handOver(args.hold);
   // Leaving from the call screen brings the home screen back.
   for (const { page } of pages) {
     await page.click("#leave");

@@ -91,6 +91,7 @@ export class TileView {
     if (magic !== "CFv1") return;
     const width = view.getUint32(4, true);
     const height = view.getUint32(8, true);
+    const seq = view.getBigUint64(12, true);
     const captureMs = Number(view.getBigUint64(20, true));
     const cw = Math.ceil(width / 2);
     const ch = Math.ceil(height / 2);
@@ -101,6 +102,8 @@ export class TileView {
     this.stats.frames += 1;
     // For tests and for people inspecting the view: how many frames this canvas drew.
     if (this.stats.frames % 10 === 1) this.canvas.dataset.frames = String(this.stats.frames);
+    // And how many the app decoded for this tile so far (the frame's sequence number).
+    this.canvas.dataset.decoded = String(seq);
     this.stats.width = width;
     this.stats.height = height;
     if (captureMs > 0) this.stats.latencies.push(Date.now() - captureMs);

@@ -222,7 +222,7 @@ export class WebCall {
     this.reconnecting = true;
     this.update();
     const giveUp = Date.now() + this.resumeGraceMs;
-    for (let delay = 250; Date.now() < giveUp && !this.ended; delay = Math.min(delay * 2, 4000)) {
+    for (let delay = 250; Date.now() < giveUp && !this.ended; delay = Math.min(delay * 2, 2000)) {
       await new Promise((r) => setTimeout(r, delay * (0.75 + Math.random() / 2)));
       try {
         const signal = await Signal.open(`${this.target.server.replace(/^http/, "ws")}v1/signal`);
@@ -244,12 +244,13 @@ export class WebCall {
         console.warn("resume failed, trying again", e);
       }
     }
-    this.finish("connection_lost");
+    // The server no longer keeps us (or was out of reach for the whole grace): join afresh.
+    if (!this.ended) void this.rejoin("connection_lost");
   }
 
-  /** The server restarted: a fresh join (sessions are gone), retried with growing,
-   * jittered delays while it is down, for up to two minutes. */
-  private async rejoin(): Promise<void> {
+  /** The server restarted, or forgot us: a fresh join (the session is gone), retried
+   * with growing, jittered delays while it is out of reach, for up to two minutes. */
+  private async rejoin(failure: "server_shutdown" | "connection_lost" = "server_shutdown"): Promise<void> {
     this.signal.onClose = () => {};
     this.signal.close();
     this.reconnecting = true;
@@ -274,11 +275,11 @@ export class WebCall {
         return;
       } catch (e) {
         const refused = (e as Partial<CallError>)?.code ?? (e instanceof SignalError ? e.body.name : null);
-        console.warn("rejoining after the server restarted", refused, e);
+        console.warn("rejoining", refused, e);
         if (refused && refused !== "server_unreachable" && refused !== "connection_lost") break;
       }
     }
-    this.finish("server_shutdown");
+    this.finish(failure);
   }
 
   private restartPublisher(): Promise<unknown> {

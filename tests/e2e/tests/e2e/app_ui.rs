@@ -462,8 +462,9 @@ async fn the_app_joins_shows_two_videos_mutes_chats_leaves_and_is_kicked() {
 }
 
 /// Issue 16: a guest without the app joins from Chromium ("Join in this browser" on the
-/// invite's join page) while the app and a bot are in the call. The app draws her video;
-/// she sees the app's and the bot's; the bot decodes her video and hears her.
+/// invite's join page) while the app and a bot are in the call. The app and the bot each
+/// decode at least 95 % of the frames her browser sent and hear her tone (the app on the
+/// speaker picked in its settings, live); she sees the app's video and the bot's.
 #[tokio::test(flavor = "current_thread")]
 #[ignore = "needs the desktop app and tauri-driver: scripts/test.sh runs it"]
 async fn a_browser_guest_meets_the_app_and_a_bot() {
@@ -478,30 +479,70 @@ async fn a_browser_guest_meets_the_app_and_a_bot() {
         &room,
         &["--echo-messages", "--video", "640x360@15", "--report", bot_report.to_str().unwrap()],
     );
+    let _speaker = devices::speaker("app_spk");
     let driver = Driver::start(&dir);
     let c = driver.session().await;
     join(&c, &link).await;
+    // The app plays the call on the headphones picked in the call's settings.
+    click(&c, "#settings-toggle").await;
+    let pick = r#"
+        const s = document.querySelector('#pick-speaker');
+        const o = s && [...s.options].find(o => o.value.includes('app_spk') || o.textContent.includes('app_spk'));
+        if (!o) return false;
+        s.value = o.value;
+        s.dispatchEvent(new Event('change', { bubbles: true }));
+        return true;"#;
+    until(&c, "the test speaker in the speaker list", pick).await;
+    click(&c, "#settings-done").await;
 
     let result_file = dir.join("guest.json");
+    let hold = dir.join("guest-may-leave");
     let chromium = std::env::var("CONFER_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let mut guest = Command::new("node")
         .arg(confer_e2e::browser_dir().join("web_guests.mjs"))
-        .args(["--link", &link, "--guests", "Wendy", "--others", "2", "--seconds", "8", "--share", "0"])
+        .args(["--link", &link, "--guests", "Wendy", "--others", "2", "--seconds", "12", "--share", "0"])
+        .args(["--hold", hold.to_str().unwrap()])
         .args(["--chromium", &chromium, "--out", result_file.to_str().unwrap()])
         .args(["--screenshot", artifacts_dir().join("web-guest-with-app.png").to_str().unwrap()])
         .spawn()
         .expect("node runs");
-    // The app draws her camera while she is in the call.
+    // The app draws her camera while she is in the call...
+    let her_canvas = r#"
+        const tile = [...document.querySelectorAll('.tile.remote:not(.screen)')]
+            .find(t => t.querySelector('.name')?.textContent === 'Wendy');
+        return tile?.querySelector('canvas') ?? null;"#;
     until(
         &c,
         "the browser guest's tile drawing video in the app",
-        r#"
-        const tile = [...document.querySelectorAll('.tile.remote:not(.screen)')]
-            .find(t => t.querySelector('.name')?.textContent === 'Wendy');
-        return Number(tile?.querySelector('canvas')?.dataset.frames || 0) > 20;"#,
+        &format!("const canvas = (() => {{ {her_canvas} }})(); return Number(canvas?.dataset.frames || 0) > 20;"),
     )
     .await;
     save_screenshot(&driver, "app-with-web-guest.png");
+    // ...and plays her voice: 660 Hz on its speaker, beside the bot's 440.
+    let played = tokio::task::spawn_blocking(|| devices::record("app_spk", 3.0)).await.unwrap();
+    let level = |hz: f64| confer_media::tone::tone_level_dbfs(&played, 48_000, hz);
+    let (her_level, bot_level, silence) = (level(660.0), level(440.0), level(1000.0));
+    eprintln!("the app's speaker: Wendy's 660 Hz at {her_level:.1} dBFS, the bot's 440 Hz at {bot_level:.1}, 1 kHz at {silence:.1}");
+    assert!(played.len() >= 48_000 * 2, "recorded {} samples of the app's speaker", played.len());
+    assert!(her_level > -40.0 && her_level > silence + 20.0, "the app does not play Wendy's voice");
+
+    // Her camera is off and her report taken: what the app decoded of it is final.
+    let ready = hold.with_extension("ready");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "the browser guest never reached the end of her call");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let app_decoded = c
+        .execute(
+            &format!("const canvas = (() => {{ {her_canvas} }})(); return Number(canvas?.dataset.decoded || 0);"),
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap_or(0);
+    std::fs::write(&hold, "").unwrap();
     let status = tokio::task::spawn_blocking(move || guest.wait()).await.unwrap().unwrap();
     let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&result_file).unwrap()).unwrap();
     assert!(status.success(), "the browser guest's call: {result:#}");
@@ -515,14 +556,16 @@ async fn a_browser_guest_meets_the_app_and_a_bot() {
             "Wendy sees {name}'s video: {wendy:#}"
         );
     }
-    // The bot decoded nearly every frame she sent, and heard her tone.
+    // The app and the bot decoded nearly every frame she sent; the bot heard her tone.
+    let (app_share, sent) = share_of_sent(&json!({ "frames_decoded": app_decoded }), &wendy["report"]);
     assert_eq!(bot.terminate(), 0);
     let report = read_report(&bot_report);
     let her = wendy["report"]["participant_id"].as_str().unwrap();
     let video = stream_from(&report, her, "main", "video");
-    let (share, sent) = share_of_sent(video, &wendy["report"]);
-    eprintln!("the bot decoded {share:.3} of the {sent} frames Wendy sent");
-    assert!(share >= 0.95, "{video:#}");
+    let (bot_share, _) = share_of_sent(video, &wendy["report"]);
+    eprintln!("of the {sent} frames Wendy sent, the app decoded {app_share:.3}, the bot {bot_share:.3}");
+    assert!(app_share >= 0.95, "the app decoded {app_decoded} of {sent} frames");
+    assert!(bot_share >= 0.95, "{video:#}");
     let audio = stream_from(&report, her, "main", "audio");
     assert!(near_tone(audio["tone_hz"].as_f64().unwrap_or(0.0), 660.0), "the bot heard Wendy: {audio:#}");
     let _ = tokio::time::timeout(Duration::from_secs(5), c.close()).await;

@@ -6,12 +6,15 @@
 //! them; a chat message goes around, a
 //! guest's mute and raised hand and the other's reaction reach the bot, and a shared
 //! screen reaches the bot and the other guest. The first guest's call, three tiles
-//! with video, is kept as `test-artifacts/web-client-call.png`.
+//! with video, is kept as `test-artifacts/web-client-call.png`. A guest's call also
+//! comes back after the server restarts (a fresh join) and after her connection drops
+//! for a few seconds (the same session, resumed).
 //!
 //! Needs Node.js, `tests/browser/node_modules`, Chromium and the built web client
 //! (`scripts/setup.sh`).
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use confer_e2e::report::*;
 use confer_e2e::*;
@@ -137,6 +140,46 @@ fn two_browser_guests_and_a_bot_meet_through_the_invite_link() {
     server.stop();
 }
 
+/// A guest in a call with one other person, paused once she sees them (`--pause`):
+/// the test breaks something, then calls [`PausedGuest::go_on`] and reads what her page
+/// saw when her call was back.
+struct PausedGuest {
+    node: std::process::Child,
+    pause: std::path::PathBuf,
+    result: std::path::PathBuf,
+}
+
+impl PausedGuest {
+    fn start(dir: &std::path::Path, link: &str, name: &str) -> Self {
+        let (pause, result) = (dir.join("go"), dir.join("guest.json"));
+        let chromium = std::env::var("CONFER_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let mut node = Command::new("node")
+            .arg(browser_dir().join("web_guests.mjs"))
+            .args(["--link", link, "--guests", name, "--others", "1", "--seconds", "1", "--share", "0"])
+            .args(["--pause", pause.to_str().unwrap(), "--chromium", &chromium, "--out", result.to_str().unwrap()])
+            .spawn()
+            .expect("node runs");
+        let ready = dir.join("go.ready");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready.exists() {
+            assert!(Instant::now() < deadline, "{name} never saw the other person");
+            assert!(node.try_wait().unwrap().is_none(), "{name}'s page failed before the pause");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { node, pause, result }
+    }
+
+    /// Lets her page go on, and waits until it is done: what it wrote, once it says
+    /// her call came back.
+    fn go_on(mut self) -> Value {
+        std::fs::write(&self.pause, "").unwrap();
+        let status = self.node.wait().unwrap();
+        let result: Value = serde_json::from_str(&std::fs::read_to_string(&self.result).unwrap()).unwrap();
+        assert!(status.success(), "the guest did not come back: {result:#}");
+        result
+    }
+}
+
 /// The server restarts under a call (SIGTERM, as an upgrade does): the browser guest
 /// shows "reconnecting", joins afresh once the server is back (with a token renewed by
 /// its refresh token) and sees the bot's video again, as the app and the SDK do.
@@ -147,34 +190,47 @@ fn a_browser_guest_comes_back_after_the_server_restarts() {
     let server = ServerProcess::start(dir.join("db.sqlite"));
     let room = create_room(&server, "Restart", &[]);
     let invite = cli_json(&server, &["invite", "create", "--room", &room]);
-    let link = invite["link"].as_str().unwrap().to_owned();
     let mut bot = Bot::publisher("bot", &server, &room, &["--video", "320x176@15", "--echo-messages"]);
-
-    let pause = dir.join("go");
-    let result_file = dir.join("guest.json");
-    let chromium = std::env::var("CONFER_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let mut guest = Command::new("node")
-        .arg(browser_dir().join("web_guests.mjs"))
-        .args(["--link", &link, "--guests", "Rita", "--others", "1", "--seconds", "1", "--share", "0"])
-        .args(["--pause", pause.to_str().unwrap(), "--chromium", &chromium, "--out", result_file.to_str().unwrap()])
-        .spawn()
-        .expect("node runs");
-    let ready = dir.join("go.ready");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !ready.exists() {
-        assert!(std::time::Instant::now() < deadline, "the guest never saw the bot");
-        assert!(guest.try_wait().unwrap().is_none(), "the guest's page failed before the restart");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let guest = PausedGuest::start(&dir, invite["link"].as_str().unwrap(), "Rita");
     let (db, port) = server.stop();
     let server = ServerProcess::start_on(db, port);
-    std::fs::write(&pause, "").unwrap();
-    let status = guest.wait().unwrap();
-    let result: Value = serde_json::from_str(&std::fs::read_to_string(&result_file).unwrap()).unwrap();
-    assert!(status.success(), "the guest did not come back: {result:#}");
+    let result = guest.go_on();
     let back = result["back_after_ms"].as_u64().unwrap();
     println!("the browser guest was back in the call, with video, {back} ms after the server");
     assert!(back < 20_000, "{result:#}");
+    bot.kill();
+    server.stop();
+}
+
+/// A guest whose connection to the server drops for a few seconds (a Wi-Fi hand-over,
+/// a proxy restarting): the page says it is reconnecting, resumes the same session
+/// once the network is back, so nobody sees her leave, and the video moves again.
+#[test]
+fn a_browser_guest_rides_out_a_dropped_connection() {
+    let _one_at_a_time = exclusive();
+    let dir = temp_dir("web-client-drop");
+    let server = ServerProcess::start(dir.join("db.sqlite"));
+    let room = create_room(&server, "Hand-over", &[]);
+    let invite = cli_json(&server, &["invite", "create", "--room", &room]);
+    // Her page and its signaling go through a relay the test can cut; media does not.
+    let relay = link::TcpRelay::start(server.http_addr());
+    let link = invite["link"].as_str().unwrap().replace(&server.url, &relay.url());
+    let mut bot = Bot::publisher("bot", &server, &room, &["--video", "320x176@15", "--echo-messages"]);
+    let guest = PausedGuest::start(&dir, &link, "Hana");
+    let her = bot.expect_event("participant_joined", Duration::from_secs(20), |v| v["name"] == "Hana")
+        ["participant_id"]
+        .clone();
+    relay.cut();
+    std::thread::sleep(Duration::from_secs(4));
+    relay.restore();
+    let result = guest.go_on();
+    assert_eq!(result["reconnecting_shown"], true, "the page did not notice the cut: {result:#}");
+    println!("the browser guest was back in the call, with video, {} ms after the network", result["back_after_ms"]);
+    // The same session all along: the bot saw her join once, and leave only at the end
+    // (a fresh join would be a second participant, with a new id).
+    let seen = bot.drain();
+    let joins: Vec<_> = seen.iter().filter(|v| v["event"] == "participant_joined" && v["name"] == "Hana").collect();
+    assert!(joins.len() == 1 && joins[0]["participant_id"] == her, "she joined again instead of resuming: {joins:#?}");
     bot.kill();
     server.stop();
 }
