@@ -29,6 +29,9 @@ packages=(
   # Real networks in the tests: coturn as the TURN relay, nftables and iproute2 for
   # network namespaces, NAT and firewalls built by each test
   coturn nftables iproute2
+  # The shared store (--db postgres://...): the tests start throwaway clusters of
+  # their own with its binaries, never the system's cluster
+  postgresql
 )
 
 missing=()

@@ -106,8 +106,10 @@ pub struct Args {
     /// HTTP and WebSocket listen address [default: 127.0.0.1:7880].
     #[arg(long, env = "CONFER_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
-    /// SQLite database file, or `:memory:` [default: confer.db in the data directory].
-    #[arg(long, env = "CONFER_DB")]
+    /// The store: a SQLite database file, `:memory:`, or a PostgreSQL URL
+    /// (`postgres://user:password@host/database`) that several servers share
+    /// [default: confer.db in the data directory].
+    #[arg(long, env = "CONFER_DB", hide_env_values = true)]
     pub db: Option<String>,
     /// API key for the room API [default: generated once and kept in the database].
     #[arg(long, env = "CONFER_API_KEY")]

@@ -33,6 +33,11 @@ impl From<ErrorCode> for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
+        if e.is_unavailable() {
+            // Down or restarting: the same request succeeds once it is back.
+            tracing::warn!(error = %e, "database unavailable");
+            return Self::new(ErrorCode::Unavailable, "the database is unavailable; try again shortly");
+        }
         tracing::error!(error = %e, "storage failure");
         ErrorCode::Internal.into()
     }

@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::{random_secret, Credentials};
 use crate::hub::{Hub, HubConfig, Now};
-use crate::store::Store;
+use crate::store::{Storage, Store};
 
 /// State shared by every request handler and connection.
 pub struct ServerState {
@@ -79,7 +79,9 @@ pub struct Server {
 
 impl Server {
     pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
-        let store = Store::open(&config.db).map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", config.db))?;
+        let store = Store::open(&config.db)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", store::display_db(&config.db)))?;
         let credentials = resolve_credentials(&store, &config).await?;
         let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await
@@ -143,7 +145,7 @@ impl Server {
         }
         let housekeeping = tokio::spawn(housekeeping(state.clone(), stopped.clone()));
         let media_events = tokio::spawn(media_events(state.clone(), sfu.events, stopped));
-        tracing::info!(%http_addr, %udp_addr, db = %config.db, "confer-server started");
+        tracing::info!(%http_addr, %udp_addr, db = %store::display_db(&config.db), "confer-server started");
         tasks.extend([housekeeping, media_events]);
         Ok(Server { http_addr, tls: tls_on, udp_addr, sfu: sfu.handle, state, stop, tasks })
     }
@@ -222,9 +224,10 @@ async fn resolve_credentials(store: &Store, config: &ServerConfig) -> anyhow::Re
     if let (Some(key), Some(secret)) = (store.setting("api_key").await?, store.setting("api_secret").await?) {
         return Ok(Credentials::new(key, secret));
     }
-    let (key, secret) = (format!("dev_{}", random_secret(9)), random_secret(32));
-    store.set_setting("api_key", &key).await?;
-    store.set_setting("api_secret", &secret).await?;
+    // Another server sharing the database may be generating its own right now: the
+    // first one stored is what every server uses.
+    let key = store.init_setting("api_key", &format!("dev_{}", random_secret(9))).await?;
+    let secret = store.init_setting("api_secret", &random_secret(32)).await?;
     Ok(Credentials::new(key, secret))
 }
 

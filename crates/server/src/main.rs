@@ -23,7 +23,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let db = config.db.clone();
+    let db = confer_server::store::display_db(&config.db);
     let generated_credentials = config.api_key.is_none();
     let server = match Server::start(config).await {
         Ok(s) => s,

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use crate::error::{ApiError, ApiResult};
 use crate::hub::{error_response, response, Admitted, Link, Now, Outbound, Queued};
 use crate::limit::{TokenBucket, WindowCounter};
+use crate::store::Storage;
 use crate::ServerState;
 
 /// How long a new connection may take to join.

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use super::ApiPath;
 use crate::auth::hash_secret;
 use crate::hub::Now;
-use crate::store::InviteState;
+use crate::store::{InviteState, Storage};
 use crate::ServerState;
 
 #[derive(Debug, Deserialize)]
@@ -72,7 +72,7 @@ fn refused(status: StatusCode, title: &'static str, detail: impl Into<String>) -
 
 async fn decide(state: &ServerState, room: &RoomId, query: LinkQuery) -> Result<Page, ErrorCode> {
     let now = Now::system();
-    let Some(stored) = state.store.room(room).await.map_err(|_| ErrorCode::Internal)? else {
+    let Some(stored) = state.store.room(room).await.map_err(|e| crate::error::ApiError::from(e).code)? else {
         return Ok(refused(
             StatusCode::NOT_FOUND,
             "This meeting no longer exists",
@@ -82,8 +82,11 @@ async fn decide(state: &ServerState, room: &RoomId, query: LinkQuery) -> Result<
     let meeting = if stored.name.trim().is_empty() { stored.id.0.clone() } else { stored.name.clone() };
     let credential = match (query.invite.filter(|i| !i.is_empty()), query.token.filter(|t| !t.is_empty())) {
         (Some(invite), _) => {
-            let known =
-                state.store.invite_state(hash_secret(&invite), now.unix_ms).await.map_err(|_| ErrorCode::Internal)?;
+            let known = state
+                .store
+                .invite_state(hash_secret(&invite), now.unix_ms)
+                .await
+                .map_err(|e| crate::error::ApiError::from(e).code)?;
             match known {
                 Some((of, _)) if of != *room => return Ok(not_valid()),
                 None => return Ok(not_valid()),

@@ -21,6 +21,7 @@ use axum::{Json, Router};
 use confer_proto::ErrorCode;
 
 use crate::error::ApiError;
+use crate::store::Storage;
 use crate::ServerState;
 
 /// How long a request may take, body and answer included.

@@ -13,6 +13,7 @@ use super::{ApiAuth, ApiJson, ApiPath, ApiQuery};
 use crate::auth::random_secret;
 use crate::error::{ApiError, ApiResult};
 use crate::hub::Now;
+use crate::store::Storage;
 use crate::ServerState;
 
 /// Largest `public_meta` or `private_meta`.

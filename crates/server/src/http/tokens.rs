@@ -13,7 +13,7 @@ use super::{ApiAuth, ApiJson, ApiPath};
 use crate::auth::{hash_secret, random_secret};
 use crate::error::{ApiError, ApiResult};
 use crate::hub::Now;
-use crate::store::{InviteUse, RefreshGrant, RefreshUse, SpentReason};
+use crate::store::{InviteUse, RefreshGrant, RefreshUse, SpentReason, Storage};
 use crate::ServerState;
 
 const MAX_TOKEN_TTL_SECS: u64 = 24 * 3600;
