@@ -32,6 +32,8 @@ packages=(
   # The shared store (--db postgres://...): the tests start throwaway clusters of
   # their own with its binaries, never the system's cluster
   postgresql
+  # Cluster state (--redis redis://...): the tests start redis-servers of their own
+  redis-server
 )
 
 missing=()

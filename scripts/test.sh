@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 export CARGO_TERM_COLOR=never
-# The PostgreSQL store's tests fail, rather than skip, when PostgreSQL is missing.
+# The PostgreSQL store's and the Redis registry's tests fail, rather than skip, when
+# PostgreSQL or redis-server is missing.
 export CONFER_TEST_POSTGRES=require
+export CONFER_TEST_REDIS=require
 # A test run builds once: incremental caches would only double the target's size on disk.
 export CARGO_INCREMENTAL=0
 target="${CARGO_TARGET_DIR:-$PWD/target}"

@@ -53,6 +53,19 @@ pub struct ServerConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// HTTPS and WSS on the HTTP address, with this certificate chain and key.
     pub tls: Option<TlsFiles>,
+    /// Cluster state shared with other nodes in Redis; `None`: a node on its own.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// This node as a member of a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `redis://host:port/db`.
+    pub redis: String,
+    /// This node's name among the others (stable across restarts).
+    pub node_id: String,
+    /// Where the other nodes reach this one's HTTP and signaling.
+    pub node_url: String,
 }
 
 /// PEM files: the certificate chain (leaf first) and its private key.
@@ -90,6 +103,7 @@ impl Default for ServerConfig {
             sfu_workers: 0,
             metrics_addr: None,
             tls: None,
+            cluster: None,
         }
     }
 }
@@ -186,6 +200,16 @@ pub struct Args {
     /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert.
     #[arg(long, env = "CONFER_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Join a cluster of nodes sharing this Redis (`redis://host:port/db`); the nodes
+    /// also share the --db, which must then be PostgreSQL.
+    #[arg(long, env = "CONFER_REDIS", hide_env_values = true)]
+    pub redis: Option<String>,
+    /// This node's name in the cluster [default: the host name and the HTTP port].
+    #[arg(long, env = "CONFER_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Where the other nodes reach this one [default: http://HTTP_ADDR].
+    #[arg(long, env = "CONFER_NODE_URL")]
+    pub node_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -266,6 +290,15 @@ impl Args {
             (None, None) => None,
             _ => return Err(ConfigError::HalfTls),
         };
+        if let Some(redis) = self.redis.or(file.redis) {
+            let scheme = if c.tls.is_some() { "https" } else { "http" };
+            let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+            c.cluster = Some(ClusterConfig {
+                redis,
+                node_id: self.node_id.or(file.node_id).unwrap_or_else(|| format!("{host}:{}", c.http_addr.port())),
+                node_url: self.node_url.or(file.node_url).unwrap_or_else(|| format!("{scheme}://{}", c.http_addr)),
+            });
+        }
         layer!(token_ttl => c.token_ttl_secs);
         if !(1..=86_400).contains(&c.token_ttl_secs) {
             return Err(ConfigError::TokenTtl);

@@ -10,6 +10,8 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod auth;
+#[cfg(feature = "redis")]
+pub mod cluster;
 pub mod config;
 pub mod error;
 mod http;
@@ -43,6 +45,9 @@ pub struct ServerState {
     /// Lifetime of the join tokens the server mints, in seconds.
     pub token_ttl_secs: u64,
     pub metrics: Arc<metrics::Metrics>,
+    /// This node's handle on the cluster state, when it is one of several.
+    #[cfg(feature = "redis")]
+    pub cluster: Option<cluster::Registry>,
     next_conn_id: AtomicU64,
     /// Participants whose next signaling request panics ([`Server::inject_fault`]).
     signaling_faults: std::sync::Mutex<std::collections::HashSet<confer_proto::ParticipantId>>,
@@ -83,6 +88,15 @@ impl Server {
             .await
             .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", store::display_db(&config.db)))?;
         let credentials = resolve_credentials(&store, &config).await?;
+        #[cfg(feature = "redis")]
+        let registry = match &config.cluster {
+            Some(c) => Some(cluster::join(c, &config.db).await?),
+            None => None,
+        };
+        #[cfg(not(feature = "redis"))]
+        if config.cluster.is_some() {
+            anyhow::bail!("this build has no cluster support (the `redis` feature)");
+        }
         let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http_addr))?;
@@ -117,6 +131,8 @@ impl Server {
             public_url,
             token_ttl_secs: config.token_ttl_secs,
             metrics: Arc::new(metrics::Metrics::new(&sfu.metrics)),
+            #[cfg(feature = "redis")]
+            cluster: registry,
             next_conn_id: AtomicU64::new(1),
             signaling_faults: Default::default(),
         });
@@ -144,6 +160,11 @@ impl Server {
             }));
         }
         let housekeeping = tokio::spawn(housekeeping(state.clone(), stopped.clone()));
+        #[cfg(feature = "redis")]
+        if let Some(registry) = state.cluster.clone() {
+            let url = config.cluster.as_ref().map(|c| c.node_url.clone()).unwrap_or_default();
+            tasks.push(tokio::spawn(cluster::heartbeat(registry, url, state.hub.clone(), stopped.clone())));
+        }
         let media_events = tokio::spawn(media_events(state.clone(), sfu.events, stopped));
         tracing::info!(%http_addr, %udp_addr, db = %store::display_db(&config.db), "confer-server started");
         tasks.extend([housekeeping, media_events]);

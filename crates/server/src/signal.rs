@@ -351,6 +351,12 @@ impl Connection {
                 return Err(ApiError::new(ErrorCode::TokenRevoked, "removed from this room; a new token is needed"));
             }
         }
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &self.state.cluster {
+            if self.state.hub.session(&room.id).is_none() {
+                place_here(cluster, &room.id).await?;
+            }
+        }
         let admitted = self.state.hub.join(room, token, &req, id, self.link.clone(), Now::system())?;
         self.joined = Some(admitted);
         Ok(())
@@ -511,5 +517,29 @@ impl Connection {
             self.state.hub.detach(&joined.room, &joined.participant, self.conn_id, Now::system());
         }
         self.send(Outbound::Close);
+    }
+}
+
+/// A session is to start here: the cluster must agree that this node holds the room.
+#[cfg(feature = "redis")]
+async fn place_here(cluster: &crate::cluster::Registry, room: &confer_proto::RoomId) -> ApiResult<()> {
+    use crate::cluster::{ClusterError, Placement};
+    match cluster.place(room).await {
+        Ok(Placement::Here) => Ok(()),
+        Ok(Placement::There { node, .. }) => {
+            // Relaying the connection to that node is the next step (docs/cluster-plan.md).
+            tracing::info!(%room, %node, "a join reached a node that does not hold its room");
+            Err(ApiError::new(ErrorCode::Unavailable, format!("this meeting is held by node {node}; connect there")))
+        }
+        Err(ClusterError::NoNode) => {
+            Err(ApiError::new(ErrorCode::Unavailable, "no server of this cluster takes new meetings now"))
+        }
+        Err(e) => {
+            tracing::warn!(%room, error = %e, "a meeting cannot start: the cluster state is out of reach");
+            Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "new meetings cannot start now (cluster state out of reach); running ones go on",
+            ))
+        }
     }
 }

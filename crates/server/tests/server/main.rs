@@ -4,10 +4,16 @@
 //! one module per behaviour.
 
 mod common;
+// The throwaway PostgreSQL and Redis the store's and the registry's own tests use.
+#[path = "../../src/store/test_pg.rs"]
+mod test_pg;
+#[path = "../../src/cluster/test_redis.rs"]
+mod test_redis;
 
 mod abuse;
 mod auth_matrix;
 mod bad_input;
+mod cluster;
 mod http_api;
 mod openapi;
 mod persistence;

@@ -4,6 +4,7 @@
 //! `unavailable`, and nothing is lost once it is back.
 
 use crate::common::*;
+use crate::test_pg;
 use confer_proto::room::{Room, RoomPage};
 use confer_proto::token::{Invite, TokenPair};
 use confer_proto::ErrorCode;
@@ -17,9 +18,6 @@ fn temp_db(name: &str) -> String {
     std::fs::create_dir_all(&dir).unwrap();
     dir.join("confer.db").to_string_lossy().into_owned()
 }
-
-#[path = "../../src/store/test_pg.rs"]
-mod test_pg;
 
 #[tokio::test]
 async fn rooms_invites_and_refresh_tokens_survive_a_restart() {

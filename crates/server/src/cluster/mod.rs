@@ -1,0 +1,297 @@
+//! Cluster state in Redis (`--redis redis://...`): which nodes exist, how loaded they
+//! are, whether they are draining, and which node holds each room's live session.
+//!
+//! Two hashes. `confer:nodes` maps a node id to its [`NodeState`] as JSON, rewritten by
+//! the node's heartbeat every second; `confer:room_node` maps a room id to the node
+//! holding its session. Liveness is the heartbeat's time in the value, set from Redis's
+//! own clock (`TIME`) so that the nodes' clocks do not matter: a node not heard from
+//! for [`NODE_LIVE_MS`] is dead to placement, and one silent for [`NODE_FORGET_MS`] is
+//! removed by the next heartbeat of another. (Redis 7.0, Debian's, has no expiry of
+//! single hash fields.)
+//!
+//! Placement and release are Lua scripts, so that two nodes starting the same room at
+//! once agree on one holder, and a node that lost a room cannot clear its new holder.
+//! The plan for the rest of the cluster (signaling relayed between nodes, the API on
+//! any node, drain, webhooks) is `docs/cluster-plan.md`.
+
+use std::time::Duration;
+
+use confer_proto::RoomId;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+use serde::{Deserialize, Serialize};
+
+#[cfg(test)]
+mod test_redis;
+#[cfg(test)]
+mod tests;
+
+/// A node not heard from for this long is dead to placement (three heartbeats).
+pub const NODE_LIVE_MS: u64 = 3_000;
+/// A node silent for this long is removed from the registry.
+pub const NODE_FORGET_MS: u64 = 30_000;
+/// How often a node says it is alive, with its load.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+const NODES: &str = "confer:nodes";
+const ROOM_NODE: &str = "confer:room_node";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("a node's state in redis is not readable: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("no live node takes new sessions")]
+    NoNode,
+}
+
+/// What a node tells the others about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeState {
+    pub id: String,
+    /// Where the other nodes reach its HTTP and signaling.
+    pub url: String,
+    pub participants: u32,
+    pub tracks: u32,
+    /// Load average over the last minute per core (0 = idle, 1 = every core busy).
+    pub cpu: f32,
+    /// Takes no new sessions.
+    pub draining: bool,
+    /// When Redis last heard from it (Unix ms, Redis's clock); set by the heartbeat.
+    #[serde(default)]
+    pub updated_at: u64,
+}
+
+/// Where a room's session is, or is to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// This node holds it (or is to start it).
+    Here,
+    /// Another live node does: its id and URL.
+    There { node: String, url: String },
+}
+
+/// One node's handle on the cluster state.
+#[derive(Clone)]
+pub struct Registry {
+    redis: ConnectionManager,
+    me: String,
+}
+
+impl Registry {
+    /// Connects to Redis at `url` as node `me`. Commands fail after a bounded wait
+    /// while Redis is out of reach; the connection comes back by itself.
+    pub async fn connect(url: &str, me: &str) -> Result<Self, ClusterError> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let redis = ConnectionManager::new_with_config(client, config).await?;
+        Ok(Self { redis, me: me.to_owned() })
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.me
+    }
+
+    /// Says this node is alive, with its load; forgets nodes long silent.
+    pub async fn heartbeat(&self, state: &NodeState) -> Result<(), ClusterError> {
+        static SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(HEARTBEAT_LUA));
+        let json = serde_json::to_string(state)?;
+        let () =
+            SCRIPT.key(NODES).arg(&self.me).arg(json).arg(NODE_FORGET_MS).invoke_async(&mut self.redis.clone()).await?;
+        Ok(())
+    }
+
+    /// Leaves the cluster (a clean stop): no longer a candidate for anything.
+    pub async fn leave(&self) -> Result<(), ClusterError> {
+        let _: i64 = redis::cmd("HDEL").arg(NODES).arg(&self.me).query_async(&mut self.redis.clone()).await?;
+        Ok(())
+    }
+
+    /// The nodes Redis knows, live or not.
+    pub async fn nodes(&self) -> Result<Vec<NodeState>, ClusterError> {
+        let all: Vec<(String, String)> = redis::cmd("HGETALL").arg(NODES).query_async(&mut self.redis.clone()).await?;
+        Ok(all.into_iter().map(|(_, v)| serde_json::from_str(&v)).collect::<Result<_, _>>()?)
+    }
+
+    /// Where `room`'s session is: the live node that holds it, or else the live,
+    /// non-draining node with the fewest participants (then tracks, then CPU), which
+    /// from now on holds it.
+    pub async fn place(&self, room: &RoomId) -> Result<Placement, ClusterError> {
+        static SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(PLACE_LUA));
+        let placed: Option<(String, String)> = SCRIPT
+            .key(NODES)
+            .key(ROOM_NODE)
+            .arg(&room.0)
+            .arg(NODE_LIVE_MS)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        match placed {
+            None => Err(ClusterError::NoNode),
+            Some((node, _)) if node == self.me => Ok(Placement::Here),
+            Some((node, url)) => Ok(Placement::There { node, url }),
+        }
+    }
+
+    /// `room`'s session on this node ended: its entry goes, unless another node holds
+    /// the room by now. Returns whether the entry was this node's.
+    pub async fn release(&self, room: &RoomId) -> Result<bool, ClusterError> {
+        static SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(RELEASE_LUA));
+        let n: i64 = SCRIPT.key(ROOM_NODE).arg(&room.0).arg(&self.me).invoke_async(&mut self.redis.clone()).await?;
+        Ok(n == 1)
+    }
+}
+
+/// KEYS[1] nodes; ARGV: node id, its state as JSON, forget after (ms).
+const HEARTBEAT_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = cjson.decode(ARGV[2])
+state.updated_at = now
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(state))
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local ok, other = pcall(cjson.decode, all[i + 1])
+  if not ok or now - (tonumber(other.updated_at) or 0) > tonumber(ARGV[3]) then
+    redis.call('HDEL', KEYS[1], all[i])
+  end
+end
+"#;
+
+/// KEYS[1] nodes, KEYS[2] room -> node; ARGV: room id, live within (ms).
+/// Returns {node id, node url}, or nil when no live node takes sessions.
+const PLACE_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local live_ms = tonumber(ARGV[2])
+local function node(id)
+  local v = redis.call('HGET', KEYS[1], id)
+  if not v then return nil end
+  local ok, n = pcall(cjson.decode, v)
+  if ok and now - (tonumber(n.updated_at) or 0) < live_ms then return n end
+  return nil
+end
+local holder = redis.call('HGET', KEYS[2], ARGV[1])
+if holder then
+  local n = node(holder)
+  if n then return {holder, n.url} end
+end
+local best, best_n = nil, nil
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local n = node(all[i])
+  if n and not n.draining then
+    local better = best == nil
+      or n.participants < best_n.participants
+      or (n.participants == best_n.participants and (n.tracks < best_n.tracks
+        or (n.tracks == best_n.tracks and (n.cpu < best_n.cpu
+          or (n.cpu == best_n.cpu and all[i] < best)))))
+    if better then best, best_n = all[i], n end
+  end
+end
+if not best then return nil end
+redis.call('HSET', KEYS[2], ARGV[1], best)
+return {best, best_n.url}
+"#;
+
+/// KEYS[1] room -> node; ARGV: room id, node id. Deletes the entry if it is the node's.
+const RELEASE_LUA: &str = r#"
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"#;
+
+/// This machine's load average over the last minute per core (Linux; 0 elsewhere).
+pub fn cpu_load() -> f32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f32;
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f32>().ok())
+        .map_or(0.0, |l| l / cores)
+}
+
+/// Joins the cluster that `config` names: connects to Redis and says this node is
+/// alive. The store must be shared too, so `db` must be PostgreSQL.
+pub async fn join(config: &crate::config::ClusterConfig, db: &str) -> anyhow::Result<Registry> {
+    if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+        anyhow::bail!("--redis needs a --db shared by every node: a postgres:// URL, not {db}");
+    }
+    let registry = Registry::connect(&config.redis, &config.node_id)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the cluster's redis: {e}"))?;
+    let state = NodeState {
+        id: config.node_id.clone(),
+        url: config.node_url.clone(),
+        participants: 0,
+        tracks: 0,
+        cpu: cpu_load(),
+        draining: false,
+        updated_at: 0,
+    };
+    registry.heartbeat(&state).await.map_err(|e| anyhow::anyhow!("cannot register with the cluster: {e}"))?;
+    tracing::info!(node = %config.node_id, url = %config.node_url, "joined the cluster");
+    Ok(registry)
+}
+
+/// Every [`HEARTBEAT`]: tells the cluster this node's load, and releases the rooms
+/// whose sessions ended here. Redis out of reach is logged once, and once when it is
+/// back; running sessions do not notice. On stop, the node leaves the cluster.
+pub async fn heartbeat(
+    registry: Registry,
+    url: String,
+    hub: std::sync::Arc<crate::hub::Hub>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    let mut held: std::collections::HashSet<RoomId> = Default::default();
+    let mut reachable = true;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.wait_for(|s| *s) => break,
+        }
+        let census = hub.census();
+        let state = NodeState {
+            id: registry.node_id().to_owned(),
+            url: url.clone(),
+            participants: census.participants as u32,
+            tracks: census.tracks as u32,
+            cpu: cpu_load(),
+            draining: false,
+            updated_at: 0,
+        };
+        let now: std::collections::HashSet<RoomId> = hub.sessions().into_iter().map(|s| s.room).collect();
+        let mut result = registry.heartbeat(&state).await;
+        for room in held.difference(&now) {
+            if let Err(e) = registry.release(room).await {
+                result = Err(e);
+            }
+        }
+        let ok = result.is_ok();
+        match result {
+            Ok(()) if !reachable => {
+                reachable = true;
+                tracing::info!("the cluster's redis is reachable again");
+            }
+            Err(e) if reachable => {
+                reachable = false;
+                tracing::warn!(error = %e, "the cluster's redis is out of reach: running calls go on, new ones cannot start");
+            }
+            _ => {}
+        }
+        // A room not released (Redis away) is tried again next time.
+        if ok {
+            held = now;
+        } else {
+            held.extend(now);
+        }
+    }
+    if let Err(e) = registry.leave().await {
+        tracing::warn!(error = %e, "could not leave the cluster cleanly");
+    }
+}
