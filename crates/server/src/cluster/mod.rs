@@ -63,6 +63,21 @@ pub struct NodeState {
     pub updated_at: u64,
 }
 
+impl NodeState {
+    /// This node as it is now: `census` for its load, the machine's CPU.
+    fn now(id: &str, url: &str, census: &crate::hub::Census) -> Self {
+        Self {
+            id: id.to_owned(),
+            url: url.to_owned(),
+            participants: census.participants as u32,
+            tracks: census.tracks as u32,
+            cpu: cpu_load(),
+            draining: false,
+            updated_at: 0,
+        }
+    }
+}
+
 /// Where a room's session is, or is to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placement {
@@ -218,21 +233,13 @@ pub fn cpu_load() -> f32 {
 /// Joins the cluster that `config` names: connects to Redis and says this node is
 /// alive. The store must be shared too, so `db` must be PostgreSQL.
 pub async fn join(config: &crate::config::ClusterConfig, db: &str) -> anyhow::Result<Registry> {
-    if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+    if !crate::store::is_postgres_url(db) {
         anyhow::bail!("--redis needs a --db shared by every node: a postgres:// URL, not {db}");
     }
     let registry = Registry::connect(&config.redis, &config.node_id)
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach the cluster's redis: {e}"))?;
-    let state = NodeState {
-        id: config.node_id.clone(),
-        url: config.node_url.clone(),
-        participants: 0,
-        tracks: 0,
-        cpu: cpu_load(),
-        draining: false,
-        updated_at: 0,
-    };
+    let state = NodeState::now(&config.node_id, &config.node_url, &Default::default());
     registry.heartbeat(&state).await.map_err(|e| anyhow::anyhow!("cannot register with the cluster: {e}"))?;
     tracing::info!(node = %config.node_id, url = %config.node_url, "joined the cluster");
     Ok(registry)
@@ -255,16 +262,7 @@ pub async fn heartbeat(
             _ = tick.tick() => {}
             _ = stopped.wait_for(|s| *s) => break,
         }
-        let census = hub.census();
-        let state = NodeState {
-            id: registry.node_id().to_owned(),
-            url: url.clone(),
-            participants: census.participants as u32,
-            tracks: census.tracks as u32,
-            cpu: cpu_load(),
-            draining: false,
-            updated_at: 0,
-        };
+        let state = NodeState::now(registry.node_id(), &url, &hub.census());
         let now: std::collections::HashSet<RoomId> = hub.sessions().into_iter().map(|s| s.room).collect();
         let mut result = registry.heartbeat(&state).await;
         for room in held.difference(&now) {

@@ -264,7 +264,8 @@ impl Store {
     }
 }
 
-fn is_postgres_url(db: &str) -> bool {
+/// Whether `db` names a PostgreSQL database (rather than a SQLite file).
+pub fn is_postgres_url(db: &str) -> bool {
     db.starts_with("postgres://") || db.starts_with("postgresql://")
 }
 
