@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 use confer_proto::signal::SignalLimits;
@@ -55,6 +56,11 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// Cluster state shared with other nodes in Redis; `None`: a node on its own.
     pub cluster: Option<ClusterConfig>,
+    /// How long a drain (SIGTERM, or `confer-server drain`) waits for running
+    /// sessions to end before the server stops.
+    pub drain_grace: Duration,
+    /// Where room and participant events are posted (webhooks).
+    pub webhooks: Vec<String>,
 }
 
 /// This node as a member of a cluster.
@@ -64,8 +70,9 @@ pub struct ClusterConfig {
     pub redis: String,
     /// This node's name among the others (stable across restarts).
     pub node_id: String,
-    /// Where the other nodes reach this one's HTTP and signaling.
-    pub node_url: String,
+    /// Where the other nodes reach this one's HTTP and signaling [default: its HTTP
+    /// listener's own URL].
+    pub node_url: Option<String>,
 }
 
 /// PEM files: the certificate chain (leaf first) and its private key.
@@ -104,6 +111,8 @@ impl Default for ServerConfig {
             metrics_addr: None,
             tls: None,
             cluster: None,
+            drain_grace: Duration::ZERO,
+            webhooks: Vec::new(),
         }
     }
 }
@@ -210,6 +219,33 @@ pub struct Args {
     /// Where the other nodes reach this one [default: http://HTTP_ADDR].
     #[arg(long, env = "CONFER_NODE_URL")]
     pub node_url: Option<String>,
+    /// On SIGTERM (or `confer-server drain`), how long to wait for running meetings
+    /// to end before stopping, in seconds; a second SIGTERM stops at once
+    /// [default: 300 in a cluster, 0 on its own].
+    #[arg(long, env = "CONFER_DRAIN_GRACE")]
+    pub drain_grace: Option<u64>,
+    /// Post room and participant events to this URL, signed with the API secret
+    /// (repeat for several, or separate with commas).
+    #[arg(long, env = "CONFER_WEBHOOK_URL", value_delimiter = ',')]
+    pub webhook_url: Option<Vec<String>>,
+    #[command(subcommand)]
+    #[serde(skip)]
+    pub command: Option<Command>,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Drain a running node: no new meeting starts on it, and it stops once its
+    /// meetings have ended (or its --drain-grace has run out).
+    Drain {
+        /// The node's HTTP address [default: http://HTTP_ADDR of the options given].
+        #[arg(long)]
+        url: Option<String>,
+        /// Return at once instead of waiting for the node to stop.
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -234,6 +270,8 @@ pub enum ConfigError {
     TokenTtl,
     #[error("set both --tls-cert and --tls-key, or neither")]
     HalfTls,
+    #[error("--webhook-url {0} is not an http:// or https:// URL")]
+    WebhookUrl(String),
 }
 
 impl Args {
@@ -296,8 +334,16 @@ impl Args {
             c.cluster = Some(ClusterConfig {
                 redis,
                 node_id: self.node_id.or(file.node_id).unwrap_or_else(|| format!("{host}:{}", c.http_addr.port())),
-                node_url: self.node_url.or(file.node_url).unwrap_or_else(|| format!("{scheme}://{}", c.http_addr)),
+                node_url: Some(
+                    self.node_url.or(file.node_url).unwrap_or_else(|| format!("{scheme}://{}", c.http_addr)),
+                ),
             });
+        }
+        let default_grace = if c.cluster.is_some() { 300 } else { 0 };
+        c.drain_grace = Duration::from_secs(self.drain_grace.or(file.drain_grace).unwrap_or(default_grace));
+        c.webhooks = self.webhook_url.or(file.webhook_url).unwrap_or_default();
+        if let Some(bad) = c.webhooks.iter().find(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+            return Err(ConfigError::WebhookUrl(bad.clone()));
         }
         layer!(token_ttl => c.token_ttl_secs);
         if !(1..=86_400).contains(&c.token_ttl_secs) {

@@ -22,6 +22,7 @@ pub mod sfu;
 mod signal;
 pub mod store;
 pub mod turn;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -48,6 +49,12 @@ pub struct ServerState {
     /// This node's handle on the cluster state, when it is one of several.
     #[cfg(feature = "redis")]
     pub cluster: Option<cluster::Registry>,
+    /// For calls to other nodes and webhooks.
+    pub http: reqwest::Client,
+    /// When draining started: no new session starts here from then on.
+    drain: watch::Sender<Option<std::time::Instant>>,
+    /// How long a drain waits for running sessions before the server stops.
+    drain_grace: Duration,
     next_conn_id: AtomicU64,
     /// Participants whose next signaling request panics ([`Server::inject_fault`]).
     signaling_faults: std::sync::Mutex<std::collections::HashSet<confer_proto::ParticipantId>>,
@@ -63,6 +70,55 @@ pub enum Fault {
 }
 
 impl ServerState {
+    /// Whether this node is draining: it starts no new session.
+    pub fn draining(&self) -> bool {
+        self.drain.borrow().is_some()
+    }
+
+    /// Starts draining (once; later calls change nothing). `by` says who asked, for
+    /// the log.
+    pub fn start_drain(&self, by: &str) {
+        let started = self.drain.send_if_modified(|drain| {
+            let first = drain.is_none();
+            drain.get_or_insert_with(std::time::Instant::now);
+            first
+        });
+        if !started {
+            return;
+        }
+        let census = self.hub.census();
+        tracing::info!(
+            by,
+            sessions = census.rooms,
+            participants = census.participants,
+            grace_secs = self.drain_grace.as_secs(),
+            "draining: no new meetings start here; running ones go on until they end or the grace runs out"
+        );
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &self.cluster {
+            cluster.set_draining();
+        }
+    }
+
+    /// Resolves once draining has started and this node holds no session, or the
+    /// drain grace has run out.
+    async fn drained(&self) {
+        let mut drain = self.drain.subscribe();
+        let Ok(started) = drain.wait_for(Option::is_some).await.map(|s| s.unwrap_or_else(std::time::Instant::now))
+        else {
+            return std::future::pending().await;
+        };
+        let deadline = started + self.drain_grace;
+        while !self.hub.rooms().is_empty() {
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!(sessions = self.hub.rooms().len(), "drain grace ran out: the remaining sessions end");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        tracing::info!("drained: no session left here");
+    }
+
     /// Whether an injected fault is due for `participant`'s request (and clears it).
     pub(crate) fn take_signaling_fault(&self, participant: &confer_proto::ParticipantId) -> bool {
         let mut faults = self.signaling_faults.lock().unwrap_or_else(|p| p.into_inner());
@@ -88,15 +144,9 @@ impl Server {
             .await
             .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", store::display_db(&config.db)))?;
         let credentials = resolve_credentials(&store, &config).await?;
-        #[cfg(feature = "redis")]
-        let registry = match &config.cluster {
-            Some(c) => Some(cluster::join(c, &config.db).await?),
-            None => None,
-        };
-        #[cfg(not(feature = "redis"))]
-        if config.cluster.is_some() {
-            anyhow::bail!("this build has no cluster support (the `redis` feature)");
-        }
+        // rustls for the calls this server makes (other nodes, webhooks); its own
+        // listener names its provider itself.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http_addr))?;
@@ -104,6 +154,18 @@ impl Server {
         let tls = config.tls.as_ref().map(http::listener::tls_acceptor).transpose()?;
         let tls_on = tls.is_some();
         let scheme = if tls_on { "https" } else { "http" };
+        // Where the other nodes reach this one: as configured, or this listener.
+        let node_url =
+            config.cluster.as_ref().map(|c| c.node_url.clone().unwrap_or_else(|| format!("{scheme}://{http_addr}")));
+        #[cfg(feature = "redis")]
+        let registry = match (&config.cluster, &node_url) {
+            (Some(c), Some(url)) => Some(cluster::join(c, url, &config.db).await?),
+            _ => None,
+        };
+        #[cfg(not(feature = "redis"))]
+        if config.cluster.is_some() || node_url.is_some() {
+            anyhow::bail!("this build has no cluster support (the `redis` feature)");
+        }
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("{scheme}://{http_addr}"));
         let sfu = sfu::Sfu::start(&sfu::SfuConfig {
             udp_addr: config.udp_addr,
@@ -120,8 +182,24 @@ impl Server {
         if let Some(turn) = &config.turn {
             tracing::info!(urls = ?turn.urls.iter().map(ToString::to_string).collect::<Vec<_>>(), "TURN relays handed to clients");
         }
+        let (stop, stopped) = watch::channel(false);
+        let http_client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot set up the HTTP client: {e}"))?;
+        let mut tasks = vec![];
+        let webhooks = if config.webhooks.is_empty() {
+            webhook::Sink::default()
+        } else {
+            let node = config.cluster.as_ref().map(|c| c.node_id.clone());
+            let secret = credentials.api_secret().to_owned();
+            let (sink, task) =
+                webhook::start(config.webhooks.clone(), secret, node, http_client.clone(), stopped.clone());
+            tasks.push(task);
+            sink
+        };
         let hub = Hub::new(
-            HubConfig { limits: config.limits.clone(), backlog: config.backlog, turn: config.turn.clone() },
+            HubConfig { limits: config.limits.clone(), backlog: config.backlog, turn: config.turn.clone(), webhooks },
             sfu.handle.clone(),
         );
         let state = Arc::new(ServerState {
@@ -133,16 +211,18 @@ impl Server {
             metrics: Arc::new(metrics::Metrics::new(&sfu.metrics)),
             #[cfg(feature = "redis")]
             cluster: registry,
+            http: http_client,
+            drain: watch::channel(None).0,
+            drain_grace: config.drain_grace,
             next_conn_id: AtomicU64::new(1),
             signaling_faults: Default::default(),
         });
-        let (stop, stopped) = watch::channel(false);
 
         let app = http::router(state.clone());
         let limits =
             http::listener::Limits { per_address: config.max_connections_per_ip, ..http::listener::Limits::default() };
         let serve = tokio::spawn(http::listener::serve(listener, app, limits, tls, stopped.clone()));
-        let mut tasks = vec![serve];
+        tasks.push(serve);
         if let Some(addr) = config.metrics_addr {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -162,7 +242,7 @@ impl Server {
         let housekeeping = tokio::spawn(housekeeping(state.clone(), stopped.clone()));
         #[cfg(feature = "redis")]
         if let Some(registry) = state.cluster.clone() {
-            let url = config.cluster.as_ref().map(|c| c.node_url.clone()).unwrap_or_default();
+            let url = node_url.clone().unwrap_or_default();
             tasks.push(tokio::spawn(cluster::heartbeat(registry, url, state.hub.clone(), stopped.clone())));
         }
         let media_events = tokio::spawn(media_events(state.clone(), sfu.events, stopped));
@@ -222,6 +302,19 @@ impl Server {
             Fault::Media => self.sfu.broadcast(|| sfu::Command::InjectPanic { participant: p.id.clone() }),
         }
         true
+    }
+
+    /// Starts draining: no new session starts here, running ones go on (see
+    /// [`Server::drained`]).
+    pub fn drain(&self) {
+        self.state.start_drain("a signal");
+    }
+
+    /// Resolves when a drain (started by [`Server::drain`] or through the room API) is
+    /// done: no session is left here, or the drain grace ran out. Never, until one
+    /// starts.
+    pub async fn drained(&self) {
+        self.state.drained().await
     }
 
     /// Tells every participant the server is going away, then stops listening.

@@ -1,7 +1,8 @@
 use std::io::Write;
 
 use clap::Parser;
-use confer_server::{Args, Server};
+use confer_server::config::Command;
+use confer_server::{Args, Server, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
 /// Logging when `CONFER_LOG` is not set. str0m warns of things a peer's packets cause
@@ -16,13 +17,19 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let config = match Args::parse().resolve() {
+    let args = Args::parse();
+    let command = args.command.clone();
+    let config = match args.resolve() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("confer-server: {e}");
             return std::process::ExitCode::from(2);
         }
     };
+    if let Some(Command::Drain { url, no_wait }) = command {
+        return drain(&config, url, no_wait).await;
+    }
+    let drain_grace = config.drain_grace;
     let db = confer_server::store::display_db(&config.db);
     let generated_credentials = config.api_key.is_none();
     let server = match Server::start(config).await {
@@ -51,7 +58,19 @@ async fn main() -> std::process::ExitCode {
     if let Err(e) = stdout.write_all(banner.as_bytes()).and_then(|()| stdout.flush()) {
         tracing::warn!(error = %e, "cannot print the banner");
     }
-    wait_for_stop().await;
+    tokio::select! {
+        () = wait_for_stop() => {
+            if !drain_grace.is_zero() {
+                server.drain();
+                tokio::select! {
+                    () = server.drained() => {}
+                    () = wait_for_stop() => tracing::info!("second signal: stopping without waiting"),
+                }
+            }
+        }
+        // Drained through the room API (`confer-server drain`).
+        () = server.drained() => {}
+    }
     tracing::info!("shutting down");
     server.shutdown().await;
     std::process::ExitCode::SUCCESS
@@ -75,4 +94,56 @@ async fn wait_for_stop() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// `confer-server drain`: asks the node to drain, then follows it until it stops.
+async fn drain(config: &ServerConfig, url: Option<String>, no_wait: bool) -> std::process::ExitCode {
+    let url = url.unwrap_or_else(|| format!("http://{}", config.http_addr));
+    let url = url.trim_end_matches('/');
+    let (Some(key), Some(secret)) = (&config.api_key, &config.api_secret) else {
+        eprintln!(
+            "confer-server drain: needs the node's --api-key and --api-secret (or CONFER_API_KEY, CONFER_API_SECRET)"
+        );
+        return std::process::ExitCode::from(2);
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let node = |request: reqwest::RequestBuilder| async move {
+        let answer = request.basic_auth(key, Some(secret)).timeout(std::time::Duration::from_secs(10)).send().await?;
+        answer.error_for_status()?.json::<serde_json::Value>().await
+    };
+    let info = match node(client.post(format!("{url}/v1/node/drain"))).await {
+        Ok(info) => info,
+        Err(e) => {
+            eprintln!("confer-server drain: {url}: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let census =
+        |info: &serde_json::Value| (info["sessions"].as_u64().unwrap_or(0), info["participants"].as_u64().unwrap_or(0));
+    let (sessions, participants) = census(&info);
+    println!("{url} is draining: {sessions} meetings, {participants} participants");
+    if no_wait {
+        return std::process::ExitCode::SUCCESS;
+    }
+    let mut last = (sessions, participants);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        match node(client.get(format!("{url}/v1/node"))).await {
+            Ok(info) if census(&info) != last => {
+                last = census(&info);
+                println!("  {} meetings, {} participants left", last.0, last.1);
+            }
+            Ok(_) => {}
+            // The node stopped: it answers no more.
+            Err(e) if e.is_connect() => {
+                println!("{url} has stopped");
+                return std::process::ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("confer-server drain: {url}: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
 }

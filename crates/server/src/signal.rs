@@ -45,9 +45,18 @@ const ABUSE_WINDOW: Duration = Duration::from_secs(10);
 /// something is badly wrong).
 const MEDIA_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub async fn serve(state: Arc<ServerState>, socket: WebSocket) {
+/// Serves one signaling connection. `relayed_by` names the node that relayed it here,
+/// if one did.
+pub async fn serve(state: Arc<ServerState>, socket: WebSocket, relayed_by: Option<String>) {
     let conn_id = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let _counted = state.metrics.signaling_connection();
+    let Some(Routed { socket, mut first, placed }) = route_connection(&state, socket, relayed_by.as_deref()).await
+    else {
+        return;
+    };
+    if let Some(node) = &relayed_by {
+        tracing::debug!(conn = conn_id, %node, "signaling connection relayed by another node");
+    }
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
     let kill = Arc::new(tokio::sync::Notify::new());
     let closing = Arc::new(tokio::sync::Notify::new());
@@ -62,6 +71,7 @@ pub async fn serve(state: Arc<ServerState>, socket: WebSocket) {
         bucket: TokenBucket::new(state.hub.limits().requests_per_second, state.hub.limits().burst, Instant::now()),
         violations: WindowCounter::new(ABUSE_WINDOW, Instant::now()),
         closing: false,
+        placed,
     };
     tracing::debug!(conn = conn_id, "signaling connection opened");
     let mut stream = stream;
@@ -72,12 +82,15 @@ pub async fn serve(state: Arc<ServerState>, socket: WebSocket) {
     loop {
         let deadline =
             if conn.joined.is_none() { JOIN_TIMEOUT.saturating_sub(started.elapsed()) } else { silence_limit };
-        let frame = tokio::select! {
-            ended = &mut writer => {
-                writer_done = Some(ended.unwrap_or(false));
-                break;
-            }
-            frame = tokio::time::timeout(deadline, stream.next()) => frame,
+        let frame = match first.take() {
+            Some(frame) => Ok(Some(Ok(frame))),
+            None => tokio::select! {
+                ended = &mut writer => {
+                    writer_done = Some(ended.unwrap_or(false));
+                    break;
+                }
+                frame = tokio::time::timeout(deadline, stream.next()) => frame,
+            },
         };
         match frame {
             Err(_) => {
@@ -223,6 +236,9 @@ struct Connection {
     violations: WindowCounter,
     /// Set when this connection should end after the current frame.
     closing: bool,
+    /// The cluster placed the room of this connection's join here already.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    placed: bool,
 }
 
 impl Connection {
@@ -351,9 +367,15 @@ impl Connection {
                 return Err(ApiError::new(ErrorCode::TokenRevoked, "removed from this room; a new token is needed"));
             }
         }
+        if self.state.draining() && !self.state.hub.holds(&room.id) {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "this server is shutting down; no new meetings start here",
+            ));
+        }
         #[cfg(feature = "redis")]
         if let Some(cluster) = &self.state.cluster {
-            if self.state.hub.session(&room.id).is_none() {
+            if !self.placed && !self.state.hub.holds(&room.id) {
                 place_here(cluster, &room.id).await?;
             }
         }
@@ -520,6 +542,83 @@ impl Connection {
     }
 }
 
+/// A connection to serve here.
+struct Routed {
+    socket: WebSocket,
+    /// Its first frame, when routing read it.
+    first: Option<Message>,
+    /// The cluster placed the room of its join here already.
+    placed: bool,
+}
+
+/// In a cluster the first frame says which room the connection is for, and so which
+/// node serves it: this one, or the holder, through a relay (then, or when the client
+/// says nothing in time, `None`). A connection another node relayed is served here.
+#[cfg(feature = "redis")]
+async fn route_connection(state: &ServerState, mut socket: WebSocket, relayed_by: Option<&str>) -> Option<Routed> {
+    let (Some(cluster), None) = (&state.cluster, relayed_by) else {
+        return Some(Routed { socket, first: None, placed: false });
+    };
+    let frame = match tokio::time::timeout(JOIN_TIMEOUT, socket.recv()).await {
+        Ok(Some(Ok(frame))) => frame,
+        _ => return None,
+    };
+    let mut placed = false;
+    if let Message::Text(text) = &frame {
+        match route(state, cluster, text.as_str()).await {
+            Route::There { join_id, node, url } => {
+                let ping_every = Duration::from_millis(state.hub.limits().ping_interval_ms);
+                let to = crate::cluster::relay::Target { node: &node, url: &url };
+                let first = text.as_str().to_owned();
+                crate::cluster::relay::relay(socket, first, join_id, cluster.node_id(), to, ping_every).await;
+                return None;
+            }
+            Route::Here { placed: p } => placed = p,
+        }
+    }
+    Some(Routed { socket, first: Some(frame), placed })
+}
+
+#[cfg(not(feature = "redis"))]
+async fn route_connection(_: &ServerState, socket: WebSocket, _: Option<&str>) -> Option<Routed> {
+    Some(Routed { socket, first: None, placed: false })
+}
+
+/// Where a connection goes, by its first frame.
+#[cfg(feature = "redis")]
+enum Route {
+    /// Served here; `placed` when the cluster placed the room here just now.
+    Here { placed: bool },
+    /// Relayed to the node holding the room.
+    There { join_id: u64, node: String, url: String },
+}
+
+/// Routes a connection whose first frame is `first`. Anything but a join for a room
+/// held elsewhere is served here, where a bad frame or token gets its usual answer
+/// and a cluster that cannot place the room says so (see [`place_here`]).
+#[cfg(feature = "redis")]
+async fn route(state: &ServerState, cluster: &crate::cluster::Registry, first: &str) -> Route {
+    use crate::cluster::Placement;
+    let Ok(ClientMessage { id, request: Request::Join(join) }) =
+        confer_proto::strict::from_slice::<ClientMessage>(first.as_bytes())
+    else {
+        return Route::Here { placed: false };
+    };
+    let Ok(token) = state.credentials.verify(&join.token, Now::system().unix_secs()) else {
+        return Route::Here { placed: false };
+    };
+    if state.hub.holds(&token.room) {
+        return Route::Here { placed: false };
+    }
+    // A draining node is passed over by placement (its heartbeat says so), and
+    // passes joins on to wherever their room goes.
+    match cluster.place(&token.room).await {
+        Ok(Placement::Here) => Route::Here { placed: true },
+        Ok(Placement::There { node, url }) => Route::There { join_id: id, node, url },
+        Err(_) => Route::Here { placed: false },
+    }
+}
+
 /// A session is to start here: the cluster must agree that this node holds the room.
 #[cfg(feature = "redis")]
 async fn place_here(cluster: &crate::cluster::Registry, room: &confer_proto::RoomId) -> ApiResult<()> {
@@ -527,9 +626,10 @@ async fn place_here(cluster: &crate::cluster::Registry, room: &confer_proto::Roo
     match cluster.place(room).await {
         Ok(Placement::Here) => Ok(()),
         Ok(Placement::There { node, .. }) => {
-            // Relaying the connection to that node is the next step (docs/cluster-plan.md).
-            tracing::info!(%room, %node, "a join reached a node that does not hold its room");
-            Err(ApiError::new(ErrorCode::Unavailable, format!("this meeting is held by node {node}; connect there")))
+            // A connection relayed here for a room that has moved since (its holder
+            // died a moment ago): the client joins again and is routed afresh.
+            tracing::info!(%room, %node, "a relayed join reached a node that no longer holds its room");
+            Err(ApiError::new(ErrorCode::Unavailable, "this meeting moved to another server; join again"))
         }
         Err(ClusterError::NoNode) => {
             Err(ApiError::new(ErrorCode::Unavailable, "no server of this cluster takes new meetings now"))

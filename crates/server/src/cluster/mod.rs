@@ -11,10 +11,18 @@
 //!
 //! Placement and release are Lua scripts, so that two nodes starting the same room at
 //! once agree on one holder, and a node that lost a room cannot clear its new holder.
-//! The plan for the rest of the cluster (signaling relayed between nodes, the API on
-//! any node, drain, webhooks) is `docs/cluster-plan.md`.
+//!
+//! A client may reach any node. Signaling for a room held elsewhere is relayed to the
+//! holder ([`relay`]); a room API call about a live session is forwarded to it
+//! ([`forward`]). Why, and the rest of the design: `docs/architecture.md`.
 
-use std::time::Duration;
+pub mod forward;
+pub mod relay;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use confer_proto::RoomId;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -32,6 +40,14 @@ pub const NODE_LIVE_MS: u64 = 3_000;
 pub const NODE_FORGET_MS: u64 = 30_000;
 /// How often a node says it is alive, with its load.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long a room placed here may go without a session before its placement is given
+/// back (the join that asked for it failed, or its client went away): longer than a
+/// join may take.
+const PLACEMENT_UNUSED: Duration = Duration::from_secs(15);
+/// Marks a request or a signaling connection that one node passes to another, with the
+/// passing node's id. A node serves such a request itself and never passes it on, so
+/// that two nodes disagreeing for a moment cannot bounce it between them.
+pub const RELAYED_BY: &str = "x-confer-relayed-by";
 
 const NODES: &str = "confer:nodes";
 const ROOM_NODE: &str = "confer:room_node";
@@ -65,14 +81,14 @@ pub struct NodeState {
 
 impl NodeState {
     /// This node as it is now: `census` for its load, the machine's CPU.
-    fn now(id: &str, url: &str, census: &crate::hub::Census) -> Self {
+    fn now(id: &str, url: &str, census: &crate::hub::Census, draining: bool) -> Self {
         Self {
             id: id.to_owned(),
             url: url.to_owned(),
             participants: census.participants as u32,
             tracks: census.tracks as u32,
             cpu: cpu_load(),
-            draining: false,
+            draining,
             updated_at: 0,
         }
     }
@@ -92,6 +108,13 @@ pub enum Placement {
 pub struct Registry {
     redis: ConnectionManager,
     me: String,
+    /// Rooms placed here, and when: a placement whose session never started is given
+    /// back by the heartbeat.
+    placed: Arc<Mutex<HashMap<RoomId, Instant>>>,
+    /// Takes no new sessions (said in every heartbeat).
+    draining: Arc<AtomicBool>,
+    /// Wakes the heartbeat early, to say something new at once.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Registry {
@@ -105,11 +128,24 @@ impl Registry {
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
         let redis = ConnectionManager::new_with_config(client, config).await?;
-        Ok(Self { redis, me: me.to_owned() })
+        Ok(Self {
+            redis,
+            me: me.to_owned(),
+            placed: Default::default(),
+            draining: Default::default(),
+            wake: Default::default(),
+        })
     }
 
     pub fn node_id(&self) -> &str {
         &self.me
+    }
+
+    /// From now on placement passes this node over (said at once, by an early
+    /// heartbeat).
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
     }
 
     /// Says this node is alive, with its load; forgets nodes long silent.
@@ -138,18 +174,55 @@ impl Registry {
     /// from now on holds it.
     pub async fn place(&self, room: &RoomId) -> Result<Placement, ClusterError> {
         static SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(PLACE_LUA));
-        let placed: Option<(String, String)> = SCRIPT
+        match self.room_script(&SCRIPT, room).await? {
+            None => Err(ClusterError::NoNode),
+            Some((node, _)) if node == self.me => {
+                self.placed.lock().unwrap_or_else(|p| p.into_inner()).entry(room.clone()).or_insert_with(Instant::now);
+                Ok(Placement::Here)
+            }
+            Some((node, url)) => Ok(Placement::There { node, url }),
+        }
+    }
+
+    /// Where `room`'s session is, if a live node holds it; places nothing.
+    pub async fn holder(&self, room: &RoomId) -> Result<Option<Placement>, ClusterError> {
+        static SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(HOLDER_LUA));
+        let held = self.room_script(&SCRIPT, room).await?;
+        Ok(held.map(|(node, url)| if node == self.me { Placement::Here } else { Placement::There { node, url } }))
+    }
+
+    /// Runs a script that finds `room`'s node: `{node id, node url}` or nil.
+    async fn room_script(&self, script: &Script, room: &RoomId) -> Result<Option<(String, String)>, ClusterError> {
+        let found = script
             .key(NODES)
             .key(ROOM_NODE)
             .arg(&room.0)
             .arg(NODE_LIVE_MS)
             .invoke_async(&mut self.redis.clone())
             .await?;
-        match placed {
-            None => Err(ClusterError::NoNode),
-            Some((node, _)) if node == self.me => Ok(Placement::Here),
-            Some((node, url)) => Ok(Placement::There { node, url }),
+        Ok(found)
+    }
+
+    /// The other nodes heard from lately.
+    pub async fn peers(&self) -> Result<Vec<NodeState>, ClusterError> {
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut self.redis.clone()).await?;
+        let now = secs * 1000 + micros / 1000;
+        let nodes = self.nodes().await?;
+        Ok(nodes.into_iter().filter(|n| n.id != self.me && now.saturating_sub(n.updated_at) < NODE_LIVE_MS).collect())
+    }
+
+    /// Rooms placed here more than [`PLACEMENT_UNUSED`] ago that have no session in
+    /// `live`; they are forgotten here (the caller releases them). Rooms in `live` are
+    /// no longer watched: the heartbeat releases them when their session ends.
+    fn unused_placements(&self, live: &HashSet<RoomId>) -> Vec<RoomId> {
+        let mut placed = self.placed.lock().unwrap_or_else(|p| p.into_inner());
+        placed.retain(|room, _| !live.contains(room));
+        let unused: Vec<RoomId> =
+            placed.iter().filter(|(_, at)| at.elapsed() > PLACEMENT_UNUSED).map(|(room, _)| room.clone()).collect();
+        for room in &unused {
+            placed.remove(room);
         }
+        unused
     }
 
     /// `room`'s session on this node ended: its entry goes, unless another node holds
@@ -213,6 +286,20 @@ redis.call('HSET', KEYS[2], ARGV[1], best)
 return {best, best_n.url}
 "#;
 
+/// KEYS[1] nodes, KEYS[2] room -> node; ARGV: room id, live within (ms).
+/// Returns {node id, node url} of the room's holder if it is live, or nil.
+const HOLDER_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local holder = redis.call('HGET', KEYS[2], ARGV[1])
+if not holder then return nil end
+local v = redis.call('HGET', KEYS[1], holder)
+if not v then return nil end
+local ok, n = pcall(cjson.decode, v)
+if ok and now - (tonumber(n.updated_at) or 0) < tonumber(ARGV[2]) then return {holder, n.url} end
+return nil
+"#;
+
 /// KEYS[1] room -> node; ARGV: room id, node id. Deletes the entry if it is the node's.
 const RELEASE_LUA: &str = r#"
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
@@ -232,16 +319,16 @@ pub fn cpu_load() -> f32 {
 
 /// Joins the cluster that `config` names: connects to Redis and says this node is
 /// alive. The store must be shared too, so `db` must be PostgreSQL.
-pub async fn join(config: &crate::config::ClusterConfig, db: &str) -> anyhow::Result<Registry> {
+pub async fn join(config: &crate::config::ClusterConfig, url: &str, db: &str) -> anyhow::Result<Registry> {
     if !crate::store::is_postgres_url(db) {
         anyhow::bail!("--redis needs a --db shared by every node: a postgres:// URL, not {db}");
     }
     let registry = Registry::connect(&config.redis, &config.node_id)
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach the cluster's redis: {e}"))?;
-    let state = NodeState::now(&config.node_id, &config.node_url, &Default::default());
+    let state = NodeState::now(&config.node_id, url, &Default::default(), false);
     registry.heartbeat(&state).await.map_err(|e| anyhow::anyhow!("cannot register with the cluster: {e}"))?;
-    tracing::info!(node = %config.node_id, url = %config.node_url, "joined the cluster");
+    tracing::info!(node = %config.node_id, %url, "joined the cluster");
     Ok(registry)
 }
 
@@ -255,22 +342,27 @@ pub async fn heartbeat(
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(HEARTBEAT);
-    let mut held: std::collections::HashSet<RoomId> = Default::default();
+    let mut held: HashSet<RoomId> = Default::default();
     let mut reachable = true;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            () = registry.wake.notified() => {}
             _ = stopped.wait_for(|s| *s) => break,
         }
-        let state = NodeState::now(registry.node_id(), &url, &hub.census());
-        let now: std::collections::HashSet<RoomId> = hub.sessions().into_iter().map(|s| s.room).collect();
+        let draining = registry.draining.load(Ordering::Relaxed);
+        let state = NodeState::now(registry.node_id(), &url, &hub.census(), draining);
+        let now = hub.rooms();
         let mut result = registry.heartbeat(&state).await;
-        for room in held.difference(&now) {
-            if let Err(e) = registry.release(room).await {
+        let mut ended: Vec<RoomId> = held.difference(&now).cloned().collect();
+        ended.extend(registry.unused_placements(&now));
+        let mut unreleased = vec![];
+        for room in ended {
+            if let Err(e) = registry.release(&room).await {
                 result = Err(e);
+                unreleased.push(room);
             }
         }
-        let ok = result.is_ok();
         match result {
             Ok(()) if !reachable => {
                 reachable = true;
@@ -283,11 +375,8 @@ pub async fn heartbeat(
             _ => {}
         }
         // A room not released (Redis away) is tried again next time.
-        if ok {
-            held = now;
-        } else {
-            held.extend(now);
-        }
+        held = now;
+        held.extend(unreleased);
     }
     if let Err(e) = registry.leave().await {
         tracing::warn!(error = %e, "could not leave the cluster cleanly");

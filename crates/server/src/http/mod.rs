@@ -27,7 +27,7 @@ use crate::ServerState;
 /// How long a request may take, body and answer included.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Largest HTTP body accepted.
-const MAX_BODY_BYTES: usize = 1 << 20;
+pub(crate) const MAX_BODY_BYTES: usize = 1 << 20;
 /// The OpenAPI 3.1 description of this API.
 const OPENAPI: &str = include_str!("../../openapi.json");
 
@@ -35,7 +35,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
     // Frames between the protocol limit and twice it get a `too_large` answer; larger
     // ones end the connection unread (the WebSocket layer refuses them from the header).
     let max_ws = state.hub.limits().max_message_bytes as usize * 2;
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
@@ -45,26 +45,47 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/rooms/{id}/session", get(sessions::get).delete(sessions::end))
         .route("/v1/rooms/{id}/participants/{participant}", delete(sessions::kick))
         .route("/v1/sessions", get(sessions::list))
+        .route("/v1/node", get(sessions::node))
+        .route("/v1/node/drain", post(sessions::drain))
         .route("/v1/tokens", post(tokens::create))
         .route("/v1/tokens/refresh", post(tokens::refresh))
         .route("/v1/invites/exchange", post(tokens::exchange_invite))
         .route("/j/{room}", get(join_page::show))
         .route(
             "/v1/signal",
-            get(move |axum::extract::State(state): axum::extract::State<Arc<ServerState>>, ws: WebSocketUpgrade| async move {
-                ws.max_message_size(max_ws)
-                    .max_frame_size(max_ws)
-                    .on_upgrade(move |socket| crate::signal::serve(state, socket))
-            }),
+            get(
+                move |axum::extract::State(state): axum::extract::State<Arc<ServerState>>,
+                      headers: axum::http::HeaderMap,
+                      ws: WebSocketUpgrade| async move {
+                    let relayed_by = relayed_by(&headers);
+                    ws.max_message_size(max_ws)
+                        .max_frame_size(max_ws)
+                        .on_upgrade(move |socket| crate::signal::serve(state, socket, relayed_by))
+                },
+            ),
         )
         // The web client's files: a page, not part of the room API.
-        .merge(web_client::routes())
+        .merge(web_client::routes());
+    // In a cluster, a call about a session held by another node is passed to it.
+    #[cfg(feature = "redis")]
+    let router =
+        router.route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::cluster::forward::to_holder));
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(guard_request))
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_errors))
         .with_state(state)
+}
+
+/// The node that passed this request on, if another node of the cluster did.
+#[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+fn relayed_by(headers: &axum::http::HeaderMap) -> Option<String> {
+    #[cfg(feature = "redis")]
+    return headers.get(crate::cluster::RELAYED_BY).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    #[cfg(not(feature = "redis"))]
+    return None;
 }
 
 /// `/metrics` alone, without credentials: for `--metrics-addr`.

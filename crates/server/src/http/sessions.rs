@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use confer_proto::session::{SessionInfo, SessionList};
 use confer_proto::signal::DisconnectReason;
@@ -14,8 +14,52 @@ use crate::error::ApiResult;
 use crate::hub::Now;
 use crate::ServerState;
 
-pub async fn list(_: ApiAuth, State(state): State<Arc<ServerState>>) -> Json<SessionList> {
-    Json(SessionList { sessions: state.hub.sessions() })
+/// The live sessions; in a cluster, those of every live node (a call passed on by
+/// another node gets this node's alone).
+pub async fn list(_: ApiAuth, State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Json<SessionList> {
+    #[allow(unused_mut)]
+    let mut sessions = state.hub.sessions();
+    #[cfg(feature = "redis")]
+    if let (None, Some(auth)) = (super::relayed_by(&headers), headers.get(axum::http::header::AUTHORIZATION)) {
+        sessions.extend(crate::cluster::forward::peer_sessions(&state, auth).await);
+        sessions.sort_by(|a, b| a.room.cmp(&b.room));
+    }
+    #[cfg(not(feature = "redis"))]
+    let _ = headers;
+    Json(SessionList { sessions })
+}
+
+/// This node: its id in a cluster, whether it is draining, what it holds.
+pub async fn node(_: ApiAuth, State(state): State<Arc<ServerState>>) -> Json<NodeInfo> {
+    let census = state.hub.census();
+    #[cfg(feature = "redis")]
+    let id = state.cluster.as_ref().map(|c| c.node_id().to_owned());
+    #[cfg(not(feature = "redis"))]
+    let id = None;
+    Json(NodeInfo {
+        node_id: id,
+        draining: state.draining(),
+        sessions: census.rooms as u32,
+        participants: census.participants as u32,
+    })
+}
+
+/// Starts draining this node: no new session starts here; running ones go on until
+/// they end or the drain grace runs out, and then the server stops.
+pub async fn drain(auth: ApiAuth, State(state): State<Arc<ServerState>>) -> (StatusCode, Json<NodeInfo>) {
+    state.start_drain("the room API");
+    (StatusCode::ACCEPTED, node(auth, State(state)).await)
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct NodeInfo {
+    /// This node's id in its cluster; absent for a server on its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    pub draining: bool,
+    /// Live sessions held here.
+    pub sessions: u32,
+    pub participants: u32,
 }
 
 pub async fn get(

@@ -306,7 +306,8 @@ impl Hub {
                 .map(|r| r.name.clone())
                 .unwrap_or_default();
             let room = Room { id: to.clone(), name, ..main.room.clone() };
-            let mut session = Session::new(room, now.unix_ms, self.sfu.place(), Some(main_id.clone()));
+            let mut session =
+                Session::new(room, now.unix_ms, self.sfu.place(), Some(main_id.clone()), self.config.webhooks.clone());
             // A breakout room has no lobby: its people were let into the meeting already.
             session.room.policy.lobby = false;
             sessions.insert(to.clone(), session);

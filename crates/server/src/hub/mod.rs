@@ -43,6 +43,8 @@ pub struct HubConfig {
     pub backlog: usize,
     /// TURN relays: each participant gets credentials that expire with its join token.
     pub turn: Option<crate::turn::TurnConfig>,
+    /// Where room and participant events go for webhooks.
+    pub webhooks: crate::webhook::Sink,
 }
 
 /// The current time, as the hub needs it.
@@ -83,11 +85,33 @@ struct Session {
     parent: Option<RoomId>,
     /// The main room's breakout rooms, once set up.
     breakouts: Option<breakouts::Plan>,
+    /// Webhooks: told of joins, leaves and streams as the participants are.
+    hooks: crate::webhook::Sink,
+    /// Whether `room_started` went out (with the first participant in).
+    started_hook: bool,
+}
+
+/// A session that ends (its last participant gone, ended, or the server stopping)
+/// is `room_finished` to the webhooks.
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.started_hook {
+            self.hooks.send("room_finished", &self.room.id, serde_json::json!({ "started_at": self.started_at }));
+        }
+    }
 }
 
 impl Session {
-    fn new(room: Room, started_at: UnixMillis, sfu: RoomMedia, parent: Option<RoomId>) -> Self {
+    fn new(
+        room: Room,
+        started_at: UnixMillis,
+        sfu: RoomMedia,
+        parent: Option<RoomId>,
+        hooks: crate::webhook::Sink,
+    ) -> Self {
         Session {
+            hooks,
+            started_hook: false,
             room,
             started_at,
             participants: Vec::new(),
@@ -156,8 +180,38 @@ impl Session {
     }
 
     fn broadcast(&mut self, event: &Event, except: Option<&ParticipantId>, now: Instant) {
+        self.webhook(event);
         for p in self.participants.iter_mut().filter(|p| Some(&p.info.id) != except) {
             p.push(event.clone(), now);
+        }
+    }
+
+    /// Passes the events a backend follows on to the webhooks.
+    fn webhook(&mut self, event: &Event) {
+        use serde_json::json;
+        let room = &self.room.id;
+        match event {
+            Event::ParticipantJoined { participant } => {
+                if !self.started_hook {
+                    self.started_hook = true;
+                    self.hooks.send("room_started", room, json!({ "started_at": self.started_at }));
+                }
+                let p = json!({ "id": participant.id, "identity": participant.identity, "name": participant.name });
+                self.hooks.send("participant_joined", room, json!({ "participant": p }));
+            }
+            Event::ParticipantLeft { participant_id, identity, reason } => {
+                let p = json!({ "id": participant_id, "identity": identity });
+                self.hooks.send("participant_left", room, json!({ "participant": p, "reason": reason }));
+            }
+            Event::StreamPublished { participant_id, stream } => {
+                let fields = json!({ "participant": { "id": participant_id }, "stream": stream });
+                self.hooks.send("track_published", room, fields);
+            }
+            Event::StreamUnpublished { participant_id, key } => {
+                let fields = json!({ "participant": { "id": participant_id }, "stream": { "key": key } });
+                self.hooks.send("track_unpublished", room, fields);
+            }
+            _ => {}
         }
     }
 
@@ -279,9 +333,9 @@ impl Hub {
             return Err(ErrorCode::NotAMember.into());
         }
         let mut sessions = self.lock();
-        let session = sessions
-            .entry(room.id.clone())
-            .or_insert_with(|| Session::new(room.clone(), now.unix_ms, self.sfu.place(), None));
+        let session = sessions.entry(room.id.clone()).or_insert_with(|| {
+            Session::new(room.clone(), now.unix_ms, self.sfu.place(), None, self.config.webhooks.clone())
+        });
         // The stored room may be newer than the session's copy.
         if room.version > session.room.version {
             session.room = room;
@@ -608,6 +662,16 @@ impl Hub {
 
     pub fn session(&self, room: &RoomId) -> Option<SessionInfo> {
         self.lock().get(room).map(Session::info)
+    }
+
+    /// Whether `room` has a live session here.
+    pub fn holds(&self, room: &RoomId) -> bool {
+        self.lock().contains_key(room)
+    }
+
+    /// The rooms with a live session here.
+    pub fn rooms(&self) -> std::collections::HashSet<RoomId> {
+        self.lock().keys().cloned().collect()
     }
 
     /// How much is live: for the metrics.

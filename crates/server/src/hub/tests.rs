@@ -41,7 +41,7 @@ impl Fixture {
     fn new() -> Self {
         let (sfu, commands) = SfuHandle::detached();
         let limits = crate::ServerConfig::default().limits;
-        let hub = Hub::new(HubConfig { limits, backlog: 1024, turn: None }, sfu);
+        let hub = Hub::new(HubConfig { limits, backlog: 1024, turn: None, webhooks: Default::default() }, sfu);
         Fixture { hub, commands, _links: Vec::new(), policy: RoomPolicy::default() }
     }
 

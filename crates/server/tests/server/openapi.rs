@@ -23,6 +23,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/rooms/{id}/session"),
     ("delete", "/v1/rooms/{id}/participants/{participant}"),
     ("get", "/v1/sessions"),
+    ("get", "/v1/node"),
+    ("post", "/v1/node/drain"),
     ("post", "/v1/tokens"),
     ("post", "/v1/tokens/refresh"),
     ("post", "/v1/invites/exchange"),
