@@ -30,8 +30,6 @@ use redis::Script;
 use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
-mod test_redis;
-#[cfg(test)]
 mod tests;
 
 /// A node not heard from for this long is dead to placement (three heartbeats).

@@ -1,7 +1,7 @@
 //! The registry against a real `redis-server` of each test's own.
 
-use super::test_redis::RedisServer;
 use super::*;
+use confer_test_services::redis::RedisServer;
 
 fn state(id: &str, participants: u32) -> NodeState {
     NodeState {

@@ -21,8 +21,6 @@ use confer_proto::{Identity, RoomId, UnixMillis};
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
-#[cfg(all(test, feature = "postgres"))]
-mod test_pg;
 #[cfg(test)]
 mod tests;
 

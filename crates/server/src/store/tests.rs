@@ -1,5 +1,5 @@
 //! The store's contract, run on every backend: SQLite in memory, and PostgreSQL in a
-//! fresh database of a throwaway cluster (`test_pg`). The concurrent cases cannot fail
+//! fresh database of a throwaway cluster (`confer_test_services::postgres`). The concurrent cases cannot fail
 //! on SQLite, whose calls take turns; on PostgreSQL they are real races.
 
 use confer_proto::room::{Room, RoomPolicy, RoomSort};
@@ -188,7 +188,7 @@ macro_rules! suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
-                    let Some(url) = super::super::test_pg::database(stringify!($case)).await else { return };
+                    let Some(url) = confer_test_services::postgres::database(stringify!($case)).await else { return };
                     super::$case(super::Store::open(&url).await.unwrap()).await
                 }
             )*
@@ -213,7 +213,7 @@ suite!(
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres_refuses_a_newer_schema() {
-    let Some(url) = super::test_pg::database("newer").await else { return };
+    let Some(url) = confer_test_services::postgres::database("newer").await else { return };
     let store = Store::open(&url).await.unwrap();
     store.insert_room(room("r1", "a", 1)).await.unwrap();
     let again = Store::open(&url).await.unwrap();

@@ -4,11 +4,7 @@
 //! one module per behaviour.
 
 mod common;
-// The throwaway PostgreSQL and Redis the store's and the registry's own tests use.
-#[path = "../../src/store/test_pg.rs"]
-mod test_pg;
-#[path = "../../src/cluster/test_redis.rs"]
-mod test_redis;
+use confer_test_services::{postgres as test_pg, redis as test_redis};
 
 mod abuse;
 mod auth_matrix;

@@ -1,18 +1,18 @@
-//! A throwaway PostgreSQL for tests: one cluster per test process, in a directory of
-//! its own, on a free loopback port, with a fresh database per test. It stops and its
-//! directory is removed when the test process exits, however it exits: the cluster
-//! runs under a shell that waits on a pipe from this process.
+//! A throwaway PostgreSQL: one cluster per test process, with a fresh database per
+//! test ([`database`]).
 //!
 //! The binaries are `$CONFER_PG_BIN`, or the newest `/usr/lib/postgresql/*/bin`
-//! (Debian's `postgresql` package). Without them the PostgreSQL tests are skipped
-//! with a notice, unless `CONFER_TEST_POSTGRES=require` (as the test script sets).
-//! As root (CI), the cluster runs as the `postgres` user: `initdb` refuses root.
+//! (Debian's `postgresql` package); `CONFER_TEST_POSTGRES=require` makes their absence
+//! an error. As root (CI), the cluster runs as the `postgres` user: `initdb` refuses
+//! root.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use crate::{keeper_shell, skip};
 
 struct Cluster {
     port: u16,
@@ -46,12 +46,7 @@ fn run(prefix: &[&str], program: &Path, args: &[&str]) {
 
 fn start() -> Option<Cluster> {
     let Some(bin) = binaries() else {
-        assert_ne!(
-            std::env::var("CONFER_TEST_POSTGRES").as_deref(),
-            Ok("require"),
-            "no PostgreSQL binaries (install postgresql, or set CONFER_PG_BIN)"
-        );
-        eprintln!("test_pg: no PostgreSQL binaries; the PostgreSQL store tests are skipped");
+        skip("CONFER_TEST_POSTGRES", "no PostgreSQL binaries (install postgresql, or set CONFER_PG_BIN)");
         return None;
     };
     let dir = std::env::temp_dir().join(format!("confer-pg-{}", std::process::id()));
@@ -82,14 +77,7 @@ fn start() -> Option<Cluster> {
         log = dir.join("postgres.log").display(),
         dir = dir.display()
     );
-    let mut shell = Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sh runs");
-    let keeper = shell.stdin.take().unwrap();
+    let (shell, keeper) = keeper_shell(&script);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let ready = Command::new(bin.join("pg_isready"))

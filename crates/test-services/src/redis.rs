@@ -1,13 +1,12 @@
-//! A throwaway `redis-server` per test, on a free loopback port with no persistence.
-//! It stops when dropped, and when the test process exits however it exits (it runs
-//! under a shell that waits on a pipe from this process).
-//!
-//! Without `redis-server` (Debian's `redis-server`) the Redis tests are skipped with a
-//! notice, unless `CONFER_TEST_REDIS=require` (as the test script sets).
+//! A throwaway `redis-server` per test, with no persistence, stopped when dropped.
+//! It is Debian's `redis-server`; `CONFER_TEST_REDIS=require` makes its absence an
+//! error.
 
 use std::io::{Read, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command};
 use std::time::{Duration, Instant};
+
+use crate::{keeper_shell, skip};
 
 pub struct RedisServer {
     pub port: u16,
@@ -23,27 +22,15 @@ impl RedisServer {
 
     pub fn start_on(port: u16) -> Option<Self> {
         if Command::new("redis-server").arg("--version").output().is_err() {
-            assert_ne!(
-                std::env::var("CONFER_TEST_REDIS").as_deref(),
-                Ok("require"),
-                "no redis-server (install redis-server)"
-            );
-            eprintln!("test_redis: no redis-server; the Redis tests are skipped");
+            skip("CONFER_TEST_REDIS", "no redis-server (install redis-server)");
             return None;
         }
         let script = format!(
             "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no --dir /tmp --logfile '' >/dev/null & \
              p=$!; read _; kill $p; wait $p"
         );
-        let mut shell = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sh runs");
-        let keeper = shell.stdin.take();
-        let server = Self { port, keeper, shell };
+        let (shell, keeper) = keeper_shell(&script);
+        let server = Self { port, keeper: Some(keeper), shell };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !server.answers() {
             assert!(Instant::now() < deadline, "the test redis-server did not start");
