@@ -140,6 +140,27 @@ impl ServerProcess {
         std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
+    /// Kills the server without warning (SIGKILL), as a crash or a lost machine would.
+    pub fn kill(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits up to `timeout` for the server to exit on its own; whether it did.
+    pub fn exited_within(&mut self, timeout: Duration) -> bool {
+        let Some(child) = &mut self.child else { return false };
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if child.try_wait().ok().flatten().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     /// Stops the server with SIGTERM, as a service manager would, and waits for it.
     pub fn stop(mut self) -> (PathBuf, u16) {
         if let Some(child) = &mut self.child {

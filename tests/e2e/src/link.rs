@@ -203,7 +203,8 @@ fn relay_down(upstream: UdpSocket, front: Arc<UdpSocket>, client: SocketAddr, sh
     }
 }
 
-/// A TCP relay for one client's signaling connection, which a test can cut.
+/// A TCP relay for one client's signaling connection, which a test can cut; or, with
+/// several targets, a load balancer in front of a cluster's nodes.
 pub struct TcpRelay {
     addr: SocketAddr,
     cut: Arc<AtomicBool>,
@@ -213,6 +214,12 @@ pub struct TcpRelay {
 
 impl TcpRelay {
     pub fn start(target: SocketAddr) -> Self {
+        Self::balance(vec![target])
+    }
+
+    /// A load balancer: each connection goes to the next of `targets` in turn, or, if
+    /// that one refuses it (a node that is down), to the one after.
+    pub fn balance(targets: Vec<SocketAddr>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("tcp relay");
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -221,6 +228,7 @@ impl TcpRelay {
         let stop = Arc::new(AtomicBool::new(false));
         let (c, o, s) = (cut.clone(), open.clone(), stop.clone());
         std::thread::spawn(move || {
+            let mut turn = 0;
             while !s.load(Ordering::Relaxed) {
                 let client = match listener.accept() {
                     Ok((client, _)) => client,
@@ -233,7 +241,11 @@ impl TcpRelay {
                 if c.load(Ordering::Relaxed) {
                     continue;
                 }
-                let Ok(server) = TcpStream::connect(target) else { continue };
+                turn += 1;
+                let tried = (0..targets.len()).map(|i| targets[(turn + i) % targets.len()]);
+                let Some(server) = tried.into_iter().find_map(|target| TcpStream::connect(target).ok()) else {
+                    continue;
+                };
                 client.set_nonblocking(false).unwrap();
                 let mut o = o.lock().unwrap();
                 o.push(client.try_clone().unwrap());

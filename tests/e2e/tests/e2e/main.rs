@@ -9,6 +9,7 @@ mod app_ui;
 mod audio_only;
 mod breakouts;
 mod browser_interop;
+mod cluster;
 mod data_tracks;
 mod devices;
 mod fault_isolation;
