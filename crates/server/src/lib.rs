@@ -221,7 +221,8 @@ impl Server {
         let app = http::router(state.clone());
         let limits =
             http::listener::Limits { per_address: config.max_connections_per_ip, ..http::listener::Limits::default() };
-        let serve = tokio::spawn(http::listener::serve(listener, app, limits, tls, stopped.clone()));
+        let trusted = http::listener::Trusted::default();
+        let serve = tokio::spawn(http::listener::serve(listener, app, (limits, trusted.clone()), tls, stopped.clone()));
         tasks.push(serve);
         if let Some(addr) = config.metrics_addr {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -243,7 +244,7 @@ impl Server {
         #[cfg(feature = "redis")]
         if let Some(registry) = state.cluster.clone() {
             let url = node_url.clone().unwrap_or_default();
-            tasks.push(tokio::spawn(cluster::heartbeat(registry, url, state.hub.clone(), stopped.clone())));
+            tasks.push(tokio::spawn(cluster::heartbeat(registry, url, state.hub.clone(), trusted, stopped.clone())));
         }
         let media_events = tokio::spawn(media_events(state.clone(), sfu.events, stopped));
         tracing::info!(%http_addr, %udp_addr, db = %store::display_db(&config.db), "confer-server started");

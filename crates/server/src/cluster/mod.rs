@@ -42,6 +42,8 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// back (the join that asked for it failed, or its client went away): longer than a
 /// join may take.
 const PLACEMENT_UNUSED: Duration = Duration::from_secs(15);
+/// How many heartbeats between updates of the other nodes' addresses.
+const PEERS_EVERY: u32 = 10;
 /// Marks a request or a signaling connection that one node passes to another, with the
 /// passing node's id. A node serves such a request itself and never passes it on, so
 /// that two nodes disagreeing for a moment cannot bounce it between them.
@@ -306,6 +308,27 @@ end
 return 0
 "#;
 
+/// The IP addresses the hosts of `nodes`' URLs resolve to.
+async fn addresses(nodes: &[NodeState]) -> HashSet<std::net::IpAddr> {
+    let mut ips = HashSet::new();
+    for node in nodes {
+        let Ok(url) = url::Url::parse(&node.url) else { continue };
+        let port = url.port_or_known_default().unwrap_or(80);
+        match url.host() {
+            Some(url::Host::Ipv4(ip)) => drop(ips.insert(ip.into())),
+            Some(url::Host::Ipv6(ip)) => drop(ips.insert(ip.into())),
+            Some(url::Host::Domain(name)) => match tokio::net::lookup_host((name, port)).await {
+                Ok(found) => ips.extend(found.map(|a| a.ip())),
+                Err(e) => {
+                    tracing::debug!(node = %node.id, url = %node.url, error = %e, "cannot resolve a node's address")
+                }
+            },
+            None => {}
+        }
+    }
+    ips
+}
+
 /// This machine's load average over the last minute per core (Linux; 0 elsewhere).
 pub fn cpu_load() -> f32 {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f32;
@@ -331,15 +354,18 @@ pub async fn join(config: &crate::config::ClusterConfig, url: &str, db: &str) ->
 }
 
 /// Every [`HEARTBEAT`]: tells the cluster this node's load, and releases the rooms
-/// whose sessions ended here. Redis out of reach is logged once, and once when it is
-/// back; running sessions do not notice. On stop, the node leaves the cluster.
+/// whose sessions ended here; every [`PEERS_EVERY`] heartbeats, updates `trusted`
+/// with the other nodes' addresses. Redis out of reach is logged once, and once when
+/// it is back; running sessions do not notice. On stop, the node leaves the cluster.
 pub async fn heartbeat(
     registry: Registry,
     url: String,
     hub: std::sync::Arc<crate::hub::Hub>,
+    trusted: crate::http::listener::Trusted,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(HEARTBEAT);
+    let mut beats = 0u32;
     let mut held: HashSet<RoomId> = Default::default();
     let mut reachable = true;
     loop {
@@ -375,6 +401,12 @@ pub async fn heartbeat(
         // A room not released (Redis away) is tried again next time.
         held = now;
         held.extend(unreleased);
+        if beats.is_multiple_of(PEERS_EVERY) {
+            if let Ok(peers) = registry.peers().await {
+                trusted.set(addresses(&peers).await);
+            }
+        }
+        beats = beats.wrapping_add(1);
     }
     if let Err(e) = registry.leave().await {
         tracing::warn!(error = %e, "could not leave the cluster cleanly");

@@ -119,3 +119,11 @@ async fn with_redis_gone_calls_fail_quickly_and_recover_when_it_is_back() {
     assert_eq!(a.place(&"r".into()).await.unwrap(), Placement::Here);
     drop(back);
 }
+
+#[tokio::test]
+async fn the_other_nodes_addresses_come_from_their_urls() {
+    let node = |url: &str| NodeState { url: url.into(), ..state("x", 0) };
+    let ips = addresses(&[node("http://127.0.0.2:7880"), node("https://[::1]/"), node("not a url")]).await;
+    let want: HashSet<std::net::IpAddr> = ["127.0.0.2".parse().unwrap(), "::1".parse().unwrap()].into();
+    assert_eq!(ips, want);
+}

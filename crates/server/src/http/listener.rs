@@ -5,7 +5,9 @@
 //!   opening, or of its previous response: this ends slowloris requests and idle
 //!   keep-alive connections alike (hyper starts the clock when it waits for a head).
 //! - One address holds at most [`Limits::per_address`] connections, WebSockets
-//!   included; further ones are closed on accept.
+//!   included; further ones are closed on accept. The other nodes of a cluster
+//!   ([`Trusted`]) are not held to it: each signaling connection they relay is a
+//!   client's, counted by the node that client reached.
 //! - All addresses together hold at most [`Limits::total`], kept below the process's
 //!   file-descriptor limit so that accepting never fails for want of one.
 //!
@@ -15,11 +17,11 @@
 //! With `--tls-cert` and `--tls-key` every connection is TLS (rustls, HTTP/1.1, so
 //! WebSocket signaling is WSS); its handshake must finish within [`HEADER_TIMEOUT`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -51,6 +53,21 @@ impl Default for Limits {
     }
 }
 
+/// Addresses free of the per-address cap: the other nodes of this node's cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Trusted(Arc<RwLock<HashSet<IpAddr>>>);
+
+impl Trusted {
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub fn set(&self, ips: HashSet<IpAddr>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = ips;
+    }
+
+    fn contains(&self, ip: &IpAddr) -> bool {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).contains(ip)
+    }
+}
+
 /// The TLS side of the listener, from PEM files.
 pub fn tls_acceptor(files: &crate::config::TlsFiles) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     use rustls::pki_types::pem::PemObject;
@@ -77,11 +94,11 @@ pub fn tls_acceptor(files: &crate::config::TlsFiles) -> anyhow::Result<tokio_rus
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    limits: Limits,
+    (limits, trusted): (Limits, Trusted),
     tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let counts = Counts::new(limits);
+    let counts = Counts::new(limits, trusted);
     let mut refused_logged = 0u64;
     loop {
         let (stream, peer) = tokio::select! {
@@ -159,13 +176,14 @@ struct Counts {
 
 struct CountsInner {
     limits: Limits,
+    trusted: Trusted,
     total: usize,
     by_address: HashMap<IpAddr, usize>,
 }
 
 impl Counts {
-    fn new(limits: Limits) -> Self {
-        Self { inner: Arc::new(Mutex::new(CountsInner { limits, total: 0, by_address: HashMap::new() })) }
+    fn new(limits: Limits, trusted: Trusted) -> Self {
+        Self { inner: Arc::new(Mutex::new(CountsInner { limits, trusted, total: 0, by_address: HashMap::new() })) }
     }
 
     /// A slot for one more connection from `ip`, or `None` past a limit.
@@ -175,8 +193,9 @@ impl Counts {
         if inner.total >= limits.total {
             return None;
         }
+        let trusted = inner.trusted.contains(&ip);
         let held = inner.by_address.entry(ip).or_default();
-        if *held >= limits.per_address {
+        if *held >= limits.per_address && !trusted {
             return None;
         }
         *held += 1;
@@ -273,7 +292,7 @@ mod tests {
 
     #[test]
     fn each_address_and_the_whole_have_a_cap() {
-        let counts = Counts::new(Limits { per_address: 2, total: 3 });
+        let counts = Counts::new(Limits { per_address: 2, total: 3 }, Trusted::default());
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();
         let a1 = counts.admit(a).expect("first from a");
@@ -283,5 +302,18 @@ mod tests {
         assert!(counts.admit(b).is_none(), "past the total");
         drop(a1);
         assert!(counts.admit(b).is_some(), "a freed place is free for anyone");
+    }
+
+    #[test]
+    fn other_nodes_have_no_cap_of_their_own() {
+        let trusted = Trusted::default();
+        let counts = Counts::new(Limits { per_address: 1, total: 4 }, trusted.clone());
+        let node: IpAddr = [10, 0, 0, 7].into();
+        let _first = counts.admit(node).expect("first");
+        assert!(counts.admit(node).is_none());
+        trusted.set([node].into());
+        let held: Vec<_> = (0..3).map(|_| counts.admit(node).expect("relayed connections")).collect();
+        assert!(counts.admit(node).is_none(), "the total still holds");
+        drop(held);
     }
 }
