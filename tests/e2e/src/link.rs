@@ -257,6 +257,11 @@ impl TcpRelay {
         Self { addr, cut, open, stop }
     }
 
+    /// The address a client should use instead of the server's.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// The URL a client should use instead of the server's.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

@@ -1167,3 +1167,64 @@ async fn the_grid_pages_through_nine_bots_each_tile_showing_its_own() {
     let _ = tokio::time::timeout(Duration::from_secs(5), c.close()).await;
     drop(driver);
 }
+
+/// Issue 17: the app in a meeting of a three-node cluster, reached through a load
+/// balancer, with a bot. The node holding the meeting is killed: the app says it is
+/// reconnecting, then is back in the meeting (on the node left, through the same
+/// balancer) with the bot's video moving again, within 10 s.
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "needs the desktop app and tauri-driver: scripts/test.sh runs it"]
+async fn the_app_rides_out_the_loss_of_its_meetings_node() {
+    pulse();
+    let Some(mut cluster) = crate::cluster::Cluster::start("e2e_app_failover") else { return };
+    let dir = temp_dir("app-failover");
+    let balancer = confer_e2e::link::TcpRelay::balance(cluster.nodes.iter().map(ServerProcess::http_addr).collect());
+    let lb = ServerProcess::in_process(balancer.addr());
+    let room = create_room(&lb, "Failover", &[]);
+    let mut alice =
+        Bot::publisher("alice", &lb, &room, &["--tone", "440", "--video", "640x360@15", "--duration", "120"]);
+    let alice_before = participant_id(&mut alice);
+
+    let driver = Driver::start(&dir);
+    let c = driver.session().await;
+    type_into(&c, "#join-name", "Tester").await;
+    type_into(&c, "#join-link", &token_link(&lb, &room, "tester")).await;
+    click(&c, "#join-submit").await;
+    click(&c, "#prejoin-join").await;
+    within("the call screen", c.wait().at_most(T).for_element(Locator::Css("#call"))).await.expect("the call screen");
+    let drawing = format!(
+        r#"const c = document.querySelector(".tile.remote[data-participant='{alice_before}'] canvas");
+        return !!c && Number(c.dataset.frames || 0) > 20;"#
+    );
+    until(&c, "alice's tile drawing video", &drawing).await;
+
+    let holder = cluster.hooks.wait_for(&room, "room_started", T).first().map(|(_, node)| node.clone()).unwrap();
+    let lost = Instant::now();
+    cluster.node_mut(&holder).kill();
+    eprintln!("killed {holder}, the node holding the meeting");
+    until(&c, "the reconnecting banner", "return !document.querySelector('#reconnecting').hidden").await;
+    let shown = lost.elapsed();
+    save_screenshot(&driver, "app-cluster-reconnecting.png");
+    alice.expect_event("reconnected", T, |_| true);
+    // Alice joined afresh on the node left: a new participant, a new tile.
+    let new_tile = format!(
+        r#"const t = [...document.querySelectorAll('.tile.remote')].find(t =>
+            t.dataset.participant !== '{alice_before}' && Number(t.querySelector('canvas')?.dataset.frames || 0) > 20);
+        return t ? t.dataset.participant : false;"#
+    );
+    let alice_after = until(&c, "alice's video in the meeting's new home", &new_tile).await;
+    let back = lost.elapsed();
+    let alice_after = alice_after.as_str().unwrap().to_owned();
+    until(&c, "the banner gone", "return document.querySelector('#reconnecting').hidden").await;
+    let css = format!(".tile.remote[data-participant='{alice_after}'] canvas");
+    let first = poll_stamp(&c, &css).await.expect("alice's tile shows her pattern");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let later = poll_stamp(&c, &css).await.expect("alice's tile still shows her pattern");
+    assert!(later.frame_number > first.frame_number, "alice's video does not move: {first:?} then {later:?}");
+    eprintln!("the banner {} ms after the loss; alice's video back {} ms after", shown.as_millis(), back.as_millis());
+    assert!(back <= Duration::from_secs(10), "back {back:?} after the node was lost");
+    save_screenshot(&driver, "app-cluster-back.png");
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.close()).await;
+    drop(driver);
+    alice.kill();
+}

@@ -19,15 +19,15 @@ use confer_test_services::redis::RedisServer;
 use serde_json::Value;
 
 /// Three nodes, n1 to n3, and what they share.
-struct Cluster {
-    nodes: Vec<ServerProcess>,
-    hooks: Hooks,
+pub(crate) struct Cluster {
+    pub nodes: Vec<ServerProcess>,
+    pub hooks: Hooks,
     _redis: RedisServer,
 }
 
 impl Cluster {
     /// `None` when PostgreSQL or Redis is not installed (and not required).
-    fn start(name: &str) -> Option<Self> {
+    pub fn start(name: &str) -> Option<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let db = runtime.block_on(confer_test_services::postgres::database(name))?;
         let redis = RedisServer::start()?;
@@ -51,6 +51,10 @@ impl Cluster {
             })
             .collect();
         Some(Self { nodes, hooks, _redis: redis })
+    }
+
+    pub fn node_mut(&mut self, id: &str) -> &mut ServerProcess {
+        &mut self.nodes[id[1..].parse::<usize>().unwrap() - 1]
     }
 
     fn node(&self, id: &str) -> &ServerProcess {
@@ -80,7 +84,7 @@ fn http_get(server: &ServerProcess, path: &str) -> Value {
 
 /// A backend taking webhooks: every event whose signature checks out, as posted.
 #[derive(Clone)]
-struct Hooks {
+pub(crate) struct Hooks {
     url: String,
     events: Arc<Mutex<Vec<Value>>>,
 }
@@ -118,7 +122,7 @@ impl Hooks {
     }
 
     /// Waits until `room` has an `event`.
-    fn wait_for(&self, room: &str, event: &str, timeout: Duration) -> Vec<(String, String)> {
+    pub fn wait_for(&self, room: &str, event: &str, timeout: Duration) -> Vec<(String, String)> {
         let deadline = Instant::now() + timeout;
         loop {
             let found = self.named(room, event);
@@ -322,8 +326,7 @@ fn a_drained_node_takes_no_new_meeting_and_a_lost_nodes_meeting_comes_back() {
     // the balancer, on the node left, with media, within 10 s.
     std::thread::sleep(Duration::from_secs(3));
     let lost = unix_ms();
-    let i = holder[1..].parse::<usize>().unwrap() - 1;
-    cluster.nodes[i].kill();
+    cluster.node_mut(&holder).kill();
     println!("killed {holder}");
     for b in &mut bots {
         let back = b.expect_event("reconnected", Duration::from_secs(10), |_| true);
