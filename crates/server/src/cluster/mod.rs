@@ -2,7 +2,7 @@
 //! are, whether they are draining, and which node holds each room's live session.
 //!
 //! Two hashes. `confer:nodes` maps a node id to its [`NodeState`] as JSON, rewritten by
-//! the node's heartbeat every second; `confer:room_node` maps a room id to the node
+//! the node's heartbeat twice a second; `confer:room_node` maps a room id to the node
 //! holding its session. Liveness is the heartbeat's time in the value, set from Redis's
 //! own clock (`TIME`) so that the nodes' clocks do not matter: a node not heard from
 //! for [`NODE_LIVE_MS`] is dead to placement, and one silent for [`NODE_FORGET_MS`] is
@@ -32,18 +32,19 @@ use serde::{Deserialize, Serialize};
 #[cfg(test)]
 mod tests;
 
-/// A node not heard from for this long is dead to placement (three heartbeats).
-pub const NODE_LIVE_MS: u64 = 3_000;
+/// A node not heard from for this long is dead to placement (four heartbeats): what
+/// a lost node's meetings wait before they can start again elsewhere.
+pub const NODE_LIVE_MS: u64 = 2_000;
 /// A node silent for this long is removed from the registry.
 pub const NODE_FORGET_MS: u64 = 30_000;
 /// How often a node says it is alive, with its load.
-pub const HEARTBEAT: Duration = Duration::from_secs(1);
+pub const HEARTBEAT: Duration = Duration::from_millis(500);
 /// How long a room placed here may go without a session before its placement is given
 /// back (the join that asked for it failed, or its client went away): longer than a
 /// join may take.
 const PLACEMENT_UNUSED: Duration = Duration::from_secs(15);
 /// How many heartbeats between updates of the other nodes' addresses.
-const PEERS_EVERY: u32 = 10;
+const PEERS_EVERY: u32 = 20;
 /// Marks a request or a signaling connection that one node passes to another, with the
 /// passing node's id. A node serves such a request itself and never passes it on, so
 /// that two nodes disagreeing for a moment cannot bounce it between them.

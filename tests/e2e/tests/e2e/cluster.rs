@@ -28,8 +28,14 @@ pub(crate) struct Cluster {
 impl Cluster {
     /// `None` when PostgreSQL or Redis is not installed (and not required).
     pub fn start(name: &str) -> Option<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let db = runtime.block_on(confer_test_services::postgres::database(name))?;
+        // A thread of its own: the caller may be inside a runtime already.
+        let name = name.to_owned();
+        let db = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(confer_test_services::postgres::database(&name))
+        })
+        .join()
+        .unwrap()?;
         let redis = RedisServer::start()?;
         let hooks = Hooks::start();
         let nodes = (1..=3)
