@@ -44,7 +44,8 @@ pub const SIGNATURE_HEADER: &str = "confer-signature";
 pub struct Sink(Option<mpsc::Sender<Value>>);
 
 impl Sink {
-    /// Queues `event` about `room`, with `fields` (a JSON object) merged in.
+    /// Queues `event` about `room`, with `fields` (a JSON object) merged in, but for
+    /// those that are null.
     pub fn send(&self, event: &str, room: &RoomId, fields: Value) {
         let Some(tx) = &self.0 else { return };
         let unix_ms = crate::hub::Now::system().unix_ms;
@@ -55,7 +56,7 @@ impl Sink {
             "room": { "id": room },
         });
         if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
-            body.extend(fields);
+            body.extend(fields.into_iter().filter(|(_, v)| !v.is_null()));
         }
         if tx.try_send(body).is_err() {
             tracing::warn!(event, %room, "webhook queue full: event dropped");

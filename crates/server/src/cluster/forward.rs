@@ -30,13 +30,14 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(3);
 /// holder.
 pub async fn to_holder(State(state): State<Arc<ServerState>>, request: Request, next: Next) -> Response {
     let Some(cluster) = &state.cluster else { return next.run(request).await };
-    let authorized = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    // Unauthorized calls are refused here, by the handler, not passed on.
-    if request.headers().contains_key(RELAYED_BY) || state.credentials.check_basic(authorized).is_err() {
-        return next.run(request).await;
-    }
     let Some(room) = session_room(request.method(), request.uri().path()) else { return next.run(request).await };
-    if state.hub.holds(&room) {
+    let authorized = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    // Served here: a call another node passed on, a meeting held here, and a call
+    // without valid credentials (refused here, by the handler, not passed on).
+    if request.headers().contains_key(RELAYED_BY)
+        || state.hub.holds(&room)
+        || state.credentials.check_basic(authorized).is_err()
+    {
         return next.run(request).await;
     }
     match cluster.holder(&room).await {
@@ -91,6 +92,30 @@ async fn forward(state: &ServerState, request: Request, node: &str, url: &str) -
     let body = answer.bytes().await.unwrap_or_default();
     // Errors are counted by the node that wrote them, not again here.
     (status, content_type.map(|v| [(header::CONTENT_TYPE, v)]), body).into_response()
+}
+
+/// `room`'s live session when another node holds it, asked of that node (with this
+/// node's own credentials, which every node shares); `None` when no other node holds
+/// it or it does not answer in time.
+pub async fn session_elsewhere(state: &ServerState, room: &RoomId) -> Option<SessionInfo> {
+    let cluster = state.cluster.as_ref()?;
+    let Ok(Some(Placement::There { node, url })) = cluster.holder(room).await else { return None };
+    let answer = state
+        .http
+        .get(format!("{}/v1/rooms/{}/session", url.trim_end_matches('/'), crate::http::path_segment(&room.0)))
+        .timeout(LIST_TIMEOUT)
+        .basic_auth(state.credentials.api_key(), Some(state.credentials.api_secret()))
+        .header(RELAYED_BY, cluster.node_id())
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status);
+    match answer {
+        Ok(answer) => answer.json().await.ok(),
+        Err(e) => {
+            tracing::info!(%room, %node, error = %e, "the node holding a session did not describe it");
+            None
+        }
+    }
 }
 
 /// The sessions of the other live nodes, for `GET /v1/sessions`. A node that does not

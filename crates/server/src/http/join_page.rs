@@ -127,7 +127,14 @@ async fn decide(state: &ServerState, room: &RoomId, query: LinkQuery) -> Result<
         },
         (None, None) => return Ok(not_valid()),
     };
-    if let (Some(max), Some(session)) = (stored.policy.max_participants, state.hub.session(room)) {
+    #[allow(unused_mut)]
+    let mut session = state.hub.session(room);
+    // In a cluster, the meeting may be on another node.
+    #[cfg(feature = "redis")]
+    if session.is_none() && stored.policy.max_participants.is_some() {
+        session = crate::cluster::forward::session_elsewhere(state, room).await;
+    }
+    if let (Some(max), Some(session)) = (stored.policy.max_participants, session) {
         if session.participants.len() >= max as usize {
             return Ok(refused(
                 StatusCode::SERVICE_UNAVAILABLE,

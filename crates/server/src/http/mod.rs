@@ -79,6 +79,12 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .with_state(state)
 }
 
+/// `s` percent-encoded for one segment of a URL's path.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn path_segment(s: &str) -> String {
+    tokens::url_encode(s)
+}
+
 /// The node that passed this request on, if another node of the cluster did.
 #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
 fn relayed_by(headers: &axum::http::HeaderMap) -> Option<String> {

@@ -96,7 +96,8 @@ struct Session {
 impl Drop for Session {
     fn drop(&mut self) {
         if self.started_hook {
-            self.hooks.send("room_finished", &self.room.id, serde_json::json!({ "started_at": self.started_at }));
+            let fields = serde_json::json!({ "started_at": self.started_at, "main_room": self.parent });
+            self.hooks.send("room_finished", &self.room.id, fields);
         }
     }
 }
@@ -194,7 +195,8 @@ impl Session {
             Event::ParticipantJoined { participant } => {
                 if !self.started_hook {
                     self.started_hook = true;
-                    self.hooks.send("room_started", room, json!({ "started_at": self.started_at }));
+                    let fields = json!({ "started_at": self.started_at, "main_room": self.parent });
+                    self.hooks.send("room_started", room, fields);
                 }
                 let p = json!({ "id": participant.id, "identity": participant.identity, "name": participant.name });
                 self.hooks.send("participant_joined", room, json!({ "participant": p }));

@@ -92,7 +92,7 @@ async fn a_meeting_reached_through_either_node_is_one_meeting() {
     let a = node("a", &db, &redis, Some(&hooks_url)).await;
     let b = node("b", &db, &redis, Some(&hooks_url)).await;
     // Rooms are shared: created on one node, known to the other.
-    b.create_room(json!({"id": "standup", "name": "Standup"})).await;
+    b.create_room(json!({"id": "standup", "name": "Standup", "policy": {"max_participants": 2}})).await;
 
     // Both idle: the tie goes to "a", which starts the session.
     let (mut ann, _) = a.join(&a.moderator_token("standup", "ann").await).await;
@@ -109,6 +109,11 @@ async fn a_meeting_reached_through_either_node_is_one_meeting() {
         other => panic!("expected ben's message, got {other:?}"),
     }
     assert!(matches!(ben.request(Request::Ping).await, Ok(Reply::Pong)));
+
+    // The join page on either node knows the meeting is full.
+    let link = b.url(&format!("/j/standup?token={}", b.token("standup", "cat").await));
+    let page = b.http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 503, "b's join page says the meeting on a is full");
 
     // The room API on b acts on the session held by a.
     let session: Value =
