@@ -298,11 +298,13 @@ pub struct Hub {
     config: HubConfig,
     sessions: Mutex<HashMap<RoomId, Session>>,
     sfu: SfuHandle,
+    /// Set by [`Hub::shutdown`], under the sessions' lock: no session starts after.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl Hub {
     pub fn new(config: HubConfig, sfu: SfuHandle) -> Arc<Self> {
-        Arc::new(Self { config, sessions: Mutex::new(HashMap::new()), sfu })
+        Arc::new(Self { config, sessions: Mutex::new(HashMap::new()), sfu, stopped: Default::default() })
     }
 
     pub fn limits(&self) -> &SignalLimits {
@@ -335,6 +337,11 @@ impl Hub {
             return Err(ErrorCode::NotAMember.into());
         }
         let mut sessions = self.lock();
+        // A client told of the shutdown may come straight back before the listener
+        // has closed: it must try again, and find the next server.
+        if self.stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(ApiError::new(ErrorCode::Unavailable, "the server is shutting down; try again"));
+        }
         let session = sessions.entry(room.id.clone()).or_insert_with(|| {
             Session::new(room.clone(), now.unix_ms, self.sfu.place(), None, self.config.webhooks.clone())
         });
@@ -630,9 +637,10 @@ impl Hub {
 
     /// Closes every connection on server shutdown. Nobody is told that anyone left:
     /// everyone goes at once, and clients come back (as new participants) when the
-    /// server is up again.
+    /// server is up again. From then on, joins are answered `unavailable`.
     pub fn shutdown(&self, now: Now) {
         let mut sessions = self.lock();
+        self.stopped.store(true, std::sync::atomic::Ordering::Relaxed);
         for session in sessions.values_mut() {
             for p in session.participants.iter_mut().chain(session.lobby.iter_mut().map(|w| &mut w.p)) {
                 p.push(Event::Disconnected { reason: DisconnectReason::ServerShutdown }, now.mono);

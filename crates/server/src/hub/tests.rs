@@ -313,3 +313,15 @@ fn breakout_rooms_take_people_out_and_bring_them_back() {
     assert!(f.hub.end_session(&r(), DisconnectReason::SessionEnded, Now::system()));
     assert!(f.hub.sessions().is_empty());
 }
+
+#[test]
+fn after_a_shutdown_nobody_joins() {
+    let mut f = Fixture::new();
+    f.join("ann", Grants::default());
+    f.hub.shutdown(Now::system());
+    assert!(f.events(0).contains(&"disconnected".to_owned()));
+    // A client told of the shutdown comes straight back, before the listener closes.
+    let refused = f.try_join("ann", Grants::default()).expect_err("a join after the shutdown");
+    assert_eq!(refused.code, ErrorCode::Unavailable);
+    assert!(f.hub.sessions().is_empty());
+}
