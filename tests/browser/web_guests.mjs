@@ -83,9 +83,17 @@ try {
     log(`${name}: sees ${expected} others`);
   }
   if (args.pause) {
+    // Whether the banner showed at any time while the test held the network or the
+    // server: by the time the test hands back, the page may be back already.
+    await pages[0].page.evaluate(() => {
+      window.reconnectingSeen = false;
+      setInterval(() => {
+        if (document.querySelector("#reconnecting")?.hidden === false) window.reconnectingSeen = true;
+      }, 50);
+    });
     await handOver(args.pause);
     const started = Date.now();
-    result.reconnecting_shown = await pages[0].page.evaluate(() => document.querySelector("#reconnecting")?.hidden === false);
+    result.reconnecting_shown = await pages[0].page.evaluate(() => window.reconnectingSeen);
     for (const { name, page } of pages) {
       await until(page, `${name} back in the call`, () => document.querySelector("#reconnecting")?.hidden === true && !!document.querySelector("#call"));
       // Moving again: 20 frames drawn on each other person's tile from now on (a fresh
