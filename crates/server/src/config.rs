@@ -272,6 +272,8 @@ pub enum ConfigError {
     HalfTls,
     #[error("--webhook-url {0} is not an http:// or https:// URL")]
     WebhookUrl(String),
+    #[error("--http-addr {0} listens on every interface; set --node-url to the URL the other nodes reach this one at")]
+    NoNodeUrl(SocketAddr),
 }
 
 impl Args {
@@ -329,15 +331,16 @@ impl Args {
             _ => return Err(ConfigError::HalfTls),
         };
         if let Some(redis) = self.redis.or(file.redis) {
-            let scheme = if c.tls.is_some() { "https" } else { "http" };
             let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
             c.cluster = Some(ClusterConfig {
                 redis,
                 node_id: self.node_id.or(file.node_id).unwrap_or_else(|| format!("{host}:{}", c.http_addr.port())),
-                node_url: Some(
-                    self.node_url.or(file.node_url).unwrap_or_else(|| format!("{scheme}://{}", c.http_addr)),
-                ),
+                // Unset: the HTTP listener's own address (see `Server::start`).
+                node_url: self.node_url.or(file.node_url),
             });
+            if c.cluster.as_ref().is_some_and(|k| k.node_url.is_none()) && c.http_addr.ip().is_unspecified() {
+                return Err(ConfigError::NoNodeUrl(c.http_addr));
+            }
         }
         let default_grace = if c.cluster.is_some() { 300 } else { 0 };
         c.drain_grace = Duration::from_secs(self.drain_grace.or(file.drain_grace).unwrap_or(default_grace));
@@ -458,6 +461,16 @@ mod tests {
         assert_eq!(c.advertise_ips.len(), 2);
         assert_eq!(c.tcp_addr, Some("10.0.0.5:7882".parse().unwrap()));
         assert_eq!(c.turn.unwrap().urls.len(), 2);
+    }
+
+    #[test]
+    fn a_node_listening_everywhere_needs_its_url() {
+        let node = ["confer-server", "--redis", "redis://10.0.0.5/", "--http-addr", "0.0.0.0:7880"];
+        assert!(matches!(Args::parse_from(node).resolve(), Err(ConfigError::NoNodeUrl(_))));
+        let named = Args::parse_from([&node[..], &["--node-url", "http://10.0.0.11:7880"]].concat()).resolve().unwrap();
+        assert_eq!(named.cluster.unwrap().node_url.as_deref(), Some("http://10.0.0.11:7880"));
+        let local = Args::parse_from(["confer-server", "--redis", "redis://10.0.0.5/"]).resolve().unwrap();
+        assert_eq!(local.cluster.unwrap().node_url, None, "the listener's own address, once bound");
     }
 
     #[test]

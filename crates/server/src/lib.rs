@@ -154,7 +154,8 @@ impl Server {
         let tls = config.tls.as_ref().map(http::listener::tls_acceptor).transpose()?;
         let tls_on = tls.is_some();
         let scheme = if tls_on { "https" } else { "http" };
-        // Where the other nodes reach this one: as configured, or this listener.
+        // Where the other nodes reach this one: as configured, or this listener (which
+        // must then have an address they can use: the configuration checks it).
         let node_url =
             config.cluster.as_ref().map(|c| c.node_url.clone().unwrap_or_else(|| format!("{scheme}://{http_addr}")));
         #[cfg(feature = "redis")]

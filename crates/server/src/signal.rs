@@ -16,10 +16,12 @@ use axum::extract::ws::{Message, WebSocket};
 use confer_proto::signal::{
     ClientMessage, DisconnectReason, JoinRequest, Reply, Request, MAX_CONTEXT_BYTES, MAX_NAME_BYTES,
 };
-use confer_proto::ErrorCode;
+use confer_proto::{ErrorCode, RoomId};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
+#[cfg(feature = "redis")]
+use crate::cluster::route::route_connection;
 use crate::error::{ApiError, ApiResult};
 use crate::hub::{error_response, response, Admitted, Link, Now, Outbound, Queued};
 use crate::limit::{TokenBucket, WindowCounter};
@@ -50,8 +52,10 @@ const MEDIA_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn serve(state: Arc<ServerState>, socket: WebSocket, relayed_by: Option<String>) {
     let conn_id = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let _counted = state.metrics.signaling_connection();
-    let Some(Routed { socket, mut first, placed }) = route_connection(&state, socket, relayed_by.as_deref()).await
-    else {
+    // The join must come within `JOIN_TIMEOUT` of the connection, however it is routed.
+    let started = Instant::now();
+    let routed = route_connection(&state, socket, relayed_by.as_deref(), JOIN_TIMEOUT).await;
+    let Some(Routed { socket, mut first, placed }) = routed else {
         return;
     };
     if let Some(node) = &relayed_by {
@@ -75,7 +79,6 @@ pub async fn serve(state: Arc<ServerState>, socket: WebSocket, relayed_by: Optio
     };
     tracing::debug!(conn = conn_id, "signaling connection opened");
     let mut stream = stream;
-    let started = Instant::now();
     let silence_limit = ping_every * 3;
     // Set when the writer ended inside the loop: whether it closed cleanly.
     let mut writer_done = None;
@@ -236,9 +239,9 @@ struct Connection {
     violations: WindowCounter,
     /// Set when this connection should end after the current frame.
     closing: bool,
-    /// The cluster placed the room of this connection's join here already.
+    /// The room the cluster placed here for this connection's first join (used up by it).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    placed: bool,
+    placed: Option<RoomId>,
 }
 
 impl Connection {
@@ -375,8 +378,9 @@ impl Connection {
         }
         #[cfg(feature = "redis")]
         if let Some(cluster) = &self.state.cluster {
-            if !self.placed && !self.state.hub.holds(&room.id) {
-                place_here(cluster, &room.id).await?;
+            let placed = self.placed.take();
+            if placed.as_ref() != Some(&room.id) && !self.state.hub.holds(&room.id) {
+                crate::cluster::route::place_here(cluster, &room.id).await?;
             }
         }
         let admitted = self.state.hub.join(room, token, &req, id, self.link.clone(), Now::system())?;
@@ -543,103 +547,16 @@ impl Connection {
 }
 
 /// A connection to serve here.
-struct Routed {
-    socket: WebSocket,
+pub(crate) struct Routed {
+    pub socket: WebSocket,
     /// Its first frame, when routing read it.
-    first: Option<Message>,
-    /// The cluster placed the room of its join here already.
-    placed: bool,
+    pub first: Option<Message>,
+    /// The room the cluster placed here for that first frame's join, if it did.
+    pub placed: Option<RoomId>,
 }
 
-/// In a cluster the first frame says which room the connection is for, and so which
-/// node serves it: this one, or the holder, through a relay (then, or when the client
-/// says nothing in time, `None`). A connection another node relayed is served here.
-#[cfg(feature = "redis")]
-async fn route_connection(state: &ServerState, mut socket: WebSocket, relayed_by: Option<&str>) -> Option<Routed> {
-    let (Some(cluster), None) = (&state.cluster, relayed_by) else {
-        return Some(Routed { socket, first: None, placed: false });
-    };
-    let frame = match tokio::time::timeout(JOIN_TIMEOUT, socket.recv()).await {
-        Ok(Some(Ok(frame))) => frame,
-        _ => return None,
-    };
-    let mut placed = false;
-    if let Message::Text(text) = &frame {
-        match route(state, cluster, text.as_str()).await {
-            Route::There { join_id, node, url } => {
-                let ping_every = Duration::from_millis(state.hub.limits().ping_interval_ms);
-                let to = crate::cluster::relay::Target { node: &node, url: &url };
-                let first = text.as_str().to_owned();
-                crate::cluster::relay::relay(socket, first, join_id, cluster.node_id(), to, ping_every).await;
-                return None;
-            }
-            Route::Here { placed: p } => placed = p,
-        }
-    }
-    Some(Routed { socket, first: Some(frame), placed })
-}
-
+/// Without cluster support every connection is served here.
 #[cfg(not(feature = "redis"))]
-async fn route_connection(_: &ServerState, socket: WebSocket, _: Option<&str>) -> Option<Routed> {
-    Some(Routed { socket, first: None, placed: false })
-}
-
-/// Where a connection goes, by its first frame.
-#[cfg(feature = "redis")]
-enum Route {
-    /// Served here; `placed` when the cluster placed the room here just now.
-    Here { placed: bool },
-    /// Relayed to the node holding the room.
-    There { join_id: u64, node: String, url: String },
-}
-
-/// Routes a connection whose first frame is `first`. Anything but a join for a room
-/// held elsewhere is served here, where a bad frame or token gets its usual answer
-/// and a cluster that cannot place the room says so (see [`place_here`]).
-#[cfg(feature = "redis")]
-async fn route(state: &ServerState, cluster: &crate::cluster::Registry, first: &str) -> Route {
-    use crate::cluster::Placement;
-    let Ok(ClientMessage { id, request: Request::Join(join) }) =
-        confer_proto::strict::from_slice::<ClientMessage>(first.as_bytes())
-    else {
-        return Route::Here { placed: false };
-    };
-    let Ok(token) = state.credentials.verify(&join.token, Now::system().unix_secs()) else {
-        return Route::Here { placed: false };
-    };
-    if state.hub.holds(&token.room) {
-        return Route::Here { placed: false };
-    }
-    // A draining node is passed over by placement (its heartbeat says so), and
-    // passes joins on to wherever their room goes.
-    match cluster.place(&token.room).await {
-        Ok(Placement::Here) => Route::Here { placed: true },
-        Ok(Placement::There { node, url }) => Route::There { join_id: id, node, url },
-        Err(_) => Route::Here { placed: false },
-    }
-}
-
-/// A session is to start here: the cluster must agree that this node holds the room.
-#[cfg(feature = "redis")]
-async fn place_here(cluster: &crate::cluster::Registry, room: &confer_proto::RoomId) -> ApiResult<()> {
-    use crate::cluster::{ClusterError, Placement};
-    match cluster.place(room).await {
-        Ok(Placement::Here) => Ok(()),
-        Ok(Placement::There { node, .. }) => {
-            // A connection relayed here for a room that has moved since (its holder
-            // died a moment ago): the client joins again and is routed afresh.
-            tracing::info!(%room, %node, "a relayed join reached a node that no longer holds its room");
-            Err(ApiError::new(ErrorCode::Unavailable, "this meeting moved to another server; join again"))
-        }
-        Err(ClusterError::NoNode) => {
-            Err(ApiError::new(ErrorCode::Unavailable, "no server of this cluster takes new meetings now"))
-        }
-        Err(e) => {
-            tracing::warn!(%room, error = %e, "a meeting cannot start: the cluster state is out of reach");
-            Err(ApiError::new(
-                ErrorCode::Unavailable,
-                "new meetings cannot start now (cluster state out of reach); running ones go on",
-            ))
-        }
-    }
+async fn route_connection(_: &ServerState, socket: WebSocket, _: Option<&str>, _: Duration) -> Option<Routed> {
+    Some(Routed { socket, first: None, placed: None })
 }

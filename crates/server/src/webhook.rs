@@ -15,6 +15,8 @@
 //! the order they happened, one at a time; when a receiver is down for long, those that
 //! no longer fit the queue are dropped, with a warning.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use confer_proto::RoomId;
@@ -41,13 +43,13 @@ pub const SIGNATURE_HEADER: &str = "confer-signature";
 
 /// Where the hub hands its events; does nothing without webhooks configured.
 #[derive(Debug, Clone, Default)]
-pub struct Sink(Option<mpsc::Sender<Value>>);
+pub struct Sink(Option<(mpsc::Sender<Value>, Arc<AtomicU64>)>);
 
 impl Sink {
     /// Queues `event` about `room`, with `fields` (a JSON object) merged in, but for
     /// those that are null.
     pub fn send(&self, event: &str, room: &RoomId, fields: Value) {
-        let Some(tx) = &self.0 else { return };
+        let Some((tx, dropped)) = &self.0 else { return };
         let unix_ms = crate::hub::Now::system().unix_ms;
         let mut body = json!({
             "id": crate::auth::random_secret(12),
@@ -59,7 +61,12 @@ impl Sink {
             body.extend(fields.into_iter().filter(|(_, v)| !v.is_null()));
         }
         if tx.try_send(body).is_err() {
-            tracing::warn!(event, %room, "webhook queue full: event dropped");
+            // Logged at the 1st, 2nd, 4th, 8th... drop: a receiver down for long does not
+            // flood the log.
+            let n = dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(event, %room, dropped = n, "webhook queue full: events dropped");
+            }
         }
     }
 }
@@ -77,7 +84,7 @@ pub fn start(
     let (tx, rx) = mpsc::channel(QUEUE);
     tracing::info!(urls = ?urls, "webhooks on");
     let task = tokio::spawn(deliver_all(rx, urls, secret, node, http, stopped));
-    (Sink(Some(tx)), task)
+    (Sink(Some((tx, Arc::default()))), task)
 }
 
 async fn deliver_all(
@@ -88,22 +95,37 @@ async fn deliver_all(
     http: reqwest::Client,
     mut stopped: watch::Receiver<bool>,
 ) {
-    loop {
-        let mut event = tokio::select! {
-            event = rx.recv() => match event { Some(e) => e, None => return },
-            _ = stopped.wait_for(|s| *s) => break,
-        };
+    let stamp = |mut event: Value| {
         if let (Some(node), Some(obj)) = (&node, event.as_object_mut()) {
             obj.insert("node".into(), node.clone().into());
         }
+        event
+    };
+    // The event whose retries the stop cut short.
+    let mut interrupted = None;
+    loop {
+        let event = tokio::select! {
+            event = rx.recv() => match event { Some(e) => stamp(e), None => return },
+            _ = stopped.wait_for(|s| *s) => break,
+        };
         let body = event.to_string();
-        for url in &urls {
-            deliver(&http, url, &secret, &body, &event).await;
+        let delivered = async {
+            for url in &urls {
+                deliver(&http, url, &secret, &body, &event).await;
+            }
+        };
+        tokio::select! {
+            () = delivered => {}
+            _ = stopped.wait_for(|s| *s) => {
+                interrupted = Some(event);
+                break;
+            }
         }
     }
     // Stopping: what is queued gets one try each, for a short while.
     let flush = async {
-        while let Ok(event) = rx.try_recv() {
+        let queued = std::iter::from_fn(|| rx.try_recv().ok().map(stamp));
+        for event in interrupted.into_iter().chain(queued) {
             for url in &urls {
                 let _ = post(&http, url, &secret, &event.to_string()).await;
             }
@@ -155,13 +177,38 @@ async fn post(http: &reqwest::Client, url: &str, secret: &str, body: &str) -> Re
     }
 }
 
+/// Whether `header` (a `Confer-Signature` value) signs `body` under `secret`, made at
+/// most `tolerance` seconds away from `now` (Unix seconds): what a receiver checks.
+pub fn verify(secret: &str, header: &str, body: &str, now: u64, tolerance: u64) -> bool {
+    let mut t = None;
+    let mut signatures = vec![];
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", value)) => t = value.parse::<u64>().ok(),
+            Some(("v1", value)) => signatures.push(value),
+            _ => {}
+        }
+    }
+    let Some(t) = t else { return false };
+    if t.abs_diff(now) > tolerance {
+        return false;
+    }
+    let mac = mac(secret, t, body);
+    // `verify_slice` compares in constant time.
+    signatures.iter().filter_map(|v1| hex::decode(v1).ok()).any(|v1| mac.clone().verify_slice(&v1).is_ok())
+}
+
 /// The hex HMAC-SHA256 under `secret` of `<t>.<body>`.
 pub fn sign(secret: &str, t: u64, body: &str) -> String {
+    hex::encode(mac(secret, t, body).finalize().into_bytes())
+}
+
+fn mac(secret: &str, t: u64, body: &str) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
     mac.update(t.to_string().as_bytes());
     mac.update(b".");
     mac.update(body.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    mac
 }
 
 #[cfg(test)]
@@ -175,5 +222,18 @@ mod tests {
             sign("secret", 1_700_000_000, "{}"),
             "b8569b78799ff9e3cbff0fc2d63a33a2b57f3282abd07c37ae5e8e7d79a5f163"
         );
+    }
+
+    #[test]
+    fn a_receiver_accepts_a_fresh_signature_of_the_body_only() {
+        let body = r#"{"event":"room_started"}"#;
+        let header = format!("t=1700000000,v1={}", sign("secret", 1_700_000_000, body));
+        assert!(verify("secret", &header, body, 1_700_000_100, 300));
+        assert!(!verify("secret", &header, body, 1_700_000_400, 300), "too old");
+        assert!(!verify("other", &header, body, 1_700_000_000, 300), "another secret");
+        assert!(!verify("secret", &header, r#"{"event":"room_finished"}"#, 1_700_000_000, 300), "another body");
+        for bad in ["", "t=1700000000", "v1=00", "t=x,v1=zz", "t=1700000000,v1=abc"] {
+            assert!(!verify("secret", bad, body, 1_700_000_000, 300), "{bad:?}");
+        }
     }
 }

@@ -252,6 +252,25 @@ pub fn cli_error_code(out: &Output) -> Option<u64> {
     stderr.lines().find_map(|l| serde_json::from_str::<Value>(l.trim()).ok()?.get("code")?.as_u64())
 }
 
+/// The arguments of a bot signaling to `url` that publishes `video` (`WxH@FPS`) and a
+/// tone of `tone` Hz, receives everyone, and writes `report` after `secs` seconds.
+pub fn publishing_bot_args<'a>(
+    url: &'a str,
+    token: &'a str,
+    video: &'a str,
+    tone: &'a str,
+    secs: &'a str,
+    report: &'a std::path::Path,
+) -> Vec<&'a str> {
+    let report = report.to_str().expect("report paths are UTF-8");
+    #[rustfmt::skip]
+    let args = vec![
+        "bot", "--url", url, "--token", token, "--publish", "--video", video, "--tone", tone,
+        "--subscribe", "all", "--duration", secs, "--report", report,
+    ];
+    args
+}
+
 /// A `confer-cli bot` child whose JSON lines are collected as they come.
 pub struct Bot {
     pub name: String,

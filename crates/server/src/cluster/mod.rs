@@ -18,6 +18,7 @@
 
 pub mod forward;
 pub mod relay;
+pub mod route;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +46,9 @@ pub const HEARTBEAT: Duration = Duration::from_millis(500);
 const PLACEMENT_UNUSED: Duration = Duration::from_secs(15);
 /// How many heartbeats between updates of the other nodes' addresses.
 const PEERS_EVERY: u32 = 20;
+/// How long reading the other nodes and resolving their addresses may take (less than
+/// the time between refreshes, so that refreshes never pile up).
+const PEERS_LOOKUP: Duration = Duration::from_secs(5);
 /// Marks a request or a signaling connection that one node passes to another, with the
 /// passing node's id. A node serves such a request itself and never passes it on, so
 /// that two nodes disagreeing for a moment cannot bounce it between them.
@@ -403,9 +407,15 @@ pub async fn heartbeat(
         held = now;
         held.extend(unreleased);
         if beats.is_multiple_of(PEERS_EVERY) {
-            if let Ok(peers) = registry.peers().await {
-                trusted.set(addresses(&peers).await);
-            }
+            // Off the heartbeat's path: a slow resolver must not make this node look dead.
+            let (registry, trusted) = (registry.clone(), trusted.clone());
+            tokio::spawn(async move {
+                if let Ok(Ok(peers)) = tokio::time::timeout(PEERS_LOOKUP, registry.peers()).await {
+                    if let Ok(ips) = tokio::time::timeout(PEERS_LOOKUP, addresses(&peers)).await {
+                        trusted.set(ips);
+                    }
+                }
+            });
         }
         beats = beats.wrapping_add(1);
     }

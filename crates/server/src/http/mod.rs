@@ -37,6 +37,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
     let max_ws = state.hub.limits().max_message_bytes as usize * 2;
     let router = Router::new()
         .route("/healthz", get(health))
+        .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/rooms", post(rooms::create).get(rooms::list))
@@ -159,6 +160,16 @@ async fn guard_request(request: axum::extract::Request, next: axum::middleware::
 
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Whether a load balancer should send new clients here: not while draining (clients
+/// sent to a draining node are relayed elsewhere, but the relay ends with the node).
+async fn ready(axum::extract::State(state): axum::extract::State<Arc<ServerState>>) -> Response {
+    if state.draining() {
+        return ApiError::new(ErrorCode::Unavailable, "this node is draining: new clients go to the other nodes")
+            .into_response();
+    }
+    health().await.into_response()
 }
 
 async fn openapi() -> Response {

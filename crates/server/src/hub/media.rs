@@ -91,6 +91,9 @@ impl Session {
             }
             other.push(Event::StreamUnpublished { participant_id: publisher_id.clone(), key: key.to_owned() }, now);
         }
+        // Sent to each of the others above rather than broadcast (the publisher is not
+        // told), so the webhooks hear of it here.
+        self.webhook(&Event::StreamUnpublished { participant_id: publisher_id.clone(), key: key.to_owned() });
         tracing::info!(room = %self.room.id, participant = %publisher_id, key, "stream unpublished");
     }
 

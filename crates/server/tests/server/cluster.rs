@@ -39,10 +39,10 @@ impl Receiver {
             axum::routing::post(move |headers: HeaderMap, body: String| {
                 let events = events.clone();
                 async move {
-                    let signature = headers.get("confer-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
-                    let (t, v1) = signature.split_once(',').expect("t=..,v1=..");
-                    let t: u64 = t.strip_prefix("t=").unwrap().parse().unwrap();
-                    if v1.strip_prefix("v1=") != Some(confer_server::webhook::sign(SECRET, t, &body).as_str()) {
+                    use confer_server::webhook::{verify, SIGNATURE_HEADER};
+                    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    let now = confer_server::hub::Now::system().unix_secs();
+                    if !verify(SECRET, signature, &body, now, 60) {
                         return StatusCode::UNAUTHORIZED;
                     }
                     events.lock().unwrap().push(serde_json::from_str(&body).unwrap());
@@ -170,6 +170,7 @@ async fn a_draining_node_starts_nothing_and_stops_when_its_meetings_end() {
     let _fay = b.join(&b.token("other", "fay").await).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
+    assert_eq!(a.http.get(a.url("/readyz")).send().await.unwrap().status(), 200);
     let drained = a.api(reqwest::Method::POST, "/v1/node/drain").send().await.unwrap();
     assert_eq!(drained.status(), 202);
     let info: Value = drained.json().await.unwrap();
@@ -177,6 +178,9 @@ async fn a_draining_node_starts_nothing_and_stops_when_its_meetings_end() {
         (info["node_id"].as_str(), info["draining"].as_bool(), info["sessions"].as_u64()),
         (Some("a"), Some(true), Some(1))
     );
+    // The load balancer is told to send new clients elsewhere; the node is still alive.
+    assert_eq!(a.http.get(a.url("/readyz")).send().await.unwrap().status(), 503);
+    assert_eq!(a.http.get(a.url("/healthz")).send().await.unwrap().status(), 200);
     // The cluster hears of it at once.
     let observer = Registry::connect(&redis.url(), "observer").await.unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -219,4 +223,14 @@ async fn without_redis_running_calls_go_on_and_new_ones_are_refused() {
     let (mut dan, _) = a.join(&a.token("standup", "dan").await).await;
     assert!(matches!(ann.request(Request::Ping).await, Ok(Reply::Pong)), "ann's call stopped with redis");
     assert!(matches!(dan.request(Request::Ping).await, Ok(Reply::Pong)));
+    // A room's record is still the database's to change.
+    let renamed = a
+        .api(reqwest::Method::PUT, "/v1/rooms/retro")
+        .json(&json!({"name": "Retro 2", "version": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), 200, "{}", renamed.text().await.unwrap());
+    let session = a.api(reqwest::Method::GET, "/v1/rooms/standup/session").send().await.unwrap();
+    assert_eq!(session.status(), 200, "a session held here is read here");
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 /// route that is missing here.
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
+    ("get", "/readyz"),
     ("get", "/metrics"),
     ("get", "/v1/openapi.json"),
     ("post", "/v1/rooms"),
@@ -33,8 +34,15 @@ const ROUTES: &[(&str, &str)] = &[
 ];
 
 /// Routes that need no API credentials; every other route is guarded by HTTP Basic.
-const PUBLIC: &[&str] =
-    &["/healthz", "/v1/openapi.json", "/v1/tokens/refresh", "/v1/invites/exchange", "/v1/signal", "/j/{room}"];
+const PUBLIC: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/v1/openapi.json",
+    "/v1/tokens/refresh",
+    "/v1/invites/exchange",
+    "/v1/signal",
+    "/j/{room}",
+];
 
 const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 

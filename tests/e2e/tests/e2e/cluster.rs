@@ -171,16 +171,15 @@ fn serve_hooks(stream: std::net::TcpStream, seen: &Mutex<Vec<Value>>) {
             let (name, value) = header.split_once(':').unwrap_or((header, ""));
             match name.to_ascii_lowercase().as_str() {
                 "content-length" => length = value.trim().parse().unwrap(),
-                "confer-signature" => signature = value.trim().to_owned(),
+                confer_server::webhook::SIGNATURE_HEADER => signature = value.trim().to_owned(),
                 _ => {}
             }
         }
         let mut body = vec![0; length];
         reader.read_exact(&mut body).unwrap();
         let body = String::from_utf8(body).unwrap();
-        let (t, v1) = signature.split_once(',').unwrap_or_default();
-        let t: u64 = t.strip_prefix("t=").and_then(|t| t.parse().ok()).unwrap_or_default();
-        let valid = v1.strip_prefix("v1=") == Some(confer_server::webhook::sign(SECRET, t, &body).as_str());
+        let now = unix_ms() / 1000;
+        let valid = confer_server::webhook::verify(SECRET, &signature, &body, now, 60);
         let status = if valid { "204 No Content" } else { "401 Unauthorized" };
         if valid {
             seen.lock().unwrap().push(serde_json::from_str(&body).unwrap());
@@ -195,25 +194,7 @@ fn serve_hooks(stream: std::net::TcpStream, seen: &Mutex<Vec<Value>>) {
 /// `secs` seconds, writing its report to `report`.
 fn bot(cluster: &Cluster, url: &str, room: &str, who: &str, hz: &str, secs: &str, report: &std::path::Path) -> Bot {
     let t = token(&cluster.nodes[0], room, who, &[]);
-    let args = [
-        "bot",
-        "--url",
-        url,
-        "--token",
-        &t,
-        "--publish",
-        "--video",
-        "320x176@15",
-        "--tone",
-        hz,
-        "--subscribe",
-        "all",
-        "--duration",
-        secs,
-        "--report",
-        report.to_str().unwrap(),
-    ];
-    Bot::spawn_args(who, &args)
+    Bot::spawn_args(who, &publishing_bot_args(url, &t, "320x176@15", hz, secs, report))
 }
 
 /// Each of `people` saw and heard the others, from its report.
@@ -274,7 +255,9 @@ fn meetings_spread_over_three_nodes_and_one_meeting_spans_them() {
         who.sort();
         assert_eq!(who, ["alice", "bob", "carol"], "{event}: {:?}", cluster.hooks.about(&room));
     }
-    assert!(cluster.hooks.named(&room, "track_published").len() >= 3);
+    let published = cluster.hooks.named(&room, "track_published").len();
+    assert!(published >= 3, "{:?}", cluster.hooks.about(&room));
+    assert_eq!(cluster.hooks.named(&room, "track_unpublished").len(), published, "every track ended");
     assert!(cluster.hooks.about(&room).iter().all(|e| &e["node"] == holder));
     cluster.hooks.assert_each_once();
 }

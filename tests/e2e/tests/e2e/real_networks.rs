@@ -25,34 +25,6 @@ fn skip_without_netns() -> bool {
     true
 }
 
-/// A bot that publishes video and a tone and receives everyone, writing `report`.
-fn bot_args<'a>(
-    server: &'a ServerProcess,
-    token: &'a str,
-    tone: &'a str,
-    secs: &'a str,
-    report: &'a std::path::Path,
-) -> Vec<&'a str> {
-    vec![
-        "bot",
-        "--url",
-        &server.url,
-        "--token",
-        token,
-        "--publish",
-        "--video",
-        VIDEO,
-        "--tone",
-        tone,
-        "--subscribe",
-        "all",
-        "--duration",
-        secs,
-        "--report",
-        report.to_str().unwrap(),
-    ]
-}
-
 /// `who`'s report says it decoded ≥ 95 % of `from`'s frames and heard its tone.
 fn assert_received(report: &Value, who: &str, from: &str, hz: f64) {
     let video = stream(report, from, "video");
@@ -97,7 +69,7 @@ fn meet(server: &ServerProcess, dir: &std::path::Path, a: Side, b: Side) -> (Val
     for side in [&a, &b] {
         let report = dir.join(format!("{}.json", side.who));
         let t = token(server, &room, side.who, &[]);
-        let mut args = bot_args(server, &t, side.tone, "15", &report);
+        let mut args = publishing_bot_args(&server.url, &t, VIDEO, side.tone, "15", &report);
         args.extend_from_slice(side.extra);
         let bot = match side.ns {
             Some(ns) => Bot::spawn_in(side.who, ns, &args),
@@ -186,7 +158,7 @@ fn chromium_relay_only_meets_a_bot_through_coturn() {
     let room = create_room(&server, "chromium", &[]);
     let bot_report = dir.join("bot.json");
     let t_bot = token(&server, &room, "bot", &[]);
-    let mut bot = Bot::spawn_args("bot", &bot_args(&server, &t_bot, "440", "30", &bot_report));
+    let mut bot = Bot::spawn_args("bot", &publishing_bot_args(&server.url, &t_bot, VIDEO, "440", "30", &bot_report));
     bot.expect_event("published", Duration::from_secs(10), |_| true);
     let page_report = dir.join("chromium.json");
     let t = token(&server, &room, "chromium", &[]);
@@ -250,7 +222,7 @@ fn relay_only_with_the_relay_down_says_there_is_no_media_path() {
     let room = create_room(&server, "down", &[]);
     let t = token(&server, &room, "stuck", &[]);
     let report = dir.join("stuck.json");
-    let mut args = bot_args(&server, &t, "440", "40", &report);
+    let mut args = publishing_bot_args(&server.url, &t, VIDEO, "440", "40", &report);
     args.push("--force-relay");
     let mut bot = Bot::spawn_in("stuck", &lan, &args);
     let failed = bot.expect_event("media_path_failed", Duration::from_secs(40), |_| true);
@@ -279,7 +251,7 @@ fn a_call_outlives_six_join_token_lifetimes() {
     }
     let (ann, bo) = (dir.join("ann.json"), dir.join("bo.json"));
     let spawn = |who: &str, p: &Value, tone: &'static str, report: &PathBuf| {
-        let mut args = bot_args(&server, p["token"].as_str().unwrap(), tone, "180", report);
+        let mut args = publishing_bot_args(&server.url, p["token"].as_str().unwrap(), VIDEO, tone, "180", report);
         args.extend(["--refresh-token", p["refresh_token"].as_str().unwrap()]);
         Bot::spawn_args(who, &args)
     };
