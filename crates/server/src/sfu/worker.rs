@@ -54,6 +54,12 @@ const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1_500);
 const AUDIO_REORDERING: usize = 2;
 /// How often str0m reports statistics (receiver-reported loss feeds layer choice).
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// Timeouts due at once that one transport's drain feeds in a row (each lets out a
+/// packet; a keyframe of a large picture is about a hundred) before it leaves the rest
+/// to the next turn of the worker.
+const MAX_DUE_NOW: u32 = 256;
+/// How far ahead a timeout may be and still count as due at once.
+const DUE_NOW: Duration = Duration::from_micros(10);
 
 /// What goes into a worker.
 #[derive(Debug)]
@@ -848,6 +854,11 @@ fn panicked(t: &mut Transport, stats: &mut WorkerStats) {
 }
 
 /// Drains one transport's output: datagrams go out, events become work.
+///
+/// str0m's pacer lets one packet out per `handle_timeout`, even for unpaced streams, and
+/// asks for a timeout *now* after each: those are fed here at once, so that a frame's
+/// packets leave together rather than one per wake of the worker thread (which cost
+/// a trip through the runtime's timer and the kernel for every packet forwarded).
 fn drain(
     t: &mut Transport,
     now: Instant,
@@ -855,6 +866,7 @@ fn drain(
     work: &mut VecDeque<Work>,
     stats: &mut WorkerStats,
 ) {
+    let mut due_now = 0;
     while t.rtc.is_alive() {
         let output = match catch_unwind(AssertUnwindSafe(|| t.rtc.poll_output())) {
             Ok(Ok(o)) => o,
@@ -866,6 +878,12 @@ fn drain(
             Err(_) => return panicked(t, stats),
         };
         match output {
+            // The pacer's "now" is a microsecond after its last timeout, so that time
+            // advances between packets: that microsecond is given to it here.
+            str0m::Output::Timeout(at) if at <= now + DUE_NOW && due_now < MAX_DUE_NOW => {
+                due_now += 1;
+                feed(t, str0m::Input::Timeout(at.max(now)), stats);
+            }
             str0m::Output::Timeout(at) => {
                 t.deadline = at;
                 return;
