@@ -7,8 +7,7 @@
 //!   worker serves a client address ([`Output::Path`], learnt from the ICE username of
 //!   the client's first STUN request), it opens a socket of its own in the group,
 //!   *connected* to that address: the kernel then delivers the client's datagrams to it
-//!   directly (a connected socket wins over the group's others), and sends to it need no
-//!   route lookup. Only a new path's first packets come through the **receive thread**,
+//!   directly (a connected socket wins over the group's others). Only a new path's first packets come through the **receive thread**,
 //!   which reads the shared socket and hands each to the worker of its address (each
 //!   worker tells it the username fragments it answers to, [`Output::Ufrag`]; a STUN
 //!   request for one not heard of yet goes to every worker, and each drops what it does
@@ -27,7 +26,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use str0m::net::Protocol;
+use str0m::net::{Protocol, Transmit};
 use tokio::sync::mpsc;
 
 use super::tcp::{self, TcpInput};
@@ -199,6 +198,7 @@ pub(super) fn start(
             paths: HashMap::new(),
             path_tx,
             path_rx,
+            outgoing: Outgoing::default(),
         };
         threads.push(std::thread::Builder::new().name(format!("confer-sfu-{index}")).spawn(move || thread.run())?);
     }
@@ -421,17 +421,17 @@ struct WorkerThread {
     metrics: WorkerMetrics,
     /// With several workers: a socket connected to each client this worker serves, so
     /// that the kernel delivers the client's datagrams here rather than to the receive
-    /// thread, and sends need no route lookup.
+    /// thread.
     paths: HashMap<SocketAddr, PathSocket>,
     path_tx: mpsc::UnboundedSender<(SocketAddr, Vec<u8>)>,
     path_rx: mpsc::UnboundedReceiver<(SocketAddr, Vec<u8>)>,
+    /// Datagrams to send, sent together.
+    outgoing: Outgoing,
 }
 
-/// A socket connected to one client, and the task that reads it.
+/// A socket connected to one client, and the task that reads it. (Sends go through
+/// the worker's socket of the port's group, many at a time: see [`Outgoing`].)
 struct PathSocket {
-    /// Sends go through the plain socket: tokio's handle would refuse a write until its
-    /// first readiness event, and drop the first packets to a new client.
-    sender: UdpSocket,
     reader: tokio::task::AbortHandle,
 }
 
@@ -593,9 +593,8 @@ impl WorkerThread {
     /// A socket of this worker's own for datagrams from `remote`.
     fn connect(&mut self, remote: SocketAddr) {
         let Ok(local) = self.socket.local_addr() else { return };
-        let sockets =
-            bind_udp(local, Some(remote), true).and_then(|s| Ok((s.try_clone()?, tokio::net::UdpSocket::from_std(s)?)));
-        let (sender, reader) = match sockets {
+        let reader = bind_udp(local, Some(remote), true).and_then(tokio::net::UdpSocket::from_std);
+        let reader = match reader {
             Ok(s) => s,
             Err(e) => {
                 return tracing::debug!(%remote, error = %e, "no socket of its own for a client; the shared one serves")
@@ -618,26 +617,19 @@ impl WorkerThread {
                 }
             }
         });
-        self.paths.insert(remote, PathSocket { sender, reader: task.abort_handle() });
+        self.paths.insert(remote, PathSocket { reader: task.abort_handle() });
     }
 
     /// Sends what the worker has to say; returns when it wants time next.
     fn flush(&mut self) -> Instant {
         loop {
             match self.worker.poll_output() {
-                Output::Timeout(at) => return at,
+                Output::Timeout(at) => {
+                    self.outgoing.send(&self.socket);
+                    return at;
+                }
                 Output::Transmit(t) => match t.proto {
-                    Protocol::Udp => {
-                        let own = if self.paths.is_empty() { None } else { self.paths.get(&t.destination) };
-                        let sent = match own {
-                            Some(path) => path.sender.send(&t.contents).map(|_| ()),
-                            None => self.socket.send_to(&t.contents, t.destination).map(|_| ()),
-                        };
-                        if let Err(e) = sent {
-                            // UDP: a full send buffer drops the datagram, as the network would.
-                            tracing::trace!(error = %e, "media send dropped");
-                        }
-                    }
+                    Protocol::Udp => self.outgoing.push(&self.socket, t),
                     Protocol::Tcp => match self.tcp.get(&t.destination) {
                         // A full queue is a client reading slower than it receives: drop, as
                         // UDP would, rather than wait for it.
@@ -664,6 +656,65 @@ impl WorkerThread {
                     self.paths.remove(&remote);
                 }
                 Output::Path { .. } => {}
+            }
+        }
+    }
+}
+
+/// Datagrams waiting to be sent: a worker's output between two waits, sent with one
+/// `sendmmsg` per [`SEND_BATCH`] on Linux (a room of 50 sends each packet 49 times),
+/// one `send_to` each elsewhere. A datagram the kernel refuses (a full send buffer) is
+/// dropped, as the network would drop it.
+#[derive(Default)]
+struct Outgoing {
+    queue: Vec<Transmit>,
+}
+
+/// Datagrams per `sendmmsg`.
+const SEND_BATCH: usize = 64;
+
+impl Outgoing {
+    fn push(&mut self, socket: &UdpSocket, t: Transmit) {
+        self.queue.push(t);
+        if self.queue.len() >= SEND_BATCH {
+            self.send(socket);
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn send(&mut self, socket: &UdpSocket) {
+        use std::io::IoSlice;
+        use std::os::fd::AsRawFd;
+
+        use nix::errno::Errno;
+        use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+
+        let mut sent = 0;
+        while sent < self.queue.len() {
+            let rest = &self.queue[sent..];
+            let slices: Vec<[IoSlice<'_>; 1]> = rest.iter().map(|t| [IoSlice::new(&t.contents)]).collect();
+            let addrs: Vec<Option<SockaddrStorage>> =
+                rest.iter().map(|t| Some(SockaddrStorage::from(t.destination))).collect();
+            let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(rest.len(), None);
+            match sendmmsg(socket.as_raw_fd(), &mut headers, &slices, &addrs, [], MsgFlags::MSG_DONTWAIT) {
+                Ok(results) => sent += results.count().max(1),
+                Err(Errno::EINTR) => {}
+                // The first datagram was refused (sendmmsg reports an error only for the
+                // first): it is dropped, and the rest tried.
+                Err(e) => {
+                    tracing::trace!(destination = %rest[0].destination, error = %e, "media send dropped");
+                    sent += 1;
+                }
+            }
+        }
+        self.queue.clear();
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn send(&mut self, socket: &UdpSocket) {
+        for t in self.queue.drain(..) {
+            if let Err(e) = socket.send_to(&t.contents, t.destination) {
+                tracing::trace!(destination = %t.destination, error = %e, "media send dropped");
             }
         }
     }
