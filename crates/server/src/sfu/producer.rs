@@ -14,12 +14,19 @@ use str0m::media::{MediaKind, Mid, Rid};
 /// A layer not seen for this long is taken as stopped by its publisher.
 const LAYER_STALE: Duration = Duration::from_millis(1500);
 
-/// A layer silent this long while another layer of the same track still comes is taken
-/// as paused by its publisher (browsers drop their top layers when their bandwidth
-/// estimate falls, or when a new stream such as a screen share takes its share), so
-/// that its subscribers move to a layer that flows well before [`LAYER_STALE`]. Far
-/// above a frame's interval at the lowest frame rates cameras send (7 fps: 140 ms).
-const LAYER_PAUSED: Duration = Duration::from_millis(500);
+/// A layer silent for [`PAUSED_FRAMES`] of its frame intervals (but at least
+/// [`MIN_PAUSED`], at most [`MAX_PAUSED`]) while another layer of the same track still
+/// comes is taken as paused by its publisher (browsers drop their top layers when their
+/// bandwidth estimate falls, or when a new stream such as a screen share takes its
+/// share), so that its subscribers move to a layer that flows: at 30 fps after a
+/// quarter of a second rather than half.
+const PAUSED_FRAMES: u32 = 6;
+/// Well above a few frames an encoder under load skips on one layer (which would
+/// otherwise send its subscribers down and up again, a keyframe each way).
+const MIN_PAUSED: Duration = Duration::from_millis(250);
+/// The lowest frame rates cameras send (7 fps: 140 ms a frame), or a layer whose rate
+/// is not known yet.
+const MAX_PAUSED: Duration = Duration::from_millis(500);
 
 /// How recently another layer must have been seen for a silent one to count as paused
 /// rather than the whole track being held up on the way.
@@ -38,14 +45,26 @@ pub struct LayerMeter {
     window_bytes: u64,
     /// Bits per second over the last full window.
     pub bitrate_bps: u64,
+    /// The time between frames, smoothed (`None` until two have come).
+    frame_interval: Option<Duration>,
 }
 
 impl LayerMeter {
     pub fn new(rid: Option<Rid>) -> Self {
-        Self { rid, last_seen: None, window_start: None, window_bytes: 0, bitrate_bps: 0 }
+        Self { rid, last_seen: None, window_start: None, window_bytes: 0, bitrate_bps: 0, frame_interval: None }
     }
 
+    /// A frame of `bytes` came.
     pub fn observe(&mut self, bytes: usize, now: Instant) {
+        if let Some(gap) = self.last_seen.map(|seen| now.saturating_duration_since(seen)) {
+            // A gap of a second or more is a pause, not the frame rate.
+            if gap < Duration::from_secs(1) {
+                self.frame_interval = Some(match self.frame_interval {
+                    Some(interval) => (interval * 7 + gap) / 8,
+                    None => gap,
+                });
+            }
+        }
         self.last_seen = Some(now);
         let start = *self.window_start.get_or_insert(now);
         self.window_bytes += bytes as u64;
@@ -58,7 +77,8 @@ impl LayerMeter {
     }
 
     /// Whether the publisher sends this layer now: seen within [`LAYER_STALE`], and not
-    /// silent for [`LAYER_PAUSED`] while a sibling layer (of `layers`) keeps coming.
+    /// silent for [`PAUSED_FRAMES`] frames while a sibling layer (of `layers`) keeps
+    /// coming.
     pub fn live(&self, layers: &[LayerMeter], now: Instant) -> bool {
         let Some(seen) = self.last_seen else { return false };
         let silent = now.saturating_duration_since(seen);
@@ -69,7 +89,12 @@ impl LayerMeter {
             .iter()
             .filter(|l| l.rid != self.rid)
             .any(|l| l.last_seen.is_some_and(|t| now.saturating_duration_since(t) < SIBLING_FRESH));
-        silent < LAYER_PAUSED || !others_flow
+        silent < self.paused_after() || !others_flow
+    }
+
+    /// How long this layer may be silent, while a sibling comes, before it counts as paused.
+    fn paused_after(&self) -> Duration {
+        self.frame_interval.map_or(MAX_PAUSED, |i| (i * PAUSED_FRAMES).clamp(MIN_PAUSED, MAX_PAUSED))
     }
 
     pub fn quality(&self) -> Quality {
@@ -202,8 +227,8 @@ mod tests {
     }
 
     /// A browser pauses its top layer (a screen share took its bandwidth): the layer
-    /// counts as gone after half a second while the others flow, but a pause of every
-    /// layer at once (the network held up) is waited out to the full staleness.
+    /// counts as gone after six of its frames' time while the others flow, but a pause
+    /// of every layer at once (the network held up) is waited out to the full staleness.
     #[test]
     fn a_paused_layer_is_noticed_while_its_siblings_flow() {
         let t0 = Instant::now();
@@ -219,11 +244,45 @@ mod tests {
         }
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let layer = |rid: Rid| p.layers.iter().find(|l| l.rid == Some(rid)).unwrap();
-        assert!(layer(f).live(&p.layers, at(1400)), "a moment's silence is not a pause");
-        assert!(!layer(f).live(&p.layers, at(1600)), "f is paused while h flows");
+        // 10 fps: paused after half a second (six frames would be 600 ms).
+        assert!(layer(f).live(&p.layers, at(1450)), "a moment's silence is not a pause");
+        assert!(!layer(f).live(&p.layers, at(1550)), "f is paused while h flows");
         assert!(layer(h).live(&p.layers, at(2000)));
         // Everything silent from 2 s: held up, not paused, until the staleness limit.
         assert!(layer(h).live(&p.layers, at(3000)));
         assert!(!layer(h).live(&p.layers, at(3600)));
+    }
+
+    #[test]
+    fn how_long_a_pause_takes_to_notice_follows_the_frame_rate() {
+        let t0 = Instant::now();
+        let ms = |n: u64| Duration::from_millis(n);
+        let (h, f): (Rid, Rid) = ("h".into(), "f".into());
+        // f comes at `fps` for a second and stops; h goes on. When f's last frame came.
+        let stopped = |fps: u64| {
+            let mut p = Producer::new("v".into(), Mid::from("1"), TrackKind::Video, true, false);
+            for i in 0..fps {
+                p.meter(Some(f)).observe(1200, t0 + ms(i * 1000 / fps));
+            }
+            let last = t0 + ms((fps - 1) * 1000 / fps);
+            for i in 1..=60 {
+                p.meter(Some(h)).observe(800, last + ms(10 * i));
+            }
+            (p, last)
+        };
+        let f_live =
+            |p: &Producer, at: Instant| p.layers.iter().find(|l| l.rid == Some(f)).unwrap().live(&p.layers, at);
+        // 30 fps: six frames are 200 ms; a quarter of a second is the least.
+        let (p, last) = stopped(30);
+        assert!(f_live(&p, last + ms(240)));
+        assert!(!f_live(&p, last + ms(260)), "paused after a quarter of a second");
+        // 15 fps: six frames, 400 ms.
+        let (p, last) = stopped(15);
+        assert!(f_live(&p, last + ms(380)));
+        assert!(!f_live(&p, last + ms(420)));
+        // 5 fps: six frames would be 1.2 s; half a second is the most.
+        let (p, last) = stopped(5);
+        assert!(f_live(&p, last + ms(450)));
+        assert!(!f_live(&p, last + ms(550)));
     }
 }

@@ -40,7 +40,7 @@ use super::transport::{Health, Role, Side, Transport, TransportId};
 use super::{Command, MediaAddrs, SfuEvent};
 
 /// How often simulcast layers are re-chosen and pending keyframes re-requested.
-const LAYER_INTERVAL: Duration = Duration::from_millis(250);
+const LAYER_INTERVAL: Duration = Duration::from_millis(100);
 /// How often network metrics go out to those who asked.
 const METRICS_INTERVAL: Duration = Duration::from_secs(2);
 /// How often dead transports are looked for.
