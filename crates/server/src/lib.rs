@@ -18,6 +18,7 @@ mod http;
 pub mod hub;
 pub mod limit;
 pub mod metrics;
+mod nodes;
 pub mod sfu;
 mod signal;
 pub mod store;

@@ -127,13 +127,11 @@ async fn decide(state: &ServerState, room: &RoomId, query: LinkQuery) -> Result<
         },
         (None, None) => return Ok(not_valid()),
     };
-    #[allow(unused_mut)]
-    let mut session = state.hub.session(room);
     // In a cluster, the meeting may be on another node.
-    #[cfg(feature = "redis")]
-    if session.is_none() && stored.policy.max_participants.is_some() {
-        session = crate::cluster::forward::session_elsewhere(state, room).await;
-    }
+    let session = match stored.policy.max_participants {
+        Some(_) => crate::nodes::find_session(state, room).await,
+        None => None,
+    };
     if let (Some(max), Some(session)) = (stored.policy.max_participants, session) {
         if session.participants.len() >= max as usize {
             return Ok(refused(

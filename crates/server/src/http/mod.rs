@@ -58,7 +58,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
                 move |axum::extract::State(state): axum::extract::State<Arc<ServerState>>,
                       headers: axum::http::HeaderMap,
                       ws: WebSocketUpgrade| async move {
-                    let relayed_by = relayed_by(&headers);
+                    let relayed_by = crate::nodes::relayed_by(&headers);
                     ws.max_message_size(max_ws)
                         .max_frame_size(max_ws)
                         .on_upgrade(move |socket| crate::signal::serve(state, socket, relayed_by))
@@ -84,15 +84,6 @@ pub fn router(state: Arc<ServerState>) -> Router {
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn path_segment(s: &str) -> String {
     tokens::url_encode(s)
-}
-
-/// The node that passed this request on, if another node of the cluster did.
-#[cfg_attr(not(feature = "redis"), allow(unused_variables))]
-fn relayed_by(headers: &axum::http::HeaderMap) -> Option<String> {
-    #[cfg(feature = "redis")]
-    return headers.get(crate::cluster::RELAYED_BY).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    #[cfg(not(feature = "redis"))]
-    return None;
 }
 
 /// `/metrics` alone, without credentials: for `--metrics-addr`.

@@ -17,27 +17,14 @@ use crate::ServerState;
 /// The live sessions; in a cluster, those of every live node (a call passed on by
 /// another node gets this node's alone).
 pub async fn list(_: ApiAuth, State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Json<SessionList> {
-    #[allow(unused_mut)]
-    let mut sessions = state.hub.sessions();
-    #[cfg(feature = "redis")]
-    if let (None, Some(auth)) = (super::relayed_by(&headers), headers.get(axum::http::header::AUTHORIZATION)) {
-        sessions.extend(crate::cluster::forward::peer_sessions(&state, auth).await);
-        sessions.sort_by(|a, b| a.room.cmp(&b.room));
-    }
-    #[cfg(not(feature = "redis"))]
-    let _ = headers;
-    Json(SessionList { sessions })
+    Json(SessionList { sessions: crate::nodes::all_sessions(&state, &headers).await })
 }
 
 /// This node: its id in a cluster, whether it is draining, what it holds.
 pub async fn node(_: ApiAuth, State(state): State<Arc<ServerState>>) -> Json<NodeInfo> {
     let census = state.hub.census();
-    #[cfg(feature = "redis")]
-    let id = state.cluster.as_ref().map(|c| c.node_id().to_owned());
-    #[cfg(not(feature = "redis"))]
-    let id = None;
     Json(NodeInfo {
-        node_id: id,
+        node_id: crate::nodes::node_id(&state).map(str::to_owned),
         draining: state.draining(),
         sessions: census.rooms as u32,
         participants: census.participants as u32,
