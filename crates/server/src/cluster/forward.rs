@@ -56,6 +56,11 @@ pub async fn to_holder(State(state): State<Arc<ServerState>>, request: Request, 
     }
 }
 
+/// `path` (with its query) on the node whose URL is `node_url`.
+fn on_node(node_url: &str, path: &str) -> String {
+    format!("{}{path}", node_url.trim_end_matches('/'))
+}
+
 /// The room whose live session a call acts on, from its method and path.
 fn session_room(method: &Method, path: &str) -> Option<RoomId> {
     let rest = path.strip_prefix("/v1/rooms/")?;
@@ -74,7 +79,7 @@ async fn forward(state: &ServerState, request: Request, node: &str, url: &str) -
     let Ok(body) = axum::body::to_bytes(body, crate::http::MAX_BODY_BYTES).await else {
         return ApiError::new(ErrorCode::TooLarge, "the body is too large").into_response();
     };
-    let target = format!("{}{}", url.trim_end_matches('/'), parts.uri.path_and_query().map_or("", |p| p.as_str()));
+    let target = on_node(url, parts.uri.path_and_query().map_or("", |p| p.as_str()));
     let mut passed = state.http.request(parts.method.clone(), &target).timeout(FORWARD_TIMEOUT).body(body);
     for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
         if let Some(value) = parts.headers.get(&name) {
@@ -108,7 +113,7 @@ pub async fn session_elsewhere(state: &ServerState, room: &RoomId) -> Option<Ses
     let Ok(Some(Placement::There { node, url })) = cluster.holder(room).await else { return None };
     let answer = state
         .http
-        .get(format!("{}/v1/rooms/{}/session", url.trim_end_matches('/'), crate::http::path_segment(&room.0)))
+        .get(on_node(&url, &format!("/v1/rooms/{}/session", crate::http::path_segment(&room.0))))
         .timeout(LIST_TIMEOUT)
         .basic_auth(state.credentials.api_key(), Some(state.credentials.api_secret()))
         .header(RELAYED_BY, cluster.node_id())
@@ -136,7 +141,7 @@ pub async fn peer_sessions(state: &ServerState, authorization: &HeaderValue) -> 
         }
     };
     let asks = peers.iter().map(|peer| async move {
-        let url = format!("{}/v1/sessions", peer.url.trim_end_matches('/'));
+        let url = on_node(&peer.url, "/v1/sessions");
         let answer = state
             .http
             .get(&url)

@@ -255,9 +255,11 @@ for i = 1, #all, 2 do
 end
 "#;
 
-/// KEYS[1] nodes, KEYS[2] room -> node; ARGV: room id, live within (ms).
-/// Returns {node id, node url}, or nil when no live node takes sessions.
-const PLACE_LUA: &str = r#"
+/// The start of the scripts about a room's node (KEYS[1] nodes, KEYS[2] room -> node;
+/// ARGV: room id, live within (ms)): `node(id)`, the node's state if it is live.
+macro_rules! live_node_lua {
+    () => {
+        r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local live_ms = tonumber(ARGV[2])
@@ -269,10 +271,17 @@ local function node(id)
   return nil
 end
 local holder = redis.call('HGET', KEYS[2], ARGV[1])
-if holder then
-  local n = node(holder)
-  if n then return {holder, n.url} end
-end
+local held = holder and node(holder)
+"#
+    };
+}
+
+/// Returns {node id, node url} of the room's holder if it is live, else of the live
+/// node that takes sessions with the least load (which then holds it), or nil.
+const PLACE_LUA: &str = concat!(
+    live_node_lua!(),
+    r#"
+if held then return {holder, held.url} end
 local best, best_n = nil, nil
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
@@ -289,21 +298,17 @@ end
 if not best then return nil end
 redis.call('HSET', KEYS[2], ARGV[1], best)
 return {best, best_n.url}
-"#;
+"#
+);
 
-/// KEYS[1] nodes, KEYS[2] room -> node; ARGV: room id, live within (ms).
 /// Returns {node id, node url} of the room's holder if it is live, or nil.
-const HOLDER_LUA: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local holder = redis.call('HGET', KEYS[2], ARGV[1])
-if not holder then return nil end
-local v = redis.call('HGET', KEYS[1], holder)
-if not v then return nil end
-local ok, n = pcall(cjson.decode, v)
-if ok and now - (tonumber(n.updated_at) or 0) < tonumber(ARGV[2]) then return {holder, n.url} end
+const HOLDER_LUA: &str = concat!(
+    live_node_lua!(),
+    r#"
+if held then return {holder, held.url} end
 return nil
-"#;
+"#
+);
 
 /// KEYS[1] room -> node; ARGV: room id, node id. Deletes the entry if it is the node's.
 const RELEASE_LUA: &str = r#"

@@ -96,8 +96,7 @@ struct Session {
 impl Drop for Session {
     fn drop(&mut self) {
         if self.started_hook {
-            let fields = serde_json::json!({ "started_at": self.started_at, "main_room": self.parent });
-            self.hooks.send("room_finished", &self.room.id, fields);
+            self.hooks.send("room_finished", &self.room.id, self.hook_fields());
         }
     }
 }
@@ -187,6 +186,11 @@ impl Session {
         }
     }
 
+    /// What `room_started` and `room_finished` say of the session.
+    fn hook_fields(&self) -> serde_json::Value {
+        serde_json::json!({ "started_at": self.started_at, "main_room": self.parent })
+    }
+
     /// Passes the events a backend follows on to the webhooks.
     fn webhook(&mut self, event: &Event) {
         use serde_json::json;
@@ -195,8 +199,7 @@ impl Session {
             Event::ParticipantJoined { participant } => {
                 if !self.started_hook {
                     self.started_hook = true;
-                    let fields = json!({ "started_at": self.started_at, "main_room": self.parent });
-                    self.hooks.send("room_started", room, fields);
+                    self.hooks.send("room_started", room, self.hook_fields());
                 }
                 let p = json!({ "id": participant.id, "identity": participant.identity, "name": participant.name });
                 self.hooks.send("participant_joined", room, json!({ "participant": p }));
