@@ -110,7 +110,7 @@ async fn drain(config: &ServerConfig, url: Option<String>, no_wait: bool) -> std
     let client = reqwest::Client::new();
     let node = |request: reqwest::RequestBuilder| async move {
         let answer = request.basic_auth(key, Some(secret)).timeout(std::time::Duration::from_secs(10)).send().await?;
-        answer.error_for_status()?.json::<serde_json::Value>().await
+        answer.error_for_status()?.json::<confer_proto::session::NodeInfo>().await
     };
     let info = match node(client.post(format!("{url}/v1/node/drain"))).await {
         Ok(info) => info,
@@ -119,8 +119,7 @@ async fn drain(config: &ServerConfig, url: Option<String>, no_wait: bool) -> std
             return std::process::ExitCode::FAILURE;
         }
     };
-    let census =
-        |info: &serde_json::Value| (info["sessions"].as_u64().unwrap_or(0), info["participants"].as_u64().unwrap_or(0));
+    let census = |info: &confer_proto::session::NodeInfo| (info.sessions, info.participants);
     let (sessions, participants) = census(&info);
     println!("{url} is draining: {sessions} meetings, {participants} participants");
     if no_wait {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use confer_proto::session::{SessionInfo, SessionList};
+use confer_proto::session::{NodeInfo, SessionInfo, SessionList};
 use confer_proto::signal::DisconnectReason;
 use confer_proto::{ErrorCode, ParticipantId, RoomId};
 
@@ -36,17 +36,6 @@ pub async fn node(_: ApiAuth, State(state): State<Arc<ServerState>>) -> Json<Nod
 pub async fn drain(auth: ApiAuth, State(state): State<Arc<ServerState>>) -> (StatusCode, Json<NodeInfo>) {
     state.start_drain("the room API");
     (StatusCode::ACCEPTED, node(auth, State(state)).await)
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct NodeInfo {
-    /// This node's id in its cluster; absent for a server on its own.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub node_id: Option<String>,
-    pub draining: bool,
-    /// Live sessions held here.
-    pub sessions: u32,
-    pub participants: u32,
 }
 
 pub async fn get(
