@@ -7,11 +7,13 @@
 //!   worker serves a client address ([`Output::Path`], learnt from the ICE username of
 //!   the client's first STUN request), it opens a socket of its own in the group,
 //!   *connected* to that address: the kernel then delivers the client's datagrams to it
-//!   directly (a connected socket wins over the group's others). Only a new path's first packets come through the **receive thread**,
-//!   which reads the shared socket and hands each to the worker of its address (each
-//!   worker tells it the username fragments it answers to, [`Output::Ufrag`]; a STUN
-//!   request for one not heard of yet goes to every worker, and each drops what it does
-//!   not know).
+//!   directly (a connected socket wins over the group's others). Only a new path's
+//!   first packets come through the **receive thread**, which reads the shared socket
+//!   and hands each to the worker of its address (each worker tells it the username
+//!   fragments it answers to, [`Output::Ufrag`]; a STUN request for one not heard of yet
+//!   goes to every worker, and each drops what it does not know).
+//! - A worker's datagrams go out through its socket of the group, together (one
+//!   `sendmmsg` per 64 on Linux), after each turn of its loop.
 //!
 //! Why: the kernel spreads datagrams over a plain `SO_REUSEPORT` group by a hash of the
 //! addresses, which knows nothing of rooms; handing every packet from one receive
