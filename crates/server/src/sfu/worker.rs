@@ -634,7 +634,12 @@ impl Worker {
             let consumers = self.rooms.get(&room).map_or(&[][..], |r| r.consumers_of(&track_id));
             for &id in consumers {
                 let Some(t) = self.transports.get_mut(&id) else { continue };
-                let Transport { rtc, side: Side::Subscriber(s), participant, .. } = t else { continue };
+                let Transport { rtc, side: Side::Subscriber(s), participant, connected, .. } = t else { continue };
+                if !*connected {
+                    // Nothing waits in its queue to arrive stale: it starts at the
+                    // keyframe asked for when it connects.
+                    continue;
+                }
                 for c in s.consumers.iter_mut().filter(|c| c.track_id == track_id) {
                     let Some(mid) = c.open_mid() else { continue };
                     if !c.is_wanted() {
@@ -723,7 +728,11 @@ impl Worker {
         }
         let mut requests = Vec::new();
         for t in self.transports.values_mut() {
-            let Transport { id, rtc, side: Side::Subscriber(s), participant, room, .. } = t else { continue };
+            let Transport { id, rtc, side: Side::Subscriber(s), participant, room, connected, .. } = t else {
+                continue;
+            };
+            // Keyframes for a transport not connected yet would arrive stale.
+            let connected = *connected;
             let wanted_of = |kind| s.consumers.iter().filter(|c| c.kind == kind && c.is_wanted()).count();
             let (videos, audios) = (wanted_of(TrackKind::Video), wanted_of(TrackKind::Audio));
             let audio_bps = audios as u64 * AUDIO_BPS;
@@ -756,11 +765,13 @@ impl Worker {
                             layers = ?source.layers.iter().map(|l| (l.rid, l.bitrate_bps)).collect::<Vec<_>>(),
                             "switching simulcast layer"
                         );
-                        requests.push((room.clone(), source.publisher.clone(), c.track_id.clone(), Some(rid)));
+                        if connected {
+                            requests.push((room.clone(), source.publisher.clone(), c.track_id.clone(), Some(rid)));
+                        }
                         continue;
                     }
                 }
-                if c.needs_keyframe || c.target != c.current {
+                if connected && (c.needs_keyframe || c.target != c.current) {
                     requests.push((room.clone(), source.publisher.clone(), c.track_id.clone(), c.target));
                 }
             }
@@ -903,6 +914,17 @@ fn on_event(t: &mut Transport, event: Event, now: Instant, work: &mut VecDeque<W
         Event::Connected => {
             t.connected = true;
             tracing::info!(participant = %t.participant, role = t.label(), "media connected");
+            // A subscriber starts at a keyframe made now (nothing was forwarded before).
+            if let Some(s) = t.subscribing() {
+                for c in s.consumers.iter().filter(|c| c.is_video() && c.is_wanted() && c.open_mid().is_some()) {
+                    work.push_back(Work::Keyframe {
+                        room: t.room.clone(),
+                        publisher: c.publisher.clone(),
+                        track_id: c.track_id.clone(),
+                        rid: c.target.or(c.current),
+                    });
+                }
+            }
         }
         Event::IceConnectionStateChange(state) => match state {
             IceConnectionState::Connected | IceConnectionState::Completed => {
