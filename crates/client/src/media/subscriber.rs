@@ -338,9 +338,9 @@ struct Reader {
 
 impl Reader {
     async fn read_rtp(self, track: Arc<dyn TrackRemote>, codec: String, first: rtc::rtp::Packet) {
-        // A frame missing a packet waits this long for its retransmission (two NACKs,
-        // some RTTs apart), then is given up and a keyframe is asked for, so one loss
-        // never stalls the frames behind it for long.
+        // A frame missing a packet waits this long for its retransmission (up to five
+        // NACKs, `NACK_INTERVAL` apart), then is given up and a keyframe is asked for,
+        // so one loss never stalls the frames behind it for long.
         let video_wait = Duration::from_millis(300);
         match codec.to_ascii_lowercase().as_str() {
             "video/vp8" => {

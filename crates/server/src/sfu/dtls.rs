@@ -254,7 +254,8 @@ mod tests {
         connects_soon_after_a_second(true, CERTIFICATE);
     }
 
-    /// A subscriber connection: the SFU offers, the SDK answers passive (DTLS server).
+    /// A subscriber connection answered passive (DTLS server), as the SDK did before it
+    /// answered active like browsers; other clients may.
     #[test]
     fn a_webrtc_rs_server_whose_flight_is_lost_still_connects() {
         const SERVER_HELLO: u8 = 2;
