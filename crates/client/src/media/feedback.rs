@@ -100,18 +100,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
         Ok(())
     }
 
-    fn poll_read(&mut self) -> Option<TaggedPacket> {
-        self.read.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.write.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<TaggedPacket> {
-        self.write.pop_front()
-    }
+    queued_pass_through!();
 }
 
 /// Loss-based send-rate control for one encoder (the loss half of Google Congestion

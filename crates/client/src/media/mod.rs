@@ -9,6 +9,26 @@
 //! decode them. The media task keeps both connections working through network trouble
 //! (ICE restarts, republishing, resubscribing), behind the same handles.
 
+/// The rest of `Protocol` for an interceptor of ours whose `handle_read` looks at a
+/// packet and queues it on `self.read`: packets leave in order, and writes pass through
+/// `self.write` untouched.
+macro_rules! queued_pass_through {
+    () => {
+        fn poll_read(&mut self) -> Option<TaggedPacket> {
+            self.read.pop_front()
+        }
+
+        fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+            self.write.push_back(msg);
+            Ok(())
+        }
+
+        fn poll_write(&mut self) -> Option<TaggedPacket> {
+            self.write.pop_front()
+        }
+    };
+}
+
 mod feedback;
 pub mod levels;
 mod publisher;

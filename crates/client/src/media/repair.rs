@@ -39,8 +39,8 @@ pub(crate) struct RtxUnwrap {
 }
 
 impl RtxUnwrap {
-    /// The packet itself if it is an RTX packet of a known stream with a payload;
-    /// otherwise it is left as it is.
+    /// Turns an RTX packet of a known stream, with a payload, into the packet it
+    /// repairs; leaves any other packet as it is.
     fn unwrap(&self, packet: &mut rtc::rtp::Packet) {
         let Some(r) = self.streams.get(&packet.header.ssrc) else { return };
         if packet.header.payload_type != r.rtx_payload_type || packet.payload.len() < 2 {
@@ -69,18 +69,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RtxUnwrap {
         Ok(())
     }
 
-    fn poll_read(&mut self) -> Option<TaggedPacket> {
-        self.read.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.write.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<TaggedPacket> {
-        self.write.pop_front()
-    }
+    queued_pass_through!();
 }
 
 impl Interceptor for RtxUnwrap {
