@@ -58,7 +58,7 @@ impl Metrics {
             r.register("sfu_packets_sent", "Media packets sent", w.packets_out.clone());
             r.register("sfu_bytes_sent", "Media bytes sent", w.bytes_out.clone());
             r.register("sfu_unrouted_packets", "Packets that matched no transport", w.unrouted.clone());
-            r.register("sfu_frames_forwarded", "Frames written to subscribers", w.frames_forwarded.clone());
+            r.register("sfu_packets_forwarded", "RTP packets written to subscribers", w.packets_forwarded.clone());
             r.register("sfu_plis_sent", "Keyframe requests (PLI) sent to publishers", w.keyframe_requests.clone());
             r.register("sfu_nacks_received", "Retransmission requests from subscribers", w.nacks_received.clone());
             r.register("sfu_nacks_sent", "Retransmission requests sent to publishers", w.nacks_sent.clone());

@@ -68,7 +68,7 @@ pub struct WorkerMetrics {
     pub packets_out: Counter,
     pub bytes_out: Counter,
     pub unrouted: Counter,
-    pub frames_forwarded: Counter,
+    pub packets_forwarded: Counter,
     pub keyframe_requests: Counter,
     pub nacks_received: Counter,
     pub nacks_sent: Counter,
@@ -91,7 +91,7 @@ impl WorkerMetrics {
             packets_out: Counter::default(),
             bytes_out: Counter::default(),
             unrouted: Counter::default(),
-            frames_forwarded: Counter::default(),
+            packets_forwarded: Counter::default(),
             keyframe_requests: Counter::default(),
             nacks_received: Counter::default(),
             nacks_sent: Counter::default(),
@@ -116,7 +116,7 @@ impl WorkerMetrics {
         add(&self.packets_out, before.packets_out, now.packets_out);
         add(&self.bytes_out, before.bytes_out, now.bytes_out);
         add(&self.unrouted, before.unrouted, now.unrouted);
-        add(&self.frames_forwarded, before.frames_forwarded, now.frames_forwarded);
+        add(&self.packets_forwarded, before.packets_forwarded, now.packets_forwarded);
         add(&self.keyframe_requests, before.keyframe_requests, now.keyframe_requests);
         add(&self.nacks_received, before.nacks_received, now.nacks_received);
         add(&self.nacks_sent, before.nacks_sent, now.nacks_sent);

@@ -102,6 +102,10 @@ impl Worker {
             .accept_offer(offer)
             .map_err(|e| ApiError::new(ErrorCode::InvalidSdp, format!("cannot accept the offer: {e}")))?;
         tracing::info!(%participant, "publisher connection renegotiated");
+        if let Some(p) = t.publishing_mut() {
+            // A media section may now be received on other SSRCs.
+            p.forget_streams();
+        }
         self.refresh_ufrag(id);
         self.dirty_transport(id);
         Ok(answer.to_sdp_string())

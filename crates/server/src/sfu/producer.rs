@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use confer_proto::track::{Quality, TrackId, TrackKind};
 use str0m::channel::ChannelId;
-use str0m::media::{MediaKind, Mid, Rid};
+use str0m::format::{detect_h264_keyframe, detect_h264_nalu, Codec, PayloadParams};
+use str0m::media::{MediaKind, Mid, Pt, Rid};
+use str0m::rtp::Vp8Descriptor;
 
 /// A layer not seen for this long is taken as stopped by its publisher.
 const LAYER_STALE: Duration = Duration::from_millis(1500);
@@ -47,23 +49,39 @@ pub struct LayerMeter {
     pub bitrate_bps: u64,
     /// The time between frames, smoothed (`None` until two have come).
     frame_interval: Option<Duration>,
+    /// The newest frame: its RTP time (extended) and when its first packet came.
+    last_frame: Option<(u64, Instant)>,
 }
 
 impl LayerMeter {
     pub fn new(rid: Option<Rid>) -> Self {
-        Self { rid, last_seen: None, window_start: None, window_bytes: 0, bitrate_bps: 0, frame_interval: None }
+        Self {
+            rid,
+            last_seen: None,
+            window_start: None,
+            window_bytes: 0,
+            bitrate_bps: 0,
+            frame_interval: None,
+            last_frame: None,
+        }
     }
 
-    /// A frame of `bytes` came.
-    pub fn observe(&mut self, bytes: usize, now: Instant) {
-        if let Some(gap) = self.last_seen.map(|seen| now.saturating_duration_since(seen)) {
-            // A gap of a second or more is a pause, not the frame rate.
-            if gap < Duration::from_secs(1) {
-                self.frame_interval = Some(match self.frame_interval {
-                    Some(interval) => (interval * 7 + gap) / 8,
-                    None => gap,
-                });
+    /// A packet of `bytes` with RTP time `time` came. Returns whether it is the first
+    /// of a new frame (a time later than any seen).
+    pub fn observe(&mut self, bytes: usize, time: u64, now: Instant) -> bool {
+        let new_frame = self.last_frame.is_none_or(|(t, _)| time > t);
+        if new_frame {
+            if let Some((_, at)) = self.last_frame {
+                let gap = now.saturating_duration_since(at);
+                // A gap of a second or more is a pause, not the frame rate.
+                if gap < Duration::from_secs(1) {
+                    self.frame_interval = Some(match self.frame_interval {
+                        Some(interval) => (interval * 7 + gap) / 8,
+                        None => gap,
+                    });
+                }
             }
+            self.last_frame = Some((time, now));
         }
         self.last_seen = Some(now);
         let start = *self.window_start.get_or_insert(now);
@@ -74,6 +92,7 @@ impl LayerMeter {
             self.window_start = Some(now);
             self.window_bytes = 0;
         }
+        new_frame
     }
 
     /// Whether the publisher sends this layer now: seen within [`LAYER_STALE`], and not
@@ -130,6 +149,8 @@ pub struct Producer {
     pub channel: Option<ChannelId>,
     /// Video: NACKs are enabled for these layers already (see `Worker::forward`).
     pub nack_enabled: Vec<Option<Rid>>,
+    /// The codec of the payload type last received (they seldom change).
+    pub params: Option<PayloadParams>,
 }
 
 impl Producer {
@@ -147,6 +168,7 @@ impl Producer {
             label: None,
             channel: None,
             nack_enabled: Vec::new(),
+            params: None,
         }
     }
 
@@ -190,6 +212,26 @@ impl Producer {
     }
 }
 
+/// H.264's sequence parameter set: libwebrtc sends it (and the picture parameter set)
+/// ahead of every IDR picture, so a keyframe starts there.
+const H264_SPS: u8 = 7;
+
+/// Whether an RTP payload of `codec` begins a keyframe, so that a consumer may start
+/// (or switch layers) with it. `vp8` is the payload's parsed descriptor; `new_frame`
+/// says whether the packet is the first seen of its frame.
+pub fn starts_keyframe(codec: Codec, payload: &[u8], vp8: Option<&Vp8Descriptor>, new_frame: bool) -> bool {
+    match codec {
+        Codec::Vp8 => vp8.is_some_and(|d| d.starts_keyframe(payload)),
+        Codec::H264 => detect_h264_nalu(payload, H264_SPS) || (new_frame && detect_h264_keyframe(payload)),
+        _ => false,
+    }
+}
+
+/// The codec of payload type `pt` among `known` (a transport's negotiated ones).
+pub fn params_of<'a>(known: impl IntoIterator<Item = &'a PayloadParams>, pt: Pt) -> Option<PayloadParams> {
+    known.into_iter().find(|p| p.pt() == pt).copied()
+}
+
 pub fn media_kind(kind: TrackKind) -> MediaKind {
     match kind {
         TrackKind::Audio => MediaKind::Audio,
@@ -218,7 +260,7 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Producer::new("v".into(), Mid::from("1"), TrackKind::Video, false, false);
         for i in 0..=10 {
-            p.meter(None).observe(1250, t0 + Duration::from_millis(100 * i));
+            p.meter(None).observe(1250, i, t0 + Duration::from_millis(100 * i));
         }
         let l = &p.layers[0];
         assert_eq!(l.bitrate_bps, 11 * 1250 * 8);
@@ -235,12 +277,12 @@ mod tests {
         let mut p = Producer::new("v".into(), Mid::from("1"), TrackKind::Video, true, false);
         let (h, f): (Rid, Rid) = ("h".into(), "f".into());
         for i in 0..=10 {
-            p.meter(Some(h)).observe(800, t0 + Duration::from_millis(100 * i));
-            p.meter(Some(f)).observe(1200, t0 + Duration::from_millis(100 * i));
+            p.meter(Some(h)).observe(800, i, t0 + Duration::from_millis(100 * i));
+            p.meter(Some(f)).observe(1200, i, t0 + Duration::from_millis(100 * i));
         }
         // f stops at 1 s; h goes on.
         for i in 11..=20 {
-            p.meter(Some(h)).observe(800, t0 + Duration::from_millis(100 * i));
+            p.meter(Some(h)).observe(800, i, t0 + Duration::from_millis(100 * i));
         }
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let layer = |rid: Rid| p.layers.iter().find(|l| l.rid == Some(rid)).unwrap();
@@ -262,11 +304,11 @@ mod tests {
         let stopped = |fps: u64| {
             let mut p = Producer::new("v".into(), Mid::from("1"), TrackKind::Video, true, false);
             for i in 0..fps {
-                p.meter(Some(f)).observe(1200, t0 + ms(i * 1000 / fps));
+                p.meter(Some(f)).observe(1200, i, t0 + ms(i * 1000 / fps));
             }
             let last = t0 + ms((fps - 1) * 1000 / fps);
             for i in 1..=60 {
-                p.meter(Some(h)).observe(800, last + ms(10 * i));
+                p.meter(Some(h)).observe(800, i, last + ms(10 * i));
             }
             (p, last)
         };

@@ -16,6 +16,7 @@ use confer_proto::{ParticipantId, RoomId};
 use str0m::change::SdpPendingOffer;
 use str0m::channel::ChannelId;
 use str0m::media::{Mid, Rid};
+use str0m::rtp::Ssrc;
 use str0m::Rtc;
 
 use super::consumer::Consumer;
@@ -123,9 +124,28 @@ pub enum Side {
 #[derive(Default)]
 pub struct Publishing {
     pub producers: Vec<Producer>,
+    /// The media section and layer of each SSRC received (learnt from str0m).
+    streams: Vec<(Ssrc, Mid, Option<Rid>)>,
 }
 
 impl Publishing {
+    /// The media section and simulcast layer that packets of `ssrc` belong to.
+    pub fn stream_of(&mut self, rtc: &mut Rtc, ssrc: Ssrc) -> Option<(Mid, Option<Rid>)> {
+        if let Some((_, mid, rid)) = self.streams.iter().find(|(s, ..)| *s == ssrc) {
+            return Some((*mid, *rid));
+        }
+        let mut api = rtc.direct_api();
+        let stream = api.stream_rx(&ssrc)?;
+        let (mid, rid) = (stream.mid(), stream.rid());
+        self.streams.push((ssrc, mid, rid));
+        Some((mid, rid))
+    }
+
+    /// After a renegotiation, SSRCs are looked up afresh.
+    pub fn forget_streams(&mut self) {
+        self.streams.clear();
+    }
+
     /// The media track received on the media section `mid`.
     pub fn producer_mut(&mut self, mid: Mid) -> Option<&mut Producer> {
         self.producers.iter_mut().find(|t| t.mid == mid && t.kind != TrackKind::Data)

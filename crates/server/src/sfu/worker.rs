@@ -26,15 +26,16 @@ use confer_proto::track::{TrackId, TrackKind};
 use confer_proto::{ParticipantId, RoomId};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::channel::ChannelData;
-use str0m::format::CodecExtra;
+use str0m::format::Codec;
 use str0m::ice::StunMessage;
-use str0m::media::{KeyframeRequestKind, MediaData, Rid};
+use str0m::media::{KeyframeRequestKind, Rid};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor};
 use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::{Candidate, Event, IceConnectionState, Rtc};
 
 use super::audio_level;
-use super::consumer::OutState;
-use super::producer::{HeardLevel, LayerMeter};
+use super::consumer::{long_picture_id, OutState, Packet};
+use super::producer::{params_of, starts_keyframe, HeardLevel, LayerMeter};
 use super::room::Room;
 use super::transport::{Health, Role, Side, Transport, TransportId};
 use super::{Command, MediaAddrs, SfuEvent};
@@ -107,8 +108,8 @@ pub struct WorkerStats {
     pub bytes_out: u64,
     /// Datagrams that matched no transport.
     pub unrouted: u64,
-    /// Frames written to subscriber transports.
-    pub frames_forwarded: u64,
+    /// RTP packets written to subscriber transports.
+    pub packets_forwarded: u64,
     /// Keyframe requests (PLI) sent to publishers.
     pub keyframe_requests: u64,
     /// Retransmission requests from subscribers, and sent to publishers.
@@ -123,9 +124,12 @@ pub struct WorkerStats {
 }
 
 /// Work found while polling a transport, done once it is polled.
+// A packet is moved into the queue and out again, whose buffer is reused: cheaper than
+// a box per packet.
+#[allow(clippy::large_enum_variant)]
 enum Work {
-    /// A frame from a publisher transport to forward.
-    Media(TransportId, Box<MediaData>),
+    /// An RTP packet from a publisher transport to forward.
+    Rtp(TransportId, RtpPacket),
     /// A subscriber asked for a keyframe of what it receives.
     Keyframe { room: RoomId, publisher: ParticipantId, track_id: TrackId, rid: Option<Rid> },
     /// A message on a publisher transport's data channel.
@@ -323,7 +327,7 @@ impl Worker {
             }
             let Some(work) = self.work.pop_front() else { break };
             match work {
-                Work::Media(from, data) => self.forward(from, *data, now),
+                Work::Rtp(from, packet) => self.forward(from, packet, now),
                 Work::Keyframe { room, publisher, track_id, rid } => {
                     self.request_keyframe(&room, &publisher, &track_id, rid, now)
                 }
@@ -539,6 +543,9 @@ impl Worker {
             .enable_vp8(true)
             .enable_h264(true)
             .set_ice_lite(true)
+            // Packets are forwarded as they come, not reassembled into frames and cut
+            // up again for every subscriber.
+            .set_rtp_mode(true)
             .set_stats_interval(Some(STATS_INTERVAL))
             // Audio is forwarded as it comes: a lost packet is not waited for (the
             // receiver's decoder conceals it), so the packets behind it are not held.
@@ -606,76 +613,102 @@ impl Worker {
         }
     }
 
-    fn forward(&mut self, from: TransportId, data: MediaData, now: Instant) {
-        let keyframe = is_keyframe(&data.codec_extra);
+    /// Passes an RTP packet from a publisher on to the consumers of its track, as it
+    /// comes: a packet lost upstream is the subscribers' to ask for again (str0m asks
+    /// the publisher for it meanwhile, and forwards its repair when it comes).
+    fn forward(&mut self, from: TransportId, packet: RtpPacket, now: Instant) {
         let Some(publisher) = self.transports.get_mut(&from) else { return };
-        let Transport { rtc, side: Side::Publisher(p), room, participant, .. } = publisher else { return };
-        let Some(producer) = p.producer_mut(data.mid) else { return };
-        if producer.kind == TrackKind::Video && !producer.nack_enabled.contains(&data.rid) {
+        let Transport { rtc, side: Side::Publisher(p), room, .. } = publisher else { return };
+        let Some((mid, rid)) = p.stream_of(rtc, packet.header.ssrc) else { return };
+        let Some(producer) = p.producer_mut(mid) else { return };
+        let pt = packet.header.payload_type;
+        if producer.params.is_none_or(|params| params.pt() != pt) {
+            producer.params = params_of(rtc.codec_config().params(), pt);
+        }
+        let Some(params) = producer.params else { return };
+        let payload = &packet.payload[..];
+        let new_frame = producer.meter(rid).observe(payload.len(), packet.time.numer(), now);
+        let ext = &packet.header.ext_vals;
+        if let Some(level) = ext.audio_level {
+            producer.audio_level = Some(HeardLevel { minus_dbov: level, voice: ext.voice_activity, at: now });
+        }
+        if !producer.flowing() {
+            return;
+        }
+        let video = producer.kind == TrackKind::Video;
+        if video && !producer.nack_enabled.contains(&rid) {
             // str0m asks for retransmissions only of streams announced with an RTX
             // stream, and clients announce none (they retransmit on the stream itself,
             // which str0m's receive buffer takes just as well).
-            producer.nack_enabled.push(data.rid);
-            if let Some(stream) = rtc.direct_api().stream_rx_by_mid(data.mid, data.rid) {
+            producer.nack_enabled.push(rid);
+            if let Some(stream) = rtc.direct_api().stream_rx_by_mid(mid, rid) {
                 stream.suppress_nack(false);
             }
         }
-        producer.meter(data.rid).observe(data.data.len(), now);
-        if let Some(level) = data.ext_vals.audio_level {
-            producer.audio_level = Some(HeardLevel { minus_dbov: level, voice: data.ext_vals.voice_activity, at: now });
-        }
+        let codec = params.spec().codec;
+        let vp8 = (codec == Codec::Vp8).then(|| Vp8Descriptor::parse(payload).ok()).flatten();
+        let incoming = Packet {
+            rid: rid.as_ref(),
+            keyframe: video && starts_keyframe(codec, payload, vp8.as_ref(), new_frame),
+            seq: packet.seq_no,
+            time: packet.time,
+            arrival: packet.timestamp,
+            vp8: vp8.as_ref().map(|d| (d, long_picture_id(payload))),
+        };
+        // What subscribers hear of the packet's header: the rest is their stream's own.
+        let ext_vals = ExtensionValues {
+            audio_level: ext.audio_level,
+            voice_activity: ext.voice_activity,
+            video_orientation: ext.video_orientation,
+            video_content_type: ext.video_content_type,
+            ..Default::default()
+        };
         let track_id = producer.track_id.clone();
-        // Something upstream was lost for good: every receiver restarts at a keyframe.
-        let lost = !data.contiguous && producer.kind == TrackKind::Video;
-        let flowing = producer.flowing();
-        let (room, publisher_id) = (room.clone(), participant.clone());
-        if flowing {
-            // Borrowed from the room while the transports change: no copy per frame.
-            let consumers = self.rooms.get(&room).map_or(&[][..], |r| r.consumers_of(&track_id));
-            for &id in consumers {
-                let Some(t) = self.transports.get_mut(&id) else { continue };
-                let Transport { rtc, side: Side::Subscriber(s), participant, connected, .. } = t else { continue };
-                if !*connected {
-                    // Nothing waits in its queue to arrive stale: it starts at the
-                    // keyframe asked for when it connects.
+        // Borrowed from the room while the transports change: no copy per packet.
+        let consumers = self.rooms.get(room).map_or(&[][..], |r| r.consumers_of(&track_id));
+        for &id in consumers {
+            let Some(t) = self.transports.get_mut(&id) else { continue };
+            let Transport { rtc, side: Side::Subscriber(s), participant, connected, .. } = t else { continue };
+            if !*connected {
+                // Nothing waits in its queue to arrive stale: it starts at the
+                // keyframe asked for when it connects.
+                continue;
+            }
+            for c in s.consumers.iter_mut().filter(|c| c.track_id == track_id) {
+                let Some(out_mid) = c.open_mid() else { continue };
+                if !c.is_wanted() {
                     continue;
                 }
-                for c in s.consumers.iter_mut().filter(|c| c.track_id == track_id) {
-                    let Some(mid) = c.open_mid() else { continue };
-                    if !c.is_wanted() {
-                        continue;
+                let Some(placed) = c.accept(&incoming) else { continue };
+                let out_pt = match c.payload_type {
+                    Some((from, to)) if from == pt => to,
+                    _ => {
+                        let Some(to) = rtc.codec_config().match_params(params).map(|p| p.pt()) else {
+                            tracing::debug!(%participant, %out_mid, "subscriber cannot receive this codec");
+                            continue;
+                        };
+                        c.payload_type = Some((pt, to));
+                        to
                     }
-                    if !data.contiguous && c.current == data.rid {
-                        c.restart();
-                    }
-                    let Some(time) = c.accept(data.rid.as_ref(), keyframe, data.time, data.network_time) else {
-                        continue;
-                    };
-                    let Some(writer) = rtc.writer(mid) else { continue };
-                    let Some(pt) = writer.match_params(data.params) else {
-                        tracing::debug!(%participant, %mid, "subscriber cannot receive this codec");
-                        continue;
-                    };
-                    let writer = match data.ext_vals.audio_level {
-                        Some(level) => writer.audio_level(level, data.ext_vals.voice_activity.unwrap_or(false)),
-                        None => writer,
-                    };
-                    match writer.write(pt, data.network_time, time, data.data.clone()) {
-                        Ok(()) => self.stats.frames_forwarded += 1,
-                        Err(e) => {
-                            // Dropped before it had sequence numbers, so the subscriber
-                            // cannot tell, and its decoder would build on a picture it
-                            // never got: start it over at a keyframe.
-                            tracing::debug!(%participant, error = %e, "forwarding a frame failed");
-                            c.restart();
-                        }
-                    }
-                }
-                self.dirty.push(id);
+                };
+                let mut api = rtc.direct_api();
+                let Some(stream) = api.stream_tx_by_mid(out_mid, None) else {
+                    // Not negotiated yet, or gone: its next packets start over.
+                    c.restart();
+                    continue;
+                };
+                let write = RtpWrite::new(out_pt, placed.seq, placed.time, packet.timestamp, packet.payload.clone())
+                    .marker(packet.header.marker)
+                    .ext_vals(ext_vals.clone())
+                    .nackable(video);
+                let write = match placed.vp8 {
+                    Some(patch) => write.vp8_patch(patch),
+                    None => write,
+                };
+                stream.write_rtp(write);
+                self.stats.packets_forwarded += 1;
             }
-        }
-        if lost {
-            self.request_keyframe(&room, &publisher_id, &track_id, data.rid, now);
+            self.dirty.push(id);
         }
     }
 
@@ -695,12 +728,10 @@ impl Worker {
             return;
         }
         let rid = if producer.simulcast { rid } else { None };
-        if let Some(mut writer) = rtc.writer(producer.mid) {
+        if let Some(stream) = rtc.direct_api().stream_rx_by_mid(producer.mid, rid) {
             tracing::trace!(%track_id, ?rid, "keyframe requested");
-            match writer.request_keyframe(rid, KeyframeRequestKind::Pli) {
-                Ok(()) => self.stats.keyframe_requests += 1,
-                Err(e) => tracing::debug!(error = %e, "keyframe request failed"),
-            }
+            stream.request_keyframe(KeyframeRequestKind::Pli);
+            self.stats.keyframe_requests += 1;
             self.dirty.push(id);
         }
     }
@@ -959,7 +990,7 @@ fn on_event(t: &mut Transport, event: Event, now: Instant, work: &mut VecDeque<W
         }
         Event::ChannelClose(id) => t.channels.retain(|_, c| *c != id),
         Event::ChannelData(data) if t.role() == Role::Publisher => work.push_back(Work::Data(t.id, data)),
-        Event::MediaData(data) if t.role() == Role::Publisher => work.push_back(Work::Media(t.id, Box::new(data))),
+        Event::RtpPacket(packet) if t.role() == Role::Publisher => work.push_back(Work::Rtp(t.id, packet)),
         Event::KeyframeRequest(req) => {
             let Some(s) = t.subscribing() else { return };
             if let Some(c) = s.consumers.iter().find(|c| c.open_mid() == Some(req.mid)) {
@@ -989,16 +1020,5 @@ fn on_event(t: &mut Transport, event: Event, now: Instant, work: &mut VecDeque<W
         }
         Event::PeerStats(stats) => t.stats = Some(stats),
         _ => {}
-    }
-}
-
-fn is_keyframe(extra: &CodecExtra) -> bool {
-    match extra {
-        CodecExtra::Vp8(e) => e.is_keyframe,
-        CodecExtra::Vp9(e) => e.is_keyframe,
-        CodecExtra::H264(e) => e.is_keyframe,
-        CodecExtra::H265(e) => e.is_keyframe,
-        CodecExtra::Av1(e) => e.is_keyframe,
-        _ => false,
     }
 }
