@@ -453,7 +453,8 @@ mod tests {
     fn vp8_picture_numbers_continue_across_a_layer_switch() {
         // X=1, S=1, PID 0; I=1, L=1, T=1; 15-bit PictureID; TL0PICIDX; TID/KEYIDX; a
         // keyframe's payload header (P=0).
-        let payload = |picture: u16, tl0: u8| vec![0x90, 0xe0, 0x80 | (picture >> 8) as u8, picture as u8, tl0, 0x00, 0x00];
+        let payload =
+            |picture: u16, tl0: u8| vec![0x90, 0xe0, 0x80 | (picture >> 8) as u8, picture as u8, tl0, 0x00, 0x00];
         let now = Instant::now();
         let mut t = track(Quality::Low);
         t.choose_layer(&live_layers(now), None, now);

@@ -245,6 +245,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_keyframe_starts_at_its_first_packet() {
+        // VP8: S=1, partition 0, and the payload header's P bit clear.
+        let vp8_key = [0x10, 0x00, 0x00];
+        let vp8_delta = [0x10, 0x01, 0x00];
+        let vp8_middle = [0x00, 0x00, 0x00];
+        let vp8 = |p: &[u8]| starts_keyframe(Codec::Vp8, p, Vp8Descriptor::parse(p).ok().as_ref(), true);
+        assert!(vp8(&vp8_key));
+        assert!(!vp8(&vp8_delta));
+        assert!(!vp8(&vp8_middle), "not the start of the partition");
+        // H.264: a STAP-A with the SPS starts it; an IDR starts it only as the first
+        // packet of its frame (else the parameter sets came before it).
+        let stap_with_sps = [0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce];
+        let idr_start = [0x7c, 0x85, 0x00];
+        let idr_middle = [0x7c, 0x05, 0x00];
+        assert!(starts_keyframe(Codec::H264, &stap_with_sps, None, true));
+        assert!(starts_keyframe(Codec::H264, &idr_start, None, true));
+        assert!(!starts_keyframe(Codec::H264, &idr_start, None, false));
+        assert!(!starts_keyframe(Codec::H264, &idr_middle, None, true));
+        assert!(!starts_keyframe(Codec::Opus, &vp8_key, None, true));
+    }
+
+    #[test]
     fn keyframe_requests_are_coalesced_per_layer() {
         let now = Instant::now();
         let mut p = Producer::new("v".into(), Mid::from("1"), TrackKind::Video, true, false);

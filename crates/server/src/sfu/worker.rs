@@ -29,8 +29,8 @@ use str0m::channel::ChannelData;
 use str0m::format::Codec;
 use str0m::ice::StunMessage;
 use str0m::media::{KeyframeRequestKind, Rid};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor};
 use str0m::net::{Protocol, Receive, TcpType, Transmit};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor};
 use str0m::{Candidate, Event, IceConnectionState, Rtc};
 
 use super::audio_level;
