@@ -12,8 +12,10 @@
 # received then (the same count for both servers). The load tool runs on the same
 # machine and takes cores too; its own work per packet is about the server's (SRTP), so
 # the servers are compared at the same load, never at saturation.
-# Worker capacity is projected from each worker's busy time (`confer_sfu_busy_seconds`):
-# packets per busy second, summed over workers.
+# Worker capacity is projected from each worker thread's CPU time
+# (`confer_sfu_cpu_seconds`): packets sent per CPU second, summed over workers. The load
+# tool takes the same two cores, so a worker's wall-clock busy time
+# (`confer_sfu_busy_seconds`, printed beside it) also counts the time it waited for one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -142,21 +144,23 @@ done
 
 echo
 echo "== 4. Confer's workers: ten rooms of 1 publisher + 4 viewers"
-printf '%-8s %10s %7s %10s %26s\n' workers packets/s loss% us/packet 'capacity packets/s (proj.)'
+printf '%-8s %10s %7s %10s %22s %22s\n' workers packets/s loss% us/packet 'capacity by CPU time' 'by busy wall time'
 for w in 1 "$(nproc)"; do
   confer_up "$w"
   read -r pps loss p95 us fail join ff < <(load confer --rooms 10 --publishers 1 --subscribers 4 --audio --quality high)
-  cap="$(curl -s http://127.0.0.1:17981/metrics | python3 -c '
+  read -r cap_cpu cap_busy < <(curl -s http://127.0.0.1:17981/metrics | python3 -c '
 import re, sys
-sent, busy = {}, {}
+sent, cpu, busy = {}, {}, {}
 for line in sys.stdin:
-    m = re.match(r"confer_sfu_(packets_sent_total|busy_seconds_total)\{worker=\"(\d+)\"\} (\S+)", line)
+    m = re.match(r"confer_sfu_(packets_sent|cpu_seconds|busy_seconds)_total\{worker=\"(\d+)\"\} (\S+)", line)
     if m:
-        (sent if m[1].startswith("packets") else busy)[m[2]] = float(m[3])
-print(int(sum(sent[w] / max(busy.get(w, 0), 1e-9) for w in sent if sent[w] > 0)))
-')"
+        {"packets_sent": sent, "cpu_seconds": cpu, "busy_seconds": busy}[m[1]][m[2]] = float(m[3])
+def capacity(spent):
+    return int(sum(sent[w] / max(spent.get(w, 0), 1e-9) for w in sent if sent[w] > 0))
+print(capacity(cpu), capacity(busy))
+')
   down
-  printf '%-8s %10s %7s %10s %26s\n' "$w" "$pps" "$loss" "$us" "$cap"
+  printf '%-8s %10s %7s %10s %22s %22s\n' "$w" "$pps" "$loss" "$us" "$cap_cpu" "$cap_busy"
 done
 
 echo

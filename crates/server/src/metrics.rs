@@ -66,6 +66,7 @@ impl Metrics {
             r.register("sfu_congestion_limits", "Subscriber paths limited by congestion", w.congestion_limits.clone());
             r.register("sfu_panics", "Panics caught and contained", w.panics.clone());
             r.register("sfu_busy_seconds", "Time the worker spent working", w.busy_seconds.clone());
+            r.register("sfu_cpu_seconds", "CPU time of the worker's thread", w.cpu_seconds.clone());
             r.register(
                 "sfu_packet_seconds",
                 "Time to handle one received packet, forwarding included",

@@ -75,8 +75,11 @@ pub struct WorkerMetrics {
     pub layer_switches: Counter,
     pub congestion_limits: Counter,
     pub panics: Counter,
-    /// Seconds spent working (not waiting).
+    /// Seconds spent working (not waiting), by the wall clock: time the thread waited
+    /// for a core while working counts.
     pub busy_seconds: Counter<f64>,
+    /// CPU seconds the worker's thread used (user and system; Linux only).
+    pub cpu_seconds: Counter<f64>,
     /// Seconds to handle one received packet, forwarding included.
     pub packet_seconds: Histogram,
     pub rooms: Gauge,
@@ -99,6 +102,7 @@ impl WorkerMetrics {
             congestion_limits: Counter::default(),
             panics: Counter::default(),
             busy_seconds: Counter::default(),
+            cpu_seconds: Counter::default(),
             // 1 µs to ~4 ms.
             packet_seconds: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1e-6, 2.0, 13)),
             rooms: Gauge::default(),
@@ -443,6 +447,44 @@ impl Drop for PathSocket {
     }
 }
 
+/// Reads the calling thread's CPU time (a system call) every [`CpuClock::INTERVAL`].
+struct CpuClock {
+    read_at: Instant,
+    used: Option<Duration>,
+}
+
+impl CpuClock {
+    const INTERVAL: Duration = Duration::from_millis(100);
+
+    fn start() -> Self {
+        Self { read_at: Instant::now(), used: thread_cpu_time() }
+    }
+
+    /// The CPU time used since the last reading, if it is time for one.
+    fn advance(&mut self, now: Instant) -> Option<Duration> {
+        if now.saturating_duration_since(self.read_at) < Self::INTERVAL {
+            return None;
+        }
+        let used = thread_cpu_time();
+        let since = used.zip(self.used).map(|(now, before)| now.saturating_sub(before));
+        *self = Self { read_at: now, used };
+        since
+    }
+}
+
+/// The CPU time the calling thread has used: what a worker costs the machine, without
+/// the time it waited for a core (which the load tool of a benchmark takes too).
+#[cfg(target_os = "linux")]
+fn thread_cpu_time() -> Option<Duration> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
+    Some(Duration::new(u64::try_from(t.tv_sec()).ok()?, u32::try_from(t.tv_nsec()).ok()?))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu_time() -> Option<Duration> {
+    None
+}
+
 impl WorkerThread {
     fn run(mut self) {
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -460,6 +502,7 @@ impl WorkerThread {
             let mut buf = vec![0u8; 2048];
             let mut recorded = self.worker.stats();
             let mut working = Instant::now();
+            let mut cpu = CpuClock::start();
             loop {
                 let deadline = self.flush();
                 let stats = self.worker.stats();
@@ -469,6 +512,9 @@ impl WorkerThread {
                 self.metrics.rooms.set(rooms as i64);
                 self.metrics.transports.set(transports as i64);
                 self.metrics.busy_seconds.inc_by(working.elapsed().as_secs_f64());
+                if let Some(used) = cpu.advance(working) {
+                    self.metrics.cpu_seconds.inc_by(used.as_secs_f64());
+                }
                 if self.worker.is_stopped() {
                     break;
                 }
