@@ -1036,6 +1036,11 @@ async fn the_app_runs_a_meeting_as_its_host() {
     let person = |id: &str, button: &str| format!(".person[data-participant='{id}'] .{button}");
     click(&c, &person(&ann_id, "co-host")).await;
     ann.expect_event("participant_updated", T, |v| v["participant"]["role"] == "co_host");
+    // Her row is drawn anew with the badge, which moves its buttons: a click aimed
+    // before that lands beside them.
+    let shown =
+        format!("return document.querySelector(\"{}\")?.textContent === 'Remove co-host'", person(&ann_id, "co-host"));
+    until(&c, "Ann shown as co-host", &shown).await;
     click(&c, &person(&ann_id, "mute")).await;
     ann.expect_event("track_disabled", T, |v| v["kind"] == "audio" && v["by"].is_string());
     click(&c, &person(&ann_id, "ask-unmute")).await;
