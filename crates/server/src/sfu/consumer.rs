@@ -187,13 +187,20 @@ impl Consumer {
         None
     }
 
+    /// Whether packets of layer `rid` can be placed at all: cheaper than [`Self::accept`]
+    /// for the simulcast layers it does not take (only the target and the current
+    /// layer can be placed; any packet of audio can).
+    pub fn takes_layer(&self, rid: Option<&Rid>) -> bool {
+        !self.is_video() || rid == self.target.as_ref() || rid == self.current.as_ref()
+    }
+
     /// Whether a packet is passed on, and where in the outgoing stream. Video switches
     /// layers on the first packet of a keyframe of the target.
     pub fn accept(&mut self, packet: &Packet<'_>) -> Option<Placement> {
         let starts = if self.is_video() {
             let rid = packet.rid;
-            let is_target = rid == self.target.as_ref() || (self.target.is_none() && rid.is_none());
-            let is_current = rid == self.current.as_ref() || (self.current.is_none() && rid.is_none());
+            let is_target = rid == self.target.as_ref();
+            let is_current = rid == self.current.as_ref();
             if packet.keyframe && is_target && (self.needs_keyframe || !is_current) {
                 if !is_current {
                     self.time.rebase();
@@ -423,6 +430,9 @@ mod tests {
         assert!(t.accept(&packet(Some(&f), true, 900, 777_000, now)).is_none(), "not the target");
         t.wants.quality = Quality::High;
         t.choose_layer(&live_layers(now), None, now);
+        let h: Rid = "h".into();
+        assert!(t.takes_layer(Some(&q)) && t.takes_layer(Some(&f)), "the current and the target layer");
+        assert!(!t.takes_layer(Some(&h)), "no other layer");
         // Until f's keyframe, q still flows; f's delta frames do not.
         assert_eq!(sent(t.accept(&packet(Some(&q), false, 70_103, 6000, now))), (4567, 6000));
         assert!(t.accept(&packet(Some(&f), false, 901, 780_000, now)).is_none());

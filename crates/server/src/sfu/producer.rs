@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use confer_proto::track::{Quality, TrackId, TrackKind};
 use str0m::channel::ChannelId;
 use str0m::format::{detect_h264_keyframe, detect_h264_nalu, Codec, PayloadParams};
-use str0m::media::{MediaKind, Mid, Pt, Rid};
+use str0m::media::{MediaKind, Mid, Rid};
 use str0m::rtp::Vp8Descriptor;
 
 /// A layer not seen for this long is taken as stopped by its publisher.
@@ -225,11 +225,6 @@ pub fn starts_keyframe(codec: Codec, payload: &[u8], vp8: Option<&Vp8Descriptor>
         Codec::H264 => detect_h264_nalu(payload, H264_SPS) || (new_frame && detect_h264_keyframe(payload)),
         _ => false,
     }
-}
-
-/// The codec of payload type `pt` among `known` (a transport's negotiated ones).
-pub fn params_of<'a>(known: impl IntoIterator<Item = &'a PayloadParams>, pt: Pt) -> Option<PayloadParams> {
-    known.into_iter().find(|p| p.pt() == pt).copied()
 }
 
 pub fn media_kind(kind: TrackKind) -> MediaKind {

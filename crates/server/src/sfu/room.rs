@@ -104,6 +104,12 @@ impl Room {
     pub fn consumers_of(&self, track: &TrackId) -> &[TransportId] {
         self.consumers.get(track).map_or(&[], Vec::as_slice)
     }
+
+    /// The room's own key for `track` with its consumers: borrowed from the room alone,
+    /// so that the forwarding path needs no copy of the track's id.
+    pub fn consumed<'a>(&'a self, track: &TrackId) -> Option<(&'a TrackId, &'a [TransportId])> {
+        self.consumers.get_key_value(track).map(|(k, v)| (k, v.as_slice()))
+    }
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ use str0m::{Candidate, Event, IceConnectionState, Rtc};
 
 use super::audio_level;
 use super::consumer::{long_picture_id, OutState, Packet};
-use super::producer::{params_of, starts_keyframe, HeardLevel, LayerMeter};
+use super::producer::{starts_keyframe, HeardLevel, LayerMeter};
 use super::room::Room;
 use super::transport::{Health, Role, Side, Transport, TransportId};
 use super::{Command, MediaAddrs, SfuEvent};
@@ -623,7 +623,7 @@ impl Worker {
         let Some(producer) = p.producer_mut(mid) else { return };
         let pt = packet.header.payload_type;
         if producer.params.is_none_or(|params| params.pt() != pt) {
-            producer.params = params_of(rtc.codec_config().params(), pt);
+            producer.params = rtc.codec_config().params().iter().find(|p| p.pt() == pt).copied();
         }
         let Some(params) = producer.params else { return };
         let payload = &packet.payload[..];
@@ -663,9 +663,10 @@ impl Worker {
             video_content_type: ext.video_content_type,
             ..Default::default()
         };
-        let track_id = producer.track_id.clone();
         // Borrowed from the room while the transports change: no copy per packet.
-        let consumers = self.rooms.get(room).map_or(&[][..], |r| r.consumers_of(&track_id));
+        let Some((track_id, consumers)) = self.rooms.get(room).and_then(|r| r.consumed(&producer.track_id)) else {
+            return;
+        };
         for &id in consumers {
             let Some(t) = self.transports.get_mut(&id) else { continue };
             let Transport { rtc, side: Side::Subscriber(s), participant, connected, .. } = t else { continue };
@@ -674,12 +675,11 @@ impl Worker {
                 // keyframe asked for when it connects.
                 continue;
             }
-            for c in s.consumers.iter_mut().filter(|c| c.track_id == track_id) {
+            for c in s.consumers.iter_mut().filter(|c| &c.track_id == track_id) {
                 let Some(out_mid) = c.open_mid() else { continue };
-                if !c.is_wanted() {
+                if !c.is_wanted() || !c.takes_layer(incoming.rid) {
                     continue;
                 }
-                let Some(placed) = c.accept(&incoming) else { continue };
                 let out_pt = match c.payload_type {
                     Some((from, to)) if from == pt => to,
                     _ => {
@@ -697,6 +697,8 @@ impl Worker {
                     c.restart();
                     continue;
                 };
+                // Placed only once it can be sent: a placed packet takes a sequence number.
+                let Some(placed) = c.accept(&incoming) else { continue };
                 let write = RtpWrite::new(out_pt, placed.seq, placed.time, packet.timestamp, packet.payload.clone())
                     .marker(packet.header.marker)
                     .ext_vals(ext_vals.clone())
