@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The SFU benchmark (release build): the same load, from `confer-cli load`, against
 # confer-server and against Janus's VideoRoom (Debian's `janus`, started here with a
-# config of its own), printed side by side; then Confer's cost per packet as one room
-# grows, and its workers.
+# config of its own), printed side by side; then the cost per packet of both as one room
+# grows, and Confer's workers.
 #
-#   bash scripts/bench-sfu.sh                 # about 10 minutes
+#   bash scripts/bench-sfu.sh                 # about 13 minutes
 #   DURATION=10 SIZES="4 25 50" bash scripts/bench-sfu.sh
 #
 # CPU is the server process's user+system time (/proc/PID/stat) in the steady state
@@ -133,13 +133,16 @@ for server in confer janus; do
 done
 
 echo
-echo "== 3. Confer's cost per forwarded packet as one room grows (1 publisher + audio, one worker)"
-printf '%-13s %10s %7s %8s %10s %9s %8s %12s\n' participants packets/s loss% p95_ms us/packet failures join_ms first_frame
+echo "== 3. cost per forwarded packet as one room grows (1 publisher + audio; Confer on one worker)"
+printf '%-13s %10s %7s %8s %10s %9s %8s %12s %14s\n' participants packets/s loss% p95_ms us/packet failures join_ms first_frame 'janus us/pkt'
 for n in $SIZES; do
   confer_up 1
   read -r pps loss p95 us fail join ff < <(load confer --publishers 1 --subscribers $((n - 1)) --audio --quality high)
   down
-  printf '%-13s %10s %7s %8s %10s %9s %8s %12s\n' "$n" "$pps" "$loss" "$p95" "$us" "$fail" "$join" "$ff"
+  janus_up
+  read -r _ _ _ j_us _ _ _ < <(load janus --publishers 1 --subscribers $((n - 1)) --audio --quality high)
+  down
+  printf '%-13s %10s %7s %8s %10s %9s %8s %12s %14s\n' "$n" "$pps" "$loss" "$p95" "$us" "$fail" "$join" "$ff" "$j_us"
 done
 
 echo
