@@ -440,7 +440,7 @@ impl Worker {
         if !muted && !censored {
             for id in room.consumers_of(track_id) {
                 let Some(s) = self.transports.get_mut(id).and_then(|t| t.subscribing_mut()) else { continue };
-                for c in s.consumers.iter_mut().filter(|c| &c.track_id == track_id) {
+                for c in s.consumers.iter_mut().filter(|c| c.track_id == *track_id) {
                     c.restart();
                 }
             }
@@ -675,7 +675,7 @@ impl Worker {
                 // keyframe asked for when it connects.
                 continue;
             }
-            for c in s.consumers.iter_mut().filter(|c| &c.track_id == track_id) {
+            for c in s.consumers.iter_mut().filter(|c| c.track_id == *track_id) {
                 let Some(out_mid) = c.open_mid() else { continue };
                 if !c.is_wanted() || !c.takes_layer(incoming.rid) {
                     continue;
