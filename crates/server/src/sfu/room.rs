@@ -102,7 +102,7 @@ impl Room {
     }
 
     pub fn consumers_of(&self, track: &TrackId) -> &[TransportId] {
-        self.consumers.get(track).map_or(&[], Vec::as_slice)
+        self.consumed(track).map_or(&[], |(_, consumers)| consumers)
     }
 
     /// The room's own key for `track` with its consumers: borrowed from the room alone,
