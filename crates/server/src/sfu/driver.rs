@@ -12,8 +12,9 @@
 //!   and hands each to the worker of its address (each worker tells it the username
 //!   fragments it answers to, [`Output::Ufrag`]; a STUN request for one not heard of yet
 //!   goes to every worker, and each drops what it does not know).
-//! - A worker's datagrams go out through its socket of the group, together (one
-//!   `sendmmsg` per 64 on Linux), after each turn of its loop.
+//! - A worker's datagrams go out through its socket of the group, together, after each
+//!   turn of its loop ([`Outgoing`]: batched, and each subscriber's packets of a frame
+//!   as one segmented message on Linux).
 //!
 //! Why: the kernel spreads datagrams over a plain `SO_REUSEPORT` group by a hash of the
 //! addresses, which knows nothing of rooms; handing every packet from one receive
@@ -28,9 +29,10 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use str0m::net::{Protocol, Transmit};
+use str0m::net::Protocol;
 use tokio::sync::mpsc;
 
+use super::outgoing::Outgoing;
 use super::tcp::{self, TcpInput};
 use super::worker::{stun_ufrag, Input, Output, Worker, WorkerStats};
 use super::{Command, MediaAddrs, SfuEvent};
@@ -677,7 +679,7 @@ impl WorkerThread {
                     return at;
                 }
                 Output::Transmit(t) => match t.proto {
-                    Protocol::Udp => self.outgoing.push(&self.socket, t),
+                    Protocol::Udp => self.outgoing.push(t),
                     Protocol::Tcp => match self.tcp.get(&t.destination) {
                         // A full queue is a client reading slower than it receives: drop, as
                         // UDP would, rather than wait for it.
@@ -704,65 +706,6 @@ impl WorkerThread {
                     self.paths.remove(&remote);
                 }
                 Output::Path { .. } => {}
-            }
-        }
-    }
-}
-
-/// Datagrams waiting to be sent: a worker's output between two waits, sent with one
-/// `sendmmsg` per [`SEND_BATCH`] on Linux (a room of 50 sends each packet 49 times),
-/// one `send_to` each elsewhere. A datagram the kernel refuses (a full send buffer) is
-/// dropped, as the network would drop it.
-#[derive(Default)]
-struct Outgoing {
-    queue: Vec<Transmit>,
-}
-
-/// Datagrams per `sendmmsg`.
-const SEND_BATCH: usize = 64;
-
-impl Outgoing {
-    fn push(&mut self, socket: &UdpSocket, t: Transmit) {
-        self.queue.push(t);
-        if self.queue.len() >= SEND_BATCH {
-            self.send(socket);
-        }
-    }
-
-    #[cfg(target_os = "linux")]
-    fn send(&mut self, socket: &UdpSocket) {
-        use std::io::IoSlice;
-        use std::os::fd::AsRawFd;
-
-        use nix::errno::Errno;
-        use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
-
-        let mut sent = 0;
-        while sent < self.queue.len() {
-            let rest = &self.queue[sent..];
-            let slices: Vec<[IoSlice<'_>; 1]> = rest.iter().map(|t| [IoSlice::new(&t.contents)]).collect();
-            let addrs: Vec<Option<SockaddrStorage>> =
-                rest.iter().map(|t| Some(SockaddrStorage::from(t.destination))).collect();
-            let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(rest.len(), None);
-            match sendmmsg(socket.as_raw_fd(), &mut headers, &slices, &addrs, [], MsgFlags::MSG_DONTWAIT) {
-                Ok(results) => sent += results.count().max(1),
-                Err(Errno::EINTR) => {}
-                // The first datagram was refused (sendmmsg reports an error only for the
-                // first): it is dropped, and the rest tried.
-                Err(e) => {
-                    tracing::trace!(destination = %rest[0].destination, error = %e, "media send dropped");
-                    sent += 1;
-                }
-            }
-        }
-        self.queue.clear();
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn send(&mut self, socket: &UdpSocket) {
-        for t in self.queue.drain(..) {
-            if let Err(e) = socket.send_to(&t.contents, t.destination) {
-                tracing::trace!(destination = %t.destination, error = %e, "media send dropped");
             }
         }
     }

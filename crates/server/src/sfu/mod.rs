@@ -19,10 +19,11 @@
 //!
 //! The hub (signaling state) drives a room's worker with [`Command`]s and hears back
 //! through [`SfuEvent`]s, so the hub never waits on media and the media threads never
-//! take the hub's lock. Forwarding works on whole frames (str0m's frame mode): the SFU
-//! never decodes, but it sees frame boundaries and keyframes, which is what simulcast
-//! layer switching and clean starts need. str0m renumbers sequence numbers and SSRCs per
-//! outgoing track; [`consumer`] rewrites RTP time so that switches are seamless.
+//! take the hub's lock. Forwarding works on RTP packets (str0m's RTP mode): the SFU never
+//! decodes or repacketises, but it reads enough of each packet (the VP8 descriptor, the
+//! H.264 NAL type) to see keyframes and frame boundaries, which is what simulcast layer
+//! switching and clean starts need. [`consumer`] renumbers each outgoing stream's
+//! sequence numbers and rewrites its RTP time, so that switches are seamless.
 
 mod audio_level;
 pub mod consumer;
@@ -30,6 +31,7 @@ mod downlink;
 pub mod driver;
 pub mod dtls;
 mod negotiation;
+mod outgoing;
 pub mod producer;
 mod reports;
 pub mod room;
