@@ -34,6 +34,7 @@ use tokio::sync::mpsc;
 
 use super::outgoing::Outgoing;
 use super::tcp::{self, TcpInput};
+use super::udp::{Paths, ReadSocket};
 use super::worker::{stun_ufrag, Input, Output, Worker, WorkerStats};
 use super::{Command, MediaAddrs, SfuEvent};
 
@@ -188,7 +189,6 @@ pub(super) fn start(
     for index in 0..workers {
         let (command_tx, command_rx) = mpsc::unbounded_channel();
         let (inbound_tx, inbound_rx) = mpsc::channel(WORKER_QUEUE);
-        let (path_tx, path_rx) = mpsc::unbounded_channel();
         commands.push(command_tx);
         inbound.push(inbound_tx);
         let thread = WorkerThread {
@@ -203,9 +203,7 @@ pub(super) fn start(
             events: events.clone(),
             news: (workers > 1).then(|| news_tx.clone()),
             metrics: metrics.workers[index].clone(),
-            paths: HashMap::new(),
-            path_tx,
-            path_rx,
+            paths: None,
             outgoing: Outgoing::default(),
         };
         threads.push(std::thread::Builder::new().name(format!("confer-sfu-{index}")).spawn(move || thread.run())?);
@@ -247,7 +245,7 @@ impl Receiver {
             Err(e) => return tracing::error!(error = %e, "cannot start the media receive thread's runtime"),
         };
         runtime.block_on(async move {
-            let socket = match tokio::net::UdpSocket::from_std(socket) {
+            let socket = match ReadSocket::new(socket) {
                 Ok(s) => s,
                 Err(e) => return tracing::error!(error = %e, "cannot register the media socket"),
             };
@@ -390,16 +388,24 @@ enum Wake {
     Command(Option<Command>),
     Udp(std::io::Result<(usize, SocketAddr)>),
     Tcp(TcpInput),
-    /// A datagram from a socket connected to one client.
-    Path(SocketAddr, Vec<u8>),
+    /// Sockets connected to one client each are readable (by their tokens).
+    Paths(Vec<u64>),
     Inbound(Inbound),
     Timer,
 }
 
 /// A datagram from the worker's own socket; never, without one.
-async fn recv(socket: Option<&tokio::net::UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+async fn recv(socket: Option<&ReadSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
     match socket {
         Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The tokens of the readable client sockets; never, without them.
+async fn readable(paths: Option<&Paths>) -> Vec<u64> {
+    match paths {
+        Some(p) => p.readable().await,
         None => std::future::pending().await,
     }
 }
@@ -429,24 +435,10 @@ struct WorkerThread {
     metrics: WorkerMetrics,
     /// With several workers: a socket connected to each client this worker serves, so
     /// that the kernel delivers the client's datagrams here rather than to the receive
-    /// thread.
-    paths: HashMap<SocketAddr, PathSocket>,
-    path_tx: mpsc::UnboundedSender<(SocketAddr, Vec<u8>)>,
-    path_rx: mpsc::UnboundedReceiver<(SocketAddr, Vec<u8>)>,
+    /// thread. Made in the worker's runtime.
+    paths: Option<Paths>,
     /// Datagrams to send, sent together.
     outgoing: Outgoing,
-}
-
-/// A socket connected to one client, and the task that reads it. (Sends go through
-/// the worker's socket of the port's group, many at a time: see [`Outgoing`].)
-struct PathSocket {
-    reader: tokio::task::AbortHandle,
-}
-
-impl Drop for PathSocket {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
 }
 
 /// Reads the calling thread's CPU time (a system call) every [`CpuClock::INTERVAL`].
@@ -494,6 +486,11 @@ impl WorkerThread {
             Err(e) => return tracing::error!(error = %e, "cannot start a media worker's runtime"),
         };
         runtime.block_on(async move {
+            if self.news.is_some() {
+                self.paths = Paths::new()
+                    .map_err(|e| tracing::warn!(error = %e, "no sockets of its own for a media worker's clients"))
+                    .ok();
+            }
             let (socket, tcp_rx) = match self.own.take() {
                 Some((socket, listener)) => self.listen(socket, listener),
                 None => (None, None),
@@ -525,7 +522,7 @@ impl WorkerThread {
                     c = self.commands.recv() => Wake::Command(c),
                     r = recv(socket.as_ref(), &mut buf) => Wake::Udp(r),
                     Some(t) = recv_tcp(&mut tcp_rx) => Wake::Tcp(t),
-                    Some((source, data)) = self.path_rx.recv() => Wake::Path(source, data),
+                    tokens = readable(self.paths.as_ref()) => Wake::Paths(tokens),
                     Some(i) = self.inbound.recv() => Wake::Inbound(i),
                     _ = tokio::time::sleep_until(deadline.into()) => Wake::Timer,
                 };
@@ -547,11 +544,14 @@ impl WorkerThread {
                     // some systems; they concern one peer, which times out on its own.
                     Wake::Udp(Err(e)) => tracing::debug!(error = %e, "media socket receive"),
                     Wake::Tcp(t) => self.tcp(t, working),
-                    Wake::Path(source, data) => {
-                        self.udp(&data, source, udp_ip, working);
-                        for _ in 1..BATCH {
-                            let Ok((source, data)) = self.path_rx.try_recv() else { break };
-                            self.udp(&data, source, udp_ip, Instant::now());
+                    Wake::Paths(tokens) => {
+                        if let Some(paths) = self.paths.take() {
+                            for token in tokens {
+                                paths.read(token, &mut buf, |source, data| {
+                                    self.udp(data, source, udp_ip, Instant::now())
+                                });
+                            }
+                            self.paths = Some(paths);
                         }
                     }
                     Wake::Inbound(i) => {
@@ -577,8 +577,8 @@ impl WorkerThread {
         &mut self,
         socket: UdpSocket,
         listener: Option<std::net::TcpListener>,
-    ) -> (Option<tokio::net::UdpSocket>, Option<mpsc::Receiver<TcpInput>>) {
-        let socket = match tokio::net::UdpSocket::from_std(socket) {
+    ) -> (Option<ReadSocket>, Option<mpsc::Receiver<TcpInput>>) {
+        let socket = match ReadSocket::new(socket) {
             Ok(s) => Some(s),
             Err(e) => {
                 tracing::error!(error = %e, "cannot register the media socket");
@@ -643,31 +643,10 @@ impl WorkerThread {
     /// A socket of this worker's own for datagrams from `remote`.
     fn connect(&mut self, remote: SocketAddr) {
         let Ok(local) = self.socket.local_addr() else { return };
-        let reader = bind_udp(local, Some(remote), true).and_then(tokio::net::UdpSocket::from_std);
-        let reader = match reader {
-            Ok(s) => s,
-            Err(e) => {
-                return tracing::debug!(%remote, error = %e, "no socket of its own for a client; the shared one serves")
-            }
-        };
-        let tx = self.path_tx.clone();
-        let task = tokio::spawn(async move {
-            let mut buf = vec![0u8; 2048];
-            loop {
-                match reader.recv(&mut buf).await {
-                    Ok(n) => {
-                        if tx.send((remote, buf[..n].to_vec())).is_err() {
-                            return;
-                        }
-                    }
-                    // An ICMP error for an earlier send: the client may be gone; its
-                    // transport times out on its own.
-                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-                    Err(e) => return tracing::debug!(%remote, error = %e, "client socket closed"),
-                }
-            }
-        });
-        self.paths.insert(remote, PathSocket { reader: task.abort_handle() });
+        let Some(paths) = &mut self.paths else { return };
+        if let Err(e) = bind_udp(local, Some(remote), true).and_then(|socket| paths.add(remote, socket)) {
+            tracing::debug!(%remote, error = %e, "no socket of its own for a client; the shared one serves");
+        }
     }
 
     /// Sends what the worker has to say; returns when it wants time next.
@@ -703,7 +682,9 @@ impl WorkerThread {
                 // Only with several workers: a lone worker reads every datagram itself.
                 Output::Path { remote, added: true } if self.news.is_some() => self.connect(remote),
                 Output::Path { remote, added: false } => {
-                    self.paths.remove(&remote);
+                    if let Some(paths) = &mut self.paths {
+                        paths.remove(remote);
+                    }
                 }
                 Output::Path { .. } => {}
             }

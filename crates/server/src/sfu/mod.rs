@@ -37,6 +37,7 @@ mod reports;
 pub mod room;
 mod tcp;
 pub mod transport;
+mod udp;
 pub mod worker;
 
 #[cfg(test)]
