@@ -502,6 +502,12 @@ impl WorkerThread {
             let mut recorded = self.worker.stats();
             let mut working = Instant::now();
             let mut cpu = CpuClock::start();
+            // One timer for the thread's life, moved only when the deadline moves: a new
+            // one each turn registers anew with the runtime's timer, and one earlier than
+            // the last wakes the runtime's driver (an eventfd write) for nothing.
+            let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+            tokio::pin!(timer);
+            let mut armed = None;
             loop {
                 let deadline = self.flush();
                 let stats = self.worker.stats();
@@ -517,6 +523,10 @@ impl WorkerThread {
                 if self.worker.is_stopped() {
                     break;
                 }
+                if armed != Some(deadline) {
+                    timer.as_mut().reset(deadline.into());
+                    armed = Some(deadline);
+                }
                 let wake = tokio::select! {
                     biased;
                     c = self.commands.recv() => Wake::Command(c),
@@ -524,7 +534,7 @@ impl WorkerThread {
                     Some(t) = recv_tcp(&mut tcp_rx) => Wake::Tcp(t),
                     tokens = readable(self.paths.as_ref()) => Wake::Paths(tokens),
                     Some(i) = self.inbound.recv() => Wake::Inbound(i),
-                    _ = tokio::time::sleep_until(deadline.into()) => Wake::Timer,
+                    _ = &mut timer => Wake::Timer,
                 };
                 working = Instant::now();
                 match wake {
@@ -545,11 +555,17 @@ impl WorkerThread {
                     Wake::Udp(Err(e)) => tracing::debug!(error = %e, "media socket receive"),
                     Wake::Tcp(t) => self.tcp(t, working),
                     Wake::Paths(tokens) => {
+                        // Up to a batch in all, before the timers; the clients not read
+                        // stay ready, and are read on the next turn.
                         if let Some(paths) = self.paths.take() {
+                            let mut read = 0;
                             for token in tokens {
-                                paths.read(token, &mut buf, |source, data| {
+                                read += paths.read(token, &mut buf, BATCH - read, |source, data| {
                                     self.udp(data, source, udp_ip, Instant::now())
                                 });
+                                if read >= BATCH {
+                                    break;
+                                }
                             }
                             self.paths = Some(paths);
                         }
@@ -658,7 +674,7 @@ impl WorkerThread {
                     return at;
                 }
                 Output::Transmit(t) => match t.proto {
-                    Protocol::Udp => self.outgoing.push(t),
+                    Protocol::Udp => self.outgoing.push(t, &self.socket),
                     Protocol::Tcp => match self.tcp.get(&t.destination) {
                         // A full queue is a client reading slower than it receives: drop, as
                         // UDP would, rather than wait for it.

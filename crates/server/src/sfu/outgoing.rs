@@ -1,7 +1,8 @@
 //! A worker's datagrams on their way out: collected over one turn of its loop, then sent
 //! together.
 //!
-//! On Linux the whole turn goes out in `sendmmsg` calls of up to [`BATCH`] messages, and
+//! On Linux the turn goes out (at the latest every [`MAX_QUEUE`] datagrams) in
+//! `sendmmsg` calls of up to [`BATCH`] messages, and
 //! a subscriber's packets of one frame travel as one message with *UDP generic
 //! segmentation offload* (GSO, `UDP_SEGMENT`): the kernel routes and queues the
 //! message once and cuts it into datagrams at the last moment (in the network card, when
@@ -25,6 +26,10 @@ use str0m::net::Transmit;
 /// Messages per `sendmmsg`.
 #[cfg(target_os = "linux")]
 const BATCH: usize = 64;
+/// Datagrams held before they are sent, in a turn that makes many (a keyframe to a
+/// large room): enough for a few packets of a frame to each of a hundred subscribers,
+/// few enough that the first do not wait long or reach a receiver in one burst.
+const MAX_QUEUE: usize = 512;
 /// Segments in one GSO message: the kernel's `UDP_MAX_SEGMENTS` (64 before Linux 6.8).
 const MAX_SEGMENTS: usize = 64;
 /// Bytes in one GSO message: what fits in one IPv6 datagram (IPv4 allows a little more).
@@ -53,8 +58,12 @@ struct Message {
 }
 
 impl Outgoing {
-    pub fn push(&mut self, t: Transmit) {
+    /// Queues a datagram; sends the queue if it holds [`MAX_QUEUE`].
+    pub fn push(&mut self, t: Transmit, socket: &UdpSocket) {
         self.queue.push(t);
+        if self.queue.len() >= MAX_QUEUE {
+            self.send(socket);
+        }
     }
 
     #[cfg(test)]
@@ -277,7 +286,7 @@ mod tests {
                 };
                 for len in sizes {
                     tag = tag.wrapping_add(1);
-                    outgoing.push(transmit(to, len, tag));
+                    outgoing.push(transmit(to, len, tag), &sender);
                     expected[r].push((tag, len));
                 }
             }

@@ -16,10 +16,6 @@
 use std::io;
 use std::net::SocketAddr;
 
-/// Datagrams read from one client's socket before the others get their turn.
-#[cfg(target_os = "linux")]
-const BATCH: usize = 64;
-
 #[cfg(target_os = "linux")]
 pub(super) use linux::Paths;
 
@@ -160,20 +156,28 @@ mod linux {
             }
         }
 
-        /// Reads up to a batch of datagrams from the socket of `token` into `buf`,
-        /// handing each to `each` with its sender.
-        pub fn read(&self, token: u64, buf: &mut [u8], mut each: impl FnMut(SocketAddr, &[u8])) {
-            let Some((remote, socket)) = self.sockets.get(&token) else { return };
-            for _ in 0..BATCH {
+        /// Reads up to `limit` datagrams from the socket of `token` into `buf`, handing
+        /// each to `each` with its sender; returns how many it read.
+        pub fn read(&self, token: u64, buf: &mut [u8], limit: usize, mut each: impl FnMut(SocketAddr, &[u8])) -> usize {
+            let Some((remote, socket)) = self.sockets.get(&token) else { return 0 };
+            let mut read = 0;
+            for _ in 0..limit {
                 match socket.recv(buf) {
-                    Ok(n) => each(*remote, &buf[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Ok(n) => {
+                        read += 1;
+                        each(*remote, &buf[..n]);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     // An ICMP error for an earlier send: the client may be gone; its
                     // transport times out on its own.
                     Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
-                    Err(e) => return tracing::debug!(%remote, error = %e, "client socket receive"),
+                    Err(e) => {
+                        tracing::debug!(%remote, error = %e, "client socket receive");
+                        break;
+                    }
                 }
             }
+            read
         }
     }
 }
@@ -198,5 +202,7 @@ impl Paths {
         std::future::pending().await
     }
 
-    pub fn read(&self, _token: u64, _buf: &mut [u8], _each: impl FnMut(SocketAddr, &[u8])) {}
+    pub fn read(&self, _token: u64, _buf: &mut [u8], _limit: usize, _each: impl FnMut(SocketAddr, &[u8])) -> usize {
+        0
+    }
 }
