@@ -4,7 +4,7 @@
 # config of its own), printed side by side; then the cost per packet of both as one room
 # grows, and Confer's workers.
 #
-#   bash scripts/bench-sfu.sh                 # about 13 minutes
+#   bash scripts/bench-sfu.sh                 # about 18 minutes
 #   DURATION=10 SIZES="4 25 50" bash scripts/bench-sfu.sh
 #
 # CPU is the server process's user+system time (/proc/PID/stat) in the steady state
@@ -12,6 +12,8 @@
 # received then (the same count for both servers). The load tool runs on the same
 # machine and takes cores too; its own work per packet is about the server's (SRTP), so
 # the servers are compared at the same load, never at saturation.
+# The curve is measured twice: one room of N, and as many rooms of N as make about 100
+# participants, so that the server carries about the same load at each N.
 # Worker capacity is projected from each worker thread's CPU time
 # (`confer_sfu_cpu_seconds`): packets sent per CPU second, summed over workers. The load
 # tool takes the same two cores, so a worker's wall-clock busy time
@@ -146,11 +148,28 @@ for n in $SIZES; do
 done
 
 echo
-echo "== 4. Confer's workers: ten rooms of 1 publisher + 4 viewers"
-printf '%-8s %10s %7s %10s %22s %22s\n' workers packets/s loss% us/packet 'capacity by CPU time' 'by busy wall time'
-for w in 1 "$(nproc)"; do
+echo "== 3b. the same rooms at the same load: as many rooms of N as make about 100 participants"
+echo "   (a lone room of 4 leaves the server idle between packets, and every packet pays for a wake-up)"
+printf '%-13s %6s %10s %7s %8s %10s %9s %14s\n' participants rooms packets/s loss% p95_ms us/packet failures 'janus us/pkt'
+for n in $SIZES; do
+  rooms=$(( (100 + n / 2) / n )); [ "$rooms" -ge 1 ] || rooms=1
+  confer_up 1
+  read -r pps loss p95 us fail join ff < <(load confer --rooms "$rooms" --publishers 1 --subscribers $((n - 1)) --audio --quality high)
+  down
+  janus_up
+  read -r _ _ _ j_us _ _ _ < <(load janus --rooms "$rooms" --publishers 1 --subscribers $((n - 1)) --audio --quality high)
+  down
+  printf '%-13s %6s %10s %7s %8s %10s %9s %14s\n' "$n" "$rooms" "$pps" "$loss" "$p95" "$us" "$fail" "$j_us"
+done
+
+echo
+echo "== 4. Confer's workers: rooms of 1 publisher + 4 viewers; ten rooms in all, then five rooms per worker"
+echo "   (a worker with less to do wakes as often for fewer packets; the second pair loads each worker alike)"
+printf '%-8s %6s %10s %7s %10s %22s %22s\n' workers rooms packets/s loss% us/packet 'capacity by CPU time' 'by busy wall time'
+for run in "1 10" "$(nproc) 10" "1 5" "$(nproc) $((5 * $(nproc)))"; do
+  read -r w rooms <<<"$run"
   confer_up "$w"
-  read -r pps loss p95 us fail join ff < <(load confer --rooms 10 --publishers 1 --subscribers 4 --audio --quality high)
+  read -r pps loss p95 us fail join ff < <(load confer --rooms "$rooms" --publishers 1 --subscribers 4 --audio --quality high)
   read -r cap_cpu cap_busy < <(curl -s http://127.0.0.1:17981/metrics | python3 -c '
 import re, sys
 sent, cpu, busy = {}, {}, {}
@@ -163,7 +182,7 @@ def capacity(spent):
 print(capacity(cpu), capacity(busy))
 ')
   down
-  printf '%-8s %10s %7s %10s %22s %22s\n' "$w" "$pps" "$loss" "$us" "$cap_cpu" "$cap_busy"
+  printf '%-8s %6s %10s %7s %10s %22s %22s\n' "$w" "$rooms" "$pps" "$loss" "$us" "$cap_cpu" "$cap_busy"
 done
 
 echo

@@ -226,11 +226,21 @@ impl Worker {
     }
 
     fn next_timeout(&mut self) -> Instant {
+        // Entries are pushed only when a deadline moves earlier; one that moved later
+        // (a packet sent early, a report put off) is moved here, rather than waking the
+        // thread at a time when nothing is due.
         while let Some(Reverse((at, id))) = self.timers.peek().copied() {
-            if self.transports.get(&id).is_some_and(|t| t.scheduled == Some(at)) {
-                break;
+            match self.transports.get_mut(&id) {
+                Some(t) if t.scheduled == Some(at) && t.deadline <= at => break,
+                Some(t) if t.scheduled == Some(at) => {
+                    self.timers.pop();
+                    t.scheduled = Some(t.deadline);
+                    self.timers.push(Reverse((t.deadline, id)));
+                }
+                _ => {
+                    self.timers.pop();
+                }
             }
-            self.timers.pop();
         }
         let transport = self.timers.peek().map(|Reverse((at, _))| *at);
         [self.next_layers, self.next_levels, self.next_metrics, self.next_reap]
@@ -238,6 +248,13 @@ impl Worker {
             .chain(transport)
             .min()
             .unwrap_or(self.next_reap)
+    }
+
+    /// Whether a periodic task or a transport's timer is due at `now`.
+    #[cfg(test)]
+    pub(super) fn is_due(&self, now: Instant) -> bool {
+        [self.next_layers, self.next_levels, self.next_metrics, self.next_reap].into_iter().any(|t| t <= now)
+            || self.transports.values().any(|t| t.deadline <= now)
     }
 
     fn receive(&mut self, now: Instant, proto: Protocol, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
@@ -288,10 +305,14 @@ impl Worker {
             if t.scheduled != Some(at) {
                 continue;
             }
-            t.scheduled = None;
-            if t.deadline <= now {
-                feed(t, str0m::Input::Timeout(now), &mut self.stats);
+            if t.deadline > now {
+                // Moved later since: wait for it.
+                t.scheduled = Some(t.deadline);
+                self.timers.push(Reverse((t.deadline, id)));
+                continue;
             }
+            t.scheduled = None;
+            feed(t, str0m::Input::Timeout(now), &mut self.stats);
             self.dirty.push(id);
         }
         if now >= self.next_reap {
