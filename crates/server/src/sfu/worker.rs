@@ -234,8 +234,7 @@ impl Worker {
                 Some(t) if t.scheduled == Some(at) && t.deadline <= at => break,
                 Some(t) if t.scheduled == Some(at) => {
                     self.timers.pop();
-                    t.scheduled = Some(t.deadline);
-                    self.timers.push(Reverse((t.deadline, id)));
+                    schedule(&mut self.timers, t);
                 }
                 _ => {
                     self.timers.pop();
@@ -307,8 +306,7 @@ impl Worker {
             }
             if t.deadline > now {
                 // Moved later since: wait for it.
-                t.scheduled = Some(t.deadline);
-                self.timers.push(Reverse((t.deadline, id)));
+                schedule(&mut self.timers, t);
                 continue;
             }
             t.scheduled = None;
@@ -342,8 +340,7 @@ impl Worker {
                 let Some(t) = self.transports.get_mut(&id) else { continue };
                 drain(t, now, &mut self.out, &mut self.work, &mut self.stats);
                 if t.scheduled.is_none_or(|s| t.deadline < s) {
-                    t.scheduled = Some(t.deadline);
-                    self.timers.push(Reverse((t.deadline, id)));
+                    schedule(&mut self.timers, t);
                 }
             }
             let Some(work) = self.work.pop_front() else { break };
@@ -888,6 +885,12 @@ pub(super) fn stun_ufrag(data: &[u8]) -> Option<&str> {
     }
     // "local:remote": the first part is ours.
     message.username()?.split(':').next()
+}
+
+/// Puts the transport's deadline in the timer queue (its older entries are skipped).
+fn schedule(timers: &mut BinaryHeap<Reverse<(Instant, TransportId)>>, t: &mut Transport) {
+    t.scheduled = Some(t.deadline);
+    timers.push(Reverse((t.deadline, t.id)));
 }
 
 fn feed(t: &mut Transport, input: str0m::Input<'_>, stats: &mut WorkerStats) {
