@@ -579,10 +579,8 @@ impl WorkerThread {
                     }
                     Wake::Timer => {}
                 }
-                let now = Instant::now();
-                if now >= deadline {
-                    self.worker.handle_input(now, Input::Timeout);
-                }
+                // Whatever is due, housekeeping that waited for a wake-up included.
+                self.worker.handle_input(Instant::now(), Input::Timeout);
             }
             tracing::info!(worker = self.index, "media worker stopped");
         });

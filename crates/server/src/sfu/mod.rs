@@ -36,6 +36,7 @@ pub mod producer;
 mod reports;
 pub mod room;
 mod tcp;
+mod timers;
 pub mod transport;
 mod udp;
 pub mod worker;

@@ -22,6 +22,7 @@ use str0m::Rtc;
 use super::consumer::Consumer;
 use super::downlink::Downlink;
 use super::producer::Producer;
+use super::timers::Timer;
 
 /// A transport's number on its worker, never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -86,10 +87,8 @@ pub struct Transport {
     pub created: Instant,
     pub connected: bool,
     pub health: Health,
-    /// When `rtc` wants `Input::Timeout` next.
-    pub deadline: Instant,
-    /// The earliest entry this transport has in the worker's timer queue.
-    pub scheduled: Option<Instant>,
+    /// When `rtc` wants `Input::Timeout` next, and whether on time.
+    pub timer: Timer,
     /// The local ICE username fragment clients address it by.
     pub ufrag: String,
     /// Open data channels by label.
@@ -183,8 +182,7 @@ impl Transport {
             created: now,
             connected: false,
             health: Health::Up,
-            deadline: now,
-            scheduled: None,
+            timer: Timer::new(now),
             ufrag: String::new(),
             channels: HashMap::new(),
             stats: None,

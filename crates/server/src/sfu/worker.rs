@@ -10,14 +10,14 @@
 //! - it reaches its transport through a map from the sender's address (the ICE username
 //!   only for the first STUN request of a new path);
 //! - only the transports that received input, were written to, or whose timer is due are
-//!   polled (a timer queue keeps the deadlines);
+//!   polled (a timer queue keeps the deadlines, and lets housekeeping ride on other
+//!   wake-ups: `timers.rs`);
 //! - a frame goes to the subscribers of its producer only ([`Room::consumers`]).
 //!
 //! Periodic work (layer choice, audio levels, network metrics, reaping) runs on its own
 //! ticks, a few times a second.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -37,6 +37,7 @@ use super::audio_level;
 use super::consumer::{long_picture_id, OutState, Packet};
 use super::producer::{starts_keyframe, HeardLevel, LayerMeter};
 use super::room::Room;
+use super::timers::{Timers, SLACK};
 use super::transport::{Health, Role, Side, Transport, TransportId};
 use super::{Command, MediaAddrs, SfuEvent};
 
@@ -144,7 +145,7 @@ pub struct Worker {
     pub(super) rooms_of: HashMap<ParticipantId, RoomId>,
     by_addr: HashMap<(Protocol, SocketAddr), TransportId>,
     by_ufrag: HashMap<String, TransportId>,
-    timers: BinaryHeap<Reverse<(Instant, TransportId)>>,
+    timers: Timers,
     /// Transports with output to collect.
     dirty: Vec<TransportId>,
     work: VecDeque<Work>,
@@ -167,7 +168,7 @@ impl Worker {
             rooms_of: HashMap::new(),
             by_addr: HashMap::new(),
             by_ufrag: HashMap::new(),
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             dirty: Vec::new(),
             work: VecDeque::new(),
             out: VecDeque::new(),
@@ -226,34 +227,17 @@ impl Worker {
     }
 
     fn next_timeout(&mut self) -> Instant {
-        // Entries are pushed only when a deadline moves earlier; one that moved later
-        // (a packet sent early, a report put off) is moved here, rather than waking the
-        // thread at a time when nothing is due.
-        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
-            match self.transports.get_mut(&id) {
-                Some(t) if t.scheduled == Some(at) && t.deadline <= at => break,
-                Some(t) if t.scheduled == Some(at) => {
-                    self.timers.pop();
-                    schedule(&mut self.timers, t);
-                }
-                _ => {
-                    self.timers.pop();
-                }
-            }
-        }
-        let transport = self.timers.peek().map(|Reverse((at, _))| *at);
-        [self.next_layers, self.next_levels, self.next_metrics, self.next_reap]
-            .into_iter()
-            .chain(transport)
-            .min()
-            .unwrap_or(self.next_reap)
+        let transports = self.timers.next_wake(&mut self.transports);
+        // The periodic tasks are housekeeping too.
+        let tasks = [self.next_layers, self.next_levels, self.next_metrics, self.next_reap].into_iter().min();
+        transports.into_iter().chain(tasks.map(|t| t + SLACK)).min().unwrap_or(self.next_reap)
     }
 
     /// Whether a periodic task or a transport's timer is due at `now`.
     #[cfg(test)]
     pub(super) fn is_due(&self, now: Instant) -> bool {
         [self.next_layers, self.next_levels, self.next_metrics, self.next_reap].into_iter().any(|t| t <= now)
-            || self.transports.values().any(|t| t.deadline <= now)
+            || self.transports.values().any(|t| t.timer.deadline <= now)
     }
 
     fn receive(&mut self, now: Instant, proto: Protocol, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
@@ -295,23 +279,11 @@ impl Worker {
     }
 
     fn timeout(&mut self, now: Instant) {
-        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
-            if at > now {
-                break;
+        while let Some(id) = self.timers.pop_due(now, &mut self.transports) {
+            if let Some(t) = self.transports.get_mut(&id) {
+                feed(t, str0m::Input::Timeout(now), &mut self.stats);
+                self.dirty.push(id);
             }
-            self.timers.pop();
-            let Some(t) = self.transports.get_mut(&id) else { continue };
-            if t.scheduled != Some(at) {
-                continue;
-            }
-            if t.deadline > now {
-                // Moved later since: wait for it.
-                schedule(&mut self.timers, t);
-                continue;
-            }
-            t.scheduled = None;
-            feed(t, str0m::Input::Timeout(now), &mut self.stats);
-            self.dirty.push(id);
         }
         if now >= self.next_reap {
             self.next_reap = now + REAP_INTERVAL;
@@ -339,9 +311,7 @@ impl Worker {
             while let Some(id) = self.dirty.pop() {
                 let Some(t) = self.transports.get_mut(&id) else { continue };
                 drain(t, now, &mut self.out, &mut self.work, &mut self.stats);
-                if t.scheduled.is_none_or(|s| t.deadline < s) {
-                    schedule(&mut self.timers, t);
-                }
+                self.timers.update(id, &mut t.timer);
             }
             let Some(work) = self.work.pop_front() else { break };
             match work {
@@ -887,12 +857,6 @@ pub(super) fn stun_ufrag(data: &[u8]) -> Option<&str> {
     message.username()?.split(':').next()
 }
 
-/// Puts the transport's deadline in the timer queue (its older entries are skipped).
-fn schedule(timers: &mut BinaryHeap<Reverse<(Instant, TransportId)>>, t: &mut Transport) {
-    t.scheduled = Some(t.deadline);
-    timers.push(Reverse((t.deadline, t.id)));
-}
-
 fn feed(t: &mut Transport, input: str0m::Input<'_>, stats: &mut WorkerStats) {
     if !t.rtc.is_alive() {
         return;
@@ -953,7 +917,7 @@ fn drain(
                 feed(t, str0m::Input::Timeout(at.max(now)), stats);
             }
             str0m::Output::Timeout(at) => {
-                t.deadline = at;
+                t.timer.set(at, t.rtc.last_timeout_reason());
                 return;
             }
             str0m::Output::Transmit(transmit) => {
