@@ -4,8 +4,8 @@
 # config of its own), printed side by side; then the cost per packet of both as one room
 # grows, and Confer's workers.
 #
-#   bash scripts/bench-sfu.sh                 # about 18 minutes
-#   DURATION=10 SIZES="4 25 50" bash scripts/bench-sfu.sh
+#   bash scripts/bench-sfu.sh                 # about 22 minutes
+#   DURATION=10 SIZES="4 25 50" REPEAT=1 bash scripts/bench-sfu.sh
 #
 # CPU is the server process's user+system time (/proc/PID/stat) in the steady state
 # (from 3 s after the last join to the end), divided by the packets its subscribers
@@ -29,6 +29,8 @@ cargo build --release --locked -q -p confer-server -p confer-cli
 server_bin="$target/release/confer-server"
 cli="$target/release/confer-cli"
 DURATION="${DURATION:-20}"
+# Runs of each server in section 1, whose median is compared.
+REPEAT="${REPEAT:-3}"
 SIZES="${SIZES:-4 10 25 50 100}"
 # Janus gathers candidates on real interfaces only (not loopback): media for both
 # servers goes over this machine's first address, delivered locally all the same.
@@ -97,16 +99,28 @@ EOF
 row() { printf '%-30s %14s %14s\n' "$@"; }
 
 echo "== 1. side by side: one room, 1 publisher (640x360@30 + audio) and N-1 viewers; media via $ip"
+echo "   (each server $REPEAT times in turn; CPU is the median run's, the others listed; the other rows are the first run's)"
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 for n in 10 50; do
-  confer_up 1
-  read -r c_pps c_loss c_p95 c_us c_fail c_join c_ff < <(load confer --publishers 1 --subscribers $((n - 1)) --audio --quality high)
-  c_rss="$(rss_mib)"; down
-  janus_up
-  read -r j_pps j_loss j_p95 j_us j_fail j_join j_ff < <(load janus --publishers 1 --subscribers $((n - 1)) --audio --quality high)
-  j_rss="$(rss_mib)"; down
+  c_runs=(); j_runs=()
+  for r in $(seq "$REPEAT"); do
+    confer_up 1
+    read -r pps loss p95 us fail join ff < <(load confer --publishers 1 --subscribers $((n - 1)) --audio --quality high)
+    c_runs+=("$us")
+    [ "$r" = 1 ] && { c_pps=$pps c_loss=$loss c_p95=$p95 c_fail=$fail c_join=$join c_ff=$ff c_rss="$(rss_mib)"; }
+    down
+    janus_up
+    read -r pps loss p95 us fail join ff < <(load janus --publishers 1 --subscribers $((n - 1)) --audio --quality high)
+    j_runs+=("$us")
+    [ "$r" = 1 ] && { j_pps=$pps j_loss=$loss j_p95=$p95 j_fail=$fail j_join=$join j_ff=$ff j_rss="$(rss_mib)"; }
+    down
+  done
+  c_us="$(median "${c_runs[@]}")"; j_us="$(median "${j_runs[@]}")"
   echo
   row "$n participants" "confer (1 wkr)" janus
   row "CPU us per forwarded packet" "$c_us" "$j_us"
+  row "  each run" "${c_runs[*]}" "${j_runs[*]}"
+  row "  confer / janus (medians)" "$(python3 -c "print(f'{$c_us / max($j_us, 1e-9):.2f}')")" ""
   row "packets/s received" "$c_pps" "$j_pps"
   row "loss %" "$c_loss" "$j_loss"
   row "delay p95 ms" "$c_p95" "$j_p95"
