@@ -5,9 +5,9 @@
 //! pacer's budget, SCTP. A few milliseconds late is as good as on time for these, so
 //! such a deadline waits up to [`SLACK`] for the thread to wake for something else (a
 //! datagram, an urgent timer) and is served then. In a call a packet arrives every few
-//! milliseconds, so they seldom wake the thread themselves; each wake-up costs a trip
-//! through the kernel and a context switch, which is most of what a small room costs.
-//! Pacing, bandwidth probes and handshakes are urgent and wake it on time.
+//! milliseconds, so they seldom wake the thread themselves (each wake-up is a trip
+//! through the kernel and a context switch). Pacing, bandwidth probes and handshakes
+//! are urgent and wake it on time.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
