@@ -21,7 +21,7 @@ use super::transport::{Transport, TransportId};
 pub const SLACK: Duration = Duration::from_millis(10);
 
 /// Whether a timer set for `reason` must wake the thread on time.
-pub fn is_urgent(reason: Reason) -> bool {
+fn is_urgent(reason: Reason) -> bool {
     match reason {
         Reason::Nack
         | Reason::Twcc
@@ -46,7 +46,7 @@ pub struct Timer {
     /// When the transport wants `Input::Timeout` next.
     pub deadline: Instant,
     /// Whether that deadline must wake the thread on time.
-    pub urgent: bool,
+    urgent: bool,
     /// Its earliest entry in the queue, and whether that is in the urgent heap.
     scheduled: Option<(Instant, bool)>,
 }
@@ -115,11 +115,8 @@ impl Timers {
             if at > now {
                 return None;
             }
-            if in_urgent {
-                self.urgent.pop()
-            } else {
-                self.lazy.pop()
-            };
+            let heap = if in_urgent { &mut self.urgent } else { &mut self.lazy };
+            heap.pop();
             let Some(timer) = timers.timer(id) else { continue };
             if timer.scheduled != Some((at, in_urgent)) {
                 continue;
