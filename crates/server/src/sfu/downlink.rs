@@ -19,8 +19,8 @@
 //! - the receiver reporting [`CONGESTED_LOSS`] or more of the packets lost (random loss
 //!   of a few percent is not congestion: retransmissions repair it).
 //!
-//! A congested path is *limited*: layers must fit the estimate (or, without one, what got
-//! through). The limit lifts itself when probing shows room, and otherwise after a
+//! A congested path is *limited*: layers must fit what it showed it carries (after loss,
+//! what got through; otherwise the estimate). The limit lifts itself when probing shows room, and otherwise after a
 //! backoff (doubling while congestion recurs) the wanted layers are tried again; a
 //! trial that brings no congestion within two [`SETTLE`]s frees the path.
 
