@@ -20,9 +20,16 @@
 //!   of a few percent is not congestion: retransmissions repair it).
 //!
 //! A congested path is *limited*: layers must fit what it showed it carries (after loss,
-//! what got through; otherwise the estimate). The limit lifts itself when probing shows room, and otherwise after a
-//! backoff (doubling while congestion recurs) the wanted layers are tried again; a
-//! trial that brings no congestion within two [`SETTLE`]s frees the path.
+//! what got through; otherwise the estimate). The limit lifts itself when probing shows
+//! room: every [`PROBE_INTERVAL`] the estimator is asked to probe for the wanted rate
+//! with a short burst of padding, which costs the path a few milliseconds of queue
+//! where trying the wanted layers would cost it seconds of loss. (Left to itself the
+//! estimator would not find the room: it climbs to a small multiple of what is sent,
+//! and its own periodic probes wait for the sending to fall well below the estimate.)
+//! A path that cannot be probed (its receiver sends no TWCC feedback, so there is no
+//! estimate) is instead tried with the wanted layers after a backoff, doubling while
+//! congestion recurs. Either way, the higher rate carried without congestion for two
+//! [`SETTLE`]s frees the path.
 
 use std::time::{Duration, Instant};
 
@@ -42,6 +49,8 @@ const BELOW_SHARE: u64 = 80;
 /// ...after falling below this share (percent) of its peak within [`FALL_WINDOW`].
 pub const FALL_SHARE: u64 = 85;
 pub const FALL_WINDOW: Duration = Duration::from_secs(3);
+/// How often a limited path is probed for the wanted rate.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The state of one subscriber connection's path.
 #[derive(Debug, Clone)]
@@ -59,6 +68,10 @@ pub struct Downlink {
     /// A trial of higher layers is under way since then.
     trial_since: Option<Instant>,
     backoff: Duration,
+    /// While limited: when to probe for the wanted rate next.
+    next_probe: Option<Instant>,
+    /// When the limit was set.
+    limited_at: Option<Instant>,
 }
 
 impl Default for Downlink {
@@ -71,6 +84,8 @@ impl Default for Downlink {
             limit: None,
             trial_since: None,
             backoff: MIN_BACKOFF,
+            next_probe: None,
+            limited_at: None,
         }
     }
 }
@@ -125,10 +140,19 @@ impl Downlink {
                 if limit != before {
                     tracing::info!(?lossy, ?estimate_bps, forwarded_bps, ?limit, "downlink congested: limited");
                 }
-            } else if self.trial_since.is_some_and(|t| now.saturating_duration_since(t) >= SETTLE * 2) {
-                tracing::debug!(forwarded_bps, "downlink carries the wanted rate");
-                self.trial_since = None;
-                self.backoff = MIN_BACKOFF;
+            } else {
+                // A trial, or a rate above the limit that probing made room for, carried
+                // without congestion: the path is free.
+                let raised = self.rate_changed_at.zip(self.limited_at).is_some_and(|(c, l)| c > l);
+                let above_limit = raised && self.limit.is_some_and(|(l, _)| forwarded_bps > l);
+                let tried = self.trial_since.is_some_and(|t| now.saturating_duration_since(t) >= SETTLE * 2);
+                if tried || (above_limit && since_change >= SETTLE * 2) {
+                    tracing::debug!(forwarded_bps, "downlink carries the wanted rate");
+                    self.limit = None;
+                    self.next_probe = None;
+                    self.trial_since = None;
+                    self.backoff = MIN_BACKOFF;
+                }
             }
         } else {
             // Loss and estimates of the old rate say nothing about the new one.
@@ -136,8 +160,12 @@ impl Downlink {
             self.below_since = None;
         }
         match self.limit {
-            Some((_, retry_at)) if now >= retry_at => {
+            // A path that can be probed is tried again when probing shows room; one
+            // that cannot (no estimate: the receiver sends no TWCC feedback) only by
+            // trying the wanted layers.
+            Some((_, retry_at)) if now >= retry_at && estimate_bps.is_none() => {
                 self.limit = None;
+                self.next_probe = None;
                 self.trial_since = Some(now);
                 None
             }
@@ -161,6 +189,9 @@ impl Downlink {
                 let failed_trial = self.trial_since.take().is_some();
                 self.backoff = if failed_trial { (self.backoff * 2).min(MAX_BACKOFF) } else { MIN_BACKOFF };
                 self.limit = Some((carried, now + self.backoff));
+                self.limited_at = Some(now);
+                // The first probe after the queues of the old rate have drained.
+                self.next_probe = Some(now + PROBE_INTERVAL);
             }
         }
     }
@@ -170,8 +201,20 @@ impl Downlink {
     /// doubles the backoff, so asking again and again on a poor path costs little).
     pub fn more_wanted(&mut self, now: Instant) {
         if self.limit.take().is_some() {
+            self.next_probe = None;
             tracing::info!("higher quality asked for: trying the limited downlink again");
             self.trial_since = Some(now);
+        }
+    }
+
+    /// Whether to probe for the wanted rate now (then not again for [`PROBE_INTERVAL`]).
+    pub fn probe_due(&mut self, now: Instant) -> bool {
+        match self.next_probe {
+            Some(at) if now >= at && self.limit.is_some() => {
+                self.next_probe = Some(now + PROBE_INTERVAL);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -272,6 +315,40 @@ mod tests {
         d.budget(700_000, Some(1_000_000), t0);
         d.budget(700_000, Some(200_000), t0 + Duration::from_millis(100));
         assert_eq!(d.budget(700_000, Some(200_000), t0 + Duration::from_millis(100) + HOLD), Some(200_000));
+    }
+
+    #[test]
+    fn a_limited_path_is_probed_until_probing_shows_room_and_is_not_tried_blindly() {
+        let mut d = Downlink::default();
+        let t0 = Instant::now();
+        assert!(!d.probe_due(t0 + PROBE_INTERVAL * 10), "a free path is not probed");
+        d.reported_loss(0.5);
+        assert_eq!(d.budget(700_000, Some(300_000), t0), Some(350_000));
+        d.rate_changed(t0);
+        assert!(!d.probe_due(t0 + PROBE_INTERVAL / 2), "the old rate's queues drain first");
+        let probes: Vec<u32> = (1..=80).filter(|i| d.probe_due(t0 + PROBE_INTERVAL / 8 * *i)).collect();
+        assert_eq!(probes, [8, 16, 24, 32, 40, 48, 56, 64, 72, 80]);
+        // The estimate can be had: no blind trial of the wanted layers after the backoff.
+        let t1 = t0 + MIN_BACKOFF * 3;
+        assert_eq!(d.budget(200_000, Some(320_000), t1), Some(350_000));
+        // A probe found room: the estimate decides. Once the higher rate it allows has
+        // been carried without congestion, the path is free and probing stops.
+        assert_eq!(d.budget(200_000, Some(900_000), t1), Some(900_000));
+        d.rate_changed(t1);
+        assert_eq!(d.budget(700_000, Some(900_000), t1 + SETTLE), Some(900_000));
+        assert_eq!(d.budget(700_000, Some(900_000), t1 + SETTLE * 2), None);
+        assert!(!d.is_limited() && !d.probe_due(t1 + SETTLE * 4));
+    }
+
+    #[test]
+    fn a_limit_that_changes_no_layer_is_not_taken_for_room_found() {
+        // A track without simulcast keeps its rate under a limit below it: that is no
+        // sign that the path carries it.
+        let mut d = Downlink::default();
+        let t0 = Instant::now();
+        d.reported_loss(0.5);
+        assert_eq!(d.budget(700_000, Some(300_000), t0), Some(350_000));
+        assert_eq!(d.budget(700_000, Some(300_000), t0 + SETTLE * 3), Some(350_000));
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! wall clock, so seconds of a call take milliseconds and every run is the same.
 //!
 //! [`Lab`] plays the network (packets go from the worker to the client whose address
-//! they name, and back, at once unless a client's link is cut or lossy) and the hub (it
+//! they name, and back, at once unless a client's link is cut, lossy or capped: a
+//! capped link queues what it cannot carry yet, as a router's does, and drops what
+//! overflows its queue) and the hub (it
 //! sends the worker commands and answers subscriber offers for its clients). Publishing
 //! clients send synthetic VP8 frames; a frame's first byte says keyframe or not (as
 //! VP8's does) and its second which simulcast layer it belongs to.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Rtc};
 use tokio::sync::oneshot;
 
+use super::downlink::{MIN_BACKOFF, PROBE_INTERVAL};
 use super::worker::{Input, Output, Worker};
 use super::{Command, IncomingTrack, MediaAddrs, OutgoingTrack, SfuEvent, Subscribe, Wants};
 
@@ -44,6 +47,36 @@ struct Client {
     /// Packets to it are lost: all (`cut`), or this share of them.
     cut: bool,
     loss: f32,
+    /// The path from the server to it, when capped.
+    downlink: Option<Link>,
+}
+
+/// A path that carries `bps`, with a drop-tail queue that holds up to `queue` of it.
+struct Link {
+    bps: u64,
+    queue: Duration,
+    /// When the packets in the queue will have gone through.
+    busy_until: Instant,
+    /// The packets on their way: when each arrives, and the datagram.
+    queued: VecDeque<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
+    dropped: usize,
+}
+
+impl Link {
+    fn new(kbps: u64, queue: Duration, now: Instant) -> Self {
+        Self { bps: kbps * 1000, queue, busy_until: now, queued: VecDeque::new(), dropped: 0 }
+    }
+
+    /// Queues a datagram unless the queue is full.
+    fn send(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
+        let start = self.busy_until.max(now);
+        if start - now > self.queue {
+            self.dropped += 1;
+            return;
+        }
+        self.busy_until = start + Duration::from_nanos(data.len() as u64 * 8 * 1_000_000_000 / self.bps);
+        self.queued.push_back((self.busy_until, source, destination, data.to_vec()));
+    }
 }
 
 struct Lab {
@@ -98,6 +131,7 @@ impl Lab {
             frames: Vec::new(),
             cut: false,
             loss: 0.0,
+            downlink: None,
         });
         i
     }
@@ -221,7 +255,9 @@ impl Lab {
                         let Some(c) = self.clients.iter_mut().find(|c| c.addr == t.destination) else { continue };
                         self.dice = self.dice.wrapping_mul(1_103_515_245).wrapping_add(12_345);
                         let lost = c.cut || ((self.dice >> 16) % 1000) as f32 / 1000.0 < c.loss;
-                        if !lost {
+                        if let (false, Some(link)) = (lost, &mut c.downlink) {
+                            link.send(self.now, t.source, t.destination, &t.contents);
+                        } else if !lost {
                             let receive = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
                             c.rtc.handle_input(str0m::Input::Receive(self.now, receive)).unwrap();
                         }
@@ -236,6 +272,18 @@ impl Lab {
             self.worker_next = worker_next;
             let mut next = worker_next;
             for c in 0..self.clients.len() {
+                let client = &mut self.clients[c];
+                if let Some(link) = &mut client.downlink {
+                    while link.queued.front().is_some_and(|q| q.0 <= self.now) {
+                        let (_, source, destination, data) = link.queued.pop_front().unwrap();
+                        let receive = Receive::new(Protocol::Udp, source, destination, &data).unwrap();
+                        client.rtc.handle_input(str0m::Input::Receive(self.now, receive)).unwrap();
+                        moved = true;
+                    }
+                    if let Some(q) = link.queued.front() {
+                        next = next.min(q.0);
+                    }
+                }
                 loop {
                     let output = self.clients[c].rtc.poll_output().unwrap();
                     match output {
@@ -377,14 +425,20 @@ fn a_layer_switch_waits_for_a_keyframe_of_the_new_layer() {
     assert!(lab.worker.stats().layer_switches >= 2);
 }
 
-#[test]
-fn a_congested_subscriber_is_limited_to_a_lower_layer() {
+/// Alice publishes with simulcast, and bob watches her on the f layer.
+fn watching_the_top_layer() -> (Lab, usize) {
     let mut lab = Lab::new();
     let (alice, bob) = (lab.client("r"), lab.client("r"));
     lab.publish_video(alice, true);
     lab.subscribe(bob, alice, Quality::High);
     lab.run(Duration::from_secs(3));
     assert_eq!(lab.clients[bob].frames.last().map(|f| f.0), Some(2), "bob starts on the f layer");
+    (lab, bob)
+}
+
+#[test]
+fn a_congested_subscriber_is_limited_to_a_lower_layer() {
+    let (mut lab, bob) = watching_the_top_layer();
     // Bob's path loses a third of what is sent to him: congestion, not noise.
     lab.clients[bob].loss = 0.35;
     lab.run(Duration::from_secs(6));
@@ -394,6 +448,39 @@ fn a_congested_subscriber_is_limited_to_a_lower_layer() {
     let recent = &lab.clients[bob].frames[seen..];
     assert!(!recent.is_empty() && recent.iter().all(|(layer, _)| *layer < 2), "limited below f: {recent:?}");
     assert!(lab.worker.stats().congestion_limits >= 1);
+}
+
+#[test]
+fn a_capped_downlink_gets_the_layer_that_fits_and_the_wanted_one_when_the_cap_lifts() {
+    let (mut lab, bob) = watching_the_top_layer();
+    // The best layer bob received in each of the next `seconds`.
+    let each_second = |lab: &mut Lab, seconds: usize| -> Vec<Option<u8>> {
+        (0..seconds)
+            .map(|_| {
+                let seen = lab.clients[bob].frames.len();
+                lab.run(Duration::from_secs(1));
+                lab.clients[bob].frames[seen..].iter().map(|f| f.0).max()
+            })
+            .collect()
+    };
+    // A 450 kbit/s path with a fifth of a second of queue: f (about 700 kbit/s)
+    // overflows it, h (about 200) fits. For twice the backoff after which the wanted
+    // layer used to be tried again, whatever the path's probes say.
+    lab.clients[bob].downlink = Some(Link::new(450, Duration::from_millis(200), lab.now));
+    let capped = each_second(&mut lab, 6 + 2 * MIN_BACKOFF.as_secs() as usize);
+    assert!(capped[6..].iter().all(|l| *l == Some(1)), "h, and only h, once limited: {capped:?}");
+    let dropped = lab.clients[bob].downlink.as_ref().unwrap().dropped;
+    let steady = each_second(&mut lab, 10);
+    let dropped = lab.clients[bob].downlink.as_ref().unwrap().dropped - dropped;
+    assert!(steady.iter().all(|l| *l == Some(1)), "{steady:?}");
+    // Probing every PROBE_INTERVAL costs next to nothing: 30 packets a second arrive.
+    assert!(dropped <= 3, "{dropped} packets dropped in 10 s on h");
+    // The cap lifts: the next probe finds room, and bob is back on f for good.
+    lab.clients[bob].downlink = None;
+    let lifted = each_second(&mut lab, 15);
+    let back = lifted.iter().position(|l| *l == Some(2)).expect("back on f");
+    assert!(back as u64 <= PROBE_INTERVAL.as_secs() + 1, "back on f after {back} s: {lifted:?}");
+    assert!(lifted[back..].iter().all(|l| *l == Some(2)), "and stays there: {lifted:?}");
 }
 
 #[test]

@@ -799,11 +799,21 @@ impl Worker {
             if changed {
                 s.downlink.rate_changed(now);
             }
-            // The estimator probes toward what the subscriptions would like.
+            // The estimator probes toward what the subscriptions would like. It probes
+            // when that rises above its estimate, so to probe a limited path again it
+            // is lowered to what is forwarded for one round, and raised on the next.
+            let desired = if s.downlink.probe_due(now) { forwarded } else { desired };
             if desired.abs_diff(s.bwe_desired) * 10 > s.bwe_desired {
                 s.bwe_desired = desired;
                 rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
-                self.dirty.push(*id);
+                // The estimator takes the new rate, and starts a probe for it, when it
+                // is next woken: now, not with the next packet forwarded. A probe that
+                // starts with a media packet is measured as if the path were saturated
+                // (its first packet, large, counts toward sending but not receiving),
+                // and reads about half of what it sent.
+                let id = *id;
+                feed(t, str0m::Input::Timeout(now), &mut self.stats);
+                self.dirty.push(id);
             }
         }
         for (room, publisher, track_id, rid) in requests {
