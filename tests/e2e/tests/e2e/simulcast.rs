@@ -58,7 +58,7 @@ fn a_quality_change_switches_layers_within_two_seconds() {
 }
 
 #[test]
-fn a_capped_downlink_gets_a_lower_layer() {
+fn a_capped_downlink_gets_a_lower_layer_and_the_top_one_when_the_cap_lifts() {
     let _one_at_a_time = exclusive();
     let dir = temp_dir("simulcast-cap");
     let (server, relay) = server_behind_relay(dir.join("db.sqlite"), &[]);
@@ -67,29 +67,41 @@ fn a_capped_downlink_gets_a_lower_layer() {
         "alice",
         &server,
         &room,
-        &["--simulcast", "--video", "640x360@30", "--subscribe", "none", "--duration", "22"],
+        &["--simulcast", "--video", "640x360@30", "--subscribe", "none", "--duration", "30"],
     );
     // Carol's downlink carries 450 kbit/s: not the full layer (about 700), but the half
-    // layer (about 200) with room to spare. Dave's is free.
+    // layer (about 200) with room to spare. Dave's is free. After 14 s carol's is too.
     relay.set("127.0.0.3".parse().unwrap(), Conditions { down_kbps: Some(450), ..Conditions::default() });
     let mut viewers = Vec::new();
     for (who, ip) in [("carol", "127.0.0.3"), ("dave", "127.0.0.4")] {
         let report = dir.join(format!("{who}.json"));
         let t = token(&server, &room, who, &[]);
-        let args = ["--quality", "high", "--media-ip", ip, "--duration", "18", "--report", report.to_str().unwrap()];
+        let args = ["--quality", "high", "--media-ip", ip, "--duration", "26", "--report", report.to_str().unwrap()];
         viewers.push((Bot::spawn(who, &server, &t, &args), report));
     }
+    let lifted = 14_000;
+    std::thread::sleep(Duration::from_millis(lifted));
+    relay.set("127.0.0.3".parse().unwrap(), Conditions::default());
     for (bot, _) in &mut viewers {
         assert_eq!(bot.wait_exit(Duration::from_secs(40)), 0, "{} exits cleanly", bot.name);
     }
-    let run = 18_000;
+    let run = 26_000;
     let carol = read_report(&viewers[0].1);
     let video = stream(&carol, "alice", "video");
     // After the estimator found the cap, carol spends most of her time below the top.
     let settled = 6_000;
-    let on_top = time_at_width(video, 640, settled, run);
-    assert!(on_top * 100 <= (run - settled) * 30, "capped viewer at 640 px for {on_top} ms: {:?}", resolutions(video));
-    assert!(time_at_width(video, 320, settled, run) > 0, "and on the half layer: {:?}", resolutions(video));
+    let on_top = time_at_width(video, 640, settled, lifted);
+    assert!(
+        on_top * 100 <= (lifted - settled) * 30,
+        "capped viewer at 640 px for {on_top} ms: {:?}",
+        resolutions(video)
+    );
+    assert!(time_at_width(video, 320, settled, lifted) > 0, "and on the half layer: {:?}", resolutions(video));
+    // Once the cap lifts, the next probe of her path (every 2 s) finds the room, and
+    // she is back on the top layer: not after a backoff of 15 s or more.
+    let back = lifted + 7_000;
+    let on_top = time_at_width(video, 640, back, run);
+    assert!(on_top * 100 >= (run - back) * 80, "back at 640 px for only {on_top} ms: {:?}", resolutions(video));
     // It lost frames while the full layer overran the path, then watched on.
     assert!(decoded_share(video) >= 0.6, "still watching: {video:#}");
     assert!(video["latency_ms"]["p50"].as_u64().unwrap() < 200, "no queue builds up: {video:#}");
