@@ -49,8 +49,10 @@ const BELOW_SHARE: u64 = 80;
 /// ...after falling below this share (percent) of its peak within [`FALL_WINDOW`].
 pub const FALL_SHARE: u64 = 85;
 pub const FALL_WINDOW: Duration = Duration::from_secs(3);
-/// How often a limited path is probed for the wanted rate.
+/// How often a limited path is probed for the wanted rate; doubling, up to
+/// [`MAX_PROBE_INTERVAL`], while the rates probing made room for bring congestion.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(32);
 
 /// The state of one subscriber connection's path.
 #[derive(Debug, Clone)]
@@ -68,8 +70,9 @@ pub struct Downlink {
     /// A trial of higher layers is under way since then.
     trial_since: Option<Instant>,
     backoff: Duration,
-    /// While limited: when to probe for the wanted rate next.
+    /// While limited: when to probe for the wanted rate next, and how often.
     next_probe: Option<Instant>,
+    probe_every: Duration,
     /// When the limit was set.
     limited_at: Option<Instant>,
 }
@@ -85,6 +88,7 @@ impl Default for Downlink {
             trial_since: None,
             backoff: MIN_BACKOFF,
             next_probe: None,
+            probe_every: PROBE_INTERVAL,
             limited_at: None,
         }
     }
@@ -112,6 +116,9 @@ impl Downlink {
             self.recent.pop_front();
         }
         let peak = self.recent.iter().map(|(_, e)| *e).max().unwrap_or(0);
+        // Forwarding more than the limit allows, since a probe showed room for it.
+        let raised = self.rate_changed_at.zip(self.limited_at).is_some_and(|(c, l)| c > l);
+        let above_limit = raised && self.limit.is_some_and(|(l, _)| forwarded_bps > l);
         if since_change >= SETTLE {
             let below =
                 estimate_bps.is_some_and(|e| e * 100 < forwarded_bps * BELOW_SHARE && e * 100 < peak * FALL_SHARE);
@@ -135,7 +142,7 @@ impl Downlink {
                     (None, None) => forwarded_bps,
                 };
                 let before = self.limit.map(|(l, _)| l);
-                self.congested(carried, since_change >= SETTLE * 2, now);
+                self.congested(carried, since_change >= SETTLE * 2, above_limit, now);
                 let limit = self.limit.map(|(l, _)| l);
                 if limit != before {
                     tracing::info!(?lossy, ?estimate_bps, forwarded_bps, ?limit, "downlink congested: limited");
@@ -143,13 +150,12 @@ impl Downlink {
             } else {
                 // A trial, or a rate above the limit that probing made room for, carried
                 // without congestion: the path is free.
-                let raised = self.rate_changed_at.zip(self.limited_at).is_some_and(|(c, l)| c > l);
-                let above_limit = raised && self.limit.is_some_and(|(l, _)| forwarded_bps > l);
                 let tried = self.trial_since.is_some_and(|t| now.saturating_duration_since(t) >= SETTLE * 2);
                 if tried || (above_limit && since_change >= SETTLE * 2) {
                     tracing::debug!(forwarded_bps, "downlink carries the wanted rate");
                     self.limit = None;
                     self.next_probe = None;
+                    self.probe_every = PROBE_INTERVAL;
                     self.trial_since = None;
                     self.backoff = MIN_BACKOFF;
                 }
@@ -175,8 +181,18 @@ impl Downlink {
         }
     }
 
-    fn congested(&mut self, carried: u64, long_settled: bool, now: Instant) {
+    fn congested(&mut self, carried: u64, long_settled: bool, above_limit: bool, now: Instant) {
         match self.limit {
+            // The rate a probe made room for brought congestion: the probe misjudged the
+            // path (a policer that lets a burst through, a path that got worse since).
+            // Back to what got through, and probe less often, so that a path like that
+            // is not made to drop packets every few seconds.
+            Some((_, retry_at)) if above_limit => {
+                self.limit = Some((carried, retry_at));
+                self.limited_at = Some(now);
+                self.probe_every = (self.probe_every * 2).min(MAX_PROBE_INTERVAL);
+                self.next_probe = Some(now + self.probe_every);
+            }
             // Still congested on a lower rate long after the switch: the path got worse.
             // The limit falls, by at most half at a time.
             Some((previous, retry_at)) if long_settled => {
@@ -191,6 +207,7 @@ impl Downlink {
                 self.limit = Some((carried, now + self.backoff));
                 self.limited_at = Some(now);
                 // The first probe after the queues of the old rate have drained.
+                self.probe_every = PROBE_INTERVAL;
                 self.next_probe = Some(now + PROBE_INTERVAL);
             }
         }
@@ -207,11 +224,11 @@ impl Downlink {
         }
     }
 
-    /// Whether to probe for the wanted rate now (then not again for [`PROBE_INTERVAL`]).
+    /// Whether to probe for the wanted rate now (then not again for the probe interval).
     pub fn probe_due(&mut self, now: Instant) -> bool {
         match self.next_probe {
             Some(at) if now >= at && self.limit.is_some() => {
-                self.next_probe = Some(now + PROBE_INTERVAL);
+                self.next_probe = Some(now + self.probe_every);
                 true
             }
             _ => false,
@@ -338,6 +355,30 @@ mod tests {
         assert_eq!(d.budget(700_000, Some(900_000), t1 + SETTLE), Some(900_000));
         assert_eq!(d.budget(700_000, Some(900_000), t1 + SETTLE * 2), None);
         assert!(!d.is_limited() && !d.probe_due(t1 + SETTLE * 4));
+    }
+
+    #[test]
+    fn a_rate_probing_made_room_for_that_congests_the_path_again_is_probed_less_often() {
+        let mut d = Downlink::default();
+        let t0 = Instant::now();
+        d.reported_loss(0.5);
+        assert_eq!(d.budget(700_000, Some(300_000), t0), Some(350_000));
+        d.rate_changed(t0);
+        let mut t = t0;
+        for every in [PROBE_INTERVAL * 2, PROBE_INTERVAL * 4] {
+            // A probe shows room (a policer let its burst through), the rate goes up,
+            // and the path loses 40 % of it: back to what got through.
+            t += SETTLE * 2;
+            assert_eq!(d.budget(200_000, Some(900_000), t), Some(900_000));
+            d.rate_changed(t);
+            t += SETTLE;
+            d.reported_loss(0.4);
+            assert_eq!(d.budget(700_000, Some(500_000), t), Some(500_000), "limited to what got through (420)");
+            assert!(d.is_limited());
+            d.rate_changed(t);
+            assert!(!d.probe_due(t + every - Duration::from_millis(1)));
+            assert!(d.probe_due(t + every), "probed every {every:?}");
+        }
     }
 
     #[test]
