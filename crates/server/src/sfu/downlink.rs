@@ -70,7 +70,8 @@ pub struct Downlink {
     /// A trial of higher layers is under way since then.
     trial_since: Option<Instant>,
     backoff: Duration,
-    /// While limited: when to probe for the wanted rate next, and how often.
+    /// While limited: when to probe for the wanted rate next (set with every new limit,
+    /// so left as it is when the limit goes), and how often.
     next_probe: Option<Instant>,
     probe_every: Duration,
     /// When the limit was set.
@@ -154,7 +155,6 @@ impl Downlink {
                 if tried || (above_limit && since_change >= SETTLE * 2) {
                     tracing::debug!(forwarded_bps, "downlink carries the wanted rate");
                     self.limit = None;
-                    self.next_probe = None;
                     self.probe_every = PROBE_INTERVAL;
                     self.trial_since = None;
                     self.backoff = MIN_BACKOFF;
@@ -171,7 +171,6 @@ impl Downlink {
             // trying the wanted layers.
             Some((_, retry_at)) if now >= retry_at && estimate_bps.is_none() => {
                 self.limit = None;
-                self.next_probe = None;
                 self.trial_since = Some(now);
                 None
             }
@@ -218,7 +217,6 @@ impl Downlink {
     /// doubles the backoff, so asking again and again on a poor path costs little).
     pub fn more_wanted(&mut self, now: Instant) {
         if self.limit.take().is_some() {
-            self.next_probe = None;
             tracing::info!("higher quality asked for: trying the limited downlink again");
             self.trial_since = Some(now);
         }

@@ -4,8 +4,8 @@
 //! [`Lab`] plays the network (packets go from the worker to the client whose address
 //! they name, and back, at once unless a client's link is cut, lossy or capped: a
 //! capped link queues what it cannot carry yet, as a router's does, and drops what
-//! overflows its queue) and the hub (it
-//! sends the worker commands and answers subscriber offers for its clients). Publishing
+//! overflows its queue) and the hub (it sends the worker commands and answers
+//! subscriber offers for its clients). Publishing
 //! clients send synthetic VP8 frames; a frame's first byte says keyframe or not (as
 //! VP8's does) and its second which simulcast layer it belongs to.
 
@@ -254,12 +254,12 @@ impl Lab {
                         moved = true;
                         let Some(c) = self.clients.iter_mut().find(|c| c.addr == t.destination) else { continue };
                         self.dice = self.dice.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                        let lost = c.cut || ((self.dice >> 16) % 1000) as f32 / 1000.0 < c.loss;
-                        if let (false, Some(link)) = (lost, &mut c.downlink) {
-                            link.send(self.now, t.source, t.destination, &t.contents);
-                        } else if !lost {
-                            let receive = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
-                            c.rtc.handle_input(str0m::Input::Receive(self.now, receive)).unwrap();
+                        if c.cut || ((self.dice >> 16) % 1000) as f32 / 1000.0 < c.loss {
+                            continue;
+                        }
+                        match &mut c.downlink {
+                            Some(link) => link.send(self.now, t.source, t.destination, &t.contents),
+                            None => deliver(&mut c.rtc, self.now, t.source, t.destination, &t.contents),
                         }
                     }
                     Output::Event(e) => {
@@ -276,8 +276,7 @@ impl Lab {
                 if let Some(link) = &mut client.downlink {
                     while link.queued.front().is_some_and(|q| q.0 <= self.now) {
                         let (_, source, destination, data) = link.queued.pop_front().unwrap();
-                        let receive = Receive::new(Protocol::Udp, source, destination, &data).unwrap();
-                        client.rtc.handle_input(str0m::Input::Receive(self.now, receive)).unwrap();
+                        deliver(&mut client.rtc, self.now, source, destination, &data);
                         moved = true;
                     }
                     if let Some(q) = link.queued.front() {
@@ -345,6 +344,12 @@ impl Client {
             _ => {}
         }
     }
+}
+
+/// A datagram from the server arrives at a client.
+fn deliver(rtc: &mut Rtc, now: Instant, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
+    let receive = Receive::new(Protocol::Udp, source, destination, data).unwrap();
+    rtc.handle_input(str0m::Input::Receive(now, receive)).unwrap();
 }
 
 fn client_room(c: &Client) -> RoomId {
