@@ -53,6 +53,9 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(20);
+/// How long a start of the app may take, to its first screen: a WebKit process, the
+/// accessibility bus and the page's script, on a CI machine that may be loaded.
+const STARTUP: Duration = Duration::from_secs(90);
 /// The app's synthetic microphone plays this tone (Hz).
 const APP_TONE: f64 = 880.0;
 
@@ -112,11 +115,12 @@ impl Driver {
             .unwrap_or_else(|e| {
                 panic!("tauri-driver at {} starts ({e}); cargo install tauri-driver", driver.display())
             });
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let spawned = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tauri-driver did not listen");
+            assert!(spawned.elapsed() < Duration::from_secs(20), "tauri-driver did not listen");
             std::thread::sleep(Duration::from_millis(100));
         }
+        eprintln!("app_ui: tauri-driver listens {:.1?} after its start", spawned.elapsed());
         Self { child, bus_daemon, bus, port, display, app: app_binary(), data: data.to_owned() }
     }
 
@@ -155,22 +159,35 @@ impl Driver {
         caps.insert("tauri:options".into(), json!({ "application": app }));
         // tauri-driver may drop the first request while its WebKitWebDriver starts (seen
         // right after another test's driver went away): a few tries, then the error.
+        let url = format!("http://127.0.0.1:{}", self.port);
+        let started = Instant::now();
         let mut tries = 0;
-        loop {
-            let connected = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-                .capabilities(caps.clone())
-                .connect(&format!("http://127.0.0.1:{}", self.port))
-                .await;
-            match connected {
-                Ok(c) => return c,
-                Err(e) if tries < 2 => {
+        let c = loop {
+            let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+            builder.capabilities(caps.clone());
+            match tokio::time::timeout(STARTUP, builder.connect(&url)).await {
+                Ok(Ok(c)) => break c,
+                Ok(Err(e)) if tries < 2 => {
                     tries += 1;
                     eprintln!("app_ui: no WebDriver session yet ({e}); trying again");
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
-                Err(e) => panic!("a WebDriver session with the app: {e}"),
+                Ok(Err(e)) => panic!("a WebDriver session with the app: {e}"),
+                Err(_) => panic!("no WebDriver session with the app within {STARTUP:?}"),
             }
-        }
+        };
+        let session = started.elapsed();
+        // The first screen, whichever it is: the page's script has run and asked the app
+        // for the settings and the link it was started with.
+        tokio::time::timeout(STARTUP, c.wait().at_most(STARTUP).for_element(Locator::Css("#home, #prejoin, #call")))
+            .await
+            .unwrap_or_else(|_| panic!("the app showed no screen within {STARTUP:?} of its session"))
+            .expect("the app's first screen");
+        eprintln!(
+            "app_ui: the app started: session in {session:.1?}, first screen {:.1?} after",
+            started.elapsed() - session
+        );
+        c
     }
 }
 
@@ -181,10 +198,12 @@ impl Drop for Driver {
             save_screenshot(self, "app-failure.png");
             save_app_stacks(self.child.id());
         }
-        // The group: tauri-driver, WebKitWebDriver and the app; then the bus.
-        let _ = Command::new("kill").args(["--", &format!("-{}", self.child.id())]).status();
+        // The groups: tauri-driver, WebKitWebDriver and the app; then the bus and what it
+        // started (the accessibility bus and its registry), which would outlive the test.
+        for leader in [self.child.id(), self.bus_daemon.id()] {
+            let _ = Command::new("kill").args(["--", &format!("-{leader}")]).status();
+        }
         let _ = self.child.wait();
-        let _ = self.bus_daemon.kill();
         let _ = self.bus_daemon.wait();
     }
 }
@@ -197,7 +216,9 @@ fn save_app_stacks(group: u32) {
         eprintln!("app_ui: no app process left in group {group}");
         return;
     };
-    if let Ok(out) = Command::new("gdb").args(["-p", &pid, "-batch", "-ex", "thread apply all bt 30"]).output() {
+    // Bounded: gdb reading a debug build's symbols on a loaded machine can take minutes.
+    let gdb = ["60", "gdb", "-p", &pid, "-batch", "-ex", "thread apply all bt 30"];
+    if let Ok(out) = Command::new("timeout").args(gdb).output() {
         let _ = std::fs::write(artifacts_dir().join("app-stacks.txt"), [out.stdout, out.stderr].concat());
     }
 }
