@@ -48,21 +48,21 @@ setsid dbus-run-session -- "$app" >"$artifacts/app-smoke-app.log" 2>&1 &
 app_pid=$!
 
 window=""
-for _ in $(seq 600); do
+for _ in $(seq 1200); do
   window=$(xdotool search --onlyvisible --name '^Confer$' 2>/dev/null | head -n1)
   [ -n "$window" ] && break
   kill -0 "$app_pid" 2>/dev/null || fail "the app exited early: $(tail -n 20 "$artifacts/app-smoke-app.log")"
   sleep 0.1
 done
-[ -n "$window" ] || fail "no window named Confer within 60 s"
-echo "app smoke: window $window is mapped"
+[ -n "$window" ] || fail "no window named Confer within 120 s"
+echo "app smoke: window $window is mapped ${SECONDS} s after the start"
 
 # Give the web view time to load and paint, then look at it.
 fraction() { # fraction of the screenshot's pixels within 4% of colour $1
   "$im_convert" "$shot" -alpha off -fuzz 4% -fill white -opaque "$1" -fill black +opaque white -format '%[fx:mean]' info:
 }
 ok=""
-for _ in $(seq 30); do
+for _ in $(seq 60); do
   sleep 1
   import -window root "$shot" 2>/dev/null || continue
   background=$(fraction '#0f172a')
