@@ -5,6 +5,7 @@
 //   node run.mjs --url http://127.0.0.1:7880 --token TOKEN --seconds 15 --out result.json
 //                [--tone 660] [--chromium /usr/bin/chromium] [--screenshot shot.png] [--relay 1]
 //                [--publish 0] [--gather 1 (send descriptions only once ICE gathering completed)]
+//                [--join-after MS (join that long after the page loaded, as from a pre-join screen)]
 
 import { createServer } from "node:http";
 import { readFile, writeFile } from "node:fs/promises";
@@ -41,6 +42,7 @@ try {
     publish: args.publish ?? "1",
     relay: args.relay ?? "0",
     gather: args.gather ?? "0",
+    join_after: args["join-after"] ?? "0",
   });
   await page.goto(`http://127.0.0.1:${pagePort}/index.html?${query}`);
   await page.evaluate(() => window.conferReady);
