@@ -45,6 +45,7 @@ use std::time::Duration;
 
 use confer_proto::track::{Quality, TrackId, TrackKind, TrackSource};
 use confer_proto::ParticipantId;
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder};
 use rtc::interceptor::{Registry, Slot};
 use rtc::peer_connection::configuration::interceptor_registry::{
@@ -336,7 +337,12 @@ impl Pc {
         // the handshake is a round trip shorter. As the server, webrtc-rs never repeats its
         // HelloVerifyRequest, so a lost hello waited on the SFU's backed-off timer: about
         // one join in twenty at 5 % loss saw its first frame 2.5 to 7 s late.
+        //
+        // No mDNS: the SFU's candidates are addresses, never `.local` names, and
+        // webrtc-rs's mDNS socket fails the whole connection (ENODEV) on a network with
+        // no route for multicast, such as a LAN without a default route.
         let settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             .with_include_loopback_candidate(bind.ip().is_loopback())
             .with_answering_dtls_role(RTCDtlsRole::Client)
             .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_CHECKS_PER_PAIR))

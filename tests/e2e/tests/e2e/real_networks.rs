@@ -1,5 +1,6 @@
 //! Meetings on networks built inside the test (issue 12): clients in network namespaces
-//! whose firewalls drop UDP or let out only a TURN server's TCP port, clients behind
+//! whose firewalls drop UDP or let out only a TURN server's TCP port, a LAN with no
+//! default route (no route for multicast, so no mDNS), clients behind
 //! masquerading NAT routers, relay-only media through coturn, and a call that outlives
 //! several join-token lifetimes. The real server, coturn and bots, judged by the bots'
 //! reports: the path ICE chose (from their WebRTC statistics) and the frames decoded.
@@ -86,22 +87,41 @@ fn meet(server: &ServerProcess, dir: &std::path::Path, a: Side, b: Side) -> (Val
     (ra, rb)
 }
 
+/// A bot in `lan` meets one on this machine through a server announced at `lan`'s way
+/// out; both of the inside bot's connections take a host path over `protocol`.
+fn meets_from(lan: &Netns, dir: &str, protocol: &str) {
+    let dir = temp_dir(dir);
+    let (server, _) = server_for(lan, &dir, false);
+    let inside = Side { who: "inside", ns: Some(lan), tone: "440", extra: &[] };
+    let outside = Side { who: "outside", ns: None, tone: "660", extra: &[] };
+    let (inside, _) = meet(&server, &dir, inside, outside);
+    for connection in ["publisher", "subscriber"] {
+        assert_eq!(path(&inside, connection), ("host".into(), protocol.into()), "{connection} over {protocol}");
+    }
+}
+
 #[test]
 fn a_client_whose_network_drops_udp_meets_over_ice_tcp() {
     if skip_without_netns() {
         return;
     }
     let _one_at_a_time = exclusive();
-    let dir = temp_dir("net-udp-blocked");
     let office = Netns::client("tcp");
     office.drop_udp();
-    let (server, _) = server_for(&office, &dir, false);
-    let inside = Side { who: "inside", ns: Some(&office), tone: "440", extra: &[] };
-    let outside = Side { who: "outside", ns: None, tone: "660", extra: &[] };
-    let (inside, _) = meet(&server, &dir, inside, outside);
-    for connection in ["publisher", "subscriber"] {
-        assert_eq!(path(&inside, connection), ("host".into(), "tcp".into()), "{connection} over ICE-TCP");
+    meets_from(&office, "net-udp-blocked", "tcp");
+}
+
+/// A LAN with no way out (no default route, as on an air-gapped network): the client
+/// has no route for multicast either, so it must not need mDNS to reach the server.
+#[test]
+fn a_client_on_a_network_without_a_default_route_meets() {
+    if skip_without_netns() {
+        return;
     }
+    let _one_at_a_time = exclusive();
+    let lan = Netns::client("lan");
+    lan.exec(&["ip", "route", "del", "default"]);
+    meets_from(&lan, "net-no-route-out", "udp");
 }
 
 #[test]
