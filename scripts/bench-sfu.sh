@@ -208,16 +208,16 @@ section_4() {
     confer_up "$w"
     read -r pps loss p95 us fail join ff < <(load confer --rooms "$rooms" --publishers 1 --subscribers 4 --audio --quality high)
     read -r cap_cpu cap_busy < <(curl -s http://127.0.0.1:17981/metrics | python3 -c '
-  import re, sys
-  sent, cpu, busy = {}, {}, {}
-  for line in sys.stdin:
-      m = re.match(r"confer_sfu_(packets_sent|cpu_seconds|busy_seconds)_total\{worker=\"(\d+)\"\} (\S+)", line)
-      if m:
-          {"packets_sent": sent, "cpu_seconds": cpu, "busy_seconds": busy}[m[1]][m[2]] = float(m[3])
-  def capacity(spent):
-      return int(sum(sent[w] / max(spent.get(w, 0), 1e-9) for w in sent if sent[w] > 0))
-  print(capacity(cpu), capacity(busy))
-  ')
+import re, sys
+sent, cpu, busy = {}, {}, {}
+for line in sys.stdin:
+    m = re.match(r"confer_sfu_(packets_sent|cpu_seconds|busy_seconds)_total\{worker=\"(\d+)\"\} (\S+)", line)
+    if m:
+        {"packets_sent": sent, "cpu_seconds": cpu, "busy_seconds": busy}[m[1]][m[2]] = float(m[3])
+def capacity(spent):
+    return int(sum(sent[w] / max(spent.get(w, 0), 1e-9) for w in sent if sent[w] > 0))
+print(capacity(cpu), capacity(busy))
+')
     down
     printf '%-8s %6s %10s %7s %10s %22s %22s\n' "$w" "$rooms" "$pps" "$loss" "$us" "$cap_cpu" "$cap_busy"
   done
