@@ -6,7 +6,7 @@
 #
 #   bash scripts/bench-sfu.sh                 # about 40 minutes
 #   DURATION=10 SIZES="4 25 50" REPEAT=1 bash scripts/bench-sfu.sh
-#   SECTIONS="3b" bash scripts/bench-sfu.sh    # some of the sections: 1 2 3 3b 4 5
+#   SECTIONS="3b" bash scripts/bench-sfu.sh    # some of the sections: 1 2 3 3b 4 5 6
 #
 # CPU is the server process's user+system time (/proc/PID/stat) in the steady state
 # (from 3 s after the last join to the end), divided by the packets its subscribers
@@ -33,7 +33,7 @@ DURATION="${DURATION:-20}"
 # Runs of each server in section 1, whose median is compared.
 REPEAT="${REPEAT:-3}"
 SIZES="${SIZES:-4 10 25 50 100}"
-SECTIONS="${SECTIONS:-1 2 3 3b 4 5}"
+SECTIONS="${SECTIONS:-1 2 3 3b 4 5 6}"
 # Janus gathers candidates on real interfaces only (not loopback): media for both
 # servers goes over this machine's first address, delivered locally all the same.
 ip="${MEDIA_IP:-$(hostname -I | awk '{print $1}')}"
@@ -256,6 +256,14 @@ section_5() {
   fi
   kill "$publisher" 2>/dev/null || true
   down
+}
+
+section_6() {
+  echo "== 6. the SFU's core alone: the worker's own time per forwarded packet, in one room of N and in rooms of N"
+  echo "   making about 100 participants (1 publisher each); virtual time, str0m clients stepped beside it: no"
+  echo "   sockets, threads or kernel. What sections 3 and 3b add to this is system calls and the thread's wake-ups."
+  SIZES="$SIZES" cargo test --release --locked -q -p confer-server --lib core_cost -- --ignored --nocapture 2>&1 |
+    sed -n '/^participants/,/^highest/p'
 }
 
 for s in $SECTIONS; do

@@ -93,6 +93,10 @@ struct Lab {
     idle_wakes: usize,
     /// How often the worker's own timer woke it (not a datagram).
     timer_wakes: usize,
+    /// Bytes of each layer's frames.
+    frame_bytes: [usize; 3],
+    /// Time spent in the worker's calls (not the clients').
+    busy: Duration,
 }
 
 impl Lab {
@@ -112,6 +116,8 @@ impl Lab {
             worker_next: now,
             idle_wakes: 0,
             timer_wakes: 0,
+            frame_bytes: LAYER_BYTES,
+            busy: Duration::ZERO,
         }
     }
 
@@ -141,7 +147,7 @@ impl Lab {
     }
 
     fn command(&mut self, command: Command) {
-        self.worker.handle_input(self.now, Input::Command(command));
+        timed(&mut self.busy, || self.worker.handle_input(self.now, Input::Command(command)));
         self.settle();
     }
 
@@ -205,7 +211,7 @@ impl Lab {
                 if !self.worker.is_due(self.now) {
                     self.idle_wakes += 1;
                 }
-                self.worker.handle_input(self.now, Input::Timeout);
+                timed(&mut self.busy, || self.worker.handle_input(self.now, Input::Timeout));
             }
             for c in &mut self.clients {
                 c.rtc.handle_input(str0m::Input::Timeout(self.now)).unwrap();
@@ -228,7 +234,7 @@ impl Lab {
                 if simulcast { LAYERS.iter().map(|r| Some((*r).into())).collect() } else { vec![None] };
             for (i, rid) in layers.into_iter().enumerate() {
                 let key = first || c.keyframe_wanted.remove(&rid);
-                let mut data = vec![0u8; LAYER_BYTES[i]];
+                let mut data = vec![0u8; self.frame_bytes[i]];
                 data[0] = if key { 0x00 } else { 0x01 };
                 data[1] = i as u8;
                 let Some(writer) = c.rtc.writer(mid) else { continue };
@@ -248,7 +254,7 @@ impl Lab {
         loop {
             let mut moved = false;
             let worker_next = loop {
-                match self.worker.poll_output() {
+                match timed(&mut self.busy, || self.worker.poll_output()) {
                     Output::Timeout(t) => break t,
                     Output::Transmit(t) => {
                         moved = true;
@@ -301,9 +307,11 @@ impl Lab {
                                 destination: t.destination,
                                 data: &t.contents,
                             };
-                            self.worker.handle_input(self.now, input);
-                            // As the driver does after the datagrams of a wake-up.
-                            self.worker.handle_input(self.now, Input::Timeout);
+                            timed(&mut self.busy, || {
+                                self.worker.handle_input(self.now, input);
+                                // As the driver does after the datagrams of a wake-up.
+                                self.worker.handle_input(self.now, Input::Timeout);
+                            });
                         }
                         str0m::Output::Event(e) => self.clients[c].on_event(e),
                     }
@@ -324,7 +332,7 @@ impl Lab {
             let answer = c.rtc.sdp_api().accept_offer(offer).unwrap();
             let (reply, _) = oneshot::channel();
             let answer = Command::Answer { participant: participant.clone(), sdp: answer.to_sdp_string(), reply };
-            self.worker.handle_input(self.now, Input::Command(answer));
+            timed(&mut self.busy, || self.worker.handle_input(self.now, Input::Command(answer)));
         }
         self.events.push(event);
     }
@@ -350,6 +358,14 @@ impl Client {
 fn deliver(rtc: &mut Rtc, now: Instant, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
     let receive = Receive::new(Protocol::Udp, source, destination, data).unwrap();
     rtc.handle_input(str0m::Input::Receive(now, receive)).unwrap();
+}
+
+/// Runs `f`, adding the time it took to `busy`.
+fn timed<R>(busy: &mut Duration, f: impl FnOnce() -> R) -> R {
+    let start = Instant::now();
+    let r = f();
+    *busy += start.elapsed();
+    r
 }
 
 fn client_room(c: &Client) -> RoomId {
@@ -555,4 +571,62 @@ fn the_worker_wakes_for_its_timer_seldom_and_never_for_nothing() {
     // A transport's deadline often moves later (a report put off, a packet sent on
     // another's wake-up): a thread woken for the old one would find nothing to do.
     assert_eq!(lab.idle_wakes, 0, "the worker asked to be woken when nothing was due");
+}
+
+/// The worker's own cost per forwarded packet as rooms grow (each 1 publisher of
+/// 640x360-sized frames and N-1 viewers; one room of N, then as many as make about 100
+/// participants), without sockets, threads or the kernel: the time spent in the
+/// worker's calls, divided by the packets it forwarded. The server's cost in
+/// `scripts/bench-sfu.sh` adds the system calls, and a wake-up of the thread for every
+/// few datagrams, which a small room on an idle server pays for every packet.
+/// A benchmark, run by that script's section 6 (`cargo test --release -p confer-server
+/// --lib core_cost -- --ignored --nocapture`); in a debug build its numbers mean little.
+#[test]
+#[ignore = "a benchmark: scripts/bench-sfu.sh runs it in a release build"]
+fn core_cost_per_forwarded_packet_as_rooms_grow() {
+    let sizes: Vec<usize> = std::env::var("SIZES")
+        .ok()
+        .map(|s| s.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_else(|| vec![4, 10, 25, 50, 100]);
+    println!("participants  one room: packets/s  us per packet  |  rooms  packets/s  us per packet");
+    let (mut one, mut equal) = (Vec::new(), Vec::new());
+    for &n in &sizes {
+        let rooms = (100 + n / 2) / n;
+        let (pps, us) = core_cost(1, n);
+        let (pps_equal, us_equal) = core_cost(rooms, n);
+        println!("{n:>12}  {pps:>19.0}  {us:>13.2}  |  {rooms:>5}  {pps_equal:>9.0}  {us_equal:>13.2}");
+        one.push(us);
+        equal.push(us_equal);
+    }
+    let spread = |costs: &[f64]| {
+        let (lo, hi) = costs.iter().fold((f64::MAX, 0f64), |(lo, hi), &c| (lo.min(c), hi.max(c)));
+        hi / lo
+    };
+    println!("highest / lowest: one room {:.2}, about 100 participants {:.2}", spread(&one), spread(&equal));
+}
+
+/// Packets forwarded a second, and the worker's microseconds per forwarded packet, in
+/// `rooms` rooms of `n`.
+fn core_cost(rooms: usize, n: usize) -> (f64, f64) {
+    const WARM_UP: Duration = Duration::from_secs(2);
+    const MEASURED: Duration = Duration::from_secs(6);
+    let mut lab = Lab::new();
+    // About what the load tool's 640x360 publisher sends: three packets a frame.
+    lab.frame_bytes = [2900; 3];
+    for r in 0..rooms {
+        let room = format!("r{r}");
+        let publisher = lab.client(&room);
+        let viewers: Vec<usize> = (1..n).map(|_| lab.client(&room)).collect();
+        lab.publish_video(publisher, false);
+        for &v in &viewers {
+            lab.subscribe(v, publisher, Quality::High);
+        }
+    }
+    lab.run(WARM_UP);
+    let (busy, forwarded) = (lab.busy, lab.worker.stats().packets_forwarded);
+    lab.run(MEASURED);
+    let forwarded = lab.worker.stats().packets_forwarded - forwarded;
+    assert!(forwarded > 0, "{rooms} rooms of {n}: nothing forwarded");
+    let us = (lab.busy - busy).as_secs_f64() * 1e6 / forwarded as f64;
+    (forwarded as f64 / MEASURED.as_secs_f64(), us)
 }
