@@ -15,7 +15,7 @@ use confer_media::audio::{DeviceChoice, DeviceSwitch, FarEndReceiver, Microphone
 use confer_media::h264::{H264Config, H264Encoder};
 use confer_media::opus::{OpusConfig, OpusEncoder, FRAME_SAMPLES, SAMPLE_RATE};
 use confer_media::tone::level_dbfs;
-use confer_media::video::{Camera, CaptureError, ScreenCapture, ScreenSource};
+use confer_media::video::{Camera, ScreenCapture, ScreenSource};
 use confer_media::vp8::{Vp8Config, Vp8Encoder};
 use confer_media::{I420Frame, PatternSource, ToneSource};
 use std::sync::{Arc, Mutex};
@@ -152,7 +152,7 @@ pub async fn publish(
     let screen = match plan.screen {
         Some((monitor, fps)) => {
             let start = tokio::task::spawn_blocking(move || ScreenCapture::start(ScreenSource::Monitor(monitor), fps));
-            let capture = start.await.unwrap_or_else(|e| Err(CaptureError::Screen(e.to_string())));
+            let capture = start.await.map_err(|e| media_error("screen_capture_failed", &e))?;
             Some((capture.map_err(|e| media_error(e.code(), &e))?, fps))
         }
         None => None,
