@@ -108,7 +108,7 @@ pub fn capture(source: ScreenSource) -> Result<I420Frame, CaptureError> {
     Target::find(source)?.capture()
 }
 
-/// How many times a capture is tried before it is said not to start: an X server busy with
+/// How often a capture is tried before it is said not to start: an X server busy with
 /// other clients now and then refuses one of the connections xcap opens for every frame
 /// ("Connection error, possible I/O error"), which a moment later it accepts.
 const START_ATTEMPTS: u32 = 5;
@@ -143,7 +143,7 @@ pub struct ScreenCapture {
 
 impl ScreenCapture {
     /// Fails if the source cannot be captured at all (checked with a first frame, tried
-    /// up to [`START_ATTEMPTS`] times while the platform refuses): blocks until
+    /// again for up to [`START_ATTEMPTS`] times while the platform refuses): blocks until
     /// then, at most about a second.
     pub fn start(source: ScreenSource, fps: u32) -> Result<Self, CaptureError> {
         let (target, first) = first_frame(source)?;
