@@ -150,11 +150,10 @@ pub async fn publish(
         _ => None,
     };
     let screen = match plan.screen {
-        Some((monitor, fps)) => {
-            let start = tokio::task::spawn_blocking(move || ScreenCapture::start(ScreenSource::Monitor(monitor), fps));
-            let capture = start.await.map_err(|e| media_error("screen_capture_failed", &e))?;
-            Some((capture.map_err(|e| media_error(e.code(), &e))?, fps))
-        }
+        Some((monitor, fps)) => Some((
+            ScreenCapture::start(ScreenSource::Monitor(monitor), fps).map_err(|e| media_error(e.code(), &e))?,
+            fps,
+        )),
         None => None,
     };
 

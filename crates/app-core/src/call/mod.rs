@@ -278,9 +278,7 @@ impl Call {
         }
         if let Some(source) = source {
             let fps = 15;
-            let capture = tokio::task::spawn_blocking(move || ScreenCapture::start(source, fps))
-                .await
-                .map_err(|e| CallError::new("screen_unavailable", format!("The screen capture stopped: {e}.")))?
+            let capture = ScreenCapture::start(source, fps)
                 .map_err(|e| CallError::new("screen_unavailable", format!("The screen cannot be captured: {e}.")))?;
             let stream = self
                 .inner

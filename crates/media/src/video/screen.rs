@@ -108,32 +108,6 @@ pub fn capture(source: ScreenSource) -> Result<I420Frame, CaptureError> {
     Target::find(source)?.capture()
 }
 
-/// How often a capture is tried before it is said not to start: an X server busy with
-/// other clients now and then refuses one of the connections xcap opens for every frame
-/// ("Connection error, possible I/O error"), which a moment later it accepts.
-const START_ATTEMPTS: u32 = 5;
-/// The wait before the second attempt; it doubles for each one after (750 ms in all).
-const START_RETRY: Duration = Duration::from_millis(50);
-
-/// The source and a first frame of it, tried again while the platform's capture fails
-/// (not when the source does not exist).
-fn first_frame(source: ScreenSource) -> Result<(Target, I420Frame), CaptureError> {
-    let mut wait = START_RETRY;
-    let mut attempt = 1;
-    loop {
-        match Target::find(source).and_then(|t| t.capture().map(|frame| (t, frame))) {
-            Ok(found) => return Ok(found),
-            Err(e @ CaptureError::Screen(_)) if attempt < START_ATTEMPTS => {
-                tracing::debug!(error = %e, attempt, ?source, "screen capture did not start; trying again");
-                std::thread::sleep(wait);
-                wait *= 2;
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// Captures `source` at `fps` on a thread of its own; the newest frame wins.
 pub struct ScreenCapture {
     frames: mpsc::Receiver<I420Frame>,
@@ -142,11 +116,10 @@ pub struct ScreenCapture {
 }
 
 impl ScreenCapture {
-    /// Fails if the source cannot be captured at all (checked with a first frame, tried
-    /// again for up to [`START_ATTEMPTS`] times while the platform refuses): blocks until
-    /// then, at most about a second.
+    /// Fails if the source cannot be captured at all (checked with a first frame).
     pub fn start(source: ScreenSource, fps: u32) -> Result<Self, CaptureError> {
-        let (target, first) = first_frame(source)?;
+        let target = Target::find(source)?;
+        let first = target.capture()?;
         let (tx, frames) = mpsc::sync_channel(1);
         let _ = tx.try_send(first);
         let stop = Arc::new(AtomicBool::new(false));
