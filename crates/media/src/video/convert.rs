@@ -45,20 +45,47 @@ fn failed(format: &'static str, width: usize, height: usize) -> impl FnOnce(yuvu
     move |e| ConvertError { format, width, height, reason: e.to_string() }
 }
 
-/// RGBA (screen captures), `stride` bytes per row.
-pub fn rgba_to_i420(rgba: &[u8], width: usize, height: usize, stride: usize) -> Result<I420Frame, ConvertError> {
-    check("RGBA", width, height, rgba.len(), stride * height.saturating_sub(1) + width * 4)?;
+/// A yuvutils-rs conversion from four bytes a pixel to I420.
+type FourByteToYuv = fn(
+    &mut YuvPlanarImageMut<'_, u8>,
+    &[u8],
+    u32,
+    YuvRange,
+    YuvStandardMatrix,
+    YuvConversionMode,
+) -> Result<(), yuvutils_rs::YuvError>;
+
+fn four_byte_to_i420(
+    format: &'static str,
+    convert: FourByteToYuv,
+    pixels: &[u8],
+    width: usize,
+    height: usize,
+    stride: usize,
+) -> Result<I420Frame, ConvertError> {
+    check(format, width, height, pixels.len(), stride * height.saturating_sub(1) + width * 4)?;
     let mut out = I420Frame::new(even(width), even(height));
-    yuvutils_rs::rgba_to_yuv420(
+    convert(
         &mut planar(&mut out),
-        rgba,
+        pixels,
         stride as u32,
         YuvRange::Limited,
         YuvStandardMatrix::Bt601,
         YuvConversionMode::Balanced,
     )
-    .map_err(failed("RGBA", width, height))?;
+    .map_err(failed(format, width, height))?;
     Ok(out)
+}
+
+/// RGBA (screen captures through xcap), `stride` bytes per row.
+pub fn rgba_to_i420(rgba: &[u8], width: usize, height: usize, stride: usize) -> Result<I420Frame, ConvertError> {
+    four_byte_to_i420("RGBA", yuvutils_rs::rgba_to_yuv420, rgba, width, height, stride)
+}
+
+/// BGRA or BGRX, the fourth byte ignored (an X server's 24-bit pixels, least
+/// significant byte first), `stride` bytes per row.
+pub fn bgra_to_i420(bgra: &[u8], width: usize, height: usize, stride: usize) -> Result<I420Frame, ConvertError> {
+    four_byte_to_i420("BGRA", yuvutils_rs::bgra_to_yuv420, bgra, width, height, stride)
 }
 
 /// Packed RGB (decoded MJPEG).
@@ -168,12 +195,16 @@ mod tests {
                 rgba[(y * w + x) * 4..][..4].copy_from_slice(&px);
             }
         }
-        let frame = rgba_to_i420(&rgba, w, h, w * 4).unwrap();
-        assert_eq!((frame.width, frame.height), (64, 32));
-        let rgb = i420_to_rgb(&frame);
-        let at = |x: usize, y: usize| &rgb[(y * 64 + x) * 3..][..3];
-        assert!(at(5, 5)[0] > 180 && at(5, 5)[2] < 70, "{:?}", at(5, 5));
-        assert!(at(60, 5)[2] > 180 && at(60, 5)[0] < 70, "{:?}", at(60, 5));
+        // The same picture with red and blue swapped and the fourth byte garbage, as
+        // an X server gives it.
+        let bgrx: Vec<u8> = rgba.chunks(4).flat_map(|p| [p[2], p[1], p[0], 7]).collect();
+        for frame in [rgba_to_i420(&rgba, w, h, w * 4).unwrap(), bgra_to_i420(&bgrx, w, h, w * 4).unwrap()] {
+            assert_eq!((frame.width, frame.height), (64, 32));
+            let rgb = i420_to_rgb(&frame);
+            let at = |x: usize, y: usize| &rgb[(y * 64 + x) * 3..][..3];
+            assert!(at(5, 5)[0] > 180 && at(5, 5)[2] < 70, "{:?}", at(5, 5));
+            assert!(at(60, 5)[2] > 180 && at(60, 5)[0] < 70, "{:?}", at(60, 5));
+        }
     }
 
     #[test]
@@ -192,6 +223,7 @@ mod tests {
     #[test]
     fn short_buffers_are_errors() {
         assert!(rgba_to_i420(&[0; 10], 64, 32, 256).is_err());
+        assert!(bgra_to_i420(&[0; 10], 64, 32, 256).is_err());
         assert!(yuyv_to_i420(&[0; 10], 64, 32).is_err());
         assert!(nv12_to_i420(&[0; 10], 64, 32).is_err());
         assert!(gray_to_i420(&[0; 10], 1, 1).is_err());

@@ -1,6 +1,8 @@
-//! Screen and window capture (xcap: X11, Wayland through the desktop portal, macOS,
-//! Windows) at a chosen frame rate, as I420 frames at full resolution: shared text
-//! stays legible when the encoder spends its bits on detail rather than motion.
+//! Screen and window capture at a chosen frame rate, as I420 frames at full resolution:
+//! shared text stays legible when the encoder spends its bits on detail rather than
+//! motion. On X11 over a connection of the share's own ([`x11`]); elsewhere, and for X
+//! servers with unusual pixels, through xcap (Wayland through the desktop portal, macOS,
+//! Windows).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -12,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::convert::rgba_to_i420;
 use super::CaptureError;
 use crate::I420Frame;
+
+#[cfg(target_os = "linux")]
+mod x11;
 
 /// What can be shared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -70,10 +75,20 @@ pub fn list() -> Result<Vec<ScreenInfo>, CaptureError> {
 enum Target {
     Monitor(xcap::Monitor),
     Window(xcap::Window),
+    #[cfg(target_os = "linux")]
+    X11(x11::Grab),
 }
 
 impl Target {
     fn find(source: ScreenSource) -> Result<Self, CaptureError> {
+        #[cfg(target_os = "linux")]
+        if x11::in_use() {
+            match x11::Grab::open(source) {
+                Ok(grab) => return Ok(Target::X11(grab)),
+                Err(e @ CaptureError::NotFound(_)) => return Err(e),
+                Err(e) => tracing::debug!(error = %e, ?source, "the screen is read through xcap"),
+            }
+        }
         Ok(match source {
             ScreenSource::Monitor(i) => {
                 let mut monitors = xcap::Monitor::all().map_err(err)?;
@@ -92,10 +107,12 @@ impl Target {
         })
     }
 
-    fn capture(&self) -> Result<I420Frame, CaptureError> {
+    fn capture(&mut self) -> Result<I420Frame, CaptureError> {
         let image = match self {
             Target::Monitor(m) => m.capture_image(),
             Target::Window(w) => w.capture_image(),
+            #[cfg(target_os = "linux")]
+            Target::X11(grab) => return grab.capture(),
         }
         .map_err(err)?;
         let (w, h) = (image.width() as usize, image.height() as usize);
@@ -118,7 +135,7 @@ pub struct ScreenCapture {
 impl ScreenCapture {
     /// Fails if the source cannot be captured at all (checked with a first frame).
     pub fn start(source: ScreenSource, fps: u32) -> Result<Self, CaptureError> {
-        let target = Target::find(source)?;
+        let mut target = Target::find(source)?;
         let first = target.capture()?;
         let (tx, frames) = mpsc::sync_channel(1);
         let _ = tx.try_send(first);
@@ -136,7 +153,7 @@ impl ScreenCapture {
                     next += period;
                     // Looked up again after a failure (a monitor unplugged and back).
                     let frame = match target.take().map_or_else(|| Target::find(source), Ok) {
-                        Ok(t) => {
+                        Ok(mut t) => {
                             let frame = t.capture();
                             if frame.is_ok() {
                                 target = Some(t);
