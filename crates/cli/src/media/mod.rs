@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use confer_client::media::Codec;
 use confer_client::proto::track::{Quality, StreamInfo, SubscriptionOptions, TrackKind};
-use confer_client::proto::ParticipantId;
+use confer_client::proto::{ErrorCode, ParticipantId};
 use confer_client::{Room, RoomEvent};
 use serde_json::json;
 
@@ -428,9 +428,17 @@ impl MediaPlan {
     async fn update_subscriptions(&mut self, room: &Room, out: &mut JsonLines<impl Write>) -> Step {
         let mut refused = false;
         for (p, key) in self.subscribed.clone() {
-            if let Err(e) = room.update_subscription(&p, &key, self.options).await {
-                out.emit_event(error_line("update_subscription", &e))?;
-                refused = true;
+            match room.update_subscription(&p, &key, self.options).await {
+                Ok(()) => {}
+                // Unpublished, or its publisher left, while the request was on its way: the
+                // subscription's end is on its way too. Not a refusal.
+                Err(e) if matches!(e.code(), Some(ErrorCode::StreamNotFound | ErrorCode::ParticipantNotFound)) => {
+                    self.subscribed.retain(|(q, k)| !(*q == p && *k == key));
+                }
+                Err(e) => {
+                    out.emit_event(error_line("update_subscription", &e))?;
+                    refused = true;
+                }
             }
         }
         Ok(refused)
