@@ -252,6 +252,24 @@ async fn a_camera_picked_during_the_call_is_seen_without_rejoining() {
     host.stop().await;
 }
 
+/// A call that was left says nothing more to its view: its room's goodbye, coming late,
+/// would otherwise end the next call in the view (the tray's "Leave", then a quick
+/// rejoin, then "Quit" that did not ask: the app thought it was out of the call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_was_left_tells_its_view_nothing_more() {
+    let _one_call_at_a_time = one_call_at_a_time().await;
+    let host = HostedServer::start(":memory:".into()).await.unwrap();
+    let meeting = host.create_meeting("Stand-up").await.unwrap();
+    let owner = App::join("Olivia", &meeting.room, Some(meeting.access.clone())).await;
+    owner.until("the call connected", |v| v.participants.iter().any(|p| p.local)).await;
+    let told = owner.events.lock().unwrap().len();
+    owner.call.leave().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after: Vec<CallEvent> = owner.events.lock().unwrap()[told..].to_vec();
+    assert!(after.is_empty(), "after leaving, the view was told {after:?}");
+    host.stop().await;
+}
+
 #[tokio::test]
 async fn joining_fails_with_codes_a_person_can_act_on() {
     let sink: EventSink = Arc::new(|_| {});

@@ -15,6 +15,7 @@
 //! instant) but sends nothing; turning the camera off closes it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use confer_client::media::{Codec, TrackOptions};
@@ -77,7 +78,12 @@ pub struct Call {
 struct Inner {
     room: Room,
     hub: Arc<FrameHub>,
+    /// Silent once `left` is set.
     sink: EventSink,
+    /// Set when the call is left or dropped: from then on it tells its sink nothing. Its
+    /// room's last events (its own `Ended` among them) would otherwise reach the view
+    /// late, after the next call began, and end that one in the view.
+    left: Arc<AtomicBool>,
     invite_link: Option<String>,
     speaker: Option<Arc<Speaker>>,
     local: Mutex<Local>,
@@ -125,6 +131,15 @@ fn tile_of(participant: &ParticipantId, key: &str) -> String {
 impl Call {
     /// Gets a token, joins, publishes and starts reporting to `sink`.
     pub async fn join(request: JoinRequest, hub: Arc<FrameHub>, sink: EventSink) -> Result<Call, CallError> {
+        let left = Arc::new(AtomicBool::new(false));
+        let sink: EventSink = {
+            let left = left.clone();
+            Arc::new(move |event| {
+                if !left.load(Ordering::Acquire) {
+                    sink(event);
+                }
+            })
+        };
         let name = request.name.trim().to_owned();
         if name.is_empty() || name.len() > 100 {
             return Err(CallError::new("invalid_name", "Enter a display name (up to 100 characters)."));
@@ -190,6 +205,7 @@ impl Call {
             room,
             hub,
             sink,
+            left,
             invite_link,
             speaker,
             local: Mutex::new(Local {
@@ -360,8 +376,10 @@ impl Call {
         self.inner.view()
     }
 
-    /// Leaves the room and stops every device.
+    /// Leaves the room and stops every device. The sink hears nothing more of the call
+    /// (the caller knows it ended).
     pub async fn leave(self) {
+        self.inner.left.store(true, Ordering::Release);
         if let Err(e) = self.inner.room.disconnect().await {
             tracing::debug!(error = %e, "leaving");
         }
@@ -371,6 +389,7 @@ impl Call {
 
 impl Drop for Call {
     fn drop(&mut self) {
+        self.inner.left.store(true, Ordering::Release);
         self.inner.stop_media();
     }
 }
