@@ -255,8 +255,8 @@ plan_bot() {
   pick low medium high
   PLAN_ARGS+=(--quality "$R")
   # While warming up, every bot publishes everything but the screen (see `churn`);
-  # later, at random. Screen capture on Xvfb fails often when many bots start it at
-  # once, which would lower the peak rather than raise it.
+  # later, at random. Screens stay at random throughout: a screen is a second encoder
+  # in its bot, and the peak is meant to load the server, not the bots' machine.
   local p_pub=65 p_sim=35 p_data=25 p_screen=30
   ((WARMING)) && p_pub=100 p_sim=100 p_data=100
   rand 1 100
