@@ -17,7 +17,7 @@ use xcb::{randr, x, Xid, XidNew};
 
 use super::super::convert::bgra_to_i420;
 use super::super::CaptureError;
-use super::ScreenSource;
+use super::{err, ScreenSource};
 use crate::I420Frame;
 
 /// How often a monitor's place and size are asked again during a share (a resolution
@@ -35,10 +35,6 @@ pub(super) fn in_use() -> bool {
 /// Whether pixels of `depth` at `bits_per_pixel`, in `order`, are BGRX.
 fn readable(depth: u8, bits_per_pixel: Option<u8>, order: x::ImageOrder) -> bool {
     matches!(depth, 24 | 32) && bits_per_pixel == Some(32) && order == x::ImageOrder::LsbFirst
-}
-
-fn err(e: impl std::fmt::Display) -> CaptureError {
-    CaptureError::Screen(e.to_string())
 }
 
 /// A rectangle of the root window.
