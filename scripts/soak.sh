@@ -10,9 +10,11 @@
 # of the last 20 % of the run against the median of the 20 % after a warm-up of
 # max(45 s, 15 % of the run) at peak load), more than 10 open descriptors more once every bot left
 # than before the first joined (idle against idle: with bots in, a leak would hide
-# behind their sockets), or participants left in the room a minute after the last bot.
-# Bots that end badly (refused, lost) are counted and shown, not judged. The last line
-# is machine-readable: `soak: PASS|FAIL rss_baseline_kib=... growth_pct=... ...`.
+# behind their sockets), participants left in the room a minute after the last bot, or
+# more bots that ended badly (refused, lost, a token that could not be had) than
+# SOAK_MAX_BOT_FAILURES (default 0: against a server on this machine, each is a defect;
+# bots killed by the plan do not count). The last line is machine-readable:
+# `soak: PASS|FAIL rss_baseline_kib=... growth_pct=... ...`.
 #
 # Uses the binaries already built (never builds): CONFER_BIN_DIR (default target/debug,
 # relative to the repository root). Other settings: SOAK_SEED (the same seed gives the
@@ -619,12 +621,14 @@ judge() {
   if ((EMPTY_AFTER_S < 0)); then
     reasons+=("the room still had participants ${EMPTY_ROOM_TIMEOUT_S}s after every bot ended")
   fi
-  ((${#reasons[@]} == 0)) || verdict=FAIL
-
   for k in $(printf '%s\n' "${!EXITS[@]}" | sort); do
     fates+=" $k=${EXITS[$k]}"
     [[ $k == finished || $k == killed ]] || failures=$((failures + EXITS[$k]))
   done
+  if ((failures > MAX_BOT_FAILURES)); then
+    reasons+=("$failures bots ended badly (${fates# }; more than $MAX_BOT_FAILURES; see $BOTS_CSV and the bots' .err files)")
+  fi
+  ((${#reasons[@]} == 0)) || verdict=FAIL
   renewals=$(cat "$OUT"/bots/*.log 2>/dev/null | grep -c '"event":"token_renewed"' || true)
   report_errors
   log "rss: baseline ${base} KiB (median of ${lo}-${hi}s), end ${end} KiB (median of the last 20%), after the bots left ${FINAL_RSS:-?} KiB; slope over the second half ${slope} KiB/min"
@@ -646,6 +650,8 @@ main() {
     die "need 1 <= SOAK_MIN_BOTS <= SOAK_MAX_BOTS <= $((IDENTITY_POOL - 4))"
   [[ $SEED =~ ^[0-9]+$ ]] || die "SOAK_SEED must be a non-negative integer (got '$SEED')"
   [[ ${SOAK_WARMUP_S:-0} =~ ^[0-9]+$ ]] || die "SOAK_WARMUP_S must be a number of seconds"
+  MAX_BOT_FAILURES=${SOAK_MAX_BOT_FAILURES:-0}
+  [[ $MAX_BOT_FAILURES =~ ^[0-9]+$ ]] || die "SOAK_MAX_BOT_FAILURES must be a non-negative integer"
   # The warm-up: long enough for the peak load to come up and go round once.
   WARM_S=${SOAK_WARMUP_S:-$((RUN_S * 15 / 100 > 45 ? RUN_S * 15 / 100 : 45))}
   WARMING=0
