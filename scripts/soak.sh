@@ -343,12 +343,13 @@ reap_bots() {
   done
 }
 
-# Records how a bot ended; a killed bot's identity comes back later.
+# Records how a bot ended (FATE, when given, instead of what its exit status says); a
+# killed bot's identity comes back later.
 bot_ended() {
-  local pid=$1 status=$2 now=$3 seq fate identity
+  local pid=$1 status=$2 now=$3 fate=${4:-} seq identity
   seq=${LIVE[$pid]}
   unset "LIVE[$pid]"
-  fate=$(fate_of "${B_KILLED[seq]}" "$status")
+  [[ -n $fate ]] || fate=$(fate_of "${B_KILLED[seq]}" "$status")
   EXITS[$fate]=$((${EXITS[$fate]:-0} + 1))
   identity=${B_IDENT[seq]}
   echo "$seq,$identity,${B_START[seq]},$now,$status,$fate,${B_PLAN[seq]}" >>"$BOTS_CSV"
@@ -420,10 +421,9 @@ stop_bots() {
   } 2>/dev/null
   if ((${#LIVE[@]} > 0)); then
     log "${#LIVE[@]} bot(s) did not leave within 30 s of SIGTERM; killing them"
-    EXITS[stuck_at_end]=${#LIVE[@]}
     for pid in "${!LIVE[@]}"; do
       kill_and_collect "$pid" KILL
-      bot_ended "$pid" "$STATUS" "$((now + 30))"
+      bot_ended "$pid" "$STATUS" "$((now + 30))" stuck_at_end
     done
   fi
 }
