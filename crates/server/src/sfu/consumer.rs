@@ -74,7 +74,9 @@ pub struct Packet<'a> {
     /// Its sequence number and RTP time in the layer's stream (extended).
     pub seq: SeqNo,
     pub time: MediaTime,
-    pub arrival: Instant,
+    /// When it was captured, on the server's clock (its arrival while the publisher's
+    /// sender reports have not said).
+    pub wallclock: Instant,
     /// VP8: its payload descriptor, and whether the picture number is 15 bits long.
     pub vp8: Option<(&'a Vp8Descriptor, bool)>,
 }
@@ -217,7 +219,7 @@ impl Consumer {
             std::mem::take(&mut self.resync)
         };
         let (seq, newest) = self.seq.map(*packet.seq, starts)?;
-        let time = self.time.map(packet.time, packet.arrival, newest);
+        let time = self.time.map(packet.time, packet.wallclock, newest);
         let vp8 = packet.vp8.and_then(|(d, long)| self.pictures.map(d, long, starts, newest));
         Some(Placement { seq: seq.into(), time: time.numer() as u32, vp8 })
     }
@@ -269,7 +271,7 @@ impl SeqRebase {
 #[derive(Debug, Default)]
 struct TimeRebase {
     offset: u64,
-    /// The newest time sent, and the source's wall-clock arrival of that packet.
+    /// The newest time sent, and that packet's wall clock.
     last: Option<(MediaTime, Instant)>,
     pending_rebase: bool,
 }
@@ -280,11 +282,11 @@ impl TimeRebase {
         self.pending_rebase = true;
     }
 
-    fn map(&mut self, time: MediaTime, arrival: Instant, newest: bool) -> MediaTime {
+    fn map(&mut self, time: MediaTime, wallclock: Instant, newest: bool) -> MediaTime {
         let freq = time.frequency();
         if std::mem::take(&mut self.pending_rebase) {
             if let Some((last, at)) = self.last {
-                let elapsed = arrival.saturating_duration_since(at);
+                let elapsed = wallclock.saturating_duration_since(at);
                 let step = (MediaTime::from(elapsed).rebase(freq).numer()).max(1);
                 let want = last.numer().wrapping_add(step);
                 self.offset = want.wrapping_sub(time.numer());
@@ -292,7 +294,7 @@ impl TimeRebase {
         }
         let out = MediaTime::new(time.numer().wrapping_add(self.offset), freq);
         if newest {
-            self.last = Some((out, arrival));
+            self.last = Some((out, wallclock));
         }
         out
     }
@@ -392,7 +394,7 @@ mod tests {
     /// A packet of layer `rid`, the `seq`th of its stream, of the frame at `time`.
     fn packet(rid: Option<&Rid>, keyframe: bool, seq: u64, time: u64, at: Instant) -> Packet<'_> {
         let time = MediaTime::new(time, Frequency::NINETY_KHZ);
-        Packet { rid, keyframe, seq: seq.into(), time, arrival: at, vp8: None }
+        Packet { rid, keyframe, seq: seq.into(), time, wallclock: at, vp8: None }
     }
 
     fn sent(p: Option<Placement>) -> (u64, u32) {
@@ -493,7 +495,7 @@ mod tests {
             keyframe: false,
             seq: seq.into(),
             time: MediaTime::new(time, Frequency::FORTY_EIGHT_KHZ),
-            arrival: now,
+            wallclock: now,
             vp8: None,
         };
         assert_eq!(sent(t.accept(&opus(40, 960))), (40, 960));

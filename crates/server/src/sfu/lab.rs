@@ -30,6 +30,8 @@ const SERVER: &str = "10.0.0.1:7882";
 const LAYERS: [&str; 3] = ["q", "h", "f"];
 /// Bytes per frame of each layer (at 30 frames a second: about 50, 200 and 700 kbit/s).
 const LAYER_BYTES: [usize; 3] = [200, 800, 3000];
+/// 30 frames a second, 3,000 ticks of the 90 kHz RTP clock apart.
+const FRAME_INTERVAL: Duration = Duration::from_nanos(33_333_333);
 
 /// A participant's str0m peer.
 struct Client {
@@ -44,6 +46,10 @@ struct Client {
     keyframe_requests: usize,
     /// Frames received: (the publisher's layer index, keyframe).
     frames: Vec<(u8, bool)>,
+    /// The last sender report received (its RTP time and when it came), and how long
+    /// before its arrival each frame since was captured, by those reports.
+    report: Option<(u32, Instant)>,
+    capture_ages: Vec<Duration>,
     /// Packets to it are lost: all (`cut`), or this share of them.
     cut: bool,
     loss: f32,
@@ -95,6 +101,8 @@ struct Lab {
     timer_wakes: usize,
     /// Bytes of each layer's frames.
     frame_bytes: [usize; 3],
+    /// How long before it is sent each frame was captured (its encoding, say).
+    capture_lead: Duration,
     /// Time spent in the worker's calls (not the clients').
     busy: Duration,
 }
@@ -117,6 +125,7 @@ impl Lab {
             idle_wakes: 0,
             timer_wakes: 0,
             frame_bytes: LAYER_BYTES,
+            capture_lead: Duration::ZERO,
             busy: Duration::ZERO,
         }
     }
@@ -135,6 +144,8 @@ impl Lab {
             keyframe_wanted: HashSet::new(),
             keyframe_requests: 0,
             frames: Vec::new(),
+            report: None,
+            capture_ages: Vec::new(),
             cut: false,
             loss: 0.0,
             downlink: None,
@@ -224,10 +235,10 @@ impl Lab {
         if self.now < self.next_frame {
             return;
         }
-        self.next_frame = self.now + Duration::from_millis(33);
+        self.next_frame = self.now + FRAME_INTERVAL;
         self.frame += 1;
         let first = self.frame == 1;
-        let time = MediaTime::new(self.frame * 3000, Frequency::NINETY_KHZ);
+        let time = MediaTime::new(self.frame * 3_000, Frequency::NINETY_KHZ);
         for c in &mut self.clients {
             let Some((mid, simulcast)) = c.video else { continue };
             let layers: Vec<Option<Rid>> =
@@ -243,7 +254,7 @@ impl Lab {
                     Some(rid) => writer.rid(rid),
                     None => writer,
                 };
-                writer.write(pt, self.now, time, data).unwrap();
+                writer.write(pt, self.now - self.capture_lead, time, data).unwrap();
             }
         }
     }
@@ -344,7 +355,15 @@ impl Client {
             Event::MediaData(data) => {
                 let key = matches!(data.codec_extra, CodecExtra::Vp8(e) if e.is_keyframe);
                 self.frames.push((data.data.get(1).copied().unwrap_or(u8::MAX), key));
+                if let Some((rtp, at)) = self.report {
+                    // The lab delivers at once: a report's NTP time is when it came.
+                    let ticks = i64::from((data.time.numer() as u32).wrapping_sub(rtp) as i32);
+                    let since = Duration::from_micros(ticks.unsigned_abs() * 1_000_000 / 90_000);
+                    let captured = if ticks >= 0 { at + since } else { at - since };
+                    self.capture_ages.push(data.network_time.saturating_duration_since(captured));
+                }
             }
+            Event::SenderFeedback(f) => self.report = Some((f.sender_info.rtp_time.numer() as u32, f.received_at)),
             Event::KeyframeRequest(req) => {
                 self.keyframe_requests += 1;
                 self.keyframe_wanted.insert(req.rid);
@@ -394,6 +413,29 @@ fn a_frame_goes_to_the_consumers_of_its_producer_and_no_one_else() {
     assert_eq!(lab.worker.rooms.len(), 2);
     let r1 = &lab.worker.rooms[&RoomId::from("r1")];
     assert_eq!(r1.consumers_of(&"p0-video".into()).len(), 1, "only bob consumes alice's video");
+}
+
+#[test]
+fn sender_reports_carry_the_publishers_capture_clock_through() {
+    let mut lab = Lab::new();
+    let (alice, bob) = (lab.client("r1"), lab.client("r1"));
+    // Alice's frames leave her 80 ms after they were captured (encoding); her sender
+    // reports say so.
+    lab.capture_lead = Duration::from_millis(80);
+    lab.publish_video(alice, false);
+    lab.subscribe(bob, alice, Quality::High);
+    lab.run(Duration::from_secs(6));
+    let ages = &lab.clients[bob].capture_ages;
+    assert!(ages.len() > 60, "bob mapped {} frames through the server's reports", ages.len());
+    // Once alice's first report reached the server (within about a second), the server's
+    // reports to bob say when each frame was captured, not when it arrived.
+    let settled = &ages[ages.len() - 60..];
+    for age in settled {
+        assert!(
+            age.abs_diff(Duration::from_millis(80)) <= Duration::from_millis(2),
+            "by the server's reports, frames reached bob {age:?} after capture (80 ms): {settled:?}"
+        );
+    }
 }
 
 #[test]

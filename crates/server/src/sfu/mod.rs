@@ -26,6 +26,7 @@
 //! sequence numbers and rewrites its RTP time, so that switches are seamless.
 
 mod audio_level;
+mod clock;
 pub mod consumer;
 mod downlink;
 pub mod driver;

@@ -19,6 +19,7 @@ use str0m::media::{Mid, Rid};
 use str0m::rtp::Ssrc;
 use str0m::Rtc;
 
+use super::clock::CaptureClock;
 use super::consumer::Consumer;
 use super::downlink::Downlink;
 use super::producer::Producer;
@@ -125,6 +126,8 @@ pub struct Publishing {
     pub producers: Vec<Producer>,
     /// The media section and layer of each SSRC received (learnt from str0m).
     streams: Vec<(Ssrc, Mid, Option<Rid>)>,
+    /// When its packets were captured, from its sender reports.
+    pub clock: CaptureClock,
 }
 
 impl Publishing {

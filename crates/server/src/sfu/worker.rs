@@ -608,6 +608,9 @@ impl Worker {
         let Some(publisher) = self.transports.get_mut(&from) else { return };
         let Transport { rtc, side: Side::Publisher(p), room, .. } = publisher else { return };
         let Some((mid, rid)) = p.stream_of(rtc, packet.header.ssrc) else { return };
+        // The wall clock of the packet's RTP time, for a rebase and for subscribers'
+        // sender reports.
+        let captured = p.clock.capture_time(packet.header.ssrc, packet.time, packet.timestamp);
         let Some(producer) = p.producer_mut(mid) else { return };
         let pt = packet.header.payload_type;
         if producer.params.is_none_or(|params| params.pt() != pt) {
@@ -640,7 +643,7 @@ impl Worker {
             keyframe: video && starts_keyframe(codec, payload, vp8.as_ref(), new_frame),
             seq: packet.seq_no,
             time: packet.time,
-            arrival: packet.timestamp,
+            wallclock: captured,
             vp8: vp8.as_ref().map(|d| (d, long_picture_id(payload))),
         };
         // What subscribers hear of the packet's header: the rest is their stream's own.
@@ -687,7 +690,7 @@ impl Worker {
                 };
                 // Placed only once it can be sent: a placed packet takes a sequence number.
                 let Some(placed) = c.accept(&incoming) else { continue };
-                let write = RtpWrite::new(out_pt, placed.seq, placed.time, packet.timestamp, packet.payload.clone())
+                let write = RtpWrite::new(out_pt, placed.seq, placed.time, incoming.wallclock, packet.payload.clone())
                     .marker(packet.header.marker)
                     .ext_vals(ext_vals.clone())
                     .nackable(video);
@@ -1019,6 +1022,11 @@ fn on_event(t: &mut Transport, event: Event, now: Instant, work: &mut VecDeque<W
             counters.nacks_sent += t.nacks.advance((stats.mid, stats.rid, false), stats.nacks);
         }
         Event::PeerStats(stats) => t.stats = Some(stats),
+        Event::SenderFeedback(feedback) => {
+            if let Some(p) = t.publishing_mut() {
+                p.clock.report(&feedback.sender_info, feedback.received_at);
+            }
+        }
         _ => {}
     }
 }
